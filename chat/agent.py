@@ -1,0 +1,192 @@
+"""The agent and its provider: one OpenAI-API code path for OpenAI, any compatible server and
+the embedded model (DESIGN.md "The agent").
+
+`stream_reply()` yields text deltas from the OpenAI Agents SDK and maps every provider failure
+to a `ProviderError` that carries DESIGN.md's error code and whether a retry may help.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import openai
+from agents import (
+    Agent,
+    AgentsException,
+    ModelSettings,
+    OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
+    Runner,
+    set_tracing_disabled,
+)
+from django.conf import settings
+from openai.types.responses import ResponseTextDeltaEvent
+
+from chat import local_model
+
+logger = logging.getLogger(__name__)
+
+PROVIDERS = ("local", "openai", "compatible")
+DEFAULT_MODELS = {
+    "local": local_model.MODEL_NAME,
+    "openai": "gpt-4o-mini",
+    "compatible": "default",
+}
+# The embedded model has a 2k-token window per slot; real providers take much more history.
+HISTORY_CHARS = {"local": 4000, "openai": 60000, "compatible": 60000}
+LOCAL_MAX_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Which model answers, and how to reach it."""
+
+    name: str
+    model: str
+    offline_demo: bool
+    history_chars: int
+
+
+class ProviderError(Exception):
+    """A failure of the model provider, as DESIGN.md's error code."""
+
+    def __init__(
+        self, message: str, *, code: str = "provider_error", recoverable: bool = True
+    ):
+        super().__init__(message)
+        self.code = code
+        self.recoverable = recoverable
+
+
+def provider() -> Provider:
+    """The provider chosen by AGENT_PROVIDER and AGENT_MODEL."""
+    name = settings.AGENT_PROVIDER
+    if name not in PROVIDERS:
+        raise ProviderError(
+            f"AGENT_PROVIDER must be one of {', '.join(PROVIDERS)}, not {name!r}",
+            recoverable=False,
+        )
+    return Provider(
+        name=name,
+        model=settings.AGENT_MODEL or DEFAULT_MODELS[name],
+        offline_demo=name == "local",
+        history_chars=HISTORY_CHARS[name],
+    )
+
+
+# One client per event loop: an httpx pool must not be shared across loops (tests run many).
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _client(name: str) -> openai.AsyncOpenAI:
+    """The openai client for the provider, made once per event loop."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (name, settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
+    if key not in per_loop:
+        if name == "local":
+            try:
+                url = await asyncio.to_thread(local_model.base_url)
+            except local_model.LocalModelUnavailable as exc:
+                raise ProviderError(str(exc), recoverable=False) from exc
+            per_loop[key] = openai.AsyncOpenAI(
+                base_url=url, api_key="local", max_retries=0
+            )
+        elif name == "compatible" and not settings.OPENAI_BASE_URL:
+            raise ProviderError(
+                "AGENT_PROVIDER=compatible needs OPENAI_BASE_URL", recoverable=False
+            )
+        else:
+            # A compatible server may need no key at all; OpenAI itself always does.
+            api_key = settings.OPENAI_API_KEY or (
+                "unused" if name == "compatible" else None
+            )
+            if api_key is None:
+                raise ProviderError(
+                    "AGENT_PROVIDER=openai needs OPENAI_API_KEY", recoverable=False
+                )
+            per_loop[key] = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=settings.OPENAI_BASE_URL or None,
+                max_retries=1,
+            )
+    return per_loop[key]
+
+
+async def _agent(chosen: Provider) -> Agent:
+    """The agent with the provider's model."""
+    client = await _client(chosen.name)
+    set_tracing_disabled(chosen.name != "openai")
+    if chosen.name == "openai":
+        model = OpenAIResponsesModel(model=chosen.model, openai_client=client)
+        model_settings = ModelSettings()
+    else:
+        model = OpenAIChatCompletionsModel(model=chosen.model, openai_client=client)
+        model_settings = ModelSettings(
+            include_usage=True,
+            max_tokens=LOCAL_MAX_TOKENS if chosen.name == "local" else None,
+        )
+    return Agent(
+        name="Assistant",
+        instructions=settings.AGENT_INSTRUCTIONS,
+        model=model,
+        model_settings=model_settings,
+    )
+
+
+@dataclass
+class Usage:
+    """Output tokens the provider reported, when it did."""
+
+    output_tokens: int | None = None
+
+
+async def stream_reply(
+    history: list[dict[str, str]], *, chosen: Provider, usage: Usage
+) -> AsyncIterator[str]:
+    """Text deltas of the agent's answer to the thread's history; fills `usage` at the end."""
+    try:
+        agent = await _agent(chosen)
+        result = Runner.run_streamed(agent, input=history)
+        try:
+            async for event in result.stream_events():
+                if event.type == "raw_response_event" and isinstance(
+                    event.data, ResponseTextDeltaEvent
+                ):
+                    if event.data.delta:
+                        yield event.data.delta
+        finally:
+            # Stop the SDK's background task whether we finished, failed or were cancelled.
+            result.cancel()
+        output_tokens = result.context_wrapper.usage.output_tokens
+        usage.output_tokens = output_tokens or None
+    except ProviderError:
+        raise
+    except openai.APITimeoutError as exc:
+        raise ProviderError("The model provider timed out.", code="timeout") from exc
+    except openai.APIStatusError as exc:
+        raise ProviderError(
+            f"The model provider answered HTTP {exc.status_code}: {_detail(exc)}",
+            recoverable=exc.status_code >= 500 or exc.status_code in (408, 409, 429),
+        ) from exc
+    except openai.APIConnectionError as exc:
+        raise ProviderError("The model provider could not be reached.") from exc
+    except openai.APIError as exc:
+        raise ProviderError(f"The model provider failed: {_detail(exc)}") from exc
+    except (httpx.HTTPError, AgentsException) as exc:
+        raise ProviderError(
+            f"The model provider failed: {exc.__class__.__name__}"
+        ) from exc
+
+
+def _detail(exc: openai.APIError) -> str:
+    """The provider's own error message, kept short."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    text = (
+        body.get("message") or (body.get("error") or {}).get("message") or exc.message
+    )
+    return str(text)[:300]

@@ -1,0 +1,146 @@
+"""The WebSocket of a thread: decode, authorize, hand over to the generation service.
+
+No ORM and no streaming loop here: a reply runs as its own task (chat.generation), and this
+consumer only subscribes to the thread's frames, filtering out any it already delivered.
+"""
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chat import frames, generation, selectors
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class ThreadConsumer(AsyncWebsocketConsumer):
+    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync (DESIGN.md)."""
+
+    thread_id = ""
+
+    async def connect(self) -> None:
+        # Accept first: a close before accepting reaches the browser as a bare handshake
+        # failure, without the code that tells it why.
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        thread = await database_sync_to_async(selectors.thread_get_for_user)(
+            user=user, thread_id=self.scope["url_route"]["kwargs"]["thread_id"]
+        )
+        if thread is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.thread_id = str(thread.id)
+        self.delivered: dict[str, int] = {}
+        # Join before reading the snapshot, so no frame falls between the two.
+        await self.channel_layer.group_add(
+            generation.thread_group(self.thread_id), self.channel_name
+        )
+        await generation.thread_sweep(thread_id=self.thread_id)
+        await self._send_ready()
+
+    async def disconnect(self, code: int) -> None:
+        # Leaving never stops a reply: it runs to its end and is saved.
+        if self.thread_id:
+            await self.channel_layer.group_discard(
+                generation.thread_group(self.thread_id), self.channel_name
+            )
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        if not self.thread_id:
+            return
+        command, problem = _decode(text_data)
+        if problem is not None:
+            await self._send(problem)
+            return
+        name = command.get("command")
+        try:
+            if name == "start":
+                await self._start(command)
+            elif name == "stop":
+                if not await generation.reply_stop(thread_id=self.thread_id):
+                    await self._send_ready()  # nothing running: let the client catch up
+            elif name == "heartbeat":
+                await self._send(frames.heartbeat())
+            elif name == "resync":
+                await self._send_ready()
+            else:
+                await self._bad_request(f"Unknown command {name!r}.")
+        except generation.GenerationError as exc:
+            await self._send(exc.frame())
+        except Exception:
+            logger.exception("command %r failed on thread %s", name, self.thread_id)
+            await self._send(
+                frames.error(
+                    code="internal", message="The server failed.", recoverable=True
+                )
+            )
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        """A frame published to the thread's group."""
+        frame = event["frame"]
+        message_id = frame.get("message_id")
+        if message_id is not None and "seq" in frame:
+            # Drop what the snapshot in `ready` (or an earlier frame) already covered.
+            if frame["seq"] <= self.delivered.get(message_id, -1):
+                return
+            self.delivered[message_id] = frame["seq"]
+        await self._send(frame)
+
+    async def _start(self, command: dict[str, Any]) -> None:
+        result = await generation.reply_start(
+            thread_id=self.thread_id,
+            text=command.get("message"),
+            client_id=command.get("client_id"),
+        )
+        if result.duplicate:
+            # A retried send: tell this client where things stand instead of starting again.
+            await self._send_ready()
+
+    async def _send_ready(self) -> None:
+        active = await generation.thread_snapshot(thread_id=self.thread_id)
+        if active is not None:
+            self.delivered[active["message_id"]] = active["seq"]
+        await self._send(frames.ready(thread_id=self.thread_id, active=active))
+
+    async def _bad_request(self, text: str) -> None:
+        await self._send(
+            frames.error(code="bad_request", message=text, recoverable=False)
+        )
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame))
+
+
+def _decode(
+    text_data: str | None,
+) -> tuple[dict[str, Any], None] | tuple[None, dict[str, Any]]:
+    """The command object, or the `error` frame that answers a bad frame."""
+    if text_data is None:
+        problem = "Frames must be JSON text."
+    elif len(text_data) > settings.MAX_MESSAGE_CHARS * 6 + 1024:
+        # Far past any valid `start`, even with every character escaped: refuse unparsed.
+        return None, frames.error(
+            code="too_large", message="The frame is too large.", recoverable=False
+        )
+    else:
+        try:
+            command = json.loads(text_data)
+        except ValueError:
+            problem = "Frames must be JSON."
+        else:
+            if isinstance(command, dict):
+                return command, None
+            problem = "A frame must be a JSON object with a `command`."
+    return None, frames.error(code="bad_request", message=problem, recoverable=False)

@@ -1,0 +1,145 @@
+"""The wire frames of DESIGN.md, defined once for the WebSocket, SSE and tests.
+
+Every server frame has `type` and `ts` (epoch ms). Frames of a reply carry `message_id` and
+`seq`: 0 for `start`, then +1 per frame of that reply, so a client can detect a gap.
+"""
+
+import time
+from typing import Any, Literal, NotRequired, TypedDict
+
+ErrorCode = Literal[
+    "bad_request",
+    "too_large",
+    "busy",
+    "rate_limited",
+    "provider_error",
+    "timeout",
+    "interrupted",
+    "internal",
+]
+
+
+class Metrics(TypedDict):
+    """What a finished reply measured."""
+
+    totalTokens: int
+    elapsedSeconds: float
+    throughputTokensPerSec: float
+    timeToFirstTokenMs: int | None
+
+
+class Snapshot(TypedDict):
+    """A reply in flight: its text up to and including frame `seq`."""
+
+    message_id: str
+    seq: int
+    content: str
+
+
+class Frame(TypedDict):
+    """Any server frame."""
+
+    type: str
+    ts: int
+    message_id: NotRequired[str]
+    seq: NotRequired[int]
+
+
+def now_ms() -> int:
+    """Server time as epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def metrics(*, tokens: int, elapsed_ms: int, first_token_ms: int | None) -> Metrics:
+    """A reply's metrics from what was counted and timed."""
+    seconds = elapsed_ms / 1000
+    return {
+        "totalTokens": tokens,
+        "elapsedSeconds": round(seconds, 3),
+        "throughputTokensPerSec": round(tokens / seconds, 2) if seconds > 0 else 0.0,
+        "timeToFirstTokenMs": first_token_ms,
+    }
+
+
+def ready(*, thread_id: str, active: Snapshot | None) -> dict[str, Any]:
+    """The first frame on a socket, and the answer to `resync`."""
+    return {"type": "ready", "ts": now_ms(), "thread_id": thread_id, "active": active}
+
+
+def message(*, message: dict[str, Any]) -> dict[str, Any]:
+    """A persisted user message, for every tab of the thread."""
+    return {"type": "message", "ts": now_ms(), "message": message}
+
+
+def start(*, message_id: str, model: str) -> dict[str, Any]:
+    """A reply began."""
+    return {
+        "type": "start",
+        "ts": now_ms(),
+        "message_id": message_id,
+        "seq": 0,
+        "model": model,
+    }
+
+
+def token(*, message_id: str, seq: int, text: str) -> dict[str, Any]:
+    """A chunk of reply text (one or more model tokens)."""
+    return {
+        "type": "token",
+        "ts": now_ms(),
+        "message_id": message_id,
+        "seq": seq,
+        "token": text,
+    }
+
+
+def complete(
+    *,
+    message_id: str,
+    seq: int,
+    status: Literal["complete", "cancelled"],
+    metrics: Metrics,
+) -> dict[str, Any]:
+    """A reply ended normally or by `stop`."""
+    return {
+        "type": "complete",
+        "ts": now_ms(),
+        "message_id": message_id,
+        "seq": seq,
+        "status": status,
+        "metrics": metrics,
+    }
+
+
+def error(
+    *,
+    code: ErrorCode,
+    message: str,
+    recoverable: bool,
+    message_id: str | None = None,
+    seq: int | None = None,
+) -> dict[str, Any]:
+    """An error; with `message_id` it ends that reply like `complete` does."""
+    frame: dict[str, Any] = {
+        "type": "error",
+        "ts": now_ms(),
+        "code": code,
+        "message": message,
+        "recoverable": recoverable,
+    }
+    if message_id is not None:
+        frame["message_id"] = message_id
+        frame["seq"] = seq
+    return frame
+
+
+def heartbeat() -> dict[str, Any]:
+    """The answer to a client's heartbeat."""
+    return {"type": "heartbeat", "ts": now_ms()}
+
+
+def is_terminal(frame: dict[str, Any]) -> bool:
+    """Whether the frame ends a reply."""
+    return frame["type"] == "complete" or (
+        frame["type"] == "error" and "message_id" in frame
+    )

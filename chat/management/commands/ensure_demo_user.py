@@ -1,0 +1,34 @@
+"""Create a demo user on an empty database and print its credentials."""
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+USERNAME = "demo"
+
+
+class Command(BaseCommand):
+    """`make run` calls this: a newcomer can log in straight away."""
+
+    help = "Create the demo user when no user exists, and print how to log in."
+
+    def handle(self, *args, **options) -> None:
+        User = get_user_model()
+        saved = settings.VAR_DIR / "demo-credentials.txt"
+        if not User.objects.exists():
+            password = secrets.token_urlsafe(9)
+            User.objects.create_user(
+                username=USERNAME, password=password, is_staff=True, is_superuser=True
+            )
+            settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+            saved.write_text(f"{USERNAME} {password}\n")
+            saved.chmod(0o600)
+        if saved.exists():
+            username, password = saved.read_text().split()
+            if User.objects.filter(username=username).exists():
+                self.stdout.write(
+                    f"Log in at http://127.0.0.1:8000/ as  user: {username}  password: {password}"
+                    f"  (also admin at /admin/; kept in {saved})"
+                )

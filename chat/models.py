@@ -1,0 +1,100 @@
+"""Threads and messages (DESIGN.md "Data")."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from chat import frames
+
+
+class Thread(models.Model):
+    """A conversation owned by one user."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
+    )
+    title = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"Thread {str(self.id)[:8]}"
+
+
+class Message(models.Model):
+    """One user, assistant or system message of a thread."""
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        SYSTEM = "system"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        CANCELLED = "cancelled"
+        ERROR = "error"
+        INTERRUPTED = "interrupted"
+
+    TERMINAL = frozenset(
+        {Status.COMPLETE, Status.CANCELLED, Status.ERROR, Status.INTERRUPTED}
+    )
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey(
+        Thread, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True, default="")
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.COMPLETE, db_index=True
+    )
+    # Sent by the client with `start`; unique per thread so a retried send never duplicates.
+    client_id = models.UUIDField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True, default="")
+    error_code = models.CharField(max_length=32, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["thread", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="unique_client_id_per_thread",
+            )
+        ]
+        indexes = [models.Index(fields=["thread", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def metrics(self) -> dict | None:
+        """The reply's metrics as DESIGN.md's `complete` frame names them, once it has ended."""
+        if self.role != self.Role.ASSISTANT or self.elapsed_ms is None:
+            return None
+        return frames.metrics(
+            tokens=self.token_count or 0,
+            elapsed_ms=self.elapsed_ms,
+            first_token_ms=self.first_token_ms,
+        )
+
+    @property
+    def error(self) -> dict | None:
+        """The error as `{code, message}`, or None."""
+        if not self.error_code:
+            return None
+        return {"code": self.error_code, "message": self.error_message}

@@ -1,0 +1,9 @@
+"""WebSocket URLs."""
+
+from django.urls import path
+
+from chat.consumers import ThreadConsumer
+
+websocket_urlpatterns = [
+    path("ws/threads/<str:thread_id>/", ThreadConsumer.as_asgi()),
+]

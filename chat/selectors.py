@@ -1,0 +1,88 @@
+"""Reads: threads, messages and the agent's view of a thread. Synchronous ORM code."""
+
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+
+from chat.models import Message, Thread
+
+
+def thread_get_for_user(
+    *, user: AbstractBaseUser, thread_id: str | uuid.UUID
+) -> Thread | None:
+    """The user's thread with that id, or None (another user's thread is simply not found)."""
+    try:
+        return Thread.objects.get(pk=thread_id, owner=user)
+    except (Thread.DoesNotExist, ValueError, ValidationError):
+        return None
+
+
+def thread_list(*, user: AbstractBaseUser) -> list[Thread]:
+    """The user's threads, newest first."""
+    return list(Thread.objects.filter(owner=user).order_by("-updated_at"))
+
+
+def thread_history(
+    *, thread_id: uuid.UUID, exclude_id: uuid.UUID | None, max_chars: int
+) -> list[dict[str, str]]:
+    """The thread as agent input: the most recent messages whose text fits in `max_chars`."""
+    rows = (
+        Message.objects.filter(thread_id=thread_id)
+        .exclude(pk=exclude_id)
+        .exclude(content="")
+        .order_by("-created_at", "-id")
+        .values_list("role", "content")
+    )
+    history: list[dict[str, str]] = []
+    used = 0
+    for role, content in rows.iterator():
+        used += len(content)
+        if history and used > max_chars:
+            break
+        history.append({"role": role, "content": content[-max_chars:]})
+    history.reverse()
+    return history
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """A message as DESIGN.md's message object (frames and API alike)."""
+    payload: dict[str, Any] = {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "client_id": str(message.client_id) if message.client_id else None,
+        "created_at": message.created_at.isoformat(),
+    }
+    if message.role == Message.Role.ASSISTANT:
+        payload["model"] = message.model
+        payload["metrics"] = message.metrics
+        payload["error"] = message.error
+    return payload
+
+
+def thread_payload(thread: Thread) -> dict[str, Any]:
+    """A thread as the page and the API show it."""
+    return {
+        "id": str(thread.id),
+        "title": thread.title,
+        "created_at": thread.created_at.isoformat(),
+        "updated_at": thread.updated_at.isoformat(),
+    }
+
+
+def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
+    """All messages of a thread, oldest first."""
+    return list(
+        Message.objects.filter(thread_id=thread_id).order_by("created_at", "id")
+    )
+
+
+def replies_streaming(*, thread_id: uuid.UUID | None = None) -> list[Message]:
+    """Replies recorded as in flight, optionally of one thread."""
+    qs = Message.objects.filter(status=Message.Status.STREAMING)
+    if thread_id is not None:
+        qs = qs.filter(thread_id=thread_id)
+    return list(qs)

@@ -1,0 +1,490 @@
+"""Scripted OpenAI-compatible HTTP stub server for tests and benchmarks (stdlib only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import json
+import re
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Self
+
+STUB_MODEL = "stub-model"
+"""Model id listed by ``GET /v1/models`` and echoed when a request names no model."""
+
+_LOREM = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed")
+# Bounded so long benchmark runs cannot grow memory without limit.
+_MAX_RECORDED = 10_000
+# The default backlog (100) overflows when a benchmark opens 500 connections at once.
+_BACKLOG = 2048
+_ERROR_KINDS = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    404: ("invalid_request_error", "unknown_url"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+_FAILURES = ("error_after", "drop_after", "stall_after")
+
+
+@dataclass
+class Script:
+    """A scripted reply for requests whose last user message contains ``match``."""
+
+    match: str = ""
+    tokens: list[str] = field(default_factory=list)
+    delay_ms: float | None = None  # None: the server-wide default delay
+    first_token_delay_ms: float = 0.0
+    status: int | None = None
+    error_after: int | None = None
+    drop_after: int | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 600.0
+    usage: dict[str, int] | None = None
+    times: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Script:
+        """Build a script from its JSON form, rejecting unknown keys so typos fail loudly."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown script fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def keep_alive(self) -> bool:
+        conn = self.headers.get("connection", "").lower()
+        return "close" not in conn if self.version == "HTTP/1.1" else "keep-alive" in conn
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return self.body.decode("utf-8", "replace")
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _message_text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):  # content-part form: [{"type": "text", "text": ...}]
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def _phrase(status: int) -> str:
+    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Unknown"
+
+
+def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
+    fallback = "server_error" if status >= 500 else "invalid_request_error"
+    err_type, code = _ERROR_KINDS.get(status, (fallback, fallback))
+    text = message or f"Stub provider scripted error: {status} {_phrase(status)}."
+    return {"error": {"message": text, "type": err_type, "param": None, "code": code}}
+
+
+def _head(status: int, content_type: str, keep: bool, length: int | None = None) -> bytes:
+    # Without a Content-Length the body is chunked, which is what keeps streams reusable.
+    size = f"content-length: {length}" if length is not None else "transfer-encoding: chunked"
+    lines = [
+        f"HTTP/1.1 {status} {_phrase(status)}",
+        f"content-type: {content_type}",
+        size,
+        "cache-control: no-cache",
+        f"x-request-id: req_{uuid.uuid4().hex}",
+        f"connection: {'keep-alive' if keep else 'close'}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _send_json(writer: asyncio.StreamWriter, status: int, payload: Any, keep: bool) -> bool:
+    data = json.dumps(payload).encode()
+    writer.write(_head(status, "application/json", keep, len(data)) + data)
+    await writer.drain()
+    return keep
+
+
+async def _send_event(writer: asyncio.StreamWriter, payload: Any) -> None:
+    data = b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    writer.write(b"%x\r\n%s\n\n\r\n" % (len(data) + 2, data))
+    await writer.drain()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None  # the client closed an idle keep-alive connection
+    except asyncio.LimitOverrunError as exc:
+        raise _BadRequest("request head too large") from exc
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        method, target, version = lines[0].split(" ", 2)
+    except ValueError as exc:
+        raise _BadRequest("malformed request line") from exc
+    headers: dict[str, str] = {}
+    for line in filter(None, lines[1:]):
+        name, _, value = line.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            parts.append((await reader.readexactly(size + 2))[:-2])
+        while await reader.readuntil(b"\r\n") != b"\r\n":
+            pass  # trailers
+        body = b"".join(parts)
+    elif (length := headers.get("content-length", "0")).isdigit():
+        body = await reader.readexactly(int(length))
+    else:
+        raise _BadRequest("bad content-length")
+    return _Request(method.upper(), target, version.upper(), headers, body)
+
+
+class StubServer:
+    """OpenAI-compatible stub server on loopback, driven by registered ``Script`` objects."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        delay_ms: float = 0,
+        reply_tokens: int | None = None,
+    ) -> None:
+        """Configure the server; nothing listens until ``start()`` (or ``open()``)."""
+        self.host, self.port = host, port
+        self.delay_ms, self.reply_tokens = delay_ms, reply_tokens
+        self.chatkit_status: int | None = None
+        # A threading lock because tests script the server from outside its loop thread.
+        self._lock = threading.Lock()
+        self._scripts: list[Script] = []
+        self._recorded: deque[dict[str, Any]] = deque(maxlen=_MAX_RECORDED)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL ending in ``/v1``, i.e. the value for ``OPENAI_BASE_URL``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Copy of recorded requests: method, path, headers, body, received_at."""
+        with self._lock:
+            return copy.deepcopy(list(self._recorded))
+
+    def script(self, match: str = "", **fields: Any) -> Script:
+        """Register a script; the most recently registered matching script wins."""
+        return self.add_script(Script(match=match, **fields))
+
+    def add_script(self, script: Script | dict[str, Any]) -> Script:
+        """Register a ``Script`` or its JSON-dict form."""
+        script = Script.from_dict(script) if isinstance(script, dict) else script
+        with self._lock:
+            self._scripts.append(script)
+        return script
+
+    def reset(self) -> None:
+        """Forget all scripts, recorded requests and any scripted ChatKit status."""
+        with self._lock:
+            self._scripts.clear()
+            self._recorded.clear()
+            self.chatkit_status = None
+
+    def start(self) -> Self:
+        """Serve from a daemon thread with its own event loop; return once listening."""
+        if self._thread is not None:
+            return self
+        ready, failure = threading.Event(), []
+        loop = self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            try:
+                loop.run_until_complete(self.open())
+            except OSError as exc:  # e.g. port in use: re-raised in the caller's thread
+                failure.append(exc)
+            finally:
+                ready.set()
+            if self._server is not None:
+                loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="stub-provider", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._server is None:
+            self._thread.join()
+            self._loop = self._thread = None
+            raise failure[0] if failure else RuntimeError("stub provider failed to start")
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every open (including stalled) connection."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop the server."""
+        self.stop()
+
+    async def open(self) -> None:
+        """Start listening on the running event loop (for callers already inside asyncio)."""
+        self._server = await asyncio.start_server(
+            self._serve_connection, self.host, self.port, backlog=_BACKLOG
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening and abort open connections; run on the server's own loop."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1)
+            self._server = None
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        aborted = False
+        try:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except _BadRequest as exc:
+                    await _send_json(writer, 400, _error_body(400, str(exc)), False)
+                    break
+                if request is None or not await self._dispatch(request, reader, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away mid-request or mid-stream
+        except asyncio.CancelledError:
+            aborted = True  # stop(): drop the socket now rather than flush to a stalled peer
+        finally:
+            self._tasks.discard(task)
+            writer.transport.abort() if aborted else writer.close()
+
+    async def _dispatch(
+        self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Answer one request; return whether the connection may be reused."""
+        keep, body, route = request.keep_alive, request.json(), (request.method, request.path)
+        # Control traffic is not recorded so it never pollutes assertions on client requests.
+        if request.path.startswith("/_stub/"):
+            return await self._control(route, body, writer, keep)
+        record = {"method": request.method, "path": request.target, "body": body}
+        record.update(headers=dict(request.headers), received_at=time.time())
+        with self._lock:
+            self._recorded.append(record)
+        body = body if isinstance(body, dict) else {}
+        if route == ("POST", "/v1/chat/completions"):
+            return await self._chat_completions(body, reader, writer, keep)
+        if route == ("GET", "/v1/models"):
+            model = {"id": STUB_MODEL, "object": "model", "created": 0, "owned_by": "stub"}
+            return await _send_json(writer, 200, {"object": "list", "data": [model]}, keep)
+        if route == ("POST", "/v1/chatkit/sessions"):
+            status = self.chatkit_status
+            if status is not None and status >= 400:
+                return await _send_json(writer, status, _error_body(status), keep)
+            return await _send_json(writer, 200, _chatkit_session(body), keep)
+        message = f"Invalid URL ({request.method} {request.path})"
+        return await _send_json(writer, 404, _error_body(404, message), keep)
+
+    async def _control(
+        self, route: tuple[str, str], body: Any, writer: asyncio.StreamWriter, keep: bool
+    ) -> bool:
+        if route == ("GET", "/_stub/requests"):
+            return await _send_json(writer, 200, self.requests, keep)
+        if route == ("POST", "/_stub/reset"):
+            self.reset()
+            return await _send_json(writer, 200, {"ok": True}, keep)
+        if route == ("POST", "/_stub/chatkit") and isinstance(body, dict):
+            self.chatkit_status = body.get("status")
+            return await _send_json(writer, 200, {"ok": True}, keep)
+        if route == ("POST", "/_stub/scripts") and isinstance(body, dict):
+            try:
+                script = self.add_script(body)
+            except (TypeError, ValueError) as exc:
+                return await _send_json(writer, 400, _error_body(400, str(exc)), keep)
+            return await _send_json(writer, 200, dataclasses.asdict(script), keep)
+        return await _send_json(writer, 404, _error_body(404, f"Unknown control {route}"), keep)
+
+    def _pick_script(self, prompt: str) -> Script:
+        with self._lock:
+            for script in reversed(self._scripts):
+                if script.match in prompt:
+                    if script.times is not None:
+                        script.times -= 1
+                        if script.times <= 0:
+                            self._scripts.remove(script)
+                    return script
+        if self.reply_tokens is not None:
+            words = [_LOREM[i % len(_LOREM)] for i in range(self.reply_tokens)]
+            return Script(tokens=[w if i == 0 else " " + w for i, w in enumerate(words)])
+        return Script(tokens=re.findall(r"\s*\S+", "Echo: " + prompt))
+
+    async def _chat_completions(
+        self,
+        body: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        keep: bool,
+    ) -> bool:
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        script = self._pick_script(_message_text(users[-1]) if users else "")
+        if script.status is not None:
+            return await _send_json(writer, script.status, _error_body(script.status), keep)
+        tokens = script.tokens
+        delay = (self.delay_ms if script.delay_ms is None else script.delay_ms) / 1000
+        first_delay = script.first_token_delay_ms / 1000
+        usage = {
+            "prompt_tokens": sum(len(_message_text(m).split()) for m in messages),
+            "completion_tokens": len(tokens),
+            **(script.usage or {}),
+        }
+        usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+        # The earliest failure point wins; one beyond the reply fails after the last token.
+        cut, failure = len(tokens), None
+        for name in _FAILURES:
+            after = getattr(script, name)
+            if after is not None and (failure is None or after < cut):
+                cut, failure = min(after, len(tokens)), name
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model") or STUB_MODEL,
+        }
+
+        if not body.get("stream"):
+            await asyncio.sleep(first_delay + delay * max(cut - 1, 0))
+            if failure == "error_after":
+                return await _send_json(writer, 500, _error_body(500), keep)
+            if failure == "stall_after":
+                await _stall(reader, script.stall_seconds)
+            if failure is not None:
+                return False
+            message = {"role": "assistant", "content": "".join(tokens), "refusal": None}
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            completion = {**base, "object": "chat.completion", "choices": [choice]}
+            return await _send_json(writer, 200, {**completion, "usage": usage}, keep)
+
+        if (body.get("stream_options") or {}).get("include_usage"):
+            base["usage"] = None  # OpenAI sends usage: null on every chunk but the last
+
+        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        writer.write(_head(200, "text/event-stream; charset=utf-8", keep))
+        await _send_event(writer, chunk({"role": "assistant", "content": ""}))
+        for index, token in enumerate(tokens[:cut]):
+            await asyncio.sleep(first_delay if index == 0 else delay)
+            await _send_event(writer, chunk({"content": token}))
+        if failure == "drop_after":
+            return False  # the connection closes without the terminating chunk: that's the point
+        if failure == "stall_after":
+            await _stall(reader, script.stall_seconds)
+            return False
+        if failure == "error_after":
+            message = "The server had an error while processing your request."
+            error = {"message": message, "type": "server_error", "code": "server_error"}
+            await _send_event(writer, {"error": error})
+        else:
+            await _send_event(writer, chunk({}, "stop"))
+            if "usage" in base:
+                await _send_event(writer, {**base, "choices": [], "usage": usage})
+            await _send_event(writer, b"[DONE]")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return keep
+
+
+def _chatkit_session(body: dict[str, Any]) -> dict[str, Any]:
+    workflow = body.get("workflow") if isinstance(body.get("workflow"), dict) else {}
+    lifetime = (body.get("expires_after") or {}).get("seconds", 600)
+    return {
+        "id": f"cksess_{uuid.uuid4().hex}",
+        "object": "chatkit.session",
+        "client_secret": f"ek_{uuid.uuid4().hex}",
+        "expires_at": int(time.time()) + int(lifetime),
+        "status": "active",
+        "user": body.get("user"),
+        "workflow": {"id": workflow.get("id"), "version": workflow.get("version")},
+        "rate_limits": {"max_requests_per_1_minute": 10},
+        "max_requests_per_1_minute": 10,
+    }
+
+
+async def _stall(reader: asyncio.StreamReader, seconds: float) -> None:
+    # Reading (and discarding) is how a hang-up by the client is noticed.
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run in the foreground, print ``STUB_URL=...`` once listening, exit on SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m chat.stub_provider", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0)
+    parser.add_argument("--reply-tokens", type=int, default=None)
+    args = parser.parse_args(argv)
+    server = StubServer(args.host, args.port, args.delay_ms, args.reply_tokens)
+
+    async def serve() -> None:
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+        await server.open()
+        print(f"STUB_URL={server.url}", flush=True)
+        await stopping.wait()
+        await server.close()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""URLs: the chat page, accounts, admin, the API and the health check."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from chat import views
+
+urlpatterns = [
+    path("", views.chat_page, name="chat"),
+    path("t/<uuid:thread_id>/", views.chat_page, name="thread"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include("chat.api.urls")),
+    path("healthz", views.healthz, name="healthz"),
+]

@@ -1,0 +1,145 @@
+"""Shared fixtures: the stub provider, users with sessions, channel layers, real services.
+
+Tests that need Redis, PostgreSQL or Chromium skip when it is missing on a laptop; with
+CHAT_REQUIRE_SERVICES=1 (set by .ci/run) a missing service fails the test instead.
+"""
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from channels.layers import channel_layers
+from django.conf import settings as django_settings
+
+from chat.stub_provider import StubServer
+
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_TEST_URL = os.environ.get("POSTGRES_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def require(service: str, reachable: bool) -> None:
+    """Skip (laptop) or fail (CI) a test whose service is not there."""
+    if reachable:
+        return
+    message = f"{service} is not reachable"
+    if os.environ.get("CHAT_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message}, and CI requires it")
+    pytest.skip(message)
+
+
+def tcp_open(url: str, default_port: int) -> bool:
+    """Whether something listens at the URL's host and port."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stub_server():
+    """One scripted OpenAI-compatible server for the whole run."""
+    with StubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def stub(stub_server, settings):
+    """The stub as this test's provider, with no scripts left from other tests."""
+    stub_server.reset()
+    settings.AGENT_PROVIDER = "compatible"
+    settings.AGENT_MODEL = "stub-model"
+    settings.OPENAI_BASE_URL = stub_server.url
+    settings.OPENAI_API_KEY = "test-key"
+    return stub_server
+
+
+@pytest.fixture(autouse=True)
+def _never_the_internet(settings):
+    """No test reaches a real provider: without the `stub` fixture, the provider is unusable."""
+    settings.AGENT_PROVIDER = "compatible"
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+    settings.OPENAI_API_KEY = "none"
+
+
+@pytest.fixture
+def redis_url():
+    """The test Redis database, flushed before and after."""
+    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def postgres_url():
+    """The PostgreSQL server's maintenance database URL."""
+    require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
+    return POSTGRES_TEST_URL
+
+
+def _use_layer(settings, redis: str | None) -> None:
+    settings.REDIS_URL = redis or ""
+    if redis:
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [redis], "capacity": 1000, "expiry": 60},
+            }
+        }
+    else:
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels.layers.InMemoryChannelLayer",
+                "CONFIG": {"capacity": 1000},
+            }
+        }
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def layer(request, settings):
+    """Each channel layer (and its live-state store): in-process, then real Redis."""
+    redis = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    _use_layer(settings, redis)
+    yield request.param
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def memory_layer(settings):
+    """The laptop default: in-process layer and store."""
+    _use_layer(settings, None)
+    yield "memory"
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    """A user factory."""
+
+    def make(username: str):
+        return django_user_model.objects.create_user(username=username, password="pw-" + username)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+def pytest_configure(config):
+    # The test database settings come from chatproject.settings; keep the file under var/.
+    django_settings.VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,66 @@
+"""Helpers for driving the real ASGI application in-process."""
+
+import json
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chat import frames
+from chatproject.asgi import application
+
+ORIGIN = b"http://127.0.0.1:8000"
+
+
+@sync_to_async
+def session_cookie(user) -> str:
+    """A logged-in session for the user, as a Cookie header value."""
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+async def connect(thread_id: Any, user=None, *, origin: bytes = ORIGIN) -> WebsocketCommunicator:
+    """A socket on the thread through the whole stack (Origin check, session auth, router)."""
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1:8000")]
+    if user is not None:
+        headers.append((b"cookie", (await session_cookie(user)).encode()))
+    communicator = WebsocketCommunicator(application, f"/ws/threads/{thread_id}/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    return communicator
+
+
+async def receive(communicator: WebsocketCommunicator, timeout: float = 10) -> dict[str, Any]:
+    """The next frame."""
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def send(communicator: WebsocketCommunicator, payload: dict[str, Any] | str) -> None:
+    """Send a command (a dict) or raw text."""
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    await communicator.send_to(text_data=text)
+
+
+def start_command(message: str, client_id: str | None = None) -> dict[str, Any]:
+    """A `start` command with a fresh client_id."""
+    return {"command": "start", "message": message, "client_id": client_id or str(uuid.uuid4())}
+
+
+async def frames_until_end(
+    communicator: WebsocketCommunicator, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """Every frame up to and including the one that ends a reply."""
+    received = []
+    while True:
+        frame = await receive(communicator, timeout)
+        received.append(frame)
+        if frames.is_terminal(frame):
+            return received
+
+
+def reply_text(received: list[dict[str, Any]]) -> str:
+    """The reply text the frames carried."""
+    return "".join(f["token"] for f in received if f["type"] == "token")

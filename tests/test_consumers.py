@@ -1,0 +1,276 @@
+"""The thread WebSocket, driven through the real ASGI stack against the stub provider."""
+
+import asyncio
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat.models import Message, Thread
+from tests.helpers import (
+    connect,
+    frames_until_end,
+    receive,
+    reply_text,
+    send,
+    start_command,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+@database_sync_to_async
+def make_thread(owner) -> Thread:
+    return Thread.objects.create(owner=owner)
+
+
+@database_sync_to_async
+def messages_of(thread: Thread) -> list[Message]:
+    return list(thread.messages.order_by("created_at", "id"))
+
+
+async def test_reply_frames_arrive_in_design_order_and_the_saved_reply_is_the_stub_text(
+    stub, layer, alice
+):
+    tokens = ["Hello", " there", ",", " how", " are", " you", " doing", " today", "?"]
+    stub.script("greet-me", tokens=tokens, delay_ms=5)
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    ready = await receive(ws)
+    assert ready["type"] == "ready" and ready["thread_id"] == str(thread.id)
+    assert ready["active"] is None
+
+    await send(ws, start_command("please greet-me"))
+    received = await frames_until_end(ws)
+
+    types = [f["type"] for f in received]
+    assert types[0] == "message" and received[0]["message"]["role"] == "user"
+    assert types[1] == "start" and received[1]["seq"] == 0 and received[1]["model"] == "stub-model"
+    assert set(types[2:-1]) == {"token"}
+    assert types[-1] == "complete" and received[-1]["status"] == "complete"
+    seqs = [f["seq"] for f in received[1:]]
+    assert seqs == list(range(len(seqs))), "seq starts at 0 and grows by one per frame"
+    assert all(isinstance(f["ts"], int) for f in received)
+    metrics = received[-1]["metrics"]
+    assert metrics["totalTokens"] == len(tokens)
+    assert metrics["timeToFirstTokenMs"] is not None
+
+    user_message, reply = await messages_of(thread)
+    assert user_message.content == "please greet-me" and user_message.role == "user"
+    assert reply.content == "".join(tokens) == reply_text(received)
+    assert reply.status == "complete" and reply.token_count == len(tokens)
+    assert reply.elapsed_ms is not None and reply.first_token_ms is not None
+    await ws.disconnect()
+
+
+async def test_the_thread_history_goes_to_the_model_as_input(stub, memory_layer, alice):
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("first question"))
+    await frames_until_end(ws)
+    await send(ws, start_command("second question"))
+    await frames_until_end(ws)
+
+    last_request = [r for r in stub.requests if r["path"].endswith("/chat/completions")][-1]
+    sent = [(m["role"], m["content"]) for m in last_request["body"]["messages"]]
+    assert sent[0][0] == "system"
+    assert sent[1:] == [
+        ("user", "first question"),
+        ("assistant", "Echo: first question"),
+        ("user", "second question"),
+    ]
+    await ws.disconnect()
+
+
+async def test_an_anonymous_socket_is_closed_with_4401(memory_layer, alice):
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, None)
+    assert (await ws.receive_output(timeout=5))["code"] == 4401
+
+
+async def test_another_users_thread_and_a_missing_thread_are_closed_with_4404(
+    memory_layer, alice, bob
+):
+    thread = await make_thread(alice)
+    for thread_id in (thread.id, uuid.uuid4(), "not-a-uuid"):
+        ws = await connect(thread_id, bob)
+        assert (await ws.receive_output(timeout=5))["code"] == 4404
+
+
+async def test_bad_frames_get_an_error_frame_and_the_socket_still_works(
+    stub, memory_layer, alice, settings
+):
+    settings.MAX_MESSAGE_CHARS = 100
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+
+    bad = {
+        "not json": ("{oops", "bad_request"),
+        "not an object": ("[1, 2]", "bad_request"),
+        "unknown command": ({"command": "fly"}, "bad_request"),
+        "no command": ({"message": "hi"}, "bad_request"),
+        "missing message": ({"command": "start", "client_id": str(uuid.uuid4())}, "bad_request"),
+        "empty message": (start_command("   "), "bad_request"),
+        "bad client_id": ({"command": "start", "message": "hi", "client_id": "x"}, "bad_request"),
+        "too long": (start_command("x" * 101), "too_large"),
+    }
+    for label, (payload, code) in bad.items():
+        await send(ws, payload)
+        frame = await receive(ws)
+        assert frame["type"] == "error", label
+        assert frame["code"] == code, label
+        assert frame["message"] and frame["recoverable"] is False, label
+        assert "message_id" not in frame, label
+
+    await ws.send_to(bytes_data=b"\x00\x01")
+    assert (await receive(ws))["code"] == "bad_request"
+
+    assert await messages_of(thread) == [], "nothing was saved from bad frames"
+    await send(ws, {"command": "heartbeat"})
+    assert (await receive(ws))["type"] == "heartbeat"
+    await send(ws, start_command("still works"))
+    received = await frames_until_end(ws)
+    assert received[-1]["status"] == "complete"
+    assert reply_text(received) == "Echo: still works"
+    await ws.disconnect()
+
+
+async def test_a_provider_error_mid_stream_saves_the_reply_as_error_with_the_text_shown(
+    stub, memory_layer, alice
+):
+    stub.script("break-please", tokens=["One", " two", " three", " four"], error_after=2)
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("break-please"))
+    received = await frames_until_end(ws)
+
+    end = received[-1]
+    assert end["type"] == "error" and end["code"] == "provider_error"
+    assert end["recoverable"] is True
+    assert end["seq"] == received[-2]["seq"] + 1
+    shown = reply_text(received)
+    assert shown == "One two"
+    user_message, reply = await messages_of(thread)
+    assert user_message.content == "break-please"
+    assert reply.status == "error" and reply.content == shown
+    assert reply.error_code == "provider_error"
+    await ws.disconnect()
+
+
+async def test_an_http_500_before_the_first_token_ends_the_reply_as_error(
+    stub, memory_layer, alice
+):
+    stub.script("fail-now", status=500)
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("fail-now"))
+    received = await frames_until_end(ws)
+    assert received[-1]["code"] == "provider_error" and received[-1]["recoverable"] is True
+    assert "500" in received[-1]["message"]
+    _, reply = await messages_of(thread)
+    assert reply.status == "error" and reply.content == ""
+    await ws.disconnect()
+
+
+async def test_stop_ends_the_reply_as_cancelled_and_keeps_the_text_shown(
+    stub, memory_layer, alice
+):
+    stub.script("go-slow", tokens=[f" w{i}" for i in range(200)], delay_ms=20)
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("go-slow"))
+    received = []
+    while sum(f["type"] == "token" for f in received) < 3:
+        received.append(await receive(ws))
+    await send(ws, {"command": "stop"})
+    received += await frames_until_end(ws)
+
+    assert received[-1]["type"] == "complete" and received[-1]["status"] == "cancelled"
+    _, reply = await messages_of(thread)
+    assert reply.status == "cancelled"
+    assert reply.content == reply_text(received)
+    assert 0 < len(reply.content) < len("".join(f" w{i}" for i in range(200)))
+    await ws.disconnect()
+
+
+async def test_the_same_client_id_twice_gives_one_user_message_and_one_reply(
+    stub, memory_layer, alice
+):
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    command = start_command("only once")
+    await send(ws, command)
+    await frames_until_end(ws)
+    await send(ws, command)
+    frame = await receive(ws)
+    assert frame["type"] == "ready" and frame["active"] is None
+    assert [m.role for m in await messages_of(thread)] == ["user", "assistant"]
+    await ws.disconnect()
+
+
+async def test_a_second_start_while_a_reply_runs_is_busy(stub, memory_layer, alice):
+    stub.script("long-one", tokens=["a"] * 50, delay_ms=20)
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("long-one"))
+    assert (await receive(ws))["type"] == "message"
+    await send(ws, start_command("another"))
+    while (frame := await receive(ws))["type"] != "error":
+        pass
+    assert frame["code"] == "busy" and frame["recoverable"] is True
+    await frames_until_end(ws)
+    assert len(await messages_of(thread)) == 2
+    await ws.disconnect()
+
+
+async def test_a_socket_that_reconnects_mid_reply_continues_without_gap_or_duplicate(
+    stub, layer, alice
+):
+    tokens = [f" t{i}" for i in range(60)]
+    stub.script("resume-me", tokens=tokens, delay_ms=40)
+    thread = await make_thread(alice)
+    first = await connect(thread.id, alice)
+    await receive(first)
+    await send(first, start_command("resume-me"))
+    while (await receive(first))["type"] != "token":
+        pass
+    await first.disconnect()  # closing the socket must not stop the reply
+    await asyncio.sleep(0.1)
+
+    second = await connect(thread.id, alice)
+    ready = await receive(second)
+    assert ready["active"] is not None
+    text = ready["active"]["content"]
+    last_seq = ready["active"]["seq"]
+    rest = await frames_until_end(second)
+    for frame in rest:
+        assert frame["seq"] == last_seq + 1
+        last_seq = frame["seq"]
+    text += reply_text(rest)
+    _, reply = await messages_of(thread)
+    assert reply.status == "complete"
+    assert text == reply.content == "".join(tokens)
+    await second.disconnect()
+
+
+async def test_closing_the_only_socket_does_not_stop_the_reply(stub, memory_layer, alice):
+    stub.script("keep-going", tokens=["x"] * 20, delay_ms=10)
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("keep-going"))
+    await receive(ws)
+    await ws.disconnect()
+    for _ in range(100):
+        _, reply = await messages_of(thread)
+        if reply.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    assert reply.status == "complete" and reply.content == "x" * 20
