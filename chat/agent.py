@@ -11,7 +11,6 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 import openai
 from agents import (
     Agent,
@@ -53,9 +52,7 @@ class Provider:
 class ProviderError(Exception):
     """A failure of the model provider, as DESIGN.md's error code."""
 
-    def __init__(
-        self, message: str, *, code: str = "provider_error", recoverable: bool = True
-    ):
+    def __init__(self, message: str, *, code: str = "provider_error", recoverable: bool = True):
         super().__init__(message)
         self.code = code
         self.recoverable = recoverable
@@ -78,9 +75,7 @@ def provider() -> Provider:
 
 
 # One client per event loop: an httpx pool must not be shared across loops (tests run many).
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
-    weakref.WeakKeyDictionary()
-)
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
 async def _client(name: str) -> openai.AsyncOpenAI:
@@ -93,22 +88,16 @@ async def _client(name: str) -> openai.AsyncOpenAI:
                 url = await asyncio.to_thread(local_model.base_url)
             except local_model.LocalModelUnavailable as exc:
                 raise ProviderError(str(exc), recoverable=False) from exc
-            per_loop[key] = openai.AsyncOpenAI(
-                base_url=url, api_key="local", max_retries=0
-            )
+            per_loop[key] = openai.AsyncOpenAI(base_url=url, api_key="local", max_retries=0)
         elif name == "compatible" and not settings.OPENAI_BASE_URL:
             raise ProviderError(
                 "AGENT_PROVIDER=compatible needs OPENAI_BASE_URL", recoverable=False
             )
         else:
             # A compatible server may need no key at all; OpenAI itself always does.
-            api_key = settings.OPENAI_API_KEY or (
-                "unused" if name == "compatible" else None
-            )
+            api_key = settings.OPENAI_API_KEY or ("unused" if name == "compatible" else None)
             if api_key is None:
-                raise ProviderError(
-                    "AGENT_PROVIDER=openai needs OPENAI_API_KEY", recoverable=False
-                )
+                raise ProviderError("AGENT_PROVIDER=openai needs OPENAI_API_KEY", recoverable=False)
             per_loop[key] = openai.AsyncOpenAI(
                 api_key=api_key,
                 base_url=settings.OPENAI_BASE_URL or None,
@@ -177,16 +166,12 @@ async def stream_reply(
         raise ProviderError("The model provider could not be reached.") from exc
     except openai.APIError as exc:
         raise ProviderError(f"The model provider failed: {_detail(exc)}") from exc
-    except (httpx.HTTPError, AgentsException) as exc:
-        raise ProviderError(
-            f"The model provider failed: {exc.__class__.__name__}"
-        ) from exc
+    except AgentsException as exc:
+        raise ProviderError(f"The model provider failed: {exc.__class__.__name__}") from exc
 
 
 def _detail(exc: openai.APIError) -> str:
     """The provider's own error message, kept short."""
     body = exc.body if isinstance(exc.body, dict) else {}
-    text = (
-        body.get("message") or (body.get("error") or {}).get("message") or exc.message
-    )
+    text = body.get("message") or (body.get("error") or {}).get("message") or exc.message
     return str(text)[:300]

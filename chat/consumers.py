@@ -55,9 +55,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 generation.thread_group(self.thread_id), self.channel_name
             )
 
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None
-    ) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.thread_id:
             return
         command, problem = _decode(text_data)
@@ -82,9 +80,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("command %r failed on thread %s", name, self.thread_id)
             await self._send(
-                frames.error(
-                    code="internal", message="The server failed.", recoverable=True
-                )
+                frames.error(code="internal", message="The server failed.", recoverable=True)
             )
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
@@ -115,9 +111,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self._send(frames.ready(thread_id=self.thread_id, active=active))
 
     async def _bad_request(self, text: str) -> None:
-        await self._send(
-            frames.error(code="bad_request", message=text, recoverable=False)
-        )
+        await self._send(frames.error(code="bad_request", message=text, recoverable=False))
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame))

@@ -140,6 +140,4 @@ def heartbeat() -> dict[str, Any]:
 
 def is_terminal(frame: dict[str, Any]) -> bool:
     """Whether the frame ends a reply."""
-    return frame["type"] == "complete" or (
-        frame["type"] == "error" and "message_id" in frame
-    )
+    return frame["type"] == "complete" or (frame["type"] == "error" and "message_id" in frame)

@@ -27,9 +27,7 @@ logger = logging.getLogger(__name__)
 class GenerationError(Exception):
     """A request the generation service refuses, as DESIGN.md's error code."""
 
-    def __init__(
-        self, code: frames.ErrorCode, message: str, *, recoverable: bool = False
-    ):
+    def __init__(self, code: frames.ErrorCode, message: str, *, recoverable: bool = False):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -37,9 +35,7 @@ class GenerationError(Exception):
 
     def frame(self) -> dict[str, Any]:
         """The `error` frame that tells the client."""
-        return frames.error(
-            code=self.code, message=self.message, recoverable=self.recoverable
-        )
+        return frames.error(code=self.code, message=self.message, recoverable=self.recoverable)
 
 
 def thread_group(thread_id: str | uuid.UUID) -> str:
@@ -90,9 +86,7 @@ class Registry:
             # process shares one receive loop, while another prefix would contend for the
             # layer's receive lock and delay the consumers' frames by seconds.
             self.channel = await get_channel_layer().new_channel()
-            self._listener = asyncio.create_task(
-                self._listen(), name="chat-owner-listener"
-            )
+            self._listener = asyncio.create_task(self._listen(), name="chat-owner-listener")
             self._beat = asyncio.create_task(self._keep_alive(), name="chat-owner-beat")
         return self.channel
 
@@ -172,9 +166,7 @@ def _existing_send(thread_id: str, client_id: uuid.UUID) -> Message | None:
     return Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
 
 
-async def reply_start(
-    *, thread_id: str, text: Any, client_id: Any = None
-) -> StartResult:
+async def reply_start(*, thread_id: str, text: Any, client_id: Any = None) -> StartResult:
     """Commit the user's message and start the agent's reply as a task of this process.
 
     The caller has checked that the thread is the user's. Idempotent on `client_id`: a repeat
@@ -191,9 +183,7 @@ async def reply_start(
     store = live.store()
     # Claim the thread before the database knows the reply, so a `streaming` row always has
     # a live record while its owner lives (that is how dead owners are told apart).
-    if not await store.claim(
-        thread_id=thread_id, message_id=str(reply_id), owner=owner
-    ):
+    if not await store.claim(thread_id=thread_id, message_id=str(reply_id), owner=owner):
         if (sent := await _existing_send(thread_id, client_uuid)) is not None:
             return StartResult(reply_id=str(sent.id), duplicate=True)
         raise GenerationError(
@@ -215,9 +205,7 @@ async def reply_start(
         await store.release(thread_id=thread_id, message_id=str(reply_id))
         raise
     # Published after the commit above: no subscriber sees a message a rollback removed.
-    await publish(
-        thread_id, frames.message(message=selectors.message_payload(user_message))
-    )
+    await publish(thread_id, frames.message(message=selectors.message_payload(user_message)))
     run = Run(thread_id=thread_id, reply_id=reply.id, provider=chosen)
     reg.runs[thread_id] = run
     run.task = asyncio.create_task(_run_reply(run), name=f"reply-{reply.id}")
@@ -239,9 +227,7 @@ async def reply_stop(*, thread_id: str) -> bool:
     reply = await live.store().snapshot(thread_id=thread_id)
     if reply is None:
         return False
-    await get_channel_layer().send(
-        reply.owner, {"type": "reply.stop", "thread_id": thread_id}
-    )
+    await get_channel_layer().send(reply.owner, {"type": "reply.stop", "thread_id": thread_id})
     return True
 
 
@@ -265,18 +251,12 @@ async def _alive(reply: live.LiveReply) -> bool:
 async def thread_sweep(*, thread_id: str) -> None:
     """Mark the thread's replies left `streaming` by a dead process as `interrupted`."""
     thread_id = str(thread_id)
-    rows = await database_sync_to_async(selectors.replies_streaming)(
-        thread_id=thread_id
-    )
+    rows = await database_sync_to_async(selectors.replies_streaming)(thread_id=thread_id)
     if not rows:
         return
     reply = await live.store().snapshot(thread_id=thread_id)
     for row in rows:
-        if (
-            reply is not None
-            and reply.message_id == str(row.id)
-            and await _alive(reply)
-        ):
+        if reply is not None and reply.message_id == str(row.id) and await _alive(reply):
             continue
         await _interrupt(
             thread_id,
@@ -289,9 +269,7 @@ async def _interrupt(
     thread_id: str, reply: live.LiveReply | None, *, reply_id: uuid.UUID | None = None
 ) -> None:
     reply_id = reply_id or uuid.UUID(reply.message_id)
-    count = await database_sync_to_async(services.replies_interrupt)(
-        reply_ids=[reply_id]
-    )
+    count = await database_sync_to_async(services.replies_interrupt)(reply_ids=[reply_id])
     if reply is not None:
         await live.store().release(thread_id=thread_id, message_id=reply.message_id)
     if count:
@@ -323,9 +301,7 @@ class _Emitter:
         self.store = live.store()
 
     async def emit(self, frame: dict[str, Any], text: str = "") -> None:
-        await self.store.append(
-            thread_id=self.run.thread_id, seq=frame["seq"], text=text
-        )
+        await self.store.append(thread_id=self.run.thread_id, seq=frame["seq"], text=text)
         await publish(self.run.thread_id, frame)
 
     async def text(self, chunk: str) -> None:
@@ -342,9 +318,7 @@ async def _produce(
 ) -> None:
     """Read the provider's stream into the queue; the consumer decides when to flush."""
     try:
-        async for delta in agent.stream_reply(
-            history, chosen=run.provider, usage=usage
-        ):
+        async for delta in agent.stream_reply(history, chosen=run.provider, usage=usage):
             queue.put_nowait(delta)
         queue.put_nowait(_END)
     except asyncio.CancelledError:
@@ -364,9 +338,7 @@ async def _run_reply(run: Run) -> None:
     status, error_code, error_message, recoverable = "complete", "", "", False
     producer: asyncio.Task | None = None
     try:
-        await publish(
-            run.thread_id, frames.start(message_id=reply_id, model=run.provider.model)
-        )
+        await publish(run.thread_id, frames.start(message_id=reply_id, model=run.provider.model))
         history = await database_sync_to_async(selectors.thread_history)(
             thread_id=uuid.UUID(run.thread_id),
             exclude_id=run.reply_id,
@@ -533,9 +505,7 @@ async def _finish(
         metrics = frames.metrics(
             tokens=tokens, elapsed_ms=elapsed_ms, first_token_ms=first_token_ms
         )
-        terminal = frames.complete(
-            message_id=reply_id, seq=seq, status=status, metrics=metrics
-        )
+        terminal = frames.complete(message_id=reply_id, seq=seq, status=status, metrics=metrics)
     else:
         terminal = frames.error(
             code=error_code,

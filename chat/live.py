@@ -124,9 +124,7 @@ class RedisStore:
     async def claim(self, *, thread_id: str, message_id: str, owner: str) -> bool:
         meta, text = self._keys(thread_id)
         return bool(
-            await self._claim(
-                keys=[meta, text], args=[message_id, owner, RECORD_TTL_SECONDS]
-            )
+            await self._claim(keys=[meta, text], args=[message_id, owner, RECORD_TTL_SECONDS])
         )
 
     async def append(self, *, thread_id: str, seq: int, text: str) -> None:
@@ -147,9 +145,7 @@ class RedisStore:
             fields, content = await pipe.execute()
         if not fields:
             return None
-        return LiveReply(
-            fields["message_id"], fields["owner"], int(fields["seq"]), content or ""
-        )
+        return LiveReply(fields["message_id"], fields["owner"], int(fields["seq"]), content or "")
 
     async def release(self, *, thread_id: str, message_id: str) -> None:
         await self._release(keys=list(self._keys(thread_id)), args=[message_id])
@@ -171,7 +167,5 @@ def store() -> LiveStore:
     """This event loop's store, chosen by REDIS_URL."""
     loop = asyncio.get_running_loop()
     if loop not in _stores:
-        _stores[loop] = (
-            RedisStore(settings.REDIS_URL) if settings.REDIS_URL else MemoryStore()
-        )
+        _stores[loop] = RedisStore(settings.REDIS_URL) if settings.REDIS_URL else MemoryStore()
     return _stores[loop]

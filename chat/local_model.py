@@ -48,9 +48,7 @@ def base_url() -> str:
         if _server is None:
             try:
                 import xllamacpp
-            except (
-                ImportError
-            ) as exc:  # pragma: no cover - the wheel is in requirements.txt
+            except ImportError as exc:  # pragma: no cover - the wheel is in requirements.txt
                 raise LocalModelUnavailable("xllamacpp is not installed") from exc
             params = xllamacpp.CommonParams()
             params.model.path = str(model_path())

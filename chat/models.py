@@ -43,14 +43,10 @@ class Message(models.Model):
         ERROR = "error"
         INTERRUPTED = "interrupted"
 
-    TERMINAL = frozenset(
-        {Status.COMPLETE, Status.CANCELLED, Status.ERROR, Status.INTERRUPTED}
-    )
+    TERMINAL = frozenset({Status.COMPLETE, Status.CANCELLED, Status.ERROR, Status.INTERRUPTED})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    thread = models.ForeignKey(
-        Thread, on_delete=models.CASCADE, related_name="messages"
-    )
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True, default="")
     status = models.CharField(

@@ -9,9 +9,7 @@ from django.core.exceptions import ValidationError
 from chat.models import Message, Thread
 
 
-def thread_get_for_user(
-    *, user: AbstractBaseUser, thread_id: str | uuid.UUID
-) -> Thread | None:
+def thread_get_for_user(*, user: AbstractBaseUser, thread_id: str | uuid.UUID) -> Thread | None:
     """The user's thread with that id, or None (another user's thread is simply not found)."""
     try:
         return Thread.objects.get(pk=thread_id, owner=user)
@@ -75,9 +73,7 @@ def thread_payload(thread: Thread) -> dict[str, Any]:
 
 def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
     """All messages of a thread, oldest first."""
-    return list(
-        Message.objects.filter(thread_id=thread_id).order_by("created_at", "id")
-    )
+    return list(Message.objects.filter(thread_id=thread_id).order_by("created_at", "id"))
 
 
 def replies_streaming(*, thread_id: uuid.UUID | None = None) -> list[Message]:

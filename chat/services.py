@@ -64,9 +64,7 @@ def reply_begin(
 
 def reply_checkpoint(*, reply_id: uuid.UUID, content: str) -> None:
     """Save the text shown so far of a reply still in flight."""
-    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
-        content=content
-    )
+    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(content=content)
 
 
 def reply_finish(
@@ -95,9 +93,7 @@ def reply_finish(
 
 def replies_interrupt(*, reply_ids: list[uuid.UUID]) -> int:
     """Mark replies whose process died as `interrupted`, keeping their last checkpoint."""
-    return Message.objects.filter(
-        pk__in=reply_ids, status=Message.Status.STREAMING
-    ).update(
+    return Message.objects.filter(pk__in=reply_ids, status=Message.Status.STREAMING).update(
         status=Message.Status.INTERRUPTED,
         error_code="interrupted",
         error_message="The server stopped while this reply was being written.",

@@ -33,10 +33,7 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
         provider = {"name": settings.AGENT_PROVIDER, "model": "", "offlineDemo": False}
     chat_config = {
         "threadId": str(thread_id) if thread_id else None,
-        "threads": [
-            selectors.thread_payload(t)
-            for t in selectors.thread_list(user=request.user)
-        ],
+        "threads": [selectors.thread_payload(t) for t in selectors.thread_list(user=request.user)],
         "messages": [selectors.message_payload(m) for m in messages],
         "provider": provider,
         "maxMessageChars": settings.MAX_MESSAGE_CHARS,

@@ -15,7 +15,9 @@ from django.conf import settings as django_settings
 from chat.stub_provider import StubServer
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
-POSTGRES_TEST_URL = os.environ.get("POSTGRES_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+POSTGRES_TEST_URL = os.environ.get(
+    "POSTGRES_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def require(service: str, reachable: bool) -> None:

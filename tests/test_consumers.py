@@ -176,9 +176,7 @@ async def test_an_http_500_before_the_first_token_ends_the_reply_as_error(
     await ws.disconnect()
 
 
-async def test_stop_ends_the_reply_as_cancelled_and_keeps_the_text_shown(
-    stub, memory_layer, alice
-):
+async def test_stop_ends_the_reply_as_cancelled_and_keeps_the_text_shown(stub, memory_layer, alice):
     stub.script("go-slow", tokens=[f" w{i}" for i in range(200)], delay_ms=20)
     thread = await make_thread(alice)
     ws = await connect(thread.id, alice)

@@ -9,12 +9,8 @@ from chat import generation
 class Command(BaseCommand):
     """Run at start-up, before the server takes requests."""
 
-    help = (
-        "Mark replies whose process died as interrupted, keeping their last checkpoint."
-    )
+    help = "Mark replies whose process died as interrupted, keeping their last checkpoint."
 
     def handle(self, *args, **options) -> None:
         count = async_to_sync(generation.sweep_all)()
-        self.stdout.write(
-            f"{count} interrupted repl{'y' if count == 1 else 'ies'} marked"
-        )
+        self.stdout.write(f"{count} interrupted repl{'y' if count == 1 else 'ies'} marked")
