@@ -70,6 +70,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 if not await generation.reply_stop(thread_id=self.thread_id):
                     await self._send_ready()  # nothing running: let the client catch up
             elif name == "heartbeat":
+                # Also a chance to notice that the process running this thread's reply died.
+                await generation.thread_snapshot(thread_id=self.thread_id)
                 await self._send(frames.heartbeat())
             elif name == "resync":
                 await self._send_ready()

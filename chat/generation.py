@@ -110,7 +110,7 @@ class Registry:
                 await live.store().owner_beat(owner=self.channel)
             except Exception:
                 logger.exception("owner heartbeat failed")
-            await asyncio.sleep(live.OWNER_BEAT_SECONDS)
+            await asyncio.sleep(live.owner_beat_seconds())
 
     def stop_local(self, thread_id: str) -> bool:
         """Stop the thread's reply if this process runs it."""

@@ -15,11 +15,19 @@ from typing import Protocol
 
 from django.conf import settings
 
-# A Redis record outlives a dead owner by at most this long; owners refresh it while alive.
-RECORD_TTL_SECONDS = 60
-# An owner that has not said it is alive for this long is taken as dead.
-OWNER_TTL_SECONDS = 10
-OWNER_BEAT_SECONDS = 3
+
+def record_ttl() -> int:
+    """How long a Redis record may outlive a dead owner: longer than any reply may run.
+
+    Liveness is told by the owner's heartbeat, not by this expiry; it only bounds the garbage
+    a crash leaves behind.
+    """
+    return int(settings.STREAM_TIMEOUT) + 60
+
+
+def owner_beat_seconds() -> float:
+    """How often an owner says it is alive: three beats per OWNER_TTL_SECONDS."""
+    return settings.OWNER_TTL_SECONDS / 3
 
 
 @dataclass(frozen=True)
@@ -123,9 +131,7 @@ class RedisStore:
 
     async def claim(self, *, thread_id: str, message_id: str, owner: str) -> bool:
         meta, text = self._keys(thread_id)
-        return bool(
-            await self._claim(keys=[meta, text], args=[message_id, owner, RECORD_TTL_SECONDS])
-        )
+        return bool(await self._claim(keys=[meta, text], args=[message_id, owner, record_ttl()]))
 
     async def append(self, *, thread_id: str, seq: int, text: str) -> None:
         meta, text_key = self._keys(thread_id)
@@ -133,8 +139,8 @@ class RedisStore:
             if text:
                 pipe.append(text_key, text)
             pipe.hset(meta, "seq", seq)
-            pipe.expire(meta, RECORD_TTL_SECONDS)
-            pipe.expire(text_key, RECORD_TTL_SECONDS)
+            pipe.expire(meta, record_ttl())
+            pipe.expire(text_key, record_ttl())
             await pipe.execute()
 
     async def snapshot(self, *, thread_id: str) -> LiveReply | None:
@@ -151,7 +157,7 @@ class RedisStore:
         await self._release(keys=list(self._keys(thread_id)), args=[message_id])
 
     async def owner_beat(self, *, owner: str) -> None:
-        await self._redis.set(f"chat:owner:{owner}", "1", ex=OWNER_TTL_SECONDS)
+        await self._redis.set(f"chat:owner:{owner}", "1", ex=int(settings.OWNER_TTL_SECONDS))
 
     async def owner_alive(self, *, owner: str) -> bool:
         return bool(await self._redis.exists(f"chat:owner:{owner}"))

@@ -186,6 +186,9 @@ BUFFER_SIZE = int(os.environ.get("BUFFER_SIZE", 5))
 # A partial frame is flushed at most this long after its first character arrived.
 FLUSH_INTERVAL_MS = float(os.environ.get("FLUSH_INTERVAL_MS", 30))
 CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
+# A process that has not said it is alive for this long is taken as dead, and the replies it
+# owned become `interrupted` (multi-process deployments only).
+OWNER_TTL_SECONDS = float(os.environ.get("OWNER_TTL_SECONDS", "10"))
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", 16000))
 CHATKIT_WORKFLOW_ID = os.environ.get("CHATKIT_WORKFLOW_ID", "")
 

@@ -1,0 +1,231 @@
+"""Two daphne processes on Redis and PostgreSQL: one reply, seen and stopped from either."""
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from chat import frames
+from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
+from tests.servers import Daphne, cookie_header, login, new_database, prepare, server_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
+
+OWNER_TTL = 2
+
+
+@pytest.fixture(scope="module")
+def cluster(stub_server, tmp_path_factory):
+    """Processes A and B sharing PostgreSQL and Redis, the stub as their model provider."""
+    require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
+    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
+    import redis
+
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    database_url, drop = new_database(POSTGRES_TEST_URL)
+    env = server_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_TEST_URL,
+        AGENT_PROVIDER="compatible",
+        AGENT_MODEL="stub-model",
+        OPENAI_BASE_URL=stub_server.url,
+        OPENAI_API_KEY="test-key",
+        OWNER_TTL_SECONDS=str(OWNER_TTL),
+        CHECKPOINT_SECONDS="2",
+        SECRET_KEY="cluster-test-secret-key-shared-by-both-processes",
+        CHAT_VAR_DIR=str(tmp_path_factory.mktemp("var")),
+    )
+    prepare(env, {"alice": "alice-pw"})
+    a, b = Daphne(env).start(), Daphne(env).start()
+    yield a, b
+    for server in (a, b):
+        server.stop()
+    drop()
+
+
+class Socket:
+    """A browser-like WebSocket on one process, keeping the text it has been shown."""
+
+    def __init__(self, server: Daphne, client, thread_id: str) -> None:
+        self.server, self.client, self.thread_id = server, client, thread_id
+        self.received: list[dict] = []
+        self.text = ""
+        self.last_seq = -1
+
+    async def open(self) -> "Socket":
+        self.ws = await ws_connect(
+            f"{self.server.ws_url}/ws/threads/{self.thread_id}/",
+            origin=self.server.url,
+            additional_headers={"Cookie": cookie_header(self.client)},
+        )
+        self.apply_ready(await self.recv())
+        return self
+
+    async def recv(self, timeout: float = 15) -> dict:
+        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        self.received.append(frame)
+        return frame
+
+    def apply_ready(self, ready: dict) -> None:
+        assert ready["type"] == "ready"
+        if ready["active"]:
+            self.text = ready["active"]["content"]
+            self.last_seq = ready["active"]["seq"]
+
+    async def send(self, payload: dict) -> None:
+        await self.ws.send(json.dumps(payload))
+
+    async def start(self, message: str) -> None:
+        await self.send({"command": "start", "message": message, "client_id": str(uuid.uuid4())})
+
+    async def follow(self, *, tokens: int | None = None) -> dict:
+        """Apply frames as a client does, until the reply ends (or `tokens` token frames)."""
+        seen = 0
+        while True:
+            frame = await self.recv()
+            if frame["type"] == "ready":
+                self.apply_ready(frame)
+                continue
+            if "seq" not in frame:
+                continue
+            assert frame["seq"] == self.last_seq + 1, (frame, self.last_seq)
+            self.last_seq = frame["seq"]
+            if frame["type"] == "token":
+                self.text += frame["token"]
+                seen += 1
+                if tokens is not None and seen >= tokens:
+                    return frame
+            if frames.is_terminal(frame):
+                return frame
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def saved_reply(client, thread_id: str) -> dict:
+    return client.get(f"/api/threads/{thread_id}/messages/").json()["results"][-1]
+
+
+async def test_sockets_on_both_processes_see_every_frame_and_stop_through_b_ends_it_on_a(
+    cluster, stub
+):
+    a, b = cluster
+    stub.script("two-procs", tokens=[f" w{i}" for i in range(300)], delay_ms=15)
+    alice = login(a.url, "alice", "alice-pw")
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    on_a = await Socket(a, alice, thread_id).open()
+    on_b = await Socket(b, alice, thread_id).open()
+
+    await on_a.start("two-procs")
+    await on_a.follow(tokens=10)
+    await on_b.follow(tokens=5)
+    await on_b.send({"command": "stop"})
+    end_a, end_b = await on_a.follow(), await on_b.follow()
+
+    assert end_a["status"] == end_b["status"] == "cancelled"
+    assert on_a.text == on_b.text
+    types_a = [f["type"] for f in on_a.received if "seq" in f]
+    types_b = [f["type"] for f in on_b.received if "seq" in f]
+    assert types_a == types_b and types_a[0] == "start"
+    reply = saved_reply(alice, thread_id)
+    assert reply["status"] == "cancelled"
+    assert reply["content"] == on_a.text
+    assert 0 < len(reply["content"]) < len("".join(f" w{i}" for i in range(300)))
+    await on_a.close()
+    await on_b.close()
+
+
+@pytest.mark.parametrize("reconnect_to", ["same", "other"])
+async def test_a_socket_that_drops_mid_reply_resumes_on_either_process_without_gap_or_duplicate(
+    cluster, stub, reconnect_to
+):
+    a, b = cluster
+    tokens = [f" r{i}" for i in range(120)]
+    stub.script("drop-and-back", tokens=tokens, delay_ms=15)
+    alice = login(a.url, "alice", "alice-pw")
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    first = await Socket(a, alice, thread_id).open()
+    await first.start("drop-and-back")
+    await first.follow(tokens=5)
+    await first.close()
+    await asyncio.sleep(0.3)
+
+    again = Socket(a if reconnect_to == "same" else b, alice, thread_id)
+    again.text, again.last_seq = "", -1
+    await again.open()
+    assert again.last_seq > 5, "ready carried the snapshot of the reply in flight"
+    end = await again.follow()
+    assert end["status"] == "complete"
+    assert again.text == "".join(tokens) == saved_reply(alice, thread_id)["content"]
+    await again.close()
+
+
+async def test_a_dropped_frame_is_healed_by_resync(cluster, stub):
+    a, b = cluster
+    tokens = [f" s{i}" for i in range(100)]
+    stub.script("lossy", tokens=tokens, delay_ms=15)
+    alice = login(a.url, "alice", "alice-pw")
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    sock = await Socket(b, alice, thread_id).open()
+    await sock.start("lossy")
+    await sock.follow(tokens=3)
+    lost = await sock.recv()  # as if the layer dropped it: never applied
+    assert lost["type"] == "token"
+    gap = await sock.recv()
+    assert gap["seq"] > sock.last_seq + 1, "the client sees a gap"
+    await sock.send({"command": "resync"})
+    end = await sock.follow()
+    assert end["status"] == "complete"
+    assert sock.text == "".join(tokens) == saved_reply(alice, thread_id)["content"]
+    await sock.close()
+
+
+async def test_a_reply_whose_process_is_killed_becomes_interrupted_with_a_recent_checkpoint(
+    cluster, stub
+):
+    a, b = cluster
+    # 4 characters every 20 ms: 200 characters a second.
+    tokens = [f" k{i:02d}"[-4:] for i in range(1000)]
+    stub.script("kill-me", tokens=tokens, delay_ms=20)
+    alice = login(a.url, "alice", "alice-pw")
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    on_a = await Socket(a, alice, thread_id).open()
+    on_b = await Socket(b, alice, thread_id).open()
+    await on_a.start("kill-me")
+    await on_b.follow(tokens=5)
+    await asyncio.sleep(3)
+    a.kill()
+    killed_at = time.monotonic()
+    # Drain what B was sent before A died.
+    try:
+        while True:
+            frame = await on_b.recv(timeout=0.5)
+            if frame["type"] == "token":
+                on_b.text += frame["token"]
+                on_b.last_seq = frame["seq"]
+    except TimeoutError:
+        pass
+    shown = on_b.text
+
+    # B learns of the death at a heartbeat after A's owner record expires.
+    told = None
+    while told is None and time.monotonic() - killed_at < OWNER_TTL + 10:
+        await on_b.send({"command": "heartbeat"})
+        frame = await on_b.recv()
+        if frame["type"] == "error":
+            told = frame
+        else:
+            await asyncio.sleep(0.5)
+    assert told is not None and told["code"] == "interrupted"
+
+    a.start()
+    reply = saved_reply(login(a.url, "alice", "alice-pw"), thread_id)
+    assert reply["status"] == "interrupted"
+    assert told["message_id"] == reply["id"]
+    assert reply["content"] and shown.startswith(reply["content"])
+    behind = len(shown) - len(reply["content"])
+    assert behind <= 2.5 * 200, f"the checkpoint is {behind / 200:.1f} s behind what was shown"
+    await on_b.close()
