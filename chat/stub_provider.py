@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import signal
+import string
 import threading
 import time
 import uuid
@@ -32,6 +33,35 @@ _ERROR_KINDS = {
     429: ("requests", "rate_limit_exceeded"),
 }
 _FAILURES = ("error_after", "drop_after", "stall_after")
+
+# Timestamp tokens (opt-in, for benchmarks): " " + 3 symbols of a 64-symbol alphabet holding
+# the emission time in 100 µs units modulo 64**3 (26.2 s). Four characters, the length of an
+# average English model token, so the product's character-based coalescing (BUFFER_SIZE)
+# treats them as it treats real text; a client unwraps them with its own receive time.
+TIMESTAMP_ALPHABET = string.digits + string.ascii_letters + "-_"
+TIMESTAMP_UNIT_NS = 100_000
+TIMESTAMP_WRAP = len(TIMESTAMP_ALPHABET) ** 3
+_TIMESTAMP_VALUES = {symbol: value for value, symbol in enumerate(TIMESTAMP_ALPHABET)}
+
+
+def timestamp_token(now_ns: int) -> str:
+    """The token that says it was emitted at ``now_ns`` (``time.time_ns()``)."""
+    units = (now_ns // TIMESTAMP_UNIT_NS) % TIMESTAMP_WRAP
+    high, rest = divmod(units, 64 * 64)
+    middle, low = divmod(rest, 64)
+    return " " + "".join(TIMESTAMP_ALPHABET[v] for v in (high, middle, low))
+
+
+def timestamp_token_time_ns(token: str, received_ns: int) -> int:
+    """When a timestamp token was emitted, given that it was received at ``received_ns``.
+
+    Exact to the 100 µs unit (the middle of it is returned) when the token is younger than
+    26.2 s, the wrap-around period.
+    """
+    high, middle, low = (_TIMESTAMP_VALUES[c] for c in token.strip())
+    received_units = received_ns // TIMESTAMP_UNIT_NS
+    age_units = (received_units - (high * 4096 + middle * 64 + low)) % TIMESTAMP_WRAP
+    return (received_units - age_units) * TIMESTAMP_UNIT_NS + TIMESTAMP_UNIT_NS // 2
 
 
 @dataclass
@@ -172,10 +202,16 @@ class StubServer:
         port: int = 0,
         delay_ms: float = 0,
         reply_tokens: int | None = None,
+        timestamp_tokens: bool = False,
     ) -> None:
-        """Configure the server; nothing listens until ``start()`` (or ``open()``)."""
+        """Configure the server; nothing listens until ``start()`` (or ``open()``).
+
+        ``timestamp_tokens`` replaces the text of every streamed token by
+        ``timestamp_token(time of sending)``, for benchmarks that time each token's trip.
+        """
         self.host, self.port = host, port
         self.delay_ms, self.reply_tokens = delay_ms, reply_tokens
+        self.timestamp_tokens = timestamp_tokens
         self.chatkit_status: int | None = None
         # A threading lock because tests script the server from outside its loop thread.
         self._lock = threading.Lock()
@@ -420,6 +456,8 @@ class StubServer:
         await _send_event(writer, chunk({"role": "assistant", "content": ""}))
         for index, token in enumerate(tokens[:cut]):
             await asyncio.sleep(first_delay if index == 0 else delay)
+            if self.timestamp_tokens:
+                token = timestamp_token(time.time_ns())
             await _send_event(writer, chunk({"content": token}))
         if failure == "drop_after":
             return False  # the connection closes without the terminating chunk: that's the point
@@ -471,8 +509,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0)
     parser.add_argument("--reply-tokens", type=int, default=None)
+    parser.add_argument(
+        "--timestamp-tokens",
+        action="store_true",
+        help="stream each token as its emission time (see timestamp_token), for benchmarks",
+    )
     args = parser.parse_args(argv)
-    server = StubServer(args.host, args.port, args.delay_ms, args.reply_tokens)
+    server = StubServer(
+        args.host, args.port, args.delay_ms, args.reply_tokens, args.timestamp_tokens
+    )
 
     async def serve() -> None:
         stopping = asyncio.Event()

@@ -71,7 +71,7 @@ def test_a_user_logs_in_sends_hello_watches_the_reply_stream_and_finds_it_after_
     words = [" word" + str(i) for i in range(40)]
     stub.script("hello", tokens=["Hi!", *words], delay_ms=40)
     log_in(page, site, "carol", "carol-pw")
-    page.wait_for_selector("[data-connection]")
+    page.wait_for_selector("[data-connection]", state="attached")
 
     page.fill('textarea[name="message"]', "hello")
     page.click('[data-action="send"]')

@@ -1,0 +1,375 @@
+/**
+ * Chat protocol reducer: server frames in, thread state out. No DOM, no globals, so it
+ * runs under node's test runner exactly as in the browser.
+ *
+ * The state is mutated in place and every call reports what changed: streaming applies
+ * one frame per few characters, and copying a long thread per frame would cost more
+ * than rendering it.
+ *
+ * @typedef {{code: string, message: string, recoverable?: boolean}} ErrorInfo
+ * @typedef {{totalTokens: number, elapsedSeconds: number,
+ *   throughputTokensPerSec: number, timeToFirstTokenMs: number}} Metrics
+ * @typedef {object} ChatMessage
+ * @property {string} id          server id; the client_id for an optimistic message
+ * @property {'user'|'assistant'|'system'} role
+ * @property {string} content
+ * @property {'pending'|'streaming'|'complete'|'cancelled'|'error'|'interrupted'} status
+ * @property {string|null} client_id
+ * @property {string|null} created_at
+ * @property {string|null} [model]
+ * @property {Metrics|null} [metrics]
+ * @property {ErrorInfo|null} [error]
+ * @property {boolean} [local]    true until the server has persisted it
+ * @property {number} [lastSeq]   seq of the last applied frame; only on replies followed live
+ * @property {number} rev         bumped whenever content is replaced rather than appended
+ * @typedef {object} ThreadState
+ * @property {ChatMessage[]} messages  oldest first
+ * @property {Map<string, ChatMessage>} byId
+ * @property {number} readyCount
+ * @property {boolean} resyncing      a gap was reported and its `ready` has not come yet
+ * @typedef {object} FrameResult
+ * @property {string[]} changed       ids of messages to (re)render
+ * @property {{from: string, to: string}[]} renamed  optimistic ids replaced by server ids
+ * @property {string[]} failed        optimistic messages the server refused
+ * @property {boolean} gap            caller should send {"command":"resync"}
+ * @property {boolean} stale          caller should refetch messages and merge them
+ * @property {boolean} duplicate      the frame was already applied
+ * @property {ErrorInfo|null} notice  a transient error to show the user
+ */
+
+const TERMINAL = new Set(['complete', 'cancelled', 'error', 'interrupted']);
+// Errors without message_id that answer a `start`: the optimistic message they refuse
+// must not stay "pending" forever.
+const START_REFUSALS = new Set(['busy', 'too_large', 'rate_limited', 'bad_request']);
+
+/** @returns {FrameResult} */
+function emptyResult() {
+  return { changed: [], renamed: [], failed: [], gap: false, stale: false, duplicate: false, notice: null };
+}
+
+/**
+ * Normalize a message object from the API or a frame into state form.
+ * @param {object} m
+ * @returns {ChatMessage}
+ */
+function normalize(m) {
+  return {
+    id: String(m.id),
+    role: m.role,
+    content: m.content ?? '',
+    status: m.status ?? 'complete',
+    client_id: m.client_id ?? null,
+    created_at: m.created_at ?? null,
+    model: m.model ?? null,
+    metrics: m.metrics ?? null,
+    error: m.error ?? null,
+    rev: 0,
+  };
+}
+
+/**
+ * Build the state of one thread from its persisted messages.
+ * @param {object[]} [messages] message objects as the API returns them, oldest first
+ * @returns {ThreadState}
+ */
+export function createThreadState(messages = []) {
+  const state = { messages: [], byId: new Map(), readyCount: 0, resyncing: false };
+  for (const m of messages) {
+    const msg = normalize(m);
+    state.messages.push(msg);
+    state.byId.set(msg.id, msg);
+  }
+  return state;
+}
+
+/**
+ * Whether the user should wait: a reply is streaming live or a sent message awaits the server.
+ * Replies the database still calls `streaming` but no frame has confirmed do not count, so a
+ * reply orphaned by a dead process never locks the composer.
+ * @param {ThreadState} state
+ * @returns {boolean}
+ */
+export function isBusy(state) {
+  return state.messages.some(
+    (m) => (m.status === 'streaming' && typeof m.lastSeq === 'number') || (m.local && m.status === 'pending'),
+  );
+}
+
+function timeOf(m) {
+  const t = m.created_at ? Date.parse(m.created_at) : NaN;
+  return Number.isNaN(t) ? Infinity : t;
+}
+
+// Messages from another tab or a refetch may belong before a reply we already show
+// (ordering across channel-layer senders is not guaranteed), so place them by time.
+function insertOrdered(state, msg) {
+  const t = timeOf(msg);
+  let i = state.messages.length;
+  while (i > 0 && timeOf(state.messages[i - 1]) > t) i -= 1;
+  state.messages.splice(i, 0, msg);
+  state.byId.set(msg.id, msg);
+}
+
+function replaceAt(state, old, msg, result) {
+  const i = state.messages.indexOf(old);
+  state.messages[i] = msg;
+  state.byId.delete(old.id);
+  state.byId.set(msg.id, msg);
+  if (old.id !== msg.id) result.renamed.push({ from: old.id, to: msg.id });
+}
+
+function findByClientId(state, clientId) {
+  if (!clientId) return undefined;
+  return state.messages.find((m) => m.client_id === clientId);
+}
+
+/**
+ * Put one persisted message into the state, replacing the same id or the optimistic
+ * message with its client_id. A reply followed live keeps its live text while the database
+ * still calls it streaming: the checkpoint is older than the frames already applied.
+ */
+function upsertPersisted(state, raw, result) {
+  const msg = normalize(raw);
+  const existing = state.byId.get(msg.id) ?? findByClientId(state, msg.client_id);
+  if (!existing) {
+    insertOrdered(state, msg);
+  } else if (!existing.local && !TERMINAL.has(msg.status) && (TERMINAL.has(existing.status) || typeof existing.lastSeq === 'number')) {
+    // Never move a reply backwards: a terminal one stays ended, a live one keeps its frames.
+    return;
+  } else {
+    msg.rev = existing.rev + 1;
+    replaceAt(state, existing, msg, result);
+  }
+  result.changed.push(msg.id);
+}
+
+/**
+ * Merge persisted messages (a refetch after reconnect, or an older page) into the state.
+ * @param {ThreadState} state
+ * @param {object[]} messages message objects from the API
+ * @returns {FrameResult}
+ */
+export function mergeMessages(state, messages) {
+  const result = emptyResult();
+  for (const m of messages) upsertPersisted(state, m, result);
+  return result;
+}
+
+/**
+ * Make the `start` command for a new user message and its optimistic local copy.
+ * @param {string} text the message as typed
+ * @param {string} [clientId] defaults to a fresh crypto.randomUUID()
+ * @returns {{command: {command: 'start', message: string, client_id: string}, message: ChatMessage}}
+ */
+export function makeStart(text, clientId = globalThis.crypto.randomUUID()) {
+  return {
+    command: { command: 'start', message: text, client_id: clientId },
+    message: {
+      id: clientId,
+      role: 'user',
+      content: text,
+      status: 'pending',
+      client_id: clientId,
+      created_at: new Date().toISOString(),
+      model: null,
+      metrics: null,
+      error: null,
+      local: true,
+      rev: 0,
+    },
+  };
+}
+
+/**
+ * Show an optimistic message at the end of the thread until the server persists it.
+ * @param {ThreadState} state
+ * @param {ChatMessage} message from makeStart()
+ * @returns {FrameResult}
+ */
+export function addLocalMessage(state, message) {
+  const result = emptyResult();
+  state.messages.push(message);
+  state.byId.set(message.id, message);
+  result.changed.push(message.id);
+  return result;
+}
+
+// A gap is reported once per resync: every later frame of the reply would report it again.
+function reportGap(state, result) {
+  if (!state.resyncing) {
+    state.resyncing = true;
+    result.gap = true;
+  }
+  return result;
+}
+
+/**
+ * Check a frame's seq against the reply it belongs to.
+ * @returns {'apply'|'duplicate'|'gap'}
+ */
+function sequence(msg, seq) {
+  if (typeof seq !== 'number') return 'apply';
+  if (typeof msg.lastSeq !== 'number') return 'gap';
+  if (seq <= msg.lastSeq) return 'duplicate';
+  return seq === msg.lastSeq + 1 ? 'apply' : 'gap';
+}
+
+function applyReady(state, frame, result) {
+  state.resyncing = false;
+  state.readyCount += 1;
+  // After a reconnect or resync, frames sent while we were away (user messages from other
+  // tabs, whole replies) are only in the database.
+  if (state.readyCount > 1) result.stale = true;
+  const active = frame.active;
+  for (const m of state.messages) {
+    if (m.status === 'streaming' && m.id !== active?.message_id) result.stale = true;
+  }
+  if (!active) return result;
+  let msg = state.byId.get(String(active.message_id));
+  if (!msg) {
+    // The reply started after our history was fetched, so its user message is missing too.
+    result.stale = true;
+    msg = normalize({ id: active.message_id, role: 'assistant', status: 'streaming', created_at: frame.ts ? new Date(frame.ts).toISOString() : null });
+    insertOrdered(state, msg);
+  } else if (TERMINAL.has(msg.status)) {
+    return result;
+  } else if (typeof msg.lastSeq === 'number' && msg.lastSeq >= active.seq) {
+    // Frames we already applied are as new as this snapshot; keep them.
+    return result;
+  }
+  msg.content = active.content ?? '';
+  msg.lastSeq = active.seq;
+  msg.status = 'streaming';
+  msg.rev += 1;
+  result.changed.push(msg.id);
+  return result;
+}
+
+function applyStart(state, frame, result) {
+  const id = String(frame.message_id);
+  const existing = state.byId.get(id);
+  if (existing) {
+    if (typeof existing.lastSeq === 'number' || TERMINAL.has(existing.status)) {
+      result.duplicate = true;
+      return result;
+    }
+    existing.lastSeq = 0;
+    existing.status = 'streaming';
+    existing.model = frame.model ?? existing.model;
+    result.changed.push(id);
+    return result;
+  }
+  const msg = normalize({
+    id,
+    role: 'assistant',
+    status: 'streaming',
+    model: frame.model,
+    created_at: new Date(frame.ts ?? Date.now()).toISOString(),
+  });
+  msg.lastSeq = 0;
+  state.messages.push(msg);
+  state.byId.set(id, msg);
+  result.changed.push(id);
+  return result;
+}
+
+function applyToken(state, frame, result) {
+  const msg = state.byId.get(String(frame.message_id));
+  if (!msg) return reportGap(state, result);
+  if (TERMINAL.has(msg.status)) {
+    result.duplicate = true;
+    return result;
+  }
+  const verdict = sequence(msg, frame.seq);
+  if (verdict === 'duplicate') result.duplicate = true;
+  if (verdict === 'gap') return reportGap(state, result);
+  if (verdict !== 'apply') return result;
+  msg.content += frame.token ?? '';
+  msg.lastSeq = frame.seq;
+  result.changed.push(msg.id);
+  return result;
+}
+
+// `complete` and reply `error` both end a reply. Ending one whose text has a gap would
+// freeze the missing text, so it waits for the resync (whose refetch brings the final text).
+function applyEnd(state, frame, result, end) {
+  const msg = state.byId.get(String(frame.message_id));
+  if (!msg) {
+    result.stale = true;
+    return result;
+  }
+  if (TERMINAL.has(msg.status)) {
+    result.duplicate = true;
+    return result;
+  }
+  const verdict = sequence(msg, frame.seq);
+  if (verdict === 'duplicate') {
+    result.duplicate = true;
+    return result;
+  }
+  if (verdict === 'gap') {
+    if (typeof msg.lastSeq === 'number') return reportGap(state, result);
+    // Known only from the database, never followed live: end it now and let the caller
+    // refetch the final text.
+    result.stale = true;
+  }
+  if (typeof frame.seq === 'number') msg.lastSeq = frame.seq;
+  end(msg);
+  result.changed.push(msg.id);
+  return result;
+}
+
+function applyError(state, frame, result) {
+  const info = { code: frame.code ?? 'internal', message: frame.message ?? 'Something went wrong.', recoverable: !!frame.recoverable };
+  if (frame.message_id != null) {
+    return applyEnd(state, frame, result, (msg) => {
+      // The database calls a reply whose process died `interrupted`; match it so a reload
+      // shows the same status.
+      msg.status = info.code === 'interrupted' ? 'interrupted' : 'error';
+      msg.error = { code: info.code, message: info.message };
+    });
+  }
+  result.notice = info;
+  if (START_REFUSALS.has(info.code)) {
+    const refused = state.messages.find((m) => m.local && m.status === 'pending');
+    if (refused) {
+      refused.status = 'error';
+      refused.error = { code: info.code, message: info.message };
+      result.failed.push(refused.id);
+      result.changed.push(refused.id);
+    }
+  }
+  return result;
+}
+
+/**
+ * Apply one server frame to the thread state.
+ * @param {ThreadState} state mutated in place
+ * @param {object} frame a parsed server frame (DESIGN.md "Wire protocol")
+ * @returns {FrameResult} what changed and what the caller must do next
+ */
+export function applyFrame(state, frame) {
+  const result = emptyResult();
+  if (!frame || typeof frame !== 'object') return result;
+  switch (frame.type) {
+    case 'ready':
+      return applyReady(state, frame, result);
+    case 'message':
+      if (frame.message && frame.message.id != null) upsertPersisted(state, frame.message, result);
+      return result;
+    case 'start':
+      return applyStart(state, frame, result);
+    case 'token':
+      return applyToken(state, frame, result);
+    case 'complete':
+      return applyEnd(state, frame, result, (msg) => {
+        msg.status = frame.status === 'cancelled' ? 'cancelled' : 'complete';
+        msg.metrics = frame.metrics ?? null;
+      });
+    case 'error':
+      return applyError(state, frame, result);
+    default:
+      // heartbeat and frame types this client does not know change nothing.
+      return result;
+  }
+}

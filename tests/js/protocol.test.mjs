@@ -1,0 +1,239 @@
+// Tests for static/chat/protocol.js: run with `node --test tests/js/`.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  addLocalMessage,
+  applyFrame,
+  createThreadState,
+  isBusy,
+  makeStart,
+  mergeMessages,
+} from '../../static/chat/protocol.js';
+
+const REPLY = 'a1a1a1a1-0000-4000-8000-000000000001';
+
+function userMessage(overrides = {}) {
+  return {
+    id: 'u1u1u1u1-0000-4000-8000-000000000001',
+    role: 'user',
+    content: 'hello',
+    status: 'complete',
+    client_id: 'c1c1c1c1-0000-4000-8000-000000000001',
+    created_at: '2024-01-01T00:00:00Z',
+    model: null,
+    metrics: null,
+    error: null,
+    ...overrides,
+  };
+}
+
+const token = (seq, text) => ({ type: 'token', message_id: REPLY, seq, token: text, ts: 1 });
+const content = (state, id = REPLY) => state.byId.get(id).content;
+
+test('a ready snapshot sets the reply text and later frames continue it', () => {
+  const state = createThreadState([userMessage()]);
+  const r = applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 3, content: 'Hel' } });
+  assert.deepEqual(r.changed, [REPLY]);
+  assert.equal(content(state), 'Hel');
+  assert.equal(state.byId.get(REPLY).status, 'streaming');
+
+  const t = applyFrame(state, token(4, 'lo'));
+  assert.deepEqual(t.changed, [REPLY]);
+  assert.equal(content(state), 'Hello');
+  assert.equal(state.messages.at(-1).id, REPLY);
+});
+
+test('frames at or below the snapshot seq are ignored as duplicates', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 2, content: 'ab' } });
+  for (const seq of [1, 2]) {
+    const r = applyFrame(state, token(seq, 'x'));
+    assert.equal(r.duplicate, true);
+    assert.equal(r.gap, false);
+    assert.deepEqual(r.changed, []);
+  }
+  assert.equal(applyFrame(state, { type: 'start', message_id: REPLY, seq: 0, model: 'm' }).duplicate, true);
+  assert.equal(content(state), 'ab');
+});
+
+test('a start frame creates a streaming reply that tokens extend in order', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: null });
+  applyFrame(state, { type: 'start', message_id: REPLY, seq: 0, model: 'smol', ts: 1 });
+  assert.equal(isBusy(state), true);
+  applyFrame(state, token(1, 'Hi'));
+  const dup = applyFrame(state, token(1, 'Hi'));
+  applyFrame(state, token(2, ' there'));
+  assert.equal(dup.duplicate, true);
+  const reply = state.byId.get(REPLY);
+  assert.equal(reply.content, 'Hi there');
+  assert.equal(reply.model, 'smol');
+  assert.equal(reply.role, 'assistant');
+});
+
+test('a seq gap is reported once and leaves the text untouched until resync', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: null });
+  applyFrame(state, { type: 'start', message_id: REPLY, seq: 0, model: 'm' });
+  applyFrame(state, token(1, 'a'));
+  const first = applyFrame(state, token(3, 'c'));
+  const second = applyFrame(state, token(4, 'd'));
+  assert.equal(first.gap, true);
+  assert.equal(second.gap, false, 'one resync is enough for a run of gapped frames');
+  assert.equal(content(state), 'a');
+
+  const ready = applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 4, content: 'abcd' } });
+  assert.equal(ready.stale, true, 'a second ready asks for a refetch of missed messages');
+  applyFrame(state, token(5, 'e'));
+  assert.equal(content(state), 'abcde');
+  assert.equal(applyFrame(state, token(7, 'g')).gap, true, 'a new gap after resync is reported again');
+});
+
+test('a token for an unknown reply is a gap', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: null });
+  assert.equal(applyFrame(state, token(5, 'x')).gap, true);
+});
+
+test('the persisted message frame replaces the optimistic message in place', () => {
+  const state = createThreadState([userMessage()]);
+  const { command, message } = makeStart('second question');
+  assert.equal(command.command, 'start');
+  assert.equal(command.message, 'second question');
+  assert.match(command.client_id, /^[0-9a-f-]{36}$/);
+  assert.equal(message.id, command.client_id);
+  assert.equal(message.status, 'pending');
+
+  addLocalMessage(state, message);
+  assert.equal(isBusy(state), true);
+  const persisted = userMessage({ id: 'u2', content: 'second question', client_id: command.client_id, created_at: '2024-01-01T00:01:00Z' });
+  const r = applyFrame(state, { type: 'message', message: persisted, ts: 2 });
+
+  assert.deepEqual(r.renamed, [{ from: command.client_id, to: 'u2' }]);
+  assert.deepEqual(r.changed, ['u2']);
+  assert.equal(state.messages.length, 2);
+  assert.equal(state.messages[1].id, 'u2');
+  assert.equal(state.messages[1].local, undefined);
+  assert.equal(state.byId.has(command.client_id), false);
+  assert.equal(isBusy(state), false);
+
+  applyFrame(state, { type: 'message', message: persisted, ts: 3 });
+  assert.equal(state.messages.length, 2, 'the same message twice is not duplicated');
+});
+
+test('a message from another tab is appended', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'message', message: userMessage({ id: 'u9', client_id: 'other', created_at: '2024-01-01T00:05:00Z' }) });
+  assert.deepEqual(state.messages.map((m) => m.id), [userMessage().id, 'u9']);
+});
+
+test('complete ends the reply with its status and metrics', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: null });
+  applyFrame(state, { type: 'start', message_id: REPLY, seq: 0, model: 'm' });
+  applyFrame(state, token(1, 'done'));
+  const metrics = { totalTokens: 3, elapsedSeconds: 0.5, throughputTokensPerSec: 6, timeToFirstTokenMs: 120 };
+  const r = applyFrame(state, { type: 'complete', message_id: REPLY, seq: 2, status: 'complete', metrics });
+  assert.deepEqual(r.changed, [REPLY]);
+  const reply = state.byId.get(REPLY);
+  assert.equal(reply.status, 'complete');
+  assert.deepEqual(reply.metrics, metrics);
+  assert.equal(isBusy(state), false);
+  assert.equal(applyFrame(state, token(3, 'late')).duplicate, true, 'an ended reply takes no more text');
+  assert.equal(reply.content, 'done');
+});
+
+test('a stopped reply completes as cancelled and keeps its text', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 1, content: 'part' } });
+  applyFrame(state, { type: 'complete', message_id: REPLY, seq: 2, status: 'cancelled', metrics: null });
+  assert.equal(state.byId.get(REPLY).status, 'cancelled');
+  assert.equal(content(state), 'part');
+});
+
+test('complete after a gap waits for the resync', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 1, content: 'a' } });
+  const r = applyFrame(state, { type: 'complete', message_id: REPLY, seq: 5, status: 'complete', metrics: null });
+  assert.equal(r.gap, true);
+  assert.equal(state.byId.get(REPLY).status, 'streaming');
+});
+
+test('an error with message_id ends that reply with the error and keeps its text', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 1, content: 'partial' } });
+  const r = applyFrame(state, {
+    type: 'error', code: 'provider_error', message: 'upstream failed', recoverable: true, message_id: REPLY, seq: 2,
+  });
+  assert.equal(r.notice, null);
+  const reply = state.byId.get(REPLY);
+  assert.equal(reply.status, 'error');
+  assert.deepEqual(reply.error, { code: 'provider_error', message: 'upstream failed' });
+  assert.equal(reply.content, 'partial');
+  assert.equal(isBusy(state), false);
+});
+
+test('an interrupted reply keeps the interrupted status the database gives it', () => {
+  const state = createThreadState([]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 1, content: 'x' } });
+  applyFrame(state, { type: 'error', code: 'interrupted', message: 'worker died', recoverable: true, message_id: REPLY });
+  assert.equal(state.byId.get(REPLY).status, 'interrupted');
+});
+
+test('an error without message_id is a notice and fails the pending optimistic message', () => {
+  const state = createThreadState([]);
+  const { message } = makeStart('too long');
+  addLocalMessage(state, message);
+  const r = applyFrame(state, { type: 'error', code: 'busy', message: 'A reply is already running.', recoverable: true });
+  assert.deepEqual(r.notice, { code: 'busy', message: 'A reply is already running.', recoverable: true });
+  assert.deepEqual(r.failed, [message.id]);
+  assert.equal(state.byId.get(message.id).status, 'error');
+  assert.equal(state.byId.get(message.id).content, 'too long', 'what the user typed is kept');
+  assert.equal(isBusy(state), false);
+});
+
+test('heartbeat and unknown frames change nothing', () => {
+  const state = createThreadState([userMessage()]);
+  for (const frame of [{ type: 'heartbeat', ts: 1 }, { type: 'mystery' }, null]) {
+    const r = applyFrame(state, frame);
+    assert.deepEqual(r.changed, []);
+    assert.equal(r.gap || r.stale, false);
+  }
+});
+
+test('a first ready with a reply our history lacks asks for a refetch', () => {
+  const state = createThreadState([userMessage()]);
+  const r = applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 2, content: 'Hi' } });
+  assert.equal(r.stale, true);
+  const fresh = applyFrame(createThreadState([userMessage()]), { type: 'ready', thread_id: 't', active: null });
+  assert.equal(fresh.stale, false);
+});
+
+test('a reply the database calls streaming but ready does not is stale and not busy', () => {
+  const orphan = { ...userMessage({ id: REPLY, role: 'assistant', status: 'streaming', content: 'chk' }) };
+  const state = createThreadState([orphan]);
+  assert.equal(isBusy(state), false);
+  assert.equal(applyFrame(state, { type: 'ready', thread_id: 't', active: null }).stale, true);
+});
+
+test('merging a refetch keeps live text but adopts a finished reply', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 3, content: 'abc' } });
+  const checkpoint = userMessage({ id: REPLY, role: 'assistant', status: 'streaming', content: 'a', created_at: '2024-01-01T00:00:01Z' });
+  mergeMessages(state, [userMessage(), checkpoint]);
+  assert.equal(content(state), 'abc');
+
+  const final = { ...checkpoint, status: 'complete', content: 'abcdef' };
+  const r = mergeMessages(state, [final]);
+  assert.deepEqual(r.changed, [REPLY]);
+  assert.equal(content(state), 'abcdef');
+  assert.equal(state.byId.get(REPLY).status, 'complete');
+  assert.equal(state.messages.length, 2);
+});
+
+test('older messages merge in before newer ones', () => {
+  const state = createThreadState([userMessage()]);
+  mergeMessages(state, [userMessage({ id: 'old', client_id: 'x', created_at: '2023-12-31T00:00:00Z' })]);
+  assert.deepEqual(state.messages.map((m) => m.id), ['old', userMessage().id]);
+});

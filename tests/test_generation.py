@@ -1,0 +1,114 @@
+"""The generation service's promises: timeouts, failures, and a bounded number of queries."""
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db.backends.utils import CursorWrapper
+
+from chat.models import Message, Thread
+from tests.helpers import connect, frames_until_end, receive, reply_text, send, start_command
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+async def run_reply(user, message: str) -> tuple[list[dict], Message, Message]:
+    """Send one message on a new thread; the frames, and the saved user message and reply."""
+    thread = await database_sync_to_async(Thread.objects.create)(owner=user)
+    ws = await connect(thread.id, user)
+    await receive(ws)
+    await send(ws, start_command(message))
+    received = await frames_until_end(ws, timeout=20)
+    await ws.disconnect()
+    user_message, reply = await database_sync_to_async(
+        lambda: list(thread.messages.order_by("created_at", "id"))
+    )()
+    return received, user_message, reply
+
+
+@pytest.mark.parametrize(
+    "script, settings_change, code",
+    [
+        ({"tokens": ["a", "b", "c"] * 100, "delay_ms": 20}, {"STREAM_TIMEOUT": 0.5}, "timeout"),
+        ({"tokens": ["a", "b", "c"], "stall_after": 2}, {"STREAM_IDLE_TIMEOUT": 0.5}, "timeout"),
+        ({"tokens": ["a", "b", "c"], "error_after": 2}, {}, "provider_error"),
+        ({"tokens": ["a", "b", "c"], "drop_after": 2}, {}, "provider_error"),
+    ],
+    ids=["whole-reply timeout", "provider stall", "error after first token", "dropped stream"],
+)
+async def test_a_failing_reply_ends_in_a_terminal_status_with_the_shown_text_saved(
+    stub, memory_layer, alice, settings, script, settings_change, code
+):
+    for name, value in settings_change.items():
+        setattr(settings, name, value)
+    stub.script("fail-case", **script)
+    received, user_message, reply = await run_reply(alice, "fail-case")
+
+    end = received[-1]
+    assert end["type"] == "error" and end["code"] == code and end["message_id"] == str(reply.id)
+    assert reply.status == "error" and reply.error_code == code
+    assert reply.content == reply_text(received) != ""
+    assert reply.completed_at is not None and reply.elapsed_ms is not None
+    assert user_message.content == "fail-case" and user_message.status == "complete"
+
+
+async def test_an_unreachable_provider_fails_the_reply_with_a_clear_error(
+    memory_layer, alice, settings
+):
+    received, user_message, reply = await run_reply(alice, "anyone there?")
+    assert received[-1]["code"] == "provider_error"
+    assert "could not be reached" in received[-1]["message"]
+    assert reply.status == "error" and user_message.content == "anyone there?"
+
+
+async def test_the_queries_of_a_reply_do_not_grow_with_its_length(
+    stub, memory_layer, alice, settings, monkeypatch
+):
+    settings.CHECKPOINT_SECONDS = 3600  # no checkpoint: count only the fixed cost
+    queries: list[str] = []
+    real_execute = CursorWrapper.execute
+
+    def counting_execute(self, sql, params=None):
+        queries.append(sql)
+        return real_execute(self, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", counting_execute)
+
+    async def count_for(tokens: int) -> int:
+        stub.script(f"size-{tokens}", tokens=["tok "] * tokens)
+        thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+        ws = await connect(thread.id, alice)
+        await receive(ws)
+        queries.clear()
+        await send(ws, start_command(f"size-{tokens}"))
+        received = await frames_until_end(ws)
+        count = len(queries)
+        await ws.disconnect()
+        assert reply_text(received) == "tok " * tokens
+        return count
+
+    short, long = await count_for(10), await count_for(1000)
+    assert short == long, "queries per reply do not depend on its number of tokens"
+    # One lookup of the client_id, one transaction for the user message and the reply, the
+    # history, and one final write.
+    assert long <= 8
+
+
+async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(
+    stub, memory_layer, alice, settings, monkeypatch
+):
+    settings.CHECKPOINT_SECONDS = 0.2
+    saved: list[str] = []
+    from chat import services
+
+    real = services.reply_checkpoint
+
+    def spy(*, reply_id, content):
+        saved.append(content)
+        real(reply_id=reply_id, content=content)
+
+    monkeypatch.setattr(services, "reply_checkpoint", spy)
+    stub.script("checkpointed", tokens=["x"] * 100, delay_ms=10)
+    received, _, reply = await run_reply(alice, "checkpointed")
+    tokens = sum(f["type"] == "token" for f in received)
+    assert 2 <= len(saved) < tokens, "a few checkpoints, far fewer than frames"
+    assert all(reply.content.startswith(text) for text in saved)
+    assert saved == sorted(saved, key=len), "each checkpoint has at least the text of the last"
