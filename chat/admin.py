@@ -1,8 +1,10 @@
 """Django admin for moderating threads: messages inline, metrics read-only."""
 
-from django.contrib import admin
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
 
-from chat.models import Message, Thread
+from chat import generation
+from chat.models import Message, ReplyInFlight, Thread
 
 METRIC_FIELDS = ("token_count", "first_token_ms", "elapsed_ms")
 
@@ -71,3 +73,42 @@ class MessageAdmin(admin.ModelAdmin):
         "completed_at",
     )
     list_select_related = ("thread",)
+
+
+@admin.register(ReplyInFlight)
+class ReplyInFlightAdmin(admin.ModelAdmin):
+    """Replies being written right now, with a force-stop for the stuck or unwanted."""
+
+    list_display = ("id", "thread", "model", "created_at", "content_length")
+    list_select_related = ("thread",)
+    actions = ["force_stop"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(status=Message.Status.STREAMING)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="characters saved")
+    def content_length(self, obj: Message) -> int:
+        return len(obj.content)
+
+    @admin.action(description="Force-stop the selected replies")
+    def force_stop(self, request, queryset) -> None:
+        """Stop each reply on whichever process runs it; one whose process died is interrupted."""
+        stopped = interrupted = 0
+        for reply in queryset:
+            if async_to_sync(generation.reply_force_stop)(
+                thread_id=str(reply.thread_id), reply_id=reply.id
+            ):
+                stopped += 1
+            else:
+                interrupted += 1
+        self.message_user(
+            request,
+            f"{stopped} stop request(s) sent; {interrupted} orphaned repl(ies) marked interrupted.",
+            messages.SUCCESS,
+        )

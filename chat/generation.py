@@ -220,15 +220,29 @@ def _provider() -> agent.Provider:
 
 
 async def reply_stop(*, thread_id: str) -> bool:
-    """Stop the thread's reply, whichever process runs it. False if none is running."""
+    """Stop the thread's reply, whichever process runs it. False if none is running.
+
+    A reply whose process died is marked `interrupted` on the spot: Stop always ends it.
+    """
     thread_id = str(thread_id)
     if registry().stop_local(thread_id):
         return True
     reply = await live.store().snapshot(thread_id=thread_id)
     if reply is None:
         return False
+    if not await _alive(reply):
+        await _interrupt(thread_id, reply)
+        return True
     await get_channel_layer().send(reply.owner, {"type": "reply.stop", "thread_id": thread_id})
     return True
+
+
+async def reply_force_stop(*, thread_id: str, reply_id: uuid.UUID) -> bool:
+    """An operator's stop: ask the owner; a reply with no live owner is marked interrupted."""
+    if await reply_stop(thread_id=thread_id):
+        return True
+    await _interrupt(str(thread_id), None, reply_id=reply_id)
+    return False
 
 
 async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:

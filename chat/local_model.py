@@ -62,3 +62,15 @@ def base_url() -> str:
             _base_url = _server.listening_address.rstrip("/") + "/v1"
             logger.info("embedded model %s listening at %s", MODEL_NAME, _base_url)
         return _base_url
+
+
+def warm_up_in_background() -> None:
+    """Start the server on a thread at process start, so the first reply does not wait for it."""
+
+    def start() -> None:
+        try:
+            base_url()
+        except Exception:
+            logger.exception("the embedded model could not be started")
+
+    threading.Thread(target=start, name="local-model-start", daemon=True).start()

@@ -94,3 +94,12 @@ class Message(models.Model):
         if not self.error_code:
             return None
         return {"code": self.error_code, "message": self.error_message}
+
+
+class ReplyInFlight(Message):
+    """Assistant replies still streaming, for the admin's list of replies in flight."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "reply in flight"
+        verbose_name_plural = "replies in flight"

@@ -16,6 +16,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
+if settings.AGENT_PROVIDER == "local":
+    from chat.local_model import warm_up_in_background  # noqa: E402
+
+    warm_up_in_background()
+
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
 
 application = ProtocolTypeRouter(
