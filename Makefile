@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev bench clean
+.PHONY: run cluster test lint format install install-dev bench clean
 
 $(VENV)/.runtime: requirements.txt requirements-model.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: install
 	$(PY) manage.py ensure_demo_user
 	$(PY) manage.py sweep_replies
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatproject.asgi:application
+
+## cluster: two daphne processes on PostgreSQL and Redis behind a balancer at :$(PORT)
+cluster: install-dev
+	$(PY) -m scripts.cluster --port $(PORT)
 
 ## test: lint, the JS unit tests, then every Python test (fast ones and a few end-to-end)
 test: install-dev lint

@@ -66,6 +66,7 @@ class Stream:
 
     ttft_ms: float | None = None
     latency_ms: list[float] = field(default_factory=list)  # one per frame (baseline: chunk)
+    last_ms: list[float] = field(default_factory=list)  # the same, of the frame's last token
     server_ms: list[float] = field(default_factory=list)  # product: emission -> frame `ts`
     frames: int = 0
     tokens: int = 0
@@ -81,6 +82,9 @@ class Stream:
             self.ttft_ms = (received_ns - sent_ns) / 1e6
         emitted_ns = timestamp_token_time_ns(tokens[0], received_ns)
         self.latency_ms.append((received_ns - emitted_ns) / 1e6)
+        # The last token's trip leaves out the time the first one waited to be coalesced.
+        last_ns = timestamp_token_time_ns(tokens[-1], received_ns)
+        self.last_ms.append((received_ns - last_ns) / 1e6)
         self.frames += 1
         self.tokens += len(tokens)
         return emitted_ns
@@ -360,6 +364,9 @@ def summarize(run: Run, baseline: dict[str, Any] | None) -> dict[str, Any]:
         "errors": len(run.results) - len(ok),
         "error_samples": sorted({s.error for s in run.results if s.error})[:3],
         "frame_latency_ms": {f"p{q}": percentile(latency, q) for q in (50, 95, 99, 100)},
+        "last_token_latency_ms": {
+            f"p{q}": percentile([v for s in ok for v in s.last_ms], q) for q in (50, 99)
+        },
         "ttft_ms": {f"p{q}": percentile(ttft, q) for q in (50, 95)},
         "frames_per_reply": round(frames / len(ok), 1) if ok else None,
         "tokens_per_frame": round(sum(s.tokens for s in ok) / frames, 2) if frames else None,

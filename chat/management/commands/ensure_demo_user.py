@@ -18,7 +18,8 @@ class Command(BaseCommand):
         User = get_user_model()
         saved = settings.VAR_DIR / "demo-credentials.txt"
         if not User.objects.exists():
-            password = secrets.token_urlsafe(9)
+            # Reuse a saved password, so every database made on this machine has the same one.
+            password = saved.read_text().split()[1] if saved.exists() else secrets.token_urlsafe(9)
             User.objects.create_user(
                 username=USERNAME, password=password, is_staff=True, is_superuser=True
             )

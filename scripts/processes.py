@@ -1,0 +1,155 @@
+"""Processes on loopback: daphne servers, a fresh database, and a logged-in HTTP client.
+
+Used by `make cluster` (scripts/cluster.py) and by the end-to-end tests.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """The environment of a server process: this one's, minus anything pointing elsewhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENT_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    env.update({"LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a manage.py command in a child process with that environment."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def prepare(env: dict[str, str], users: dict[str, str]) -> None:
+    """Migrate the database and create the users (name -> password)."""
+    manage(env, "migrate", "--noinput", "-v", "0")
+    for username, password in users.items():
+        manage(
+            env,
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            f"User.objects.create_user({username!r}, password={password!r})",
+        )
+
+
+class Daphne:
+    """One daphne process serving the project."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.env = env
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.log = Path(env.get("CHAT_VAR_DIR", "/tmp")) / f"daphne-{self.port}.log"
+
+    def start(self) -> "Daphne":
+        """Start it and wait until it answers HTTP."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "chatproject.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                httpx.get(self.url + "/healthz", timeout=1)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"daphne did not start:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without cleaning anything up."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def login(base_url: str, username: str, password: str) -> httpx.Client:
+    """An HTTP client logged in through the real login form, with CSRF set up."""
+    client = httpx.Client(base_url=base_url, timeout=10)
+    page = client.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    answer = client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+    )
+    assert answer.status_code == 302, answer.text[:500]
+    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    client.headers["Referer"] = base_url + "/"
+    return client
+
+
+def cookie_header(client: httpx.Client) -> str:
+    """The client's cookies as a Cookie header for a WebSocket handshake."""
+    return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+def new_database(postgres_url: str) -> tuple[str, callable]:
+    """A fresh PostgreSQL database: its URL and a function that drops it."""
+    import psycopg
+
+    name = f"chat_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+
+    def drop() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url, drop
