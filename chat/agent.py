@@ -175,3 +175,23 @@ def _detail(exc: openai.APIError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     text = body.get("message") or (body.get("error") or {}).get("message") or exc.message
     return str(text)[:300]
+
+
+TITLE_PROMPT = (
+    "Write a short title (at most six words, no quotes, no final period) for a conversation "
+    "that begins with this message:\n\n{message}"
+)
+
+
+async def make_title(first_message: str, *, chosen: Provider) -> str:
+    """A short title for a thread, written by the model from its first message."""
+    try:
+        titler = (await _agent(chosen)).clone(
+            name="Titler", instructions="You write short, plain titles."
+        )
+        result = await Runner.run(
+            titler, input=TITLE_PROMPT.format(message=first_message[:2000]), max_turns=1
+        )
+    except (openai.APIError, AgentsException) as exc:
+        raise ProviderError(f"No title: {exc.__class__.__name__}") from exc
+    return str(result.final_output or "")

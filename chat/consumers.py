@@ -6,6 +6,7 @@ consumer only subscribes to the thread's frames, filtering out any it already de
 
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -21,7 +22,8 @@ CLOSE_NOT_FOUND = 4404
 
 
 class ThreadConsumer(AsyncWebsocketConsumer):
-    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync (DESIGN.md)."""
+    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync (DESIGN.md), and
+    regenerate and edit (README's protocol section)."""
 
     thread_id = ""
 
@@ -65,7 +67,28 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         name = command.get("command")
         try:
             if name == "start":
-                await self._start(command)
+                await self._started(
+                    generation.reply_start(
+                        thread_id=self.thread_id,
+                        text=command.get("message"),
+                        client_id=command.get("client_id"),
+                    )
+                )
+            elif name == "regenerate":
+                await self._started(
+                    generation.reply_regenerate(
+                        thread_id=self.thread_id, client_id=command.get("client_id")
+                    )
+                )
+            elif name == "edit":
+                await self._started(
+                    generation.reply_edit(
+                        thread_id=self.thread_id,
+                        message_id=command.get("message_id"),
+                        text=command.get("message"),
+                        client_id=command.get("client_id"),
+                    )
+                )
             elif name == "stop":
                 if not await generation.reply_stop(thread_id=self.thread_id):
                     await self._send_ready()  # nothing running: let the client catch up
@@ -96,12 +119,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             self.delivered[message_id] = frame["seq"]
         await self._send(frame)
 
-    async def _start(self, command: dict[str, Any]) -> None:
-        result = await generation.reply_start(
-            thread_id=self.thread_id,
-            text=command.get("message"),
-            client_id=command.get("client_id"),
-        )
+    async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
+        result = await beginning
         if result.duplicate:
             # A retried send: tell this client where things stand instead of starting again.
             await self._send_ready()

@@ -71,6 +71,16 @@ def message(*, message: dict[str, Any]) -> dict[str, Any]:
     return {"type": "message", "ts": now_ms(), "message": message}
 
 
+def removed(*, message_ids: list[str]) -> dict[str, Any]:
+    """Messages gone from the thread (an edit or a regenerate replaced them)."""
+    return {"type": "removed", "ts": now_ms(), "message_ids": message_ids}
+
+
+def thread(*, thread: dict[str, Any]) -> dict[str, Any]:
+    """The thread itself changed (its title)."""
+    return {"type": "thread", "ts": now_ms(), "thread": thread}
+
+
 def start(*, message_id: str, model: str) -> dict[str, Any]:
     """A reply began."""
     return {

@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,10 @@ class Run:
     provider: agent.Provider
     task: asyncio.Task | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when this reply's message titled the thread: told after the reply's last frame (so
+    # DESIGN's frame order is kept), and maybe replaced by a model-made title.
+    new_title: dict[str, Any] | None = None
+    first_message: str = ""
 
 
 class Registry:
@@ -145,7 +150,7 @@ class StartResult:
     duplicate: bool
 
 
-def _validate(text: Any, client_id: Any) -> tuple[str, uuid.UUID]:
+def _validate_text(text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise GenerationError("bad_request", "`message` must be a non-empty string.")
     if len(text) > settings.MAX_MESSAGE_CHARS:
@@ -153,12 +158,14 @@ def _validate(text: Any, client_id: Any) -> tuple[str, uuid.UUID]:
             "too_large",
             f"The message is {len(text)} characters; the limit is {settings.MAX_MESSAGE_CHARS}.",
         )
-    if client_id is None:
-        return text, uuid.uuid4()
+    return text
+
+
+def _uuid(value: Any, name: str) -> uuid.UUID:
     try:
-        return text, uuid.UUID(str(client_id))
+        return uuid.UUID(str(value))
     except ValueError:
-        raise GenerationError("bad_request", "`client_id` must be a UUID.") from None
+        raise GenerationError("bad_request", f"`{name}` must be a UUID.") from None
 
 
 @database_sync_to_async
@@ -172,7 +179,45 @@ async def reply_start(*, thread_id: str, text: Any, client_id: Any = None) -> St
     The caller has checked that the thread is the user's. Idempotent on `client_id`: a repeat
     starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
     """
-    text, client_uuid = _validate(text, client_id)
+    text = _validate_text(text)
+    client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+    return await _begin(
+        thread_id,
+        client_uuid,
+        lambda **ids: services.reply_begin(text=text, client_id=client_uuid, **ids),
+    )
+
+
+async def reply_regenerate(*, thread_id: str, client_id: Any = None) -> StartResult:
+    """Replace the thread's last finished reply with a new one to the same message."""
+    client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+    return await _begin(
+        thread_id,
+        client_uuid,
+        lambda **ids: services.reply_regenerate_begin(client_id=client_uuid, **ids),
+    )
+
+
+async def reply_edit(
+    *, thread_id: str, message_id: Any, text: Any, client_id: Any = None
+) -> StartResult:
+    """Replace the thread's last user message (and its reply) with new text, and answer it."""
+    text = _validate_text(text)
+    edited = _uuid(message_id, "message_id")
+    client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+    return await _begin(
+        thread_id,
+        client_uuid,
+        lambda **ids: services.reply_edit_begin(
+            message_id=edited, text=text, client_id=client_uuid, **ids
+        ),
+    )
+
+
+async def _begin(
+    thread_id: str, client_uuid: uuid.UUID, write: Callable[..., services.Begun]
+) -> StartResult:
+    """The one way a reply begins: claim the thread, commit, announce, spawn the task."""
     thread_id = str(thread_id)
     if (sent := await _existing_send(thread_id, client_uuid)) is not None:
         return StartResult(reply_id=str(sent.id), duplicate=True)
@@ -190,26 +235,36 @@ async def reply_start(*, thread_id: str, text: Any, client_id: Any = None) -> St
             "busy", "A reply is already being written in this thread.", recoverable=True
         )
     try:
-        user_message, reply = await database_sync_to_async(services.reply_begin)(
-            thread_id=uuid.UUID(thread_id),
-            text=text,
-            client_id=client_uuid,
-            reply_id=reply_id,
-            model=chosen.model,
+        begun = await database_sync_to_async(write)(
+            thread_id=uuid.UUID(thread_id), reply_id=reply_id, model=chosen.model
         )
     except IntegrityError:
         await store.release(thread_id=thread_id, message_id=str(reply_id))
         sent = await _existing_send(thread_id, client_uuid)
         return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
+    except services.Refused as exc:
+        await store.release(thread_id=thread_id, message_id=str(reply_id))
+        raise GenerationError("bad_request", str(exc)) from None
     except BaseException:
         await store.release(thread_id=thread_id, message_id=str(reply_id))
         raise
     # Published after the commit above: no subscriber sees a message a rollback removed.
-    await publish(thread_id, frames.message(message=selectors.message_payload(user_message)))
-    run = Run(thread_id=thread_id, reply_id=reply.id, provider=chosen)
+    if begun.removed_ids:
+        await publish(thread_id, frames.removed(message_ids=begun.removed_ids))
+    if begun.user_message is not None:
+        await publish(
+            thread_id, frames.message(message=selectors.message_payload(begun.user_message))
+        )
+    run = Run(
+        thread_id=thread_id,
+        reply_id=begun.reply.id,
+        provider=chosen,
+        new_title=selectors.thread_payload(begun.thread) if begun.thread else None,
+        first_message=begun.user_message.content if begun.thread else "",
+    )
     reg.runs[thread_id] = run
-    run.task = asyncio.create_task(_run_reply(run), name=f"reply-{reply.id}")
-    return StartResult(reply_id=str(reply.id), duplicate=False)
+    run.task = asyncio.create_task(_run_reply(run), name=f"reply-{begun.reply.id}")
+    return StartResult(reply_id=str(begun.reply.id), duplicate=False)
 
 
 def _provider() -> agent.Provider:
@@ -529,6 +584,10 @@ async def _finish(
             seq=seq,
         )
     await publish(run.thread_id, terminal)
+    if run.new_title is not None:
+        await publish(run.thread_id, frames.thread(thread=run.new_title))
+        if status == "complete" and not run.provider.offline_demo:
+            asyncio.create_task(_retitle(run), name=f"title-{reply_id}")
     logger.info(
         "reply %s thread=%s status=%s chars=%d tokens=%d frames=%d elapsed_ms=%d ttft_ms=%s%s",
         reply_id,
@@ -551,3 +610,17 @@ async def sweep_all() -> int:
         await thread_sweep(thread_id=thread_id)
     after = len(await database_sync_to_async(selectors.replies_streaming)())
     return before - after
+
+
+async def _retitle(run: Run) -> None:
+    """Best effort: replace a title cut from the first message by one the model writes."""
+    try:
+        title = await agent.make_title(run.first_message, chosen=run.provider)
+        thread = await database_sync_to_async(services.thread_retitle)(
+            thread_id=uuid.UUID(run.thread_id), title=title, expected=run.new_title["title"]
+        )
+    except Exception:
+        logger.warning("thread %s: no model-made title", run.thread_id, exc_info=True)
+        return
+    if thread is not None:
+        await publish(run.thread_id, frames.thread(thread=selectors.thread_payload(thread)))

@@ -5,6 +5,7 @@ per token.
 """
 
 import uuid
+from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -28,6 +29,20 @@ def thread_create(*, owner: AbstractBaseUser, title: str = "") -> Thread:
     return Thread.objects.create(owner=owner, title=title.strip()[:200])
 
 
+class Refused(Exception):
+    """A write that does not fit the thread's current state (e.g. editing an older message)."""
+
+
+@dataclass
+class Begun:
+    """What beginning a reply wrote: the reply, maybe a user message, what it removed."""
+
+    reply: Message
+    user_message: Message | None = None
+    removed_ids: list[str] = field(default_factory=list)
+    thread: Thread | None = None  # set when the thread's title changed
+
+
 def reply_begin(
     *,
     thread_id: uuid.UUID,
@@ -35,13 +50,63 @@ def reply_begin(
     client_id: uuid.UUID,
     reply_id: uuid.UUID,
     model: str,
-) -> tuple[Message, Message]:
+) -> Begun:
     """Commit the user's message and the `streaming` reply in one transaction.
 
     Raises IntegrityError when the thread already has a message with this `client_id`.
     """
     with transaction.atomic():
         thread = Thread.objects.select_for_update().get(pk=thread_id)
+        return _begin(thread, text=text, client_id=client_id, reply_id=reply_id, model=model)
+
+
+def reply_regenerate_begin(
+    *, thread_id: uuid.UUID, client_id: uuid.UUID, reply_id: uuid.UUID, model: str
+) -> Begun:
+    """Replace the thread's last, finished reply with a new `streaming` one."""
+    with transaction.atomic():
+        thread = Thread.objects.select_for_update().get(pk=thread_id)
+        last = thread.messages.order_by("-created_at", "-id").first()
+        if last is None or last.role != Message.Role.ASSISTANT or last.status not in last.TERMINAL:
+            raise Refused("There is no finished reply to regenerate.")
+        removed = [str(last.id)]
+        last.delete()
+        begun = _begin(thread, text=None, client_id=client_id, reply_id=reply_id, model=model)
+        begun.removed_ids = removed
+        return begun
+
+
+def reply_edit_begin(
+    *,
+    thread_id: uuid.UUID,
+    message_id: uuid.UUID,
+    text: str,
+    client_id: uuid.UUID,
+    reply_id: uuid.UUID,
+    model: str,
+) -> Begun:
+    """Replace the thread's last user message (and what follows it) and begin a new reply."""
+    with transaction.atomic():
+        thread = Thread.objects.select_for_update().get(pk=thread_id)
+        last_user = (
+            thread.messages.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
+        )
+        if last_user is None or last_user.id != message_id:
+            raise Refused("Only the last message of the thread can be edited.")
+        later = thread.messages.filter(created_at__gte=last_user.created_at)
+        removed = [str(pk) for pk in later.values_list("id", flat=True)]
+        later.delete()
+        begun = _begin(thread, text=text, client_id=client_id, reply_id=reply_id, model=model)
+        begun.removed_ids = removed
+        return begun
+
+
+def _begin(
+    thread: Thread, *, text: str | None, client_id: uuid.UUID, reply_id: uuid.UUID, model: str
+) -> Begun:
+    """Inside the caller's transaction: the user message (when there is text) and the reply."""
+    user_message = None
+    if text is not None:
         user_message = Message.objects.create(
             thread=thread,
             role=Message.Role.USER,
@@ -49,17 +114,31 @@ def reply_begin(
             status=Message.Status.COMPLETE,
             client_id=client_id,
         )
-        reply = Message.objects.create(
-            id=reply_id,
-            thread=thread,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=model,
-        )
-        if not thread.title:
-            thread.title = title_from_text(text)
-        thread.save(update_fields=["title", "updated_at"])
-    return user_message, reply
+    reply = Message.objects.create(
+        id=reply_id,
+        thread=thread,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+        # A regenerated reply carries the command's client_id, so a retried command is a no-op.
+        client_id=None if user_message else client_id,
+    )
+    retitled = not thread.title and text is not None
+    if retitled:
+        thread.title = title_from_text(text)
+    thread.save(update_fields=["title", "updated_at"])
+    return Begun(reply=reply, user_message=user_message, thread=thread if retitled else None)
+
+
+def thread_retitle(*, thread_id: uuid.UUID, title: str, expected: str) -> Thread | None:
+    """Set a model-made title, unless the user renamed the thread meanwhile."""
+    title = " ".join(title.split()).strip(" \"'*#.")[:200]
+    if not title:
+        return None
+    updated = Thread.objects.filter(pk=thread_id, title=expected).update(
+        title=title, updated_at=timezone.now()
+    )
+    return Thread.objects.get(pk=thread_id) if updated else None
 
 
 def reply_checkpoint(*, reply_id: uuid.UUID, content: str) -> None:

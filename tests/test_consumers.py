@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 @database_sync_to_async
-def make_thread(owner) -> Thread:
-    return Thread.objects.create(owner=owner)
+def make_thread(owner, title: str = "") -> Thread:
+    return Thread.objects.create(owner=owner, title=title)
 
 
 @database_sync_to_async
@@ -272,3 +272,81 @@ async def test_closing_the_only_socket_does_not_stop_the_reply(stub, memory_laye
             break
         await asyncio.sleep(0.05)
     assert reply.status == "complete" and reply.content == "x" * 20
+
+
+async def test_regenerate_replaces_the_last_reply_for_every_tab(stub, memory_layer, alice):
+    thread = await make_thread(alice, title="titled")
+    ws, other_tab = await connect(thread.id, alice), await connect(thread.id, alice)
+    await receive(ws), await receive(other_tab)
+    await send(ws, start_command("say it"))
+    first = await frames_until_end(ws)
+    await frames_until_end(other_tab)
+    old_reply_id = first[-1]["message_id"]
+
+    stub.script("say it", tokens=["Second", " take"])
+    command = {"command": "regenerate", "client_id": str(uuid.uuid4())}
+    await send(ws, command)
+    for tab in (ws, other_tab):
+        removed = await receive(tab)
+        assert removed["type"] == "removed" and removed["message_ids"] == [old_reply_id]
+        again = await frames_until_end(tab)
+        assert reply_text(again) == "Second take"
+    user_message, reply = await messages_of(thread)
+    assert user_message.content == "say it" and reply.content == "Second take"
+
+    await send(ws, command)  # a retried regenerate changes nothing
+    assert (await receive(ws))["type"] == "ready"
+    assert len(await messages_of(thread)) == 2
+    await ws.disconnect()
+    await other_tab.disconnect()
+
+
+async def test_edit_replaces_the_last_message_and_its_reply(stub, memory_layer, alice):
+    thread = await make_thread(alice, title="titled")
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("first"))
+    await frames_until_end(ws)
+    await send(ws, start_command("typo here"))
+    await frames_until_end(ws)
+    first_user, first_reply, typo, typo_reply = await messages_of(thread)
+
+    await send(ws, {"command": "edit", "message_id": str(first_user.id), "message": "x"})
+    refused = await receive(ws)
+    assert refused["type"] == "error" and refused["code"] == "bad_request"
+
+    await send(
+        ws,
+        {
+            "command": "edit",
+            "message_id": str(typo.id),
+            "message": "fixed",
+            "client_id": str(uuid.uuid4()),
+        },
+    )
+    removed = await receive(ws)
+    assert set(removed["message_ids"]) == {str(typo.id), str(typo_reply.id)}
+    received = await frames_until_end(ws)
+    assert received[0]["type"] == "message" and received[0]["message"]["content"] == "fixed"
+    assert reply_text(received) == "Echo: fixed"
+    contents = [m.content for m in await messages_of(thread)]
+    assert contents == ["first", "Echo: first", "fixed", "Echo: fixed"]
+    await ws.disconnect()
+
+
+async def test_a_new_thread_is_titled_from_its_first_message_then_by_the_model(
+    stub, memory_layer, alice
+):
+    thread = await make_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("Plan a weekend in Lisbon with kids, on a small budget please"))
+    await frames_until_end(ws)
+    cut = await receive(ws)
+    assert cut["type"] == "thread"
+    assert cut["thread"]["title"] == "Plan a weekend in Lisbon with kids, on a small budget please"
+    by_model = await receive(ws)
+    assert by_model["type"] == "thread" and by_model["thread"]["title"].startswith("Echo: Write")
+    await database_sync_to_async(thread.refresh_from_db)()
+    assert thread.title == by_model["thread"]["title"]
+    await ws.disconnect()
