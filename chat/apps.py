@@ -8,3 +8,6 @@ class ChatConfig(AppConfig):
 
     name = "chat"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from chat.api import schema  # noqa: F401  (registers the OpenAPI auth extension)

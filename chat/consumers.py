@@ -13,7 +13,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import frames, generation, selectors
+from chat import auth, frames, generation, selectors
+from chat.subscription import FrameFilter
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         # Accept first: a close before accepting reaches the browser as a bare handshake
         # failure, without the code that tells it why.
-        await self.accept()
+        offered = self.scope.get("subprotocols", [])
+        await self.accept(subprotocol=auth.SUBPROTOCOL if auth.SUBPROTOCOL in offered else None)
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -42,7 +44,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.thread_id = str(thread.id)
-        self.delivered: dict[str, int] = {}
+        self.user_id = user.pk
+        self.filter = FrameFilter()
         # Join before reading the snapshot, so no frame falls between the two.
         await self.channel_layer.group_add(
             generation.thread_group(self.thread_id), self.channel_name
@@ -69,6 +72,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             if name == "start":
                 await self._started(
                     generation.reply_start(
+                        user_id=self.user_id,
                         thread_id=self.thread_id,
                         text=command.get("message"),
                         client_id=command.get("client_id"),
@@ -77,12 +81,15 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             elif name == "regenerate":
                 await self._started(
                     generation.reply_regenerate(
-                        thread_id=self.thread_id, client_id=command.get("client_id")
+                        user_id=self.user_id,
+                        thread_id=self.thread_id,
+                        client_id=command.get("client_id"),
                     )
                 )
             elif name == "edit":
                 await self._started(
                     generation.reply_edit(
+                        user_id=self.user_id,
                         thread_id=self.thread_id,
                         message_id=command.get("message_id"),
                         text=command.get("message"),
@@ -110,14 +117,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         """A frame published to the thread's group."""
-        frame = event["frame"]
-        message_id = frame.get("message_id")
-        if message_id is not None and "seq" in frame:
-            # Drop what the snapshot in `ready` (or an earlier frame) already covered.
-            if frame["seq"] <= self.delivered.get(message_id, -1):
-                return
-            self.delivered[message_id] = frame["seq"]
-        await self._send(frame)
+        if self.filter.admit(event["frame"]):
+            await self._send(event["frame"])
 
     async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
         result = await beginning
@@ -128,7 +129,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def _send_ready(self) -> None:
         active = await generation.thread_snapshot(thread_id=self.thread_id)
         if active is not None:
-            self.delivered[active["message_id"]] = active["seq"]
+            self.filter.covered(active["message_id"], active["seq"])
         await self._send(frames.ready(thread_id=self.thread_id, active=active))
 
     async def _bad_request(self, text: str) -> None:

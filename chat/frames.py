@@ -151,3 +151,30 @@ def heartbeat() -> dict[str, Any]:
 def is_terminal(frame: dict[str, Any]) -> bool:
     """Whether the frame ends a reply."""
     return frame["type"] == "complete" or (frame["type"] == "error" and "message_id" in frame)
+
+
+def of_saved_reply(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """A finished reply, from its saved message object, as the frames that carried it."""
+    message_id = reply["id"]
+    replayed = [start(message_id=message_id, model=reply.get("model") or "")]
+    if reply["content"]:
+        replayed.append(token(message_id=message_id, seq=1, text=reply["content"]))
+    seq = len(replayed)
+    if reply["status"] in ("complete", "cancelled"):
+        replayed.append(
+            complete(
+                message_id=message_id, seq=seq, status=reply["status"], metrics=reply["metrics"]
+            )
+        )
+    elif reply["status"] in ("error", "interrupted"):
+        failure = reply.get("error") or {}
+        replayed.append(
+            error(
+                code=failure.get("code") or "internal",
+                message=failure.get("message") or "",
+                recoverable=True,
+                message_id=message_id,
+                seq=seq,
+            )
+        )
+    return replayed

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
 
-from chat import agent, frames, live, selectors, services
+from chat import agent, frames, limits, live, selectors, services
 from chat.models import Message
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,9 @@ def _existing_send(thread_id: str, client_id: uuid.UUID) -> Message | None:
     return Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
 
 
-async def reply_start(*, thread_id: str, text: Any, client_id: Any = None) -> StartResult:
+async def reply_start(
+    *, user_id: int, thread_id: str, text: Any, client_id: Any = None
+) -> StartResult:
     """Commit the user's message and start the agent's reply as a task of this process.
 
     The caller has checked that the thread is the user's. Idempotent on `client_id`: a repeat
@@ -182,16 +184,18 @@ async def reply_start(*, thread_id: str, text: Any, client_id: Any = None) -> St
     text = _validate_text(text)
     client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
     return await _begin(
+        user_id,
         thread_id,
         client_uuid,
         lambda **ids: services.reply_begin(text=text, client_id=client_uuid, **ids),
     )
 
 
-async def reply_regenerate(*, thread_id: str, client_id: Any = None) -> StartResult:
+async def reply_regenerate(*, user_id: int, thread_id: str, client_id: Any = None) -> StartResult:
     """Replace the thread's last finished reply with a new one to the same message."""
     client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
     return await _begin(
+        user_id,
         thread_id,
         client_uuid,
         lambda **ids: services.reply_regenerate_begin(client_id=client_uuid, **ids),
@@ -199,13 +203,14 @@ async def reply_regenerate(*, thread_id: str, client_id: Any = None) -> StartRes
 
 
 async def reply_edit(
-    *, thread_id: str, message_id: Any, text: Any, client_id: Any = None
+    *, user_id: int, thread_id: str, message_id: Any, text: Any, client_id: Any = None
 ) -> StartResult:
     """Replace the thread's last user message (and its reply) with new text, and answer it."""
     text = _validate_text(text)
     edited = _uuid(message_id, "message_id")
     client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
     return await _begin(
+        user_id,
         thread_id,
         client_uuid,
         lambda **ids: services.reply_edit_begin(
@@ -215,12 +220,18 @@ async def reply_edit(
 
 
 async def _begin(
-    thread_id: str, client_uuid: uuid.UUID, write: Callable[..., services.Begun]
+    user_id: int, thread_id: str, client_uuid: uuid.UUID, write: Callable[..., services.Begun]
 ) -> StartResult:
     """The one way a reply begins: claim the thread, commit, announce, spawn the task."""
     thread_id = str(thread_id)
     if (sent := await _existing_send(thread_id, client_uuid)) is not None:
         return StartResult(reply_id=str(sent.id), duplicate=True)
+    if not await limits.reply_allowed(user_id=user_id):
+        raise GenerationError(
+            "rate_limited",
+            f"At most {settings.REPLIES_PER_MINUTE} replies a minute; try again shortly.",
+            recoverable=True,
+        )
     chosen = _provider()
     reg = registry()
     owner = await reg.owner()
@@ -228,7 +239,9 @@ async def _begin(
     store = live.store()
     # Claim the thread before the database knows the reply, so a `streaming` row always has
     # a live record while its owner lives (that is how dead owners are told apart).
-    if not await store.claim(thread_id=thread_id, message_id=str(reply_id), owner=owner):
+    if not await store.claim(
+        thread_id=thread_id, message_id=str(reply_id), owner=owner, model=chosen.model
+    ):
         if (sent := await _existing_send(thread_id, client_uuid)) is not None:
             return StartResult(reply_id=str(sent.id), duplicate=True)
         raise GenerationError(
@@ -282,7 +295,7 @@ async def reply_stop(*, thread_id: str) -> bool:
     thread_id = str(thread_id)
     if registry().stop_local(thread_id):
         return True
-    reply = await live.store().snapshot(thread_id=thread_id)
+    reply = await live.snapshot(live.store(), thread_id=thread_id)
     if reply is None:
         return False
     if not await _alive(reply):
@@ -303,7 +316,7 @@ async def reply_force_stop(*, thread_id: str, reply_id: uuid.UUID) -> bool:
 async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:
     """The thread's reply in flight as `ready.active`, after marking dead owners' replies."""
     thread_id = str(thread_id)
-    reply = await live.store().snapshot(thread_id=thread_id)
+    reply = await live.snapshot(live.store(), thread_id=thread_id)
     if reply is not None and not await _alive(reply):
         await _interrupt(thread_id, reply)
         reply = None
@@ -323,7 +336,7 @@ async def thread_sweep(*, thread_id: str) -> None:
     rows = await database_sync_to_async(selectors.replies_streaming)(thread_id=thread_id)
     if not rows:
         return
-    reply = await live.store().snapshot(thread_id=thread_id)
+    reply = await live.snapshot(live.store(), thread_id=thread_id)
     for row in rows:
         if reply is not None and reply.message_id == str(row.id) and await _alive(reply):
             continue
@@ -339,20 +352,43 @@ async def _interrupt(
 ) -> None:
     reply_id = reply_id or uuid.UUID(reply.message_id)
     count = await database_sync_to_async(services.replies_interrupt)(reply_ids=[reply_id])
+    terminal = frames.error(
+        code="interrupted",
+        message="The server stopped while this reply was being written.",
+        recoverable=True,
+        message_id=str(reply_id),
+        seq=(reply.seq + 1) if reply else 1,
+    )
     if reply is not None:
-        await live.store().release(thread_id=thread_id, message_id=reply.message_id)
+        await live.store().finish(
+            thread_id=thread_id, message_id=reply.message_id, terminal=terminal
+        )
     if count:
         logger.warning("reply %s interrupted: its process died", reply_id)
-        await publish(
-            thread_id,
-            frames.error(
-                code="interrupted",
-                message="The server stopped while this reply was being written.",
-                recoverable=True,
-                message_id=str(reply_id),
-                seq=(reply.seq + 1) if reply else 1,
-            ),
-        )
+        await publish(thread_id, terminal)
+
+
+async def thread_replay(
+    *, thread_id: str, message_id: str | None, after_seq: int
+) -> list[dict[str, Any]] | None:
+    """The frames of the thread's latest reply after `after_seq`, exactly as they were sent.
+
+    None when that reply is no longer recorded (the caller starts over from `ready`). With no
+    `message_id`, the latest reply is meant.
+    """
+    reply = await live.store().record(thread_id=str(thread_id))
+    if reply is None or (message_id is not None and reply.message_id != message_id):
+        return None
+    if after_seq > reply.seq + (1 if reply.done else 0):
+        return None
+    replayed: list[dict[str, Any]] = []
+    if after_seq < 0:
+        replayed.append(frames.start(message_id=reply.message_id, model=reply.model))
+    for seq, text in reply.frame_texts(after_seq):
+        replayed.append(frames.token(message_id=reply.message_id, seq=seq, text=text))
+    if reply.terminal is not None and reply.terminal["seq"] > after_seq:
+        replayed.append(reply.terminal)
+    return replayed
 
 
 # --- one reply's streaming loop -----------------------------------------------------------
@@ -546,29 +582,15 @@ async def _finish(
     deltas: int,
     usage: agent.Usage,
 ) -> None:
-    """The one final write, then the terminal frame; the live record goes in between.
+    """The one final write, then the terminal frame; the live record is closed in between.
 
-    Releasing the record before publishing the terminal frame means a subscriber either saw
-    the record (and, having joined the group first, gets the terminal frame) or reads the
+    Closing the record before publishing the terminal frame means a subscriber either saw the
+    reply in flight (and, having joined the group first, gets the terminal frame) or reads the
     finished reply from the database: never a reply stuck `streaming` on screen.
     """
     elapsed_ms = int((time.monotonic() - started) * 1000)
     tokens = usage.output_tokens if usage.output_tokens is not None else deltas
     reply_id = str(run.reply_id)
-    try:
-        await database_sync_to_async(services.reply_finish)(
-            reply_id=run.reply_id,
-            content=emitter.content,
-            status=status,
-            error_code=error_code,
-            error_message=error_message,
-            token_count=tokens,
-            first_token_ms=first_token_ms,
-            elapsed_ms=elapsed_ms,
-        )
-    finally:
-        await emitter.store.release(thread_id=run.thread_id, message_id=reply_id)
-        registry().runs.pop(run.thread_id, None)
     seq = emitter.seq + 1
     if status in ("complete", "cancelled"):
         metrics = frames.metrics(
@@ -583,6 +605,20 @@ async def _finish(
             message_id=reply_id,
             seq=seq,
         )
+    try:
+        await database_sync_to_async(services.reply_finish)(
+            reply_id=run.reply_id,
+            content=emitter.content,
+            status=status,
+            error_code=error_code,
+            error_message=error_message,
+            token_count=tokens,
+            first_token_ms=first_token_ms,
+            elapsed_ms=elapsed_ms,
+        )
+    finally:
+        await emitter.store.finish(thread_id=run.thread_id, message_id=reply_id, terminal=terminal)
+        registry().runs.pop(run.thread_id, None)
     await publish(run.thread_id, terminal)
     if run.new_title is not None:
         await publish(run.thread_id, frames.thread(thread=run.new_title))

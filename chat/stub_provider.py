@@ -34,34 +34,48 @@ _ERROR_KINDS = {
 }
 _FAILURES = ("error_after", "drop_after", "stall_after")
 
-# Timestamp tokens (opt-in, for benchmarks): " " + 3 symbols of a 64-symbol alphabet holding
-# the emission time in 100 µs units modulo 64**3 (26.2 s). Four characters, the length of an
+# Timestamp tokens (opt-in, for benchmarks): 4 symbols of a 64-symbol alphabet holding the
+# emission time in 100 µs units modulo 64**4 (28 min). Four characters is the length of an
 # average English model token, so the product's character-based coalescing (BUFFER_SIZE)
-# treats them as it treats real text; a client unwraps them with its own receive time.
+# treats them as it treats real text; the fixed width lets a client split a coalesced chunk
+# back into tokens, and it unwraps each one with its own receive time.
 TIMESTAMP_ALPHABET = string.digits + string.ascii_letters + "-_"
+TIMESTAMP_WIDTH = 4
 TIMESTAMP_UNIT_NS = 100_000
-TIMESTAMP_WRAP = len(TIMESTAMP_ALPHABET) ** 3
+TIMESTAMP_WRAP = len(TIMESTAMP_ALPHABET) ** TIMESTAMP_WIDTH
 _TIMESTAMP_VALUES = {symbol: value for value, symbol in enumerate(TIMESTAMP_ALPHABET)}
 
 
 def timestamp_token(now_ns: int) -> str:
     """The token that says it was emitted at ``now_ns`` (``time.time_ns()``)."""
     units = (now_ns // TIMESTAMP_UNIT_NS) % TIMESTAMP_WRAP
-    high, rest = divmod(units, 64 * 64)
-    middle, low = divmod(rest, 64)
-    return " " + "".join(TIMESTAMP_ALPHABET[v] for v in (high, middle, low))
+    symbols = []
+    for _ in range(TIMESTAMP_WIDTH):
+        units, value = divmod(units, len(TIMESTAMP_ALPHABET))
+        symbols.append(TIMESTAMP_ALPHABET[value])
+    return "".join(reversed(symbols))
 
 
-def timestamp_token_time_ns(token: str, received_ns: int) -> int:
-    """When a timestamp token was emitted, given that it was received at ``received_ns``.
+def timestamp_tokens_times_ns(text: str, received_ns: int) -> list[int]:
+    """When each timestamp token of ``text`` was emitted, ``text`` being received at
+    ``received_ns``; ``ValueError`` if it is not a run of timestamp tokens.
 
-    Exact to the 100 µs unit (the middle of it is returned) when the token is younger than
-    26.2 s, the wrap-around period.
+    Exact to the 100 µs unit (the middle of it is returned) for tokens younger than the
+    wrap-around period, 28 minutes.
     """
-    high, middle, low = (_TIMESTAMP_VALUES[c] for c in token.strip())
+    if not text or len(text) % TIMESTAMP_WIDTH:
+        raise ValueError(f"not timestamp tokens: {text[:40]!r}")
     received_units = received_ns // TIMESTAMP_UNIT_NS
-    age_units = (received_units - (high * 4096 + middle * 64 + low)) % TIMESTAMP_WRAP
-    return (received_units - age_units) * TIMESTAMP_UNIT_NS + TIMESTAMP_UNIT_NS // 2
+    times = []
+    for start in range(0, len(text), TIMESTAMP_WIDTH):
+        units = 0
+        for symbol in text[start : start + TIMESTAMP_WIDTH]:
+            if symbol not in _TIMESTAMP_VALUES:
+                raise ValueError(f"not timestamp tokens: {text[:40]!r}")
+            units = units * len(TIMESTAMP_ALPHABET) + _TIMESTAMP_VALUES[symbol]
+        age_units = (received_units - units) % TIMESTAMP_WRAP
+        times.append((received_units - age_units) * TIMESTAMP_UNIT_NS + TIMESTAMP_UNIT_NS // 2)
+    return times
 
 
 @dataclass

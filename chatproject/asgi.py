@@ -1,5 +1,5 @@
-"""ASGI entry point: HTTP to Django; WebSockets through the Origin check, the session's user
-and the URL router."""
+"""ASGI entry point: HTTP to Django; WebSockets through authentication (a client secret, or
+the session behind the Origin check) and the URL router."""
 
 import os
 
@@ -8,12 +8,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from chat.auth import WebSocketAuth  # noqa: E402  (needs Django set up first)
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 if settings.AGENT_PROVIDER == "local":
@@ -26,8 +25,6 @@ http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
     }
 )

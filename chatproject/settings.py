@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "chat",
 ]
 
@@ -158,15 +159,29 @@ else:
     }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Bearer first, so an anonymous request gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chat.auth.ClientSecretAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # `?format=` is ours (thread export), not DRF's renderer switch.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat API",
+    "DESCRIPTION": "Threads, messages and streamed agent replies (see README: Protocol).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.api.schema.add_streaming_paths",
+    ],
 }
 
 # The product's own settings (DESIGN.md "Configuration").
@@ -189,6 +204,10 @@ CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
 # A process that has not said it is alive for this long is taken as dead, and the replies it
 # owned become `interrupted` (multi-process deployments only).
 OWNER_TTL_SECONDS = float(os.environ.get("OWNER_TTL_SECONDS", "10"))
+# Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
+REPLIES_PER_MINUTE = int(os.environ.get("REPLIES_PER_MINUTE", "30"))
+# Lifetime of a client secret from POST /api/chatkit/session.
+CLIENT_SECRET_TTL = int(os.environ.get("CLIENT_SECRET_TTL", "600"))
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", 16000))
 CHATKIT_WORKFLOW_ID = os.environ.get("CHATKIT_WORKFLOW_ID", "")
 

@@ -1,11 +1,22 @@
 """`/api/` routes."""
 
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from chat.api.views import ThreadViewSet
+from chat.api import streaming
+from chat.api.views import ChatKitSessionView, ThreadViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("threads", ThreadViewSet, basename="thread")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("stream/message", streaming.stream_message, name="stream-message"),
+    path("stream/chatkit", streaming.stream_chatkit, name="stream-chatkit"),
+    path("threads/<uuid:thread_id>/events/", streaming.thread_events, name="thread-events"),
+    path("chatkit/session", ChatKitSessionView.as_view(), name="chatkit-session"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    *router.urls,
+]

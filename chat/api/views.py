@@ -1,12 +1,22 @@
-"""Threads and their messages over HTTP; the owner's alone."""
+"""Threads, their messages and exports, and ChatKit sessions over HTTP; the owner's alone."""
 
-from rest_framework import mixins, viewsets
+import openai
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
+from django.http import HttpResponse
+from django.utils.text import slugify
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from chat import services
+from chat import auth, selectors, services
+from chat.api import export
 from chat.api.serializers import MessageSerializer, ThreadSerializer
 from chat.models import Message, Thread
 
@@ -14,7 +24,7 @@ from chat.models import Message, Thread
 class ThreadPagination(CursorPagination):
     """Newest threads first."""
 
-    ordering = "-updated_at"
+    ordering = ("-updated_at", "-id")
     page_size = 50
 
 
@@ -34,6 +44,11 @@ class MessagePagination(CursorPagination):
         )
 
 
+@extend_schema(
+    parameters=[
+        OpenApiParameter("search", str, description="Only threads whose title or text has this")
+    ]
+)
 class ThreadViewSet(
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
@@ -42,7 +57,7 @@ class ThreadViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """`/api/threads/`: list, create, read, rename, delete; `messages/` of one."""
+    """`/api/threads/`: list (newest first, searchable), create, read, rename, delete."""
 
     serializer_class = ThreadSerializer
     pagination_class = ThreadPagination
@@ -52,13 +67,19 @@ class ThreadViewSet(
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Thread.objects.none()
         # Another user's thread is simply not found (404), never forbidden (403).
-        return Thread.objects.filter(owner=self.request.user)
+        threads = Thread.objects.filter(owner=self.request.user)
+        search = self.request.query_params.get("search", "").strip()
+        if search and self.action == "list":
+            in_text = Message.objects.filter(thread=OuterRef("pk"), content__icontains=search)
+            threads = threads.filter(Q(title__icontains=search) | Q(Exists(in_text)))
+        return threads
 
     def perform_create(self, serializer: ThreadSerializer) -> None:
         serializer.instance = services.thread_create(
             owner=self.request.user, title=serializer.validated_data.get("title", "")
         )
 
+    @extend_schema(responses=MessageSerializer(many=True))
     @action(detail=True, methods=["get"], serializer_class=MessageSerializer)
     def messages(self, request: Request, pk: str | None = None) -> Response:
         """The thread's messages, paginated by cursor."""
@@ -66,3 +87,88 @@ class ThreadViewSet(
         paginator = MessagePagination()
         page = paginator.paginate_queryset(Message.objects.filter(thread=thread), request, self)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["markdown", "json"], default="markdown")],
+        responses={(200, "text/markdown"): OpenApiTypes.STR, (200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str | None = None) -> HttpResponse:
+        """The whole thread as a Markdown or JSON file."""
+        thread = self.get_object()
+        kind = request.query_params.get("format", "markdown")
+        if kind not in ("markdown", "json"):
+            return Response(
+                {"detail": "format must be markdown or json."}, status=status.HTTP_400_BAD_REQUEST
+            )
+        messages = selectors.thread_messages(thread_id=thread.id)
+        name = slugify(thread.title)[:60] or f"thread-{str(thread.id)[:8]}"
+        if kind == "json":
+            response = HttpResponse(
+                export.thread_json(thread, messages), content_type="application/json"
+            )
+            filename = f"{name}.json"
+        else:
+            response = HttpResponse(
+                export.thread_markdown(thread, messages),
+                content_type="text/markdown; charset=utf-8",
+            )
+            filename = f"{name}.md"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class ChatKitSessionView(APIView):
+    """`POST /api/chatkit/session`: a short-lived client secret for this user.
+
+    Only a logged-in browser session may ask: a secret cannot mint its own successor. With
+    CHATKIT_WORKFLOW_ID set, the secret is a hosted OpenAI ChatKit session's instead.
+    """
+
+    authentication_classes = [SessionAuthentication]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "ClientSecret",
+                {
+                    "client_secret": serializers.CharField(),
+                    "expires_at": serializers.IntegerField(),
+                },
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        if not settings.CHATKIT_WORKFLOW_ID:
+            secret, expires_at = auth.secret_issue(user=request.user)
+            return Response({"client_secret": secret, "expires_at": expires_at})
+        if not settings.OPENAI_API_KEY:
+            return Response(
+                {"detail": "CHATKIT_WORKFLOW_ID is set but OPENAI_API_KEY is not."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        client = openai.OpenAI(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL or None,
+            max_retries=0,
+            timeout=20,
+        )
+        try:
+            session = client.beta.chatkit.sessions.create(
+                user=str(request.user.pk), workflow={"id": settings.CHATKIT_WORKFLOW_ID}
+            )
+        except openai.APIStatusError as exc:
+            return Response(
+                {
+                    "detail": f"OpenAI refused the ChatKit session (HTTP {exc.status_code}): "
+                    f"{exc.message}"
+                },
+                status=status.HTTP_502_BAD_GATEWAY,
+            )
+        except openai.APIError as exc:
+            return Response(
+                {"detail": f"OpenAI could not be reached for a ChatKit session: {exc.message}"},
+                status=status.HTTP_502_BAD_GATEWAY,
+            )
+        return Response({"client_secret": session.client_secret, "expires_at": session.expires_at})

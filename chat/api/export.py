@@ -1,0 +1,32 @@
+"""A thread as a file: Markdown to read, JSON to keep or move elsewhere."""
+
+import json
+from typing import Any
+
+from chat import selectors
+from chat.models import Message, Thread
+
+ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+def thread_markdown(thread: Thread, messages: list[Message]) -> str:
+    """The thread as Markdown: a heading per message, its text as written."""
+    lines = [f"# {thread.title or 'Untitled thread'}", ""]
+    lines.append(
+        f"_Exported {len(messages)} messages; started {thread.created_at:%Y-%m-%d %H:%M} UTC._"
+    )
+    for message in messages:
+        heading = ROLE_HEADINGS.get(message.role, message.role)
+        if message.role == Message.Role.ASSISTANT and message.model:
+            heading += f" ({message.model})"
+        if message.status not in (Message.Status.COMPLETE, ""):
+            heading += f" [{message.status}]"
+        lines += ["", f"## {heading}", "", message.content or "_(no text)_"]
+    return "\n".join(lines) + "\n"
+
+
+def thread_json(thread: Thread, messages: list[Message]) -> str:
+    """The thread and its messages as DESIGN.md's objects."""
+    data: dict[str, Any] = selectors.thread_payload(thread)
+    data["messages"] = [selectors.message_payload(m) for m in messages]
+    return json.dumps(data, indent=2, ensure_ascii=False)

@@ -1,0 +1,94 @@
+"""Subscribing to a thread's frames: the filter every subscriber applies, and a subscription
+with its own channel for HTTP streams (SSE), which have no consumer to receive group sends.
+"""
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from chat import frames, generation
+
+
+class FrameFilter:
+    """Lets each frame of a reply through once, in `seq` order as received.
+
+    A subscriber first applies a snapshot (or a replay) up to some `seq`; frames at or below
+    it that were already on their way through the layer are dropped, so nothing is doubled.
+    """
+
+    def __init__(self) -> None:
+        self.delivered: dict[str, int] = {}
+
+    def covered(self, message_id: str, seq: int) -> None:
+        """The subscriber has the reply's text up to and including `seq`."""
+        self.delivered[message_id] = seq
+
+    def admit(self, frame: dict[str, Any]) -> bool:
+        """Whether the frame is new to this subscriber (and note it if so)."""
+        message_id = frame.get("message_id")
+        if message_id is None or "seq" not in frame:
+            return True
+        if frame["seq"] <= self.delivered.get(message_id, -1):
+            return False
+        self.delivered[message_id] = frame["seq"]
+        return True
+
+
+class Subscription:
+    """A thread's frames for one HTTP stream: joined before any snapshot is read."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = str(thread_id)
+        self.filter = FrameFilter()
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._channel = ""
+        self._reader: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Subscription":
+        layer = get_channel_layer()
+        self._channel = await layer.new_channel()
+        await layer.group_add(generation.thread_group(self.thread_id), self._channel)
+        self._reader = asyncio.create_task(self._read(), name=f"sse-{self.thread_id}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await get_channel_layer().group_discard(
+                generation.thread_group(self.thread_id), self._channel
+            )
+
+    async def _read(self) -> None:
+        # One long-lived receive loop: cancelling a layer receive mid-way can lose a message,
+        # so waits with a timeout happen on the queue instead.
+        layer = get_channel_layer()
+        while True:
+            event = await layer.receive(self._channel)
+            if event.get("type") == "chat.frame":
+                self._queue.put_nowait(event["frame"])
+
+    async def ready(self) -> dict[str, Any]:
+        """The `ready` frame, its snapshot noted in the filter."""
+        active = await generation.thread_snapshot(thread_id=self.thread_id)
+        if active is not None:
+            self.filter.covered(active["message_id"], active["seq"])
+        return frames.ready(thread_id=self.thread_id, active=active)
+
+    async def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next new frame, or None when `timeout` passes without one (time to heartbeat)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return None
+            try:
+                frame = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                return None
+            if self.filter.admit(frame):
+                return frame
