@@ -18,8 +18,9 @@ from pathlib import Path
 import redis
 
 from chat.stub_provider import STUB_MODEL
-from tests.servers import ROOT, Daphne, new_database, prepare, server_env
+from tests.servers import Daphne, new_database, prepare, server_env
 
+ROOT = Path(__file__).resolve().parent.parent
 BENCH_USER = "bench"
 BENCH_PASSWORD = "bench-password"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -143,6 +144,8 @@ class ProductStack:
                 "OPENAI_API_KEY": "x",
                 # SQLite file, secret key and daphne logs all stay in the temporary dir.
                 "CHAT_VAR_DIR": str(self.workdir),
+                # One user starts every reply here; the per-user limit is not under test.
+                "REPLIES_PER_MINUTE": "0",
             }
             if self.redis_url:
                 redis_flush(self.redis_url)

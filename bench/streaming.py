@@ -38,6 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench.stack import (
     BENCH_PASSWORD,
     BENCH_USER,
+    ROOT,
     ProductStack,
     StubProcess,
     cpu_seconds,
@@ -45,8 +46,8 @@ from bench.stack import (
     redis_cpu_seconds,
     wait_idle,
 )
-from chat.stub_provider import timestamp_token_time_ns
-from tests.servers import ROOT, Daphne, cookie_header, login
+from chat.stub_provider import timestamp_tokens_times_ns
+from tests.servers import Daphne, cookie_header, login
 
 SCENARIOS = ("baseline", "memory", "redis")
 FULL_STREAMS = (1, 10, 100, 500)
@@ -58,6 +59,7 @@ OUTPUT = ROOT / "var" / "bench-streaming.json"
 # which is not what this benchmark is about.
 CONNECT_CONCURRENCY = 32
 PROMPT = "Benchmark: please stream your answer."
+IDLE_TIMEOUT = 30.0
 
 
 @dataclass
@@ -75,19 +77,15 @@ class Stream:
 
     def add(self, text: str, received_ns: int, sent_ns: int) -> int:
         """Account for a frame (or chunk) of timestamp tokens; return its first's emission."""
-        tokens = text.split()
-        if not tokens or any(len(t) != 3 for t in tokens):
-            raise ValueError(f"not timestamp tokens: {text[:40]!r}")
+        emitted = timestamp_tokens_times_ns(text, received_ns)
         if self.ttft_ms is None:
             self.ttft_ms = (received_ns - sent_ns) / 1e6
-        emitted_ns = timestamp_token_time_ns(tokens[0], received_ns)
-        self.latency_ms.append((received_ns - emitted_ns) / 1e6)
+        self.latency_ms.append((received_ns - emitted[0]) / 1e6)
         # The last token's trip leaves out the time the first one waited to be coalesced.
-        last_ns = timestamp_token_time_ns(tokens[-1], received_ns)
-        self.last_ms.append((received_ns - last_ns) / 1e6)
+        self.last_ms.append((received_ns - emitted[-1]) / 1e6)
         self.frames += 1
-        self.tokens += len(tokens)
-        return emitted_ns
+        self.tokens += len(emitted)
+        return emitted[0]
 
 
 @dataclass
@@ -212,14 +210,16 @@ async def _product_stream(
             await ws.send(json.dumps(command))
             seq = -1
             while True:
-                raw = await ws.recv()
+                # A reply silent this long has stalled: fail it now rather than at the deadline.
+                raw = await asyncio.wait_for(ws.recv(), IDLE_TIMEOUT)
                 received_ns = time.time_ns()
                 frame = json.loads(raw)
                 kind = frame["type"]
-                if kind == "message":
-                    continue  # our own persisted message, before the reply's frames
-                if kind == "error" and "message_id" not in frame:
-                    raise RuntimeError(f"error frame {frame.get('code')}: {frame.get('message')}")
+                if "message_id" not in frame:
+                    # Not a frame of the reply: our own persisted `message`, a `thread` title.
+                    if kind == "error":
+                        raise RuntimeError(f"error frame {frame['code']}: {frame['message']}")
+                    continue
                 if frame.get("seq") != seq + 1:
                     # A real client would resync; for the benchmark a gap is a failure.
                     raise RuntimeError(f"seq gap: {seq} then {frame.get('seq')} ({kind})")
@@ -470,14 +470,18 @@ def _machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    # The product's files changed since the commit, if any: the figures are of those too.
+    dirty = [line[3:] for line in git("status", "--porcelain", "chat", "chatproject").splitlines()]
     return {
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
-        "commit": commit,
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "uncommitted": dirty,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -496,11 +500,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=200, help="tokens per reply")
     parser.add_argument("--delay-ms", type=float, default=5, help="stub delay between tokens")
     parser.add_argument(
-        "--timeout", type=float, default=150, help="seconds one run of N streams may take"
+        "--timeout", type=float, default=120, help="seconds one run of N streams may take"
     )
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep SQLite files and daphne logs here (default: a temporary directory)",
+    )
     args = parser.parse_args(argv)
     args.streams = list(QUICK_STREAMS) if args.quick else [int(n) for n in args.streams.split(",")]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -531,6 +540,13 @@ def _stacks(args: argparse.Namespace, stub_url: str, workdir: Path) -> Iterator[
         yield stacks
 
 
+def _workdir(path: Path | None) -> contextlib.AbstractContextManager[str]:
+    if path is None:
+        return tempfile.TemporaryDirectory(prefix="chat-bench-")
+    path.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(path.resolve()))
+
+
 def _progress(s: dict[str, Any]) -> None:
     print(
         f"  {s['scenario']:8} N={s['streams']:<4} {s['duration_s']:6.1f} s  "
@@ -549,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     summaries: list[dict[str, Any]] = []
     with (
-        tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp,
+        _workdir(args.workdir) as tmp,
         StubProcess(tokens=args.tokens, delay_ms=args.delay_ms) as stub,
         _stacks(args, stub.url, Path(tmp)) as stacks,
     ):

@@ -170,7 +170,17 @@ def _uuid(value: Any, name: str) -> uuid.UUID:
 
 @database_sync_to_async
 def _existing_send(thread_id: str, client_id: uuid.UUID) -> Message | None:
-    return Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
+    """The reply that answered this `client_id` already (its user message's, or its own)."""
+    sent = Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
+    if sent is None or sent.role == Message.Role.ASSISTANT:
+        return sent
+    return (
+        Message.objects.filter(
+            thread_id=thread_id, role=Message.Role.ASSISTANT, created_at__gte=sent.created_at
+        )
+        .order_by("created_at", "id")
+        .first()
+    ) or sent
 
 
 async def reply_start(

@@ -6,12 +6,11 @@ http://127.0.0.1:8000, as nginx would spread connections over them. Ctrl-C stops
 
 import argparse
 import asyncio
-import itertools
 import os
 import signal
 import sys
 
-from scripts.processes import ROOT, Daphne, manage, server_env
+from scripts.processes import ROOT, Daphne, TcpProxy, manage, server_env
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/chat_cluster"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/1"
@@ -26,35 +25,6 @@ def ensure_database(url: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
-
-
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes one way until the connection closes."""
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
-
-
-async def balance(port: int, backends: list[int]) -> None:
-    """Spread incoming connections over the backends in turn (HTTP and WebSocket alike)."""
-    turn = itertools.cycle(backends)
-
-    async def handle(client_reader, client_writer):
-        try:
-            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", next(turn))
-        except OSError:
-            client_writer.close()
-            return
-        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with server:
-        await server.serve_forever()
 
 
 def main() -> None:
@@ -86,7 +56,7 @@ def main() -> None:
     print(f"database {database_url}, Redis {env['REDIS_URL']}; logs in {servers[0].log.parent}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        asyncio.run(balance(args.port, ports))
+        asyncio.run(TcpProxy(ports, port=args.port).serve())
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,11 +3,14 @@
 Used by `make cluster` (scripts/cluster.py) and by the end-to-end tests.
 """
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -153,3 +156,85 @@ def new_database(postgres_url: str) -> tuple[str, callable]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return url, drop
+
+
+class TcpProxy:
+    """A round-robin TCP proxy on loopback, as nginx spreads connections over processes.
+
+    `cut()` drops every open connection at once, as a network blip does, while new
+    connections are still accepted: what a reconnecting client meets in real life.
+    """
+
+    def __init__(self, backends: list[int], port: int = 0) -> None:
+        self.backends = backends
+        self.port = port
+        self._turn = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.listening = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, client_reader, client_writer) -> None:
+        backend = self.backends[self._turn % len(self.backends)]
+        self._turn += 1
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", backend)
+        except OSError:
+            client_writer.close()
+            return
+        self._writers |= {client_writer, server_writer}
+        try:
+            await asyncio.gather(
+                self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)
+            )
+        finally:
+            self._writers -= {client_writer, server_writer}
+
+    async def serve(self) -> None:
+        """Accept connections until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.listening.set()
+        async with self._server:
+            await self._server.serve_forever()
+
+    def start_in_thread(self) -> "TcpProxy":
+        """Serve from a daemon thread; returns once listening."""
+
+        def run() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(self.serve())
+
+        threading.Thread(target=run, daemon=True, name="tcp-proxy").start()
+        self.listening.wait(10)
+        return self
+
+    def cut(self) -> None:
+        """Drop every open connection (thread-safe)."""
+
+        def drop() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        self._loop.call_soon_threadsafe(drop)
+
+    def stop(self) -> None:
+        """Stop accepting and drop everything (thread-safe)."""
+        if self._loop is not None and self._server is not None:
+            self.cut()
+            self._loop.call_soon_threadsafe(self._server.close)

@@ -2,6 +2,7 @@
 
 from scripts.processes import (  # noqa: F401
     Daphne,
+    TcpProxy,
     cookie_header,
     free_port,
     login,

@@ -251,3 +251,15 @@ def test_the_schema_and_its_docs_page_are_served(alice_client):
 def test_unknown_thread_ids_are_404_not_500(alice_client):
     assert alice_client.get(f"/api/threads/{uuid.uuid4()}/").status_code == 404
     assert alice_client.get("/api/threads/not-a-uuid/").status_code == 404
+
+
+def test_a_foreign_origin_cannot_stand_in_for_the_csrf_token(csrf_client, alice):
+    thread = make_thread(alice, "mine")
+    answer = csrf_client.post(
+        "/api/stream/message",
+        {"message": "hi", "thread_id": str(thread.id)},
+        content_type="application/json",
+        HTTP_ORIGIN="https://evil.example",
+    )
+    assert answer.status_code == 403
+    assert Message.objects.count() == 0

@@ -350,3 +350,66 @@ async def test_a_new_thread_is_titled_from_its_first_message_then_by_the_model(
     await database_sync_to_async(thread.refresh_from_db)()
     assert thread.title == by_model["thread"]["title"]
     await ws.disconnect()
+
+
+async def test_a_client_secret_opens_the_socket_as_a_subprotocol_without_origin(
+    stub, memory_layer, alice, bob
+):
+    from channels.testing import WebsocketCommunicator
+
+    from chat import auth
+    from chatproject.asgi import application
+
+    thread = await make_thread(alice, title="t")
+    secret, _ = await database_sync_to_async(auth.secret_issue)(user=alice)
+    ws = WebsocketCommunicator(
+        application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{secret}"]
+    )
+    connected, subprotocol = await ws.connect(timeout=5)
+    assert connected and subprotocol == "chat", "the secret is never echoed back"
+    assert (await receive(ws))["type"] == "ready"
+    await send(ws, start_command("by secret"))
+    assert reply_text(await frames_until_end(ws)) == "Echo: by secret"
+    await ws.disconnect()
+
+    bobs, _ = await database_sync_to_async(auth.secret_issue)(user=bob)
+    for offered, code in ((bobs, 4404), (secret[:-2] + "xx", 4401), ("cs_junk", 4401)):
+        ws = WebsocketCommunicator(
+            application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{offered}"]
+        )
+        await ws.connect(timeout=5)
+        assert (await ws.receive_output(timeout=5))["code"] == code
+
+
+async def test_a_session_socket_from_a_foreign_origin_is_refused(memory_layer, alice):
+    thread = await make_thread(alice)
+    from channels.testing import WebsocketCommunicator
+
+    from chatproject.asgi import application
+    from tests.helpers import session_cookie
+
+    headers = [
+        (b"origin", b"https://evil.example"),
+        (b"host", b"127.0.0.1:8000"),
+        (b"cookie", (await session_cookie(alice)).encode()),
+    ]
+    ws = WebsocketCommunicator(application, f"/ws/threads/{thread.id}/", headers=headers)
+    connected, _ = await ws.connect(timeout=5)
+    assert not connected
+
+
+async def test_starting_more_replies_a_minute_than_allowed_is_rate_limited(
+    stub, memory_layer, alice, settings
+):
+    settings.REPLIES_PER_MINUTE = 2
+    thread = await make_thread(alice, title="t")
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    for text in ("one", "two"):
+        await send(ws, start_command(text))
+        await frames_until_end(ws)
+    await send(ws, start_command("three"))
+    frame = await receive(ws)
+    assert frame["type"] == "error" and frame["code"] == "rate_limited" and frame["recoverable"]
+    assert len(await messages_of(thread)) == 4, "the refused message was not saved"
+    await ws.disconnect()

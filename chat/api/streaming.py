@@ -7,11 +7,14 @@ the request never stops a reply (Django cancels the generator; the reply task go
 """
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +23,8 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import auth, frames, generation, selectors, services
 from chat.models import Message
 from chat.subscription import Subscription
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15
 # HTTP statuses of refusals that happen before a stream begins.
@@ -59,11 +64,28 @@ async def _authenticate(request: HttpRequest) -> tuple[Any, HttpResponse | None]
     user = await request.auser()
     if not user.is_authenticated:
         return None, _detail("Log in, or send Authorization: Bearer <client secret>.", 401)
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
         csrf = CsrfViewMiddleware(lambda r: None)
         if (rejected := csrf.process_view(request, None, (), {})) is not None:
             return None, rejected
     return user, None
+
+
+def _same_origin(request: HttpRequest) -> bool:
+    """A browser's own-origin request, told by the Origin header browsers always send on POST.
+
+    Verifying Origin is a CSRF defence of its own (OWASP), and it lets a page's plain
+    `fetch('/api/stream/message', {method: 'POST', body})` stream without a token. A request
+    with no Origin (curl, scripts) or a foreign one still needs the CSRF token.
+    """
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return False
+    try:
+        own = f"{request.scheme}://{request.get_host()}"
+    except DisallowedHost:
+        return False
+    return origin == own or origin in settings.CSRF_TRUSTED_ORIGINS
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any] | None:
@@ -72,6 +94,12 @@ def _json_body(request: HttpRequest) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _stream_failed() -> dict[str, Any]:
+    return frames.error(
+        code="internal", message="The stream failed; reconnect to resume.", recoverable=True
+    )
 
 
 def event(frame: dict[str, Any], *, event_id: str | None = None) -> str:
@@ -161,6 +189,10 @@ async def _reply_events(
                 yield event(frame, event_id=str(frame["seq"]) if mine else None)
             if mine and frames.is_terminal(frame):
                 return
+    except Exception:
+        # The reply itself goes on (its task is not ours); this stream says it failed.
+        logger.exception("reply stream of thread %s failed", subscription.thread_id)
+        yield event(_stream_failed())
     finally:
         await subscription.__aexit__(None, None, None)
 
@@ -233,5 +265,8 @@ async def _thread_events(subscription: Subscription, last_event_id: str) -> Asyn
                 yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
             else:
                 yield event(frame)
+    except Exception:
+        logger.exception("event stream of thread %s failed", subscription.thread_id)
+        yield event(_stream_failed())
     finally:
         await subscription.__aexit__(None, None, None)

@@ -48,11 +48,25 @@ async function request(method, url, body) {
 }
 
 /**
- * The first page of the user's threads, newest first.
+ * A page of the user's threads, newest first; with `search`, only threads whose title or
+ * messages contain it.
+ * @param {{search?: string, cursorUrl?: string|null}} [options] cursorUrl: a `next` link
  * @returns {Promise<Page>}
  */
-export function listThreads() {
-  return request('GET', '/api/threads/');
+export function listThreads({ search = '', cursorUrl = null } = {}) {
+  if (cursorUrl) return request('GET', sameOrigin(cursorUrl));
+  const query = search ? `?search=${encodeURIComponent(search)}` : '';
+  return request('GET', `/api/threads/${query}`);
+}
+
+/**
+ * Where a thread's export downloads from.
+ * @param {string} id
+ * @param {'markdown'|'json'} format
+ * @returns {string}
+ */
+export function exportUrl(id, format) {
+  return `/api/threads/${encodeURIComponent(id)}/export/?format=${format}`;
 }
 
 /**

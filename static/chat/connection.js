@@ -6,12 +6,19 @@
  * @typedef {object} Connection
  * @property {(command: object) => void} send  sends now if ready, else after the next `ready`
  * @property {() => void} resync                asks for a fresh `ready` (no-op while not open)
+ * @property {() => void} check                 open: resync (the page may have slept); else reconnect now
  * @property {() => ConnectionState} state
  * @property {() => void} dispose               closes for good; no callback fires afterwards
+ * @typedef {object} Timing
+ * @property {number} [heartbeatMs]  how often to send a heartbeat
+ * @property {number} [deadAfterMs]  silence (no frame at all) after which the socket is dead
+ * @property {number} [backoffBaseMs]
+ * @property {number} [backoffCapMs]
  */
 
-const HEARTBEAT_MS = 15_000;
-const DEAD_AFTER_MS = 40_000;
+// A heartbeat is answered at once, so two missed answers and some slack mean a dead socket.
+const HEARTBEAT_MS = 10_000;
+const DEAD_AFTER_MS = 25_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 15_000;
 // Close codes after which retrying cannot help (DESIGN.md "Wire protocol").
@@ -35,8 +42,8 @@ export function threadSocketUrl(threadId, loc = globalThis.location) {
  * @param {() => number} [random]
  * @returns {number} milliseconds
  */
-export function backoffDelay(attempt, random = Math.random) {
-  return random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+export function backoffDelay(attempt, random = Math.random, base = BACKOFF_BASE_MS, cap = BACKOFF_CAP_MS) {
+  return random() * Math.min(cap, base * 2 ** attempt);
 }
 
 /**
@@ -47,10 +54,23 @@ export function backoffDelay(attempt, random = Math.random) {
  * @param {(state: ConnectionState) => void} [options.onState]
  * @param {(code: number) => void} [options.onFatal] 4401 (log in again) or 4404 (no such thread)
  * @param {typeof WebSocket} [options.WebSocketImpl] injectable for tests
+ * @param {Timing} [options.timing]
+ * @param {string} [options.url] defaults to threadSocketUrl(threadId)
  * @returns {Connection}
  */
-export function connectThread({ threadId, onFrame, onState = () => {}, onFatal = () => {}, WebSocketImpl = globalThis.WebSocket }) {
-  const url = threadSocketUrl(threadId);
+export function connectThread({
+  threadId,
+  onFrame,
+  onState = () => {},
+  onFatal = () => {},
+  WebSocketImpl = globalThis.WebSocket,
+  timing = {},
+  url = threadSocketUrl(threadId),
+}) {
+  const heartbeatMs = timing.heartbeatMs ?? HEARTBEAT_MS;
+  const deadAfterMs = timing.deadAfterMs ?? DEAD_AFTER_MS;
+  const backoffBaseMs = timing.backoffBaseMs ?? BACKOFF_BASE_MS;
+  const backoffCapMs = timing.backoffCapMs ?? BACKOFF_CAP_MS;
   let socket = null;
   let current = null;
   let ready = false;
@@ -97,7 +117,7 @@ export function connectThread({ threadId, onFrame, onState = () => {}, onFatal =
   // asleep) may never fire `close`, so silence is the only reliable signal.
   function armDeadTimer() {
     clearTimeout(deadTimer);
-    deadTimer = setTimeout(() => reconnectSoon(), DEAD_AFTER_MS);
+    deadTimer = setTimeout(() => reconnectSoon(), deadAfterMs);
   }
 
   function open() {
@@ -112,7 +132,7 @@ export function connectThread({ threadId, onFrame, onState = () => {}, onFatal =
     // A handshake to a vanished host can hang for minutes; give up on it like a silent socket.
     armDeadTimer();
     ws.onopen = () => {
-      heartbeatTimer = setInterval(() => rawSend({ command: 'heartbeat' }), HEARTBEAT_MS);
+      heartbeatTimer = setInterval(() => rawSend({ command: 'heartbeat' }), heartbeatMs);
       armDeadTimer();
     };
     ws.onmessage = (event) => {
@@ -156,7 +176,7 @@ export function connectThread({ threadId, onFrame, onState = () => {}, onFatal =
       return;
     }
     setState(everOpened ? 'reconnecting' : 'connecting');
-    retryTimer = setTimeout(open, backoffDelay(attempt));
+    retryTimer = setTimeout(open, backoffDelay(attempt, Math.random, backoffBaseMs, backoffCapMs));
     attempt += 1;
   }
 
@@ -194,6 +214,13 @@ export function connectThread({ threadId, onFrame, onState = () => {}, onFatal =
     },
     resync() {
       if (canSend()) rawSend({ command: 'resync' });
+    },
+    check() {
+      // A tab in the background may have slept through frames or a dead socket: a socket
+      // that looks open is asked for a fresh `ready`, anything else reconnects now.
+      if (halted) return;
+      if (canSend()) rawSend({ command: 'resync' });
+      else onOnline();
     },
     state: () => current,
     dispose() {

@@ -1,67 +1,118 @@
-// Wires the chat page: config, sidebar, composer, routing, and one connection per thread.
+// Wires the chat page: config, sidebar, composer, routing, and one chat client per thread.
 import * as api from './api.js';
-import { connectThread } from './connection.js';
-import { addLocalMessage, applyFrame, createThreadState, isBusy, makeStart, mergeMessages } from './protocol.js';
-import { createMessageView, renderConnection, renderThreadList } from './render.js';
+import { createChatClient } from './client.js';
+import { createThreadState, editable, isBusy } from './protocol.js';
+import { createMessageView, describeFailure, renderConnection, renderThreadList } from './render.js';
+import { copyText } from './richtext.js';
 
 const config = JSON.parse(document.getElementById('chat-config').textContent);
 const maxChars = config.maxMessageChars ?? 16000;
 const $ = (selector) => document.querySelector(selector);
 const ui = {
+  app: $('[data-app]'),
   input: $('textarea[name="message"]'),
   composer: $('[data-composer]'),
   send: $('[data-action="send"]'),
   stop: $('[data-action="stop"]'),
   newThread: $('[data-action="new-thread"]'),
   threads: $('[data-thread-list]'),
+  threadScroller: $('[data-thread-scroller]'),
+  threadsEmpty: $('[data-threads-empty]'),
+  search: $('[data-thread-search]'),
   messages: $('[data-messages]'),
   scroller: $('[data-scroller]'),
   emptyHint: $('[data-empty-hint]'),
   loadEarlier: $('[data-action="load-earlier"]'),
+  jump: $('[data-action="jump"]'),
   connection: $('[data-connection]'),
+  reconnect: $('[data-action="reconnect"]'),
   notice: $('[data-notice]'),
   noticeText: $('[data-notice-text]'),
+  noticeRetry: $('[data-action="notice-retry"]'),
   title: $('[data-thread-title]'),
   provider: $('[data-provider]'),
   banner: $('[data-demo-banner]'),
   counter: $('[data-counter]'),
+  exportMenu: $('[data-export-menu]'),
+  announcer: $('[data-announcer]'),
+  toggleSidebar: $('[data-action="toggle-sidebar"]'),
+  backdrop: $('.backdrop'),
 };
 
 const NOTICES = {
   busy: 'A reply is already running in this thread. Wait for it to finish or press Stop.',
   too_large: `That message is too long: the limit is ${maxChars} characters.`,
-  rate_limited: 'Too many messages in a short time. Wait a moment and try again.',
+  rate_limited: 'Too many messages in a short time. Wait a moment, then retry.',
 };
 const THREAD_PATH = /^\/t\/([0-9a-fA-F-]{36})\/?$/;
+// How close to the top (px) of the history starts loading older messages.
+const LOAD_OLDER_AT = 150;
 
 const app = {
   threadId: config.threadId ?? null,
   threads: config.threads ?? [],
-  state: createThreadState(config.messages ?? []),
-  conn: null,
+  /** @type {ReturnType<typeof createChatClient>|null} */
+  client: null,
+  // The state shown when there is no thread yet (the empty page).
+  blank: createThreadState([]),
   creating: false,
   loading: false,
   // Bumped on every thread switch so late answers for the previous thread are dropped.
   epoch: 0,
-  older: { known: false, url: null },
-  refreshingEpoch: null,
-  refreshAgain: false,
+  older: { known: false, url: null, loading: false },
+  search: { query: '', results: null, next: null, loading: false, timer: 0 },
+  renaming: null,
+  following: true,
 };
-const view = createMessageView(ui.messages, ui.scroller);
 
-function showNotice(text) {
+const state = () => app.client?.state ?? app.blank;
+const view = createMessageView(ui.messages, ui.scroller, {
+  onFollowChange: (following) => {
+    app.following = following;
+    syncJump();
+  },
+});
+
+// ---------------------------------------------------------------- notices and announcements
+
+let noticeRetry = null;
+
+/**
+ * Show a notice; `retry`, when given, is offered as a button.
+ * @param {string} text
+ * @param {{retry?: () => void, kind?: string}} [options]
+ */
+function showNotice(text, { retry = null, kind = 'request' } = {}) {
   ui.noticeText.textContent = text;
+  ui.notice.dataset.kind = kind;
+  noticeRetry = retry;
+  ui.noticeRetry.hidden = !retry;
   ui.notice.hidden = false;
 }
 
 function hideNotice() {
   ui.notice.hidden = true;
+  noticeRetry = null;
+}
+
+function announce(text) {
+  ui.announcer.textContent = text;
 }
 
 function describeError(error, fallback) {
   if (error?.status === 401 || error?.status === 403) return `${fallback}: your session may have expired. Reload the page to log in again.`;
-  return `${fallback}: ${error?.message || 'network error'}.`;
+  if (error?.status >= 500) return `${fallback}: the server failed (${error.status}).`;
+  if (error?.status === 429) return `${fallback}: too many requests; wait a moment.`;
+  return `${fallback}: ${error?.status ? error.message : 'network problem'}.`;
 }
+
+function errorKind(error) {
+  if (!error?.status) return 'network';
+  if (error.status === 429) return 'rate_limit';
+  return error.status >= 500 ? 'server' : 'request';
+}
+
+// ---------------------------------------------------------------- drafts
 
 function draftKey() {
   return `chat-draft:${app.threadId ?? 'new'}`;
@@ -85,7 +136,12 @@ function forgetDraft() {
   }
 }
 
-function restoreDraft() {
+function restoreDraft({ keepTyped = false } = {}) {
+  // Text typed before this script ran is newer than any saved draft.
+  if (keepTyped && ui.input.value) {
+    syncInput();
+    return;
+  }
   let draft = '';
   try {
     draft = sessionStorage.getItem(draftKey()) ?? '';
@@ -96,12 +152,14 @@ function restoreDraft() {
   syncInput();
 }
 
+// ---------------------------------------------------------------- syncing the page
+
 // Runs after every frame, so it only writes cheap properties and never reads layout.
 function syncComposer() {
-  const replying = isBusy(app.state);
+  const replying = isBusy(state());
   ui.send.disabled = replying || app.creating || app.loading;
   ui.stop.hidden = !replying;
-  ui.emptyHint.hidden = app.loading || app.state.messages.length > 0;
+  ui.emptyHint.hidden = app.loading || state().messages.length > 0;
 }
 
 function syncInput() {
@@ -113,85 +171,113 @@ function syncInput() {
   ui.input.style.height = `${ui.input.scrollHeight}px`;
 }
 
+function syncJump() {
+  ui.jump.hidden = app.following || state().messages.length === 0;
+}
+
 function currentThread() {
   return app.threads.find((t) => t.id === app.threadId);
+}
+
+function syncThreadList() {
+  const shown = app.search.results ?? app.threads;
+  renderThreadList(ui.threads, shown, app.threadId, app.renaming);
+  const empty = shown.length === 0;
+  ui.threadsEmpty.hidden = !empty;
+  ui.threadsEmpty.textContent = app.search.results ? 'No thread matches.' : 'No threads yet.';
+  if (app.renaming) {
+    const input = ui.threads.querySelector('.thread__rename-input');
+    input?.focus();
+    input?.select();
+  }
 }
 
 function syncHeader() {
   const title = currentThread()?.title?.trim() || (app.threadId ? 'Untitled' : 'New chat');
   ui.title.textContent = title;
   document.title = app.threadId ? `${title} · Chat` : 'Chat';
-  renderThreadList(ui.threads, app.threads, app.threadId);
+  ui.exportMenu.hidden = !app.threadId;
+  if (app.threadId) {
+    for (const link of ui.exportMenu.querySelectorAll('[data-export]')) link.href = api.exportUrl(app.threadId, link.dataset.export);
+  }
+  syncThreadList();
 }
 
 function syncLoadEarlier() {
   ui.loadEarlier.hidden = !app.older.url;
 }
 
+function syncConnection(connectionState) {
+  renderConnection(ui.connection, connectionState);
+  ui.reconnect.hidden = !(connectionState === 'reconnecting' || connectionState === 'offline') || !app.threadId;
+}
+
 /** Act on what a frame or a merge changed. */
 function applyResult(result) {
   for (const { from, to } of result.renamed) view.rename(from, to);
-  if (result.changed.length) view.update(app.state, result.changed);
-  if (result.notice) showNotice(NOTICES[result.notice.code] ?? result.notice.message);
+  view.update(state(), result.changed);
   for (const id of result.failed) {
     // Give the refused text back so the user can retry without retyping it.
     if (!ui.input.value) {
-      ui.input.value = app.state.byId.get(id)?.content ?? '';
+      ui.input.value = state().byId.get(id)?.content ?? '';
       syncInput();
     }
   }
-  if (result.gap) app.conn?.resync();
-  if (result.stale) refreshMessages();
   syncComposer();
+  syncJump();
 }
 
-// Refetch the newest page and merge it: after a reconnect, frames missed while away
-// (other tabs' messages, replies that ended) exist only in the database.
-async function refreshMessages() {
-  if (!app.threadId) return;
-  if (app.refreshingEpoch === app.epoch) {
-    app.refreshAgain = true;
+// ---------------------------------------------------------------- the thread's client
+
+function upsertThread(thread) {
+  const known = app.threads.find((t) => t.id === thread.id);
+  app.threads = [{ ...known, ...thread }, ...app.threads.filter((t) => t.id !== thread.id)].sort(
+    (a, b) => Date.parse(b.updated_at ?? 0) - Date.parse(a.updated_at ?? 0),
+  );
+  if (app.search.results) app.search.results = app.search.results.map((t) => (t.id === thread.id ? { ...t, ...thread } : t));
+  syncHeader();
+}
+
+function connect(messages = []) {
+  app.client?.dispose();
+  app.client = null;
+  ui.connection.hidden = !app.threadId;
+  if (!app.threadId) {
+    ui.reconnect.hidden = true;
     return;
   }
-  const epoch = app.epoch;
-  app.refreshingEpoch = epoch;
-  try {
-    const page = await api.listMessages(app.threadId);
-    if (epoch !== app.epoch) return;
-    if (!app.older.known) app.older = { known: true, url: page.previous };
-    syncLoadEarlier();
-    applyResult(mergeMessages(app.state, page.results ?? []));
-  } catch (error) {
-    if (epoch === app.epoch) showNotice(describeError(error, 'Could not refresh messages'));
-  } finally {
-    if (app.refreshingEpoch === epoch) app.refreshingEpoch = null;
-    if (app.refreshAgain && epoch === app.epoch) {
-      app.refreshAgain = false;
-      refreshMessages();
-    }
-  }
-}
-
-function connect() {
-  app.conn?.dispose();
-  app.conn = null;
-  ui.connection.hidden = !app.threadId;
-  if (!app.threadId) return;
-  renderConnection(ui.connection, 'connecting');
-  app.conn = connectThread({
-    threadId: app.threadId,
-    onFrame: (frame) => applyResult(applyFrame(app.state, frame)),
-    onState: (state) => renderConnection(ui.connection, state),
-    onFatal: (code) => {
-      if (code === 4401) {
-        window.location.assign(`/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`);
-        return;
-      }
-      app.threads = app.threads.filter((t) => t.id !== app.threadId);
-      showNotice('This thread does not exist or is not yours.');
-      goHome({ push: true });
-    },
+  const client = createChatClient({ threadId: app.threadId, messages });
+  app.client = client;
+  syncConnection(client.connection() ?? 'connecting');
+  client.on('change', ({ result }) => applyResult(result));
+  client.on('connection', ({ state: connectionState }) => syncConnection(connectionState));
+  client.on('start', () => announce('The assistant is replying.'));
+  client.on('complete', ({ status }) => {
+    announce(status === 'cancelled' ? 'Reply stopped.' : 'Reply finished.');
+    bumpThread(app.threadId);
   });
+  client.on('thread', ({ thread }) => upsertThread(thread));
+  client.on('error', (error) => {
+    if (error.messageId) {
+      announce(describeFailure(error));
+      return;
+    }
+    if (error.code === 'network') {
+      showNotice(`Could not refresh this thread: ${error.message}`, { kind: 'network', retry: () => client.check() });
+      return;
+    }
+    showNotice(NOTICES[error.code] ?? error.message, { kind: error.kind });
+  });
+  client.on('fatal', ({ code }) => {
+    if (code === 4401) {
+      window.location.assign(`/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`);
+      return;
+    }
+    app.threads = app.threads.filter((t) => t.id !== app.threadId);
+    showNotice('This thread does not exist or is not yours.');
+    goHome({ push: true });
+  });
+  view.reset(client.state);
 }
 
 /**
@@ -202,19 +288,19 @@ function resetThread(threadId, { carryInput = false } = {}) {
   if (carryInput) forgetDraft();
   else saveDraft();
   app.epoch += 1;
-  app.conn?.dispose();
-  app.conn = null;
+  app.client?.dispose();
+  app.client = null;
   app.threadId = threadId;
-  app.state = createThreadState([]);
-  app.older = { known: false, url: null };
-  app.refreshAgain = false;
+  app.blank = createThreadState([]);
+  app.older = { known: false, url: null, loading: false };
   app.loading = false;
-  view.reset(app.state);
+  view.reset(app.blank);
   syncLoadEarlier();
   syncHeader();
   if (carryInput) saveDraft();
   else restoreDraft();
   syncComposer();
+  closeSidebar();
 }
 
 function goHome({ push }) {
@@ -228,20 +314,18 @@ async function selectThread(threadId, { push }) {
   if (push) history.pushState({}, '', `/t/${threadId}/`);
   resetThread(threadId);
   const epoch = app.epoch;
-  // Sending is held until the history is in: the new state would drop the optimistic message.
+  // Sending is held until the history is in: the client starts from it.
   app.loading = true;
   ui.scroller.dataset.loading = 'true';
   syncComposer();
-  renderConnection(ui.connection, 'connecting');
   ui.connection.hidden = false;
+  syncConnection('connecting');
   try {
     const page = await api.listMessages(threadId);
     if (epoch !== app.epoch) return;
-    app.state = createThreadState(page.results ?? []);
-    app.older = { known: true, url: page.previous };
-    view.reset(app.state);
+    app.older = { known: true, url: page.previous, loading: false };
+    connect(page.results ?? []);
     syncLoadEarlier();
-    connect();
   } catch (error) {
     if (epoch !== app.epoch) return;
     if (error.status === 404) {
@@ -249,7 +333,10 @@ async function selectThread(threadId, { push }) {
       showNotice('This thread does not exist or is not yours.');
       goHome({ push: true });
     } else {
-      showNotice(describeError(error, 'Could not load this thread'));
+      showNotice(describeError(error, 'Could not load this thread'), {
+        kind: errorKind(error),
+        retry: () => selectThread(threadId, { push: false }),
+      });
     }
   } finally {
     if (epoch === app.epoch) {
@@ -260,20 +347,42 @@ async function selectThread(threadId, { push }) {
   }
 }
 
-async function loadEarlier() {
-  if (!app.older.url) return;
+// The page embeds the newest messages but no cursor for older ones; one background fetch
+// brings the cursor (and anything newer than the page).
+async function fetchCursor() {
+  if (!app.threadId || !app.client) return;
   const epoch = app.epoch;
+  try {
+    const page = await api.listMessages(app.threadId);
+    if (epoch !== app.epoch) return;
+    if (!app.older.known) app.older = { known: true, url: page.previous, loading: false };
+    syncLoadEarlier();
+    app.client.merge(page.results ?? []);
+  } catch {
+    // The socket's own refetches cover the messages; paging just waits for the next try.
+  }
+}
+
+async function loadEarlier() {
+  if (!app.older.url || app.older.loading || !app.client) return;
+  const epoch = app.epoch;
+  app.older.loading = true;
   ui.loadEarlier.disabled = true;
   try {
     const page = await api.listMessages(app.threadId, app.older.url);
     if (epoch !== app.epoch) return;
-    app.older = { known: true, url: page.previous };
-    applyResult(mergeMessages(app.state, page.results ?? []));
+    app.older = { known: true, url: page.previous, loading: false };
+    // Older messages go above: keep what the user is reading where it is.
+    view.keepPosition();
+    app.client.merge(page.results ?? []);
   } catch (error) {
-    showNotice(describeError(error, 'Could not load earlier messages'));
+    if (epoch === app.epoch) showNotice(describeError(error, 'Could not load earlier messages'), { kind: errorKind(error), retry: loadEarlier });
   } finally {
-    ui.loadEarlier.disabled = false;
-    syncLoadEarlier();
+    if (epoch === app.epoch) {
+      app.older.loading = false;
+      ui.loadEarlier.disabled = false;
+      syncLoadEarlier();
+    }
   }
 }
 
@@ -285,14 +394,14 @@ function titleFrom(text) {
 function bumpThread(threadId) {
   const thread = app.threads.find((t) => t.id === threadId);
   if (!thread) return;
-  thread.updated_at = new Date().toISOString();
-  app.threads = [thread, ...app.threads.filter((t) => t !== thread)];
-  syncHeader();
+  upsertThread({ ...thread, updated_at: new Date().toISOString() });
 }
+
+// ---------------------------------------------------------------- commands
 
 async function send() {
   const text = ui.input.value.trim();
-  if (!text || app.creating || app.loading || isBusy(app.state)) return;
+  if (!text || app.creating || app.loading || isBusy(state())) return;
   if (text.length > maxChars) {
     showNotice(NOTICES.too_large);
     return;
@@ -310,53 +419,171 @@ async function send() {
       app.threads = [thread, ...app.threads.filter((t) => t.id !== thread.id)];
       resetThread(thread.id, { carryInput: true });
       history.pushState({}, '', `/t/${thread.id}/`);
+      app.older = { known: true, url: null, loading: false };
       connect();
     } catch (error) {
       if (!ui.input.value) ui.input.value = text;
       syncInput();
-      showNotice(describeError(error, 'Could not create a thread'));
+      showNotice(describeError(error, 'Could not create a thread'), { kind: errorKind(error), retry: send });
       return;
     } finally {
       app.creating = false;
       syncComposer();
     }
   }
-  const { command, message } = makeStart(text);
-  applyResult(addLocalMessage(app.state, message));
-  if (!app.conn) connect();
+  if (!app.client) connect();
   // Queued by the connection until `ready` when the socket is not open yet.
-  app.conn.send(command);
+  app.client.send(text);
   view.scrollToBottom();
   bumpThread(app.threadId);
 }
 
-async function renameThread(threadId) {
-  const thread = app.threads.find((t) => t.id === threadId);
-  const title = window.prompt('Rename thread', thread?.title ?? '');
-  if (title === null || !title.trim()) return;
+function stop() {
+  if (app.client && isBusy(state())) app.client.stop();
+}
+
+function editLast() {
+  const target = editable(state());
+  if (!target || !app.client) return false;
+  view.startEdit(target.id, (text) => {
+    if (text.length > maxChars) {
+      showNotice(NOTICES.too_large);
+      return;
+    }
+    hideNotice();
+    app.client?.edit(target.id, text);
+    view.scrollToBottom();
+  });
+  return true;
+}
+
+async function onMessageAction(action, id, node) {
+  const msg = state().byId.get(id);
+  if (!msg || !app.client) return;
+  if (action === 'copy') {
+    const ok = await copyText(msg.content);
+    flash(node, ok ? 'Copied' : 'Copy failed');
+  } else if (action === 'regenerate') {
+    hideNotice();
+    app.client.regenerate();
+    view.scrollToBottom();
+  } else if (action === 'edit') {
+    editLast();
+  } else if (action === 'retry') {
+    hideNotice();
+    if (msg.local) {
+      app.client.retry(id);
+      if (ui.input.value === msg.content) {
+        ui.input.value = '';
+        saveDraft();
+        syncInput();
+      }
+    } else {
+      app.client.regenerate();
+    }
+  }
+}
+
+function flash(node, text) {
+  const before = node.textContent;
+  node.textContent = text;
+  node.disabled = true;
+  setTimeout(() => {
+    node.textContent = before;
+    node.disabled = false;
+  }, 1200);
+}
+
+// ---------------------------------------------------------------- threads
+
+function startRename(threadId) {
+  app.renaming = threadId;
+  syncThreadList();
+}
+
+async function finishRename(threadId, title, { save }) {
+  if (app.renaming !== threadId) return;
+  app.renaming = null;
+  const thread = app.threads.find((t) => t.id === threadId) ?? app.search.results?.find((t) => t.id === threadId);
+  const trimmed = title.trim();
+  if (!save || !trimmed || trimmed === thread?.title) {
+    syncThreadList();
+    return;
+  }
+  // Show the new title now; the server's answer (or a failure) settles it.
+  upsertThread({ ...thread, id: threadId, title: trimmed });
   try {
-    const updated = await api.renameThread(threadId, title.trim());
-    app.threads = app.threads.map((t) => (t.id === threadId ? { ...t, ...updated } : t));
-    syncHeader();
+    upsertThread(await api.renameThread(threadId, trimmed));
   } catch (error) {
-    showNotice(describeError(error, 'Could not rename the thread'));
+    if (thread) upsertThread(thread);
+    showNotice(describeError(error, 'Could not rename the thread'), { kind: errorKind(error) });
   }
 }
 
 async function deleteThread(threadId) {
-  const thread = app.threads.find((t) => t.id === threadId);
+  const thread = app.threads.find((t) => t.id === threadId) ?? app.search.results?.find((t) => t.id === threadId);
   if (!window.confirm(`Delete “${thread?.title || 'Untitled'}” and all its messages?`)) return;
   try {
     await api.deleteThread(threadId);
   } catch (error) {
     if (error.status !== 404) {
-      showNotice(describeError(error, 'Could not delete the thread'));
+      showNotice(describeError(error, 'Could not delete the thread'), { kind: errorKind(error) });
       return;
     }
   }
   app.threads = app.threads.filter((t) => t.id !== threadId);
+  if (app.search.results) app.search.results = app.search.results.filter((t) => t.id !== threadId);
   if (threadId === app.threadId) goHome({ push: true });
-  else syncHeader();
+  else syncThreadList();
+}
+
+async function runSearch() {
+  const query = ui.search.value.trim();
+  app.search.query = query;
+  if (!query) {
+    app.search = { ...app.search, results: null, next: null };
+    syncThreadList();
+    return;
+  }
+  try {
+    const page = await api.listThreads({ search: query });
+    if (app.search.query !== query) return;
+    app.search.results = page.results ?? [];
+    app.search.next = page.next;
+    syncThreadList();
+  } catch (error) {
+    showNotice(describeError(error, 'Could not search'), { kind: errorKind(error), retry: runSearch });
+  }
+}
+
+async function loadMoreThreads() {
+  const { next, query, loading } = app.search;
+  if (!next || loading) return;
+  app.search.loading = true;
+  try {
+    const page = await api.listThreads({ cursorUrl: next });
+    if (app.search.query !== query) return;
+    app.search.results = [...(app.search.results ?? []), ...(page.results ?? [])];
+    app.search.next = page.next;
+    syncThreadList();
+  } catch {
+    // Scrolling again retries.
+  } finally {
+    app.search.loading = false;
+  }
+}
+
+// Titles change in other tabs and by the model; the first page brings them up to date.
+async function refreshThreads() {
+  try {
+    const page = await api.listThreads();
+    for (const thread of (page.results ?? []).reverse()) {
+      const known = app.threads.find((t) => t.id === thread.id);
+      if (!known || known.title !== thread.title || known.updated_at !== thread.updated_at) upsertThread(thread);
+    }
+  } catch {
+    // The list stays as it was; nothing the user asked for failed.
+  }
 }
 
 function route() {
@@ -374,6 +601,24 @@ function renderProvider() {
   ui.banner.hidden = !offlineDemo;
 }
 
+// ---------------------------------------------------------------- phone sidebar
+
+function openSidebar() {
+  ui.app.classList.add('app--sidebar-open');
+  ui.toggleSidebar.setAttribute('aria-expanded', 'true');
+  ui.backdrop.hidden = false;
+  ui.search.focus();
+}
+
+function closeSidebar() {
+  if (!ui.app.classList.contains('app--sidebar-open')) return;
+  ui.app.classList.remove('app--sidebar-open');
+  ui.toggleSidebar.setAttribute('aria-expanded', 'false');
+  ui.backdrop.hidden = true;
+}
+
+// ---------------------------------------------------------------- events
+
 ui.composer.addEventListener('submit', (event) => {
   event.preventDefault();
   send();
@@ -383,38 +628,117 @@ ui.input.addEventListener('keydown', (event) => {
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
     event.preventDefault();
     send();
+  } else if (event.key === 'Escape' && isBusy(state())) {
+    event.preventDefault();
+    stop();
+  } else if (event.key === 'ArrowUp' && !ui.input.value && editLast()) {
+    event.preventDefault();
   }
 });
 ui.input.addEventListener('input', () => {
   saveDraft();
   syncInput();
 });
-ui.stop.addEventListener('click', () => app.conn?.send({ command: 'stop' }));
+ui.stop.addEventListener('click', stop);
 ui.newThread.addEventListener('click', () => {
   hideNotice();
   goHome({ push: true });
 });
 ui.loadEarlier.addEventListener('click', loadEarlier);
+ui.jump.addEventListener('click', () => view.scrollToBottom());
+ui.reconnect.addEventListener('click', () => app.client?.check());
 ui.notice.querySelector('[data-action="dismiss-notice"]').addEventListener('click', hideNotice);
+ui.noticeRetry.addEventListener('click', () => {
+  const retry = noticeRetry;
+  hideNotice();
+  retry?.();
+});
+ui.scroller.addEventListener('scroll', () => {
+  if (ui.scroller.scrollTop < LOAD_OLDER_AT && app.older.url) loadEarlier();
+}, { passive: true });
+ui.messages.addEventListener('click', async (event) => {
+  const codeCopy = event.target.closest('[data-copy-code]');
+  if (codeCopy) {
+    const code = codeCopy.closest('.codeblock')?.querySelector('code');
+    flash(codeCopy, (await copyText(code?.textContent ?? '')) ? 'Copied' : 'Copy failed');
+    return;
+  }
+  const actionNode = event.target.closest('[data-message-action]');
+  const id = actionNode?.closest('[data-message-id]')?.dataset.messageId;
+  if (actionNode && id) onMessageAction(actionNode.dataset.messageAction, id, actionNode);
+});
 ui.threads.addEventListener('click', (event) => {
   const item = event.target.closest('[data-thread-id]');
   if (!item) return;
   const action = event.target.closest('[data-thread-action]')?.dataset.threadAction;
-  if (action === 'rename') renameThread(item.dataset.threadId);
+  if (action === 'rename') startRename(item.dataset.threadId);
   else if (action === 'delete') deleteThread(item.dataset.threadId);
   else if (event.target.closest('a') && !(event.metaKey || event.ctrlKey || event.shiftKey || event.altKey || event.button !== 0)) {
     event.preventDefault();
     if (item.dataset.threadId !== app.threadId) selectThread(item.dataset.threadId, { push: true });
+    else closeSidebar();
   }
+});
+ui.threads.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const item = event.target.closest('[data-thread-id]');
+  finishRename(item.dataset.threadId, event.target.elements.title.value, { save: true });
+});
+ui.threads.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && event.target.matches('.thread__rename-input')) {
+    event.preventDefault();
+    finishRename(event.target.closest('[data-thread-id]').dataset.threadId, '', { save: false });
+  }
+});
+ui.threads.addEventListener('focusout', (event) => {
+  if (event.target.matches('.thread__rename-input')) {
+    finishRename(event.target.closest('[data-thread-id]').dataset.threadId, event.target.value, { save: true });
+  }
+});
+ui.search.addEventListener('input', () => {
+  clearTimeout(app.search.timer);
+  app.search.timer = setTimeout(runSearch, 250);
+});
+ui.search.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && ui.search.value) {
+    event.preventDefault();
+    ui.search.value = '';
+    runSearch();
+  }
+});
+ui.threadScroller.addEventListener('scroll', () => {
+  const el = ui.threadScroller;
+  if (el.scrollHeight - el.scrollTop - el.clientHeight < 120) loadMoreThreads();
+}, { passive: true });
+ui.toggleSidebar.addEventListener('click', () => {
+  if (ui.app.classList.contains('app--sidebar-open')) closeSidebar();
+  else openSidebar();
+});
+for (const node of document.querySelectorAll('[data-action="close-sidebar"]')) node.addEventListener('click', closeSidebar);
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') {
+    closeSidebar();
+    if (!ui.exportMenu.hidden) ui.exportMenu.open = false;
+  }
+  if ((event.ctrlKey || event.metaKey) && event.shiftKey && event.key.toLowerCase() === 'o') {
+    event.preventDefault();
+    hideNotice();
+    goHome({ push: true });
+  }
+});
+document.addEventListener('visibilitychange', () => {
+  // The client re-checks its own thread; the sidebar catches up with other tabs' changes.
+  if (document.visibilityState === 'visible') refreshThreads();
 });
 window.addEventListener('popstate', route);
 
 renderProvider();
 syncHeader();
-view.reset(app.state);
-restoreDraft();
+restoreDraft({ keepTyped: true });
+connect(config.messages ?? []);
+if (!app.threadId) view.reset(app.blank);
 syncComposer();
-connect();
-// chat_config has no cursor for older messages, and the page may be older than the socket's
-// first frame; one background fetch answers both.
-refreshMessages();
+syncJump();
+fetchCursor();
+// Tests and automation wait for this before they type.
+document.documentElement.dataset.ready = 'true';

@@ -20,6 +20,7 @@
  * @property {Metrics|null} [metrics]
  * @property {ErrorInfo|null} [error]
  * @property {boolean} [local]    true until the server has persisted it
+ * @property {boolean} [superseded] hidden: a regenerate or edit in flight replaces it
  * @property {number} [lastSeq]   seq of the last applied frame; only on replies followed live
  * @property {number} rev         bumped whenever content is replaced rather than appended
  * @typedef {object} ThreadState
@@ -27,6 +28,8 @@
  * @property {Map<string, ChatMessage>} byId
  * @property {number} readyCount
  * @property {boolean} resyncing      a gap was reported and its `ready` has not come yet
+ * @property {{clientId: string, superseded: string[]}|null} awaiting  a regenerate or edit
+ *   sent and not yet answered: the composer waits, the messages it replaces are hidden
  * @typedef {object} FrameResult
  * @property {string[]} changed       ids of messages to (re)render
  * @property {{from: string, to: string}[]} renamed  optimistic ids replaced by server ids
@@ -35,6 +38,8 @@
  * @property {boolean} stale          caller should refetch messages and merge them
  * @property {boolean} duplicate      the frame was already applied
  * @property {ErrorInfo|null} notice  a transient error to show the user
+ * @property {string[]} removed       messages the server deleted (regenerate, edit)
+ * @property {object|null} thread     the thread's new {id, title, created_at, updated_at}
  */
 
 const TERMINAL = new Set(['complete', 'cancelled', 'error', 'interrupted']);
@@ -44,7 +49,9 @@ const START_REFUSALS = new Set(['busy', 'too_large', 'rate_limited', 'bad_reques
 
 /** @returns {FrameResult} */
 function emptyResult() {
-  return { changed: [], renamed: [], failed: [], gap: false, stale: false, duplicate: false, notice: null };
+  return {
+    changed: [], renamed: [], failed: [], gap: false, stale: false, duplicate: false, notice: null, removed: [], thread: null,
+  };
 }
 
 /**
@@ -73,7 +80,7 @@ function normalize(m) {
  * @returns {ThreadState}
  */
 export function createThreadState(messages = []) {
-  const state = { messages: [], byId: new Map(), readyCount: 0, resyncing: false };
+  const state = { messages: [], byId: new Map(), readyCount: 0, resyncing: false, awaiting: null };
   for (const m of messages) {
     const msg = normalize(m);
     state.messages.push(msg);
@@ -90,6 +97,7 @@ export function createThreadState(messages = []) {
  * @returns {boolean}
  */
 export function isBusy(state) {
+  if (state.awaiting) return true;
   return state.messages.some(
     (m) => (m.status === 'streaming' && typeof m.lastSeq === 'number') || (m.local && m.status === 'pending'),
   );
@@ -194,6 +202,162 @@ export function addLocalMessage(state, message) {
   return result;
 }
 
+/**
+ * The kind of a failure, for what the page shows and offers: `network` (the socket or a
+ * request could not get through), `timeout`, `server` (the model or the server failed),
+ * `rate_limit`, or `request` (the request itself was refused: too large, busy, bad).
+ * @param {string} code an error frame's code, or `network`
+ * @returns {'network'|'timeout'|'server'|'rate_limit'|'request'}
+ */
+export function errorClass(code) {
+  switch (code) {
+    case 'network':
+      return 'network';
+    case 'timeout':
+      return 'timeout';
+    case 'rate_limited':
+      return 'rate_limit';
+    case 'provider_error':
+    case 'internal':
+    case 'interrupted':
+      return 'server';
+    default:
+      return 'request';
+  }
+}
+
+/**
+ * The thread's last message that is shown (not superseded), or undefined.
+ * @param {ThreadState} state
+ * @returns {ChatMessage|undefined}
+ */
+export function lastShown(state) {
+  for (let i = state.messages.length - 1; i >= 0; i -= 1) {
+    if (!state.messages[i].superseded) return state.messages[i];
+  }
+  return undefined;
+}
+
+/**
+ * The reply `regenerate` would replace: the last message, when it is a finished reply.
+ * @param {ThreadState} state
+ * @returns {ChatMessage|undefined}
+ */
+export function regenerable(state) {
+  const last = lastShown(state);
+  return last && last.role === 'assistant' && TERMINAL.has(last.status) && !isBusy(state) ? last : undefined;
+}
+
+/**
+ * The message `edit` may change: the thread's last persisted user message.
+ * @param {ThreadState} state
+ * @returns {ChatMessage|undefined}
+ */
+export function editable(state) {
+  if (isBusy(state)) return undefined;
+  for (let i = state.messages.length - 1; i >= 0; i -= 1) {
+    const m = state.messages[i];
+    if (m.role === 'user' && !m.superseded) return m.local ? undefined : m;
+  }
+  return undefined;
+}
+
+function supersede(state, ids, clientId, result) {
+  for (const id of ids) {
+    const m = state.byId.get(id);
+    if (!m) continue;
+    m.superseded = true;
+    result.changed.push(id);
+  }
+  state.awaiting = { clientId, superseded: ids };
+}
+
+// A refused regenerate or edit: show again what it would have replaced.
+function unsupersede(state, result) {
+  if (!state.awaiting) return;
+  for (const id of state.awaiting.superseded) {
+    const m = state.byId.get(id);
+    if (m?.superseded) {
+      m.superseded = false;
+      result.changed.push(id);
+    }
+  }
+  state.awaiting = null;
+}
+
+/**
+ * Ask for a new answer to the last user message in place of the last reply: hides that reply
+ * until the server's `removed` frame deletes it (or a refusal shows it again).
+ * @param {ThreadState} state mutated in place
+ * @param {string} [clientId] defaults to a fresh crypto.randomUUID()
+ * @returns {{command: {command: 'regenerate', client_id: string}|null, result: FrameResult}}
+ *   command is null when there is no finished reply to regenerate
+ */
+export function beginRegenerate(state, clientId = globalThis.crypto.randomUUID()) {
+  const result = emptyResult();
+  const reply = regenerable(state);
+  if (!reply) return { command: null, result };
+  supersede(state, [reply.id], clientId, result);
+  return { command: { command: 'regenerate', client_id: clientId }, result };
+}
+
+/**
+ * Replace the last user message (and what follows it) by `text` and ask again: hides the old
+ * messages and shows the new one as sending, until the server's frames confirm it.
+ * @param {ThreadState} state mutated in place
+ * @param {string} messageId the last user message's id
+ * @param {string} text
+ * @param {string} [clientId]
+ * @returns {{command: {command: 'edit', message_id: string, message: string, client_id: string}|null,
+ *   result: FrameResult}} command is null when messageId is not the editable message
+ */
+export function beginEdit(state, messageId, text, clientId = globalThis.crypto.randomUUID()) {
+  const result = emptyResult();
+  const target = editable(state);
+  if (!target || target.id !== messageId) return { command: null, result };
+  const from = state.messages.indexOf(target);
+  const ids = state.messages.slice(from).filter((m) => !m.superseded).map((m) => m.id);
+  supersede(state, ids, clientId, result);
+  const { message } = makeStart(text, clientId);
+  state.messages.push(message);
+  state.byId.set(message.id, message);
+  result.changed.push(message.id);
+  return { command: { command: 'edit', message_id: messageId, message: text, client_id: clientId }, result };
+}
+
+/**
+ * Send again a message the server refused (rate limit, busy): the same client_id, so if the
+ * first attempt did get through the server answers with where things stand, not a copy.
+ * @param {ThreadState} state mutated in place
+ * @param {string} id the optimistic message's id
+ * @returns {{command: {command: 'start', message: string, client_id: string}|null, result: FrameResult}}
+ */
+export function retryLocalMessage(state, id) {
+  const result = emptyResult();
+  const msg = state.byId.get(id);
+  if (!msg?.local || msg.status !== 'error' || isBusy(state)) return { command: null, result };
+  msg.status = 'pending';
+  msg.error = null;
+  result.changed.push(id);
+  return { command: { command: 'start', message: msg.content, client_id: msg.client_id }, result };
+}
+
+function applyRemoved(state, frame, result) {
+  const ids = new Set((frame.message_ids ?? []).map(String));
+  if (!ids.size) return result;
+  state.messages = state.messages.filter((m) => !ids.has(m.id));
+  for (const id of ids) {
+    if (state.byId.delete(id)) {
+      result.removed.push(id);
+      result.changed.push(id);
+    }
+  }
+  if (state.awaiting) {
+    state.awaiting.superseded = state.awaiting.superseded.filter((id) => !ids.has(id));
+  }
+  return result;
+}
+
 // A gap is reported once per resync: every later frame of the reply would report it again.
 function reportGap(state, result) {
   if (!state.resyncing) {
@@ -216,6 +380,12 @@ function sequence(msg, seq) {
 
 function applyReady(state, frame, result) {
   state.resyncing = false;
+  // A command sent on a socket that died may be lost; the refetch that a second `ready`
+  // asks for shows what the server did with it.
+  if (state.awaiting) {
+    unsupersede(state, result);
+    result.stale = true;
+  }
   state.readyCount += 1;
   // After a reconnect or resync, frames sent while we were away (user messages from other
   // tabs, whole replies) are only in the database.
@@ -247,6 +417,7 @@ function applyReady(state, frame, result) {
 
 function applyStart(state, frame, result) {
   const id = String(frame.message_id);
+  if (state.awaiting) state.awaiting = null;
   const existing = state.byId.get(id);
   if (existing) {
     if (typeof existing.lastSeq === 'number' || TERMINAL.has(existing.status)) {
@@ -330,11 +501,12 @@ function applyError(state, frame, result) {
     });
   }
   result.notice = info;
+  if (START_REFUSALS.has(info.code)) unsupersede(state, result);
   if (START_REFUSALS.has(info.code)) {
     const refused = state.messages.find((m) => m.local && m.status === 'pending');
     if (refused) {
       refused.status = 'error';
-      refused.error = { code: info.code, message: info.message };
+      refused.error = { code: info.code, message: info.message, recoverable: info.recoverable };
       result.failed.push(refused.id);
       result.changed.push(refused.id);
     }
@@ -368,6 +540,11 @@ export function applyFrame(state, frame) {
       });
     case 'error':
       return applyError(state, frame, result);
+    case 'removed':
+      return applyRemoved(state, frame, result);
+    case 'thread':
+      if (frame.thread && frame.thread.id != null) result.thread = frame.thread;
+      return result;
     default:
       // heartbeat and frame types this client does not know change nothing.
       return result;

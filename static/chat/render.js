@@ -1,25 +1,48 @@
 /**
- * DOM rendering of the chat page. Untrusted text (user and model) only ever reaches the
- * DOM as text nodes; nothing here assigns innerHTML.
+ * DOM rendering of the chat page: messages (batched to one pass per animation frame), the
+ * thread list, the connection state. User text only ever reaches the DOM as text nodes;
+ * model text goes through richtext.js (markdown sanitized by DOMPurify).
  *
  * @typedef {import('./protocol.js').ThreadState} ThreadState
  * @typedef {import('./protocol.js').ChatMessage} ChatMessage
  * @typedef {import('./protocol.js').Metrics} Metrics
  * @typedef {import('./api.js').Thread} Thread
  */
+import { editable, errorClass, regenerable } from './protocol.js';
+import { createRichText } from './richtext.js';
 
 const ROLE_LABELS = { user: 'You', assistant: 'Assistant', system: 'System' };
 const STATUS_NOTES = {
-  cancelled: 'Stopped',
+  cancelled: 'Stopped.',
   interrupted: 'Interrupted: the reply was cut off and kept as far as it got.',
 };
+const ERROR_LABELS = {
+  network: 'Network problem',
+  timeout: 'Timed out',
+  server: 'Server error',
+  rate_limit: 'Rate limited',
+  request: 'Not sent',
+};
+// Errors worth trying again as they are (the request itself was fine).
+const RETRYABLE = new Set(['timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy']);
 // How close to the bottom (px) still counts as "following" the stream.
 const STICK_THRESHOLD = 48;
+// Rendering can be turned down for a benchmark's baseline (bench/render.py): `plain` shows
+// model text as a text node, like user text.
+const RENDER_MODE = globalThis.CHAT_RENDER_MODE === 'plain' ? 'plain' : 'markdown';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(action, label, ariaLabel) {
+  const node = el('button', 'message__action', label);
+  node.type = 'button';
+  node.dataset.messageAction = action;
+  if (ariaLabel) node.setAttribute('aria-label', ariaLabel);
   return node;
 }
 
@@ -42,66 +65,121 @@ export function formatMetrics(metrics) {
   return parts.join(' · ');
 }
 
+/**
+ * What to tell the user about a failed message.
+ * @param {{code: string, message?: string}} error
+ * @returns {string}
+ */
+export function describeFailure(error) {
+  const kind = errorClass(error.code);
+  if (error.code === 'interrupted') return STATUS_NOTES.interrupted;
+  return `${ERROR_LABELS[kind]}: ${error.message || error.code}`;
+}
+
 function buildMessage(msg) {
   const root = el('article', `message message--${msg.role}`);
   const head = el('div', 'message__role', ROLE_LABELS[msg.role] ?? msg.role);
   const content = el('div', 'message__content');
   content.dataset.content = '';
-  const text = document.createTextNode('');
-  content.append(text);
-  const note = el('p', 'message__note');
-  const metrics = el('p', 'message__metrics');
-  root.append(head, content, note, metrics);
-  return { root, head, text, note, metrics, rev: -1, length: 0 };
+  const rec = { root, head, content, rev: -1, length: 0, rich: null, text: null, editing: false };
+  if (msg.role === 'assistant' && RENDER_MODE === 'markdown') {
+    content.classList.add('markdown');
+    rec.rich = createRichText(content);
+  } else {
+    rec.text = document.createTextNode('');
+    content.append(rec.text);
+  }
+  rec.note = el('p', 'message__note');
+  rec.metrics = el('p', 'message__metrics');
+  rec.actions = el('div', 'message__actions');
+  rec.copy = button('copy', 'Copy', msg.role === 'assistant' ? 'Copy this reply' : 'Copy this message');
+  rec.regenerate = button('regenerate', 'Regenerate', 'Regenerate the last answer');
+  rec.edit = button('edit', 'Edit', 'Edit and resend this message');
+  rec.retry = button('retry', 'Retry', 'Try again');
+  rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
+  root.append(head, content, rec.note, rec.metrics, rec.actions);
+  return rec;
 }
 
-function updateMessage(rec, msg) {
+function updateText(rec, msg) {
+  if (rec.rich) {
+    if (rec.rev !== msg.rev) rec.rich.update('', false);
+    rec.rich.update(msg.content, msg.status !== 'streaming' && msg.status !== 'pending');
+  } else if (rec.rev === msg.rev && msg.content.length >= rec.length) {
+    // Streaming only ever appends, so extend the one text node; a snapshot or refetch
+    // (a new rev) may change earlier text and rewrites it.
+    if (msg.content.length > rec.length) rec.text.appendData(msg.content.slice(rec.length));
+  } else {
+    rec.text.data = msg.content;
+  }
+  rec.rev = msg.rev;
+  rec.length = msg.content.length;
+}
+
+function updateMessage(rec, msg, flags) {
   const { root } = rec;
   root.dataset.messageId = msg.id;
   root.dataset.role = msg.role;
   root.dataset.status = msg.status;
+  root.hidden = Boolean(msg.superseded);
   // Screen readers would otherwise announce every streamed chunk of the live region.
   root.setAttribute('aria-busy', String(msg.status === 'streaming'));
   rec.head.textContent = msg.role === 'assistant' && msg.model ? `Assistant · ${msg.model}` : ROLE_LABELS[msg.role] ?? msg.role;
-
-  // Streaming only ever appends, so extend the one text node; a snapshot or refetch
-  // (a new rev) may change earlier text and rewrites it.
-  if (rec.rev === msg.rev && msg.content.length >= rec.length) {
-    if (msg.content.length > rec.length) rec.text.appendData(msg.content.slice(rec.length));
-  } else {
-    rec.text.data = msg.content;
-    rec.rev = msg.rev;
-  }
-  rec.length = msg.content.length;
+  if (!rec.editing) updateText(rec, msg);
 
   // Only our own unsent message is "sending"; a persisted one the server calls pending is not.
   root.classList.toggle('message--local', Boolean(msg.local));
-  const note = msg.error?.message || (msg.local && msg.status === 'pending' ? 'Sending…' : STATUS_NOTES[msg.status] ?? '');
+  let note = '';
+  if (msg.error) note = describeFailure(msg.error);
+  else if (msg.local && msg.status === 'pending') note = 'Sending…';
+  else note = STATUS_NOTES[msg.status] ?? '';
   rec.note.textContent = note;
   rec.note.hidden = !note;
-  rec.note.classList.toggle('message__note--error', Boolean(msg.error));
+  rec.note.classList.toggle('message__note--error', Boolean(msg.error) || msg.status === 'interrupted');
+  if (msg.error) rec.note.dataset.errorKind = errorClass(msg.error.code);
+  else delete rec.note.dataset.errorKind;
   const summary = msg.role === 'assistant' && msg.status !== 'streaming' ? formatMetrics(msg.metrics) : '';
   rec.metrics.textContent = summary;
   rec.metrics.hidden = !summary;
+
+  const terminal = msg.status !== 'streaming' && msg.status !== 'pending';
+  rec.copy.hidden = !terminal || !msg.content || Boolean(msg.local);
+  rec.regenerate.hidden = flags.regenerate !== msg.id;
+  rec.edit.hidden = flags.edit !== msg.id || rec.editing;
+  const failed = msg.error && (msg.local || msg.role === 'assistant');
+  const retryable = failed && (msg.local ? msg.error.recoverable || RETRYABLE.has(msg.error.code) : RETRYABLE.has(msg.error.code));
+  rec.retry.hidden = !retryable || (msg.role === 'assistant' && flags.regenerate !== msg.id);
+  rec.actions.hidden = rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden;
 }
 
 /**
  * Render a thread's messages into `list`, batching DOM work to one pass per animation frame.
  * @param {HTMLElement} list       the aria-live message list
  * @param {HTMLElement} scroller   the element that scrolls (list or an ancestor)
+ * @param {{onFollowChange?: (following: boolean) => void}} [options]
  * @returns {{reset(state: ThreadState): void, update(state: ThreadState, ids: string[]): void,
- *   rename(from: string, to: string): void, scrollToBottom(): void}}
+ *   rename(from: string, to: string): void, scrollToBottom(): void, keepPosition(): void,
+ *   startEdit(id: string, onSave: (text: string) => void): void, record(id: string): object|undefined}}
  */
-export function createMessageView(list, scroller) {
+export function createMessageView(list, scroller, { onFollowChange = () => {} } = {}) {
   /** @type {Map<string, ReturnType<typeof buildMessage>>} */
   const records = new Map();
   const dirty = new Set();
   let state = null;
   let frame = 0;
   let stick = true;
+  // Distance from the bottom to restore after older messages are put above.
+  let anchor = null;
+  let flags = { regenerate: null, edit: null };
+
+  function setStick(next) {
+    if (next === stick) return;
+    stick = next;
+    onFollowChange(stick);
+  }
 
   scroller.addEventListener('scroll', () => {
-    stick = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= STICK_THRESHOLD;
+    setStick(scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= STICK_THRESHOLD);
   }, { passive: true });
 
   function place(msg, node) {
@@ -119,6 +197,15 @@ export function createMessageView(list, scroller) {
   function flush() {
     frame = 0;
     if (!state) return;
+    // Which message offers Regenerate and Edit moves as messages come and go.
+    const next = { regenerate: regenerable(state)?.id ?? null, edit: editable(state)?.id ?? null };
+    for (const key of ['regenerate', 'edit']) {
+      if (next[key] !== flags[key]) {
+        if (flags[key]) dirty.add(flags[key]);
+        if (next[key]) dirty.add(next[key]);
+      }
+    }
+    flags = next;
     for (const id of dirty) {
       const msg = state.byId.get(id);
       let rec = records.get(id);
@@ -132,28 +219,41 @@ export function createMessageView(list, scroller) {
         records.set(id, rec);
         place(msg, rec.root);
       }
-      updateMessage(rec, msg);
+      updateMessage(rec, msg, flags);
     }
     dirty.clear();
-    if (stick) scroller.scrollTop = scroller.scrollHeight;
+    if (anchor !== null) {
+      scroller.scrollTop = scroller.scrollHeight - anchor;
+      anchor = null;
+    } else if (stick) {
+      scroller.scrollTop = scroller.scrollHeight;
+    }
+  }
+
+  function schedule() {
+    // Tokens arrive far faster than the screen refreshes; touch the DOM once per frame.
+    if (!frame && dirty.size) frame = requestAnimationFrame(flush);
   }
 
   return {
-    reset(next) {
-      state = next;
+    reset(nextState) {
+      state = nextState;
       records.clear();
       dirty.clear();
       list.replaceChildren();
-      for (const m of next.messages) dirty.add(m.id);
-      stick = true;
+      for (const m of nextState.messages) dirty.add(m.id);
+      flags = { regenerate: null, edit: null };
+      anchor = null;
+      setStick(true);
       cancelAnimationFrame(frame);
       flush();
     },
-    update(next, ids) {
-      state = next;
+    update(nextState, ids) {
+      state = nextState;
       for (const id of ids) dirty.add(id);
-      // Tokens arrive far faster than the screen refreshes; touch the DOM once per frame.
-      if (!frame && dirty.size) frame = requestAnimationFrame(flush);
+      // Actions depend on the whole thread (busy or not): recheck them with any change.
+      if (ids.length === 0 && state.messages.length) dirty.add(state.messages.at(-1).id);
+      schedule();
     },
     rename(from, to) {
       const rec = records.get(from);
@@ -165,9 +265,62 @@ export function createMessageView(list, scroller) {
       if (dirty.delete(from)) dirty.add(to);
     },
     scrollToBottom() {
-      stick = true;
+      setStick(true);
       scroller.scrollTop = scroller.scrollHeight;
     },
+    keepPosition() {
+      anchor = scroller.scrollHeight - scroller.scrollTop;
+    },
+    startEdit(id, onSave) {
+      const rec = records.get(id);
+      const msg = state?.byId.get(id);
+      if (!rec || !msg || rec.editing) return;
+      rec.editing = true;
+      rec.edit.hidden = true;
+      const form = el('form', 'message__editor');
+      const area = el('textarea', 'message__editor-input');
+      area.value = msg.content;
+      area.rows = Math.min(10, msg.content.split('\n').length + 1);
+      area.setAttribute('aria-label', 'Edit your message');
+      area.name = 'edit';
+      const save = el('button', 'button button--primary', 'Save & send');
+      save.type = 'submit';
+      save.dataset.action = 'save-edit';
+      const cancel = el('button', 'button button--quiet', 'Cancel');
+      cancel.type = 'button';
+      const row = el('div', 'message__editor-buttons');
+      row.append(cancel, save);
+      form.append(area, row);
+      rec.content.hidden = true;
+      rec.content.after(form);
+      const close = () => {
+        form.remove();
+        rec.content.hidden = false;
+        rec.editing = false;
+        dirty.add(id);
+        schedule();
+      };
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        const text = area.value.trim();
+        if (!text) return;
+        close();
+        onSave(text);
+      });
+      cancel.addEventListener('click', close);
+      area.addEventListener('keydown', (event) => {
+        if (event.key === 'Escape') {
+          event.preventDefault();
+          close();
+        } else if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+    },
+    record: (id) => records.get(id),
   };
 }
 
@@ -176,12 +329,24 @@ export function createMessageView(list, scroller) {
  * @param {HTMLElement} list    a <ul>
  * @param {Thread[]} threads    newest first
  * @param {string|null} activeId
+ * @param {string|null} [renamingId]  the thread whose title is being edited in place
  */
-export function renderThreadList(list, threads, activeId) {
+export function renderThreadList(list, threads, activeId, renamingId = null) {
   const items = threads.map((thread) => {
     const title = thread.title?.trim() || 'Untitled';
     const item = el('li', 'thread');
     item.dataset.threadId = thread.id;
+    if (thread.id === renamingId) {
+      const form = el('form', 'thread__rename');
+      const input = el('input', 'thread__rename-input');
+      input.name = 'title';
+      input.value = thread.title ?? '';
+      input.maxLength = 200;
+      input.setAttribute('aria-label', 'New title');
+      form.append(input);
+      item.append(form);
+      return item;
+    }
     const link = el('a', 'thread__link', title);
     link.href = `/t/${thread.id}/`;
     link.title = title;

@@ -1,0 +1,266 @@
+/**
+ * The chat client: one thread's live conversation as an object with events. Any page can
+ * import it; it needs no DOM (a WebSocket and fetch, both injectable).
+ *
+ * ```js
+ * import { createChatClient } from '/static/chat/client.js';
+ *
+ * const chat = createChatClient({ threadId });
+ * chat.on('token', ({ text }) => { output.textContent = text; });      // the whole reply so far
+ * chat.on('complete', ({ message }) => console.log(message.metrics));
+ * chat.on('error', ({ code, kind, recoverable }) => console.warn(kind, code));
+ * chat.send('Hello!');  // queued until the socket is ready; safe to retry (client_id)
+ * chat.stop();          // stops the reply for every tab, whichever process runs it
+ * chat.dispose();       // closes the socket; no event fires afterwards
+ * ```
+ *
+ * The client resumes a reply after a reload or reconnect from the server's `ready` snapshot,
+ * asks for a resync on a `seq` gap, refetches the thread's messages when it may have missed
+ * some, and re-checks the thread when the tab becomes visible again. Events:
+ *
+ * | event        | payload |
+ * |--------------|---------|
+ * | `connection` | `{state}`: `connecting`, `open`, `reconnecting` or `offline` |
+ * | `ready`      | `{active}`: the server's snapshot of a reply in flight, or null |
+ * | `message`    | `{message}`: a persisted user message (from this tab or another) |
+ * | `start`      | `{message}`: a reply began |
+ * | `token`      | `{message, token, text}`: a chunk and the reply's whole text so far |
+ * | `complete`   | `{message, status, metrics}`: a reply ended (`complete` or `cancelled`) |
+ * | `error`      | `{code, message, recoverable, kind, messageId}`: `kind` from errorClass() |
+ * | `removed`    | `{ids}`: messages deleted by a regenerate or an edit |
+ * | `thread`     | `{thread}`: the thread's new title |
+ * | `change`     | `{result}`: the protocol's FrameResult, for views that render the state |
+ * | `fatal`      | `{code}`: 4401 (log in again) or 4404 (no such thread); the client stopped |
+ *
+ * @typedef {import('./protocol.js').ThreadState} ThreadState
+ * @typedef {import('./protocol.js').ChatMessage} ChatMessage
+ * @typedef {import('./protocol.js').FrameResult} FrameResult
+ * @typedef {import('./connection.js').ConnectionState} ConnectionState
+ * @typedef {object} ChatClient
+ * @property {(text: string, clientId?: string) => string} send  send a message; returns its client_id
+ * @property {() => void} stop
+ * @property {() => boolean} regenerate  replace the last finished reply; false if there is none
+ * @property {(messageId: string, text: string) => boolean} edit  change the last user message and ask again
+ * @property {(messageId: string) => boolean} retry  send a refused message again (same client_id)
+ * @property {(type: string, listener: (payload: object) => void) => () => void} on  returns an unsubscribe
+ * @property {() => void} check    re-check the thread now (reconnect, or resync and refetch)
+ * @property {(messages: object[]) => FrameResult} merge  merge persisted messages (older pages)
+ * @property {ThreadState} state   the thread as the client knows it (read only)
+ * @property {() => ConnectionState} connection
+ * @property {() => boolean} busy  a reply runs or a sent command awaits its answer
+ * @property {() => void} dispose
+ */
+import { connectThread } from './connection.js';
+import {
+  addLocalMessage,
+  applyFrame,
+  beginEdit,
+  beginRegenerate,
+  createThreadState,
+  errorClass,
+  isBusy,
+  makeStart,
+  mergeMessages,
+  retryLocalMessage,
+} from './protocol.js';
+
+/**
+ * The newest page of a thread's messages from the REST API (session cookie).
+ * @param {string} threadId
+ * @returns {Promise<object[]>} message objects, oldest first
+ */
+export async function fetchNewestMessages(threadId) {
+  const response = await fetch(`/api/threads/${encodeURIComponent(threadId)}/messages/`, {
+    headers: { Accept: 'application/json' },
+    credentials: 'same-origin',
+  });
+  if (!response.ok) throw Object.assign(new Error(`messages: HTTP ${response.status}`), { status: response.status });
+  return (await response.json()).results ?? [];
+}
+
+/**
+ * Connect to one thread and follow it until dispose().
+ * @param {object} options
+ * @param {string} options.threadId
+ * @param {object[]} [options.messages]  persisted messages already known (oldest first)
+ * @param {(threadId: string) => Promise<object[]>} [options.loadMessages]  the refetch after a
+ *   reconnect; defaults to fetchNewestMessages
+ * @param {typeof WebSocket} [options.WebSocketImpl]
+ * @param {boolean} [options.watchVisibility]  re-check when the tab becomes visible (default true)
+ * @param {object} [options.timing]  heartbeat and backoff overrides, see connectThread
+ * @returns {ChatClient}
+ */
+export function createChatClient({
+  threadId,
+  messages = [],
+  loadMessages = fetchNewestMessages,
+  WebSocketImpl = globalThis.WebSocket,
+  watchVisibility = true,
+  timing,
+}) {
+  const state = createThreadState(messages);
+  const listeners = new Map();
+  let disposed = false;
+  let refreshing = null;
+  let refreshAgain = false;
+
+  function emit(type, payload) {
+    if (disposed) return;
+    for (const listener of [...(listeners.get(type) ?? [])]) {
+      try {
+        listener(payload);
+      } catch (error) {
+        // One broken listener must not stop the stream for the others.
+        setTimeout(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  function handle(result) {
+    emit('change', { result });
+    if (result.gap) conn.resync();
+    if (result.stale) refresh();
+  }
+
+  // Frames missed while away (another tab's message, a reply that ended) are only in the
+  // database: merge the newest page. One refetch at a time; a request during it runs after.
+  async function refresh() {
+    if (refreshing) {
+      refreshAgain = true;
+      return refreshing;
+    }
+    refreshing = (async () => {
+      try {
+        const page = await loadMessages(threadId);
+        if (!disposed) handle(mergeMessages(state, page));
+      } catch (error) {
+        emit('error', { code: 'network', message: error?.message || 'Could not refresh the thread.', recoverable: true, kind: 'network', messageId: null });
+      } finally {
+        refreshing = null;
+        if (refreshAgain && !disposed) {
+          refreshAgain = false;
+          refresh();
+        }
+      }
+    })();
+    return refreshing;
+  }
+
+  function onFrame(frame) {
+    const result = applyFrame(state, frame);
+    const message = frame.message_id != null ? state.byId.get(String(frame.message_id)) : undefined;
+    if (!result.duplicate) {
+      switch (frame.type) {
+        case 'ready':
+          emit('ready', { active: frame.active ?? null });
+          break;
+        case 'message': {
+          const persisted = state.byId.get(String(frame.message?.id));
+          if (persisted) emit('message', { message: persisted });
+          break;
+        }
+        case 'start':
+          if (message) emit('start', { message });
+          break;
+        case 'token':
+          if (result.changed.length && message) emit('token', { message, token: frame.token ?? '', text: message.content });
+          break;
+        case 'complete':
+          if (result.changed.length && message) emit('complete', { message, status: message.status, metrics: message.metrics });
+          break;
+        case 'error':
+          if (frame.message_id == null || result.changed.length) {
+            emit('error', {
+              code: frame.code ?? 'internal',
+              message: frame.message ?? 'Something went wrong.',
+              recoverable: Boolean(frame.recoverable),
+              kind: errorClass(frame.code),
+              messageId: frame.message_id != null ? String(frame.message_id) : null,
+            });
+          }
+          break;
+        case 'removed':
+          if (result.removed.length) emit('removed', { ids: result.removed });
+          break;
+        case 'thread':
+          if (result.thread) emit('thread', { thread: result.thread });
+          break;
+        default:
+          break;
+      }
+    }
+    handle(result);
+  }
+
+  const conn = connectThread({
+    threadId,
+    onFrame,
+    onState: (connection) => emit('connection', { state: connection }),
+    onFatal: (code) => emit('fatal', { code }),
+    WebSocketImpl,
+    timing,
+  });
+
+  function onVisible() {
+    if (globalThis.document?.visibilityState === 'visible') conn.check();
+  }
+  if (watchVisibility) globalThis.document?.addEventListener?.('visibilitychange', onVisible);
+
+  return {
+    send(text, clientId) {
+      const { command, message } = makeStart(text, clientId);
+      handle(addLocalMessage(state, message));
+      conn.send(command);
+      return command.client_id;
+    },
+    stop() {
+      conn.send({ command: 'stop' });
+    },
+    regenerate() {
+      const { command, result } = beginRegenerate(state);
+      if (!command) return false;
+      handle(result);
+      conn.send(command);
+      return true;
+    },
+    edit(messageId, text) {
+      const { command, result } = beginEdit(state, messageId, text);
+      if (!command) return false;
+      handle(result);
+      conn.send(command);
+      return true;
+    },
+    retry(messageId) {
+      const { command, result } = retryLocalMessage(state, messageId);
+      if (!command) return false;
+      handle(result);
+      conn.send(command);
+      return true;
+    },
+    on(type, listener) {
+      if (!listeners.has(type)) listeners.set(type, new Set());
+      listeners.get(type).add(listener);
+      return () => listeners.get(type)?.delete(listener);
+    },
+    check() {
+      conn.check();
+    },
+    merge(older) {
+      const result = mergeMessages(state, older);
+      emit('change', { result });
+      return result;
+    },
+    state,
+    connection: () => conn.state(),
+    busy: () => isBusy(state),
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      listeners.clear();
+      if (watchVisibility) globalThis.document?.removeEventListener?.('visibilitychange', onVisible);
+      conn.dispose();
+    },
+  };
+}
