@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import auth, frames, generation, selectors
-from chat.subscription import FrameFilter
+from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self._send_ready()
 
     async def _send_ready(self) -> None:
-        active = await generation.thread_snapshot(thread_id=self.thread_id)
-        if active is not None:
-            self.filter.covered(active["message_id"], active["seq"])
-        await self._send(frames.ready(thread_id=self.thread_id, active=active))
+        await self._send(await ready_frame(self.thread_id, self.filter))
 
     async def _bad_request(self, text: str) -> None:
         await self._send(frames.error(code="bad_request", message=text, recoverable=False))

@@ -36,6 +36,14 @@ class FrameFilter:
         return True
 
 
+async def ready_frame(thread_id: str, frame_filter: FrameFilter) -> dict[str, Any]:
+    """The `ready` frame of a thread, its snapshot noted in the subscriber's filter."""
+    active = await generation.thread_snapshot(thread_id=thread_id)
+    if active is not None:
+        frame_filter.covered(active["message_id"], active["seq"])
+    return frames.ready(thread_id=thread_id, active=active)
+
+
 class Subscription:
     """A thread's frames for one HTTP stream: joined before any snapshot is read."""
 
@@ -74,10 +82,7 @@ class Subscription:
 
     async def ready(self) -> dict[str, Any]:
         """The `ready` frame, its snapshot noted in the filter."""
-        active = await generation.thread_snapshot(thread_id=self.thread_id)
-        if active is not None:
-            self.filter.covered(active["message_id"], active["seq"])
-        return frames.ready(thread_id=self.thread_id, active=active)
+        return await ready_frame(self.thread_id, self.filter)
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """The next new frame, or None when `timeout` passes without one (time to heartbeat)."""
