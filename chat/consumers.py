@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import auth, frames, generation, selectors
+from chat import auth, broadcast, frames, generation, selectors
 from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.filter = FrameFilter()
         # Join before reading the snapshot, so no frame falls between the two.
         await self.channel_layer.group_add(
-            generation.thread_group(self.thread_id), self.channel_name
+            broadcast.thread_group(self.thread_id), self.channel_name
         )
         await generation.thread_sweep(thread_id=self.thread_id)
         await self._send_ready()
@@ -57,7 +57,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         # Leaving never stops a reply: it runs to its end and is saved.
         if self.thread_id:
             await self.channel_layer.group_discard(
-                generation.thread_group(self.thread_id), self.channel_name
+                broadcast.thread_group(self.thread_id), self.channel_name
             )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

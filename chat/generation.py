@@ -7,11 +7,10 @@ and read snapshots. Frames are recorded in the live store before they are publis
 
 import asyncio
 import logging
-import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -20,7 +19,9 @@ from django.conf import settings
 from django.db import IntegrityError
 
 from chat import agent, frames, limits, live, selectors, services
+from chat.broadcast import publish
 from chat.models import Message
+from chat.reply import ReplyStream, Run
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ class GenerationError(Exception):
         return frames.error(code=self.code, message=self.message, recoverable=self.recoverable)
 
 
-def thread_group(thread_id: str | uuid.UUID) -> str:
-    """The channel-layer group of a thread's subscribers."""
-    return f"thread.{thread_id}"
-
-
-async def publish(thread_id: str, frame: dict[str, Any]) -> None:
-    """Send a frame to every subscriber of the thread, on any process."""
-    await get_channel_layer().group_send(
-        thread_group(thread_id), {"type": "chat.frame", "frame": frame}
-    )
-
-
 def _snapshot_frame(reply: live.LiveReply | None) -> frames.Snapshot | None:
     if reply is None:
         return None
@@ -58,21 +47,6 @@ def _snapshot_frame(reply: live.LiveReply | None) -> frames.Snapshot | None:
 
 
 # --- the per-process registry of replies this process owns ------------------------------
-
-
-@dataclass
-class Run:
-    """A reply in flight on this process."""
-
-    thread_id: str
-    reply_id: uuid.UUID
-    provider: agent.Provider
-    task: asyncio.Task | None = None
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set when this reply's message titled the thread: told after the reply's last frame (so
-    # DESIGN's frame order is kept), and maybe replaced by a model-made title.
-    new_title: dict[str, Any] | None = None
-    first_message: str = ""
 
 
 class Registry:
@@ -286,8 +260,18 @@ async def _begin(
         first_message=begun.user_message.content if begun.thread else "",
     )
     reg.runs[thread_id] = run
-    run.task = asyncio.create_task(_run_reply(run), name=f"reply-{begun.reply.id}")
+    run.task = asyncio.create_task(_own(run), name=f"reply-{begun.reply.id}")
     return StartResult(reply_id=str(begun.reply.id), duplicate=False)
+
+
+async def _own(run: Run) -> None:
+    """Run the reply as this process's task; it outlives the socket that asked for it."""
+    try:
+        await ReplyStream(run).run_to_end()
+    finally:
+        reg = registry()
+        if reg.runs.get(run.thread_id) is run:  # a next reply may already be registered
+            del reg.runs[run.thread_id]
 
 
 def _provider() -> agent.Provider:
@@ -401,253 +385,6 @@ async def thread_replay(
     return replayed
 
 
-# --- one reply's streaming loop -----------------------------------------------------------
-
-_END = object()
-
-
-class _Emitter:
-    """Numbers frames, records them in the live store, then publishes them."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.seq = 0
-        self.content = ""
-        self.store = live.store()
-
-    async def emit(self, frame: dict[str, Any], text: str = "") -> None:
-        await self.store.append(thread_id=self.run.thread_id, seq=frame["seq"], text=text)
-        await publish(self.run.thread_id, frame)
-
-    async def text(self, chunk: str) -> None:
-        self.seq += 1
-        self.content += chunk
-        await self.emit(
-            frames.token(message_id=str(self.run.reply_id), seq=self.seq, text=chunk),
-            chunk,
-        )
-
-
-async def _produce(
-    run: Run, history: list[dict[str, str]], usage: agent.Usage, queue: asyncio.Queue
-) -> None:
-    """Read the provider's stream into the queue; the consumer decides when to flush."""
-    try:
-        async for delta in agent.stream_reply(history, chosen=run.provider, usage=usage):
-            queue.put_nowait(delta)
-        queue.put_nowait(_END)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # handed to the consumer, which owns the error policy
-        queue.put_nowait(exc)
-
-
-async def _run_reply(run: Run) -> None:
-    """Stream one reply to its end and persist it; the one error policy of a stream."""
-    started = time.monotonic()
-    emitter = _Emitter(run)
-    reply_id = str(run.reply_id)
-    usage = agent.Usage()
-    deltas = 0
-    first_token_ms: int | None = None
-    status, error_code, error_message, recoverable = "complete", "", "", False
-    producer: asyncio.Task | None = None
-    try:
-        await publish(run.thread_id, frames.start(message_id=reply_id, model=run.provider.model))
-        history = await database_sync_to_async(selectors.thread_history)(
-            thread_id=uuid.UUID(run.thread_id),
-            exclude_id=run.reply_id,
-            max_chars=run.provider.history_chars,
-        )
-        queue: asyncio.Queue = asyncio.Queue()
-        producer = asyncio.create_task(_produce(run, history, usage, queue))
-        stop_wait = asyncio.create_task(run.stopped.wait())
-        buffer = ""
-        buffer_since = 0.0
-        last_chunk = started
-        last_checkpoint = started
-        deadline = started + settings.STREAM_TIMEOUT
-        flush_after = settings.FLUSH_INTERVAL_MS / 1000
-        try:
-            while True:
-                now = time.monotonic()
-                wake = min(deadline, last_chunk + settings.STREAM_IDLE_TIMEOUT)
-                if buffer:
-                    wake = min(wake, buffer_since + flush_after)
-                get = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {get, stop_wait},
-                    timeout=max(0.0, wake - now),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if get not in done:
-                    get.cancel()
-                now = time.monotonic()
-                if stop_wait in done:
-                    status = "cancelled"
-                    break
-                if get in done:
-                    item = get.result()
-                    if item is _END:
-                        break
-                    if isinstance(item, Exception):
-                        raise item
-                    deltas += 1
-                    last_chunk = now
-                    if first_token_ms is None:
-                        first_token_ms = int((now - started) * 1000)
-                    if not buffer:
-                        buffer_since = now
-                    buffer += item
-                    if len(buffer) < settings.BUFFER_SIZE:
-                        continue
-                elif buffer and now >= buffer_since + flush_after:
-                    pass  # the time window ran out: flush below
-                elif now >= deadline:
-                    raise agent.ProviderError(
-                        f"The reply took longer than {settings.STREAM_TIMEOUT:g} s.",
-                        code="timeout",
-                    )
-                elif now >= last_chunk + settings.STREAM_IDLE_TIMEOUT:
-                    raise agent.ProviderError(
-                        f"The model sent nothing for {settings.STREAM_IDLE_TIMEOUT:g} s.",
-                        code="timeout",
-                    )
-                else:
-                    continue
-                if buffer:
-                    await emitter.text(buffer)
-                    buffer = ""
-                if now - last_checkpoint >= settings.CHECKPOINT_SECONDS:
-                    last_checkpoint = now
-                    await database_sync_to_async(services.reply_checkpoint)(
-                        reply_id=run.reply_id, content=emitter.content
-                    )
-        finally:
-            stop_wait.cancel()
-            # What was received is shown: the tail goes out before the terminal frame.
-            if buffer:
-                await emitter.text(buffer)
-    except asyncio.CancelledError:
-        # The process is shutting down: keep the text, and say the reply did not finish.
-        status, error_code, error_message = (
-            "interrupted",
-            "interrupted",
-            "The server stopped.",
-        )
-        await _finish(
-            run,
-            emitter,
-            status,
-            error_code,
-            error_message,
-            True,
-            started,
-            first_token_ms,
-            deltas,
-            usage,
-        )
-        raise
-    except agent.ProviderError as exc:
-        status, error_code, error_message, recoverable = (
-            "error",
-            exc.code,
-            str(exc),
-            exc.recoverable,
-        )
-    except Exception:
-        logger.exception("reply %s failed", reply_id)
-        status, error_code, error_message, recoverable = (
-            "error",
-            "internal",
-            "Something went wrong on the server.",
-            True,
-        )
-    finally:
-        if producer is not None:
-            producer.cancel()
-    await _finish(
-        run,
-        emitter,
-        status,
-        error_code,
-        error_message,
-        recoverable,
-        started,
-        first_token_ms,
-        deltas,
-        usage,
-    )
-
-
-async def _finish(
-    run: Run,
-    emitter: _Emitter,
-    status: str,
-    error_code: str,
-    error_message: str,
-    recoverable: bool,
-    started: float,
-    first_token_ms: int | None,
-    deltas: int,
-    usage: agent.Usage,
-) -> None:
-    """The one final write, then the terminal frame; the live record is closed in between.
-
-    Closing the record before publishing the terminal frame means a subscriber either saw the
-    reply in flight (and, having joined the group first, gets the terminal frame) or reads the
-    finished reply from the database: never a reply stuck `streaming` on screen.
-    """
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    tokens = usage.output_tokens if usage.output_tokens is not None else deltas
-    reply_id = str(run.reply_id)
-    seq = emitter.seq + 1
-    if status in ("complete", "cancelled"):
-        metrics = frames.metrics(
-            tokens=tokens, elapsed_ms=elapsed_ms, first_token_ms=first_token_ms
-        )
-        terminal = frames.complete(message_id=reply_id, seq=seq, status=status, metrics=metrics)
-    else:
-        terminal = frames.error(
-            code=error_code,
-            message=error_message,
-            recoverable=recoverable,
-            message_id=reply_id,
-            seq=seq,
-        )
-    try:
-        await database_sync_to_async(services.reply_finish)(
-            reply_id=run.reply_id,
-            content=emitter.content,
-            status=status,
-            error_code=error_code,
-            error_message=error_message,
-            token_count=tokens,
-            first_token_ms=first_token_ms,
-            elapsed_ms=elapsed_ms,
-        )
-    finally:
-        await emitter.store.finish(thread_id=run.thread_id, message_id=reply_id, terminal=terminal)
-        registry().runs.pop(run.thread_id, None)
-    await publish(run.thread_id, terminal)
-    if run.new_title is not None:
-        await publish(run.thread_id, frames.thread(thread=run.new_title))
-        if status == "complete" and not run.provider.offline_demo:
-            asyncio.create_task(_retitle(run), name=f"title-{reply_id}")
-    logger.info(
-        "reply %s thread=%s status=%s chars=%d tokens=%d frames=%d elapsed_ms=%d ttft_ms=%s%s",
-        reply_id,
-        run.thread_id,
-        status,
-        len(emitter.content),
-        tokens,
-        seq,
-        elapsed_ms,
-        first_token_ms,
-        f" error={error_code}" if error_code else "",
-    )
-
-
 async def sweep_all() -> int:
     """`thread_sweep` for every thread with a reply recorded as in flight (at start-up)."""
     rows = await database_sync_to_async(selectors.replies_streaming)()
@@ -656,17 +393,3 @@ async def sweep_all() -> int:
         await thread_sweep(thread_id=thread_id)
     after = len(await database_sync_to_async(selectors.replies_streaming)())
     return before - after
-
-
-async def _retitle(run: Run) -> None:
-    """Best effort: replace a title cut from the first message by one the model writes."""
-    try:
-        title = await agent.make_title(run.first_message, chosen=run.provider)
-        thread = await database_sync_to_async(services.thread_retitle)(
-            thread_id=uuid.UUID(run.thread_id), title=title, expected=run.new_title["title"]
-        )
-    except Exception:
-        logger.warning("thread %s: no model-made title", run.thread_id, exc_info=True)
-        return
-    if thread is not None:
-        await publish(run.thread_id, frames.thread(thread=selectors.thread_payload(thread)))

@@ -8,7 +8,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from chat import frames, generation
+from chat import broadcast, frames, generation
 
 
 class FrameFilter:
@@ -57,7 +57,7 @@ class Subscription:
     async def __aenter__(self) -> "Subscription":
         layer = get_channel_layer()
         self._channel = await layer.new_channel()
-        await layer.group_add(generation.thread_group(self.thread_id), self._channel)
+        await layer.group_add(broadcast.thread_group(self.thread_id), self._channel)
         self._reader = asyncio.create_task(self._read(), name=f"sse-{self.thread_id}")
         return self
 
@@ -68,7 +68,7 @@ class Subscription:
                 await self._reader
         with contextlib.suppress(Exception):
             await get_channel_layer().group_discard(
-                generation.thread_group(self.thread_id), self._channel
+                broadcast.thread_group(self.thread_id), self._channel
             )
 
     async def _read(self) -> None:

@@ -1,0 +1,263 @@
+"""One reply's life once it has begun: stream the agent's deltas, coalesce them into numbered
+frames, checkpoint the text, and end with one write and one terminal frame.
+
+Frames are recorded in the live store before they are published (see live.py), and the
+database is written every CHECKPOINT_SECONDS and once at the end, never per token.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chat import agent, frames, live, selectors, services
+from chat.broadcast import publish
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """A reply in flight on this process."""
+
+    thread_id: str
+    reply_id: uuid.UUID
+    provider: agent.Provider
+    task: asyncio.Task | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when this reply's message titled the thread: told after the reply's last frame (so
+    # DESIGN's frame order is kept), and maybe replaced by a model-made title.
+    new_title: dict[str, Any] | None = None
+    first_message: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a reply ended."""
+
+    status: str  # complete | cancelled | error | interrupted
+    code: str = ""
+    message: str = ""
+    recoverable: bool = False
+
+
+# What the wait for the next event can return besides a delta, an exception or the end.
+_END, _STOPPED, _TICK = object(), object(), object()
+
+
+class ReplyStream:
+    """Streams one reply to its end; `run_to_end()` is the one error policy of a stream."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.reply_id = str(run.reply_id)
+        self.store = live.store()
+        self.started = time.monotonic()
+        self.seq = 0
+        self.content = ""  # the text of the frames sent: what users were shown
+        self.buffer = ""  # received, not yet sent
+        self.deltas = 0
+        self.first_token_ms: int | None = None
+        self.usage = agent.Usage()
+
+    async def run_to_end(self) -> None:
+        """Stream, then persist the outcome; never raises but for cancellation."""
+        try:
+            outcome = await self._stream()
+        except asyncio.CancelledError:
+            # The process is shutting down: keep the text, and say the reply did not finish.
+            await self._finish(Outcome("interrupted", "interrupted", "The server stopped.", True))
+            raise
+        except agent.ProviderError as exc:
+            outcome = Outcome("error", exc.code, str(exc), exc.recoverable)
+        except Exception:
+            logger.exception("reply %s failed", self.reply_id)
+            outcome = Outcome("error", "internal", "Something went wrong on the server.", True)
+        await self._finish(outcome)
+
+    async def _stream(self) -> Outcome:
+        """Coalesce deltas into frames: BUFFER_SIZE characters or FLUSH_INTERVAL_MS, whichever
+        comes first; end on the provider's end, `stop`, or a timeout (raised)."""
+        await publish(
+            self.run.thread_id,
+            frames.start(message_id=self.reply_id, model=self.run.provider.model),
+        )
+        history = await database_sync_to_async(selectors.thread_history)(
+            thread_id=uuid.UUID(self.run.thread_id),
+            exclude_id=self.run.reply_id,
+            max_chars=self.run.provider.history_chars,
+        )
+        queue: asyncio.Queue = asyncio.Queue()
+        producer = asyncio.create_task(self._produce(history, queue))
+        stop_wait = asyncio.create_task(self.run.stopped.wait())
+        window = settings.FLUSH_INTERVAL_MS / 1000
+        deadline = self.started + settings.STREAM_TIMEOUT
+        last_chunk = last_checkpoint = self.started
+        buffer_since = 0.0
+        try:
+            while True:
+                wake = min(deadline, last_chunk + settings.STREAM_IDLE_TIMEOUT)
+                if self.buffer:
+                    wake = min(wake, buffer_since + window)
+                item = await _next(queue, stop_wait, wake - time.monotonic())
+                now = time.monotonic()
+                if item is _STOPPED:
+                    return Outcome("cancelled")
+                if item is _END:
+                    return Outcome("complete")
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, str):
+                    if not self.buffer:
+                        buffer_since = now
+                    self._received(item, now)
+                    last_chunk = now
+                    if len(self.buffer) < settings.BUFFER_SIZE:
+                        continue
+                elif now >= deadline:
+                    raise agent.ProviderError(
+                        f"The reply took longer than {settings.STREAM_TIMEOUT:g} s.", code="timeout"
+                    )
+                elif now >= last_chunk + settings.STREAM_IDLE_TIMEOUT:
+                    raise agent.ProviderError(
+                        f"The model sent nothing for {settings.STREAM_IDLE_TIMEOUT:g} s.",
+                        code="timeout",
+                    )
+                elif not (self.buffer and now >= buffer_since + window):
+                    continue
+                await self._flush()
+                if now - last_checkpoint >= settings.CHECKPOINT_SECONDS:
+                    last_checkpoint = now
+                    await database_sync_to_async(services.reply_checkpoint)(
+                        reply_id=self.run.reply_id, content=self.content
+                    )
+        finally:
+            producer.cancel()
+            stop_wait.cancel()
+            await self._flush()  # what was received is shown before the terminal frame
+
+    async def _produce(self, history: list[dict[str, str]], queue: asyncio.Queue) -> None:
+        """Read the provider's stream into the queue; `_stream` decides when to flush."""
+        try:
+            async for delta in agent.stream_reply(
+                history, chosen=self.run.provider, usage=self.usage
+            ):
+                queue.put_nowait(delta)
+            queue.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed over: `run_to_end` owns the error policy
+            queue.put_nowait(exc)
+
+    def _received(self, delta: str, now: float) -> None:
+        self.deltas += 1
+        if self.first_token_ms is None:
+            self.first_token_ms = int((now - self.started) * 1000)
+        self.buffer += delta
+
+    async def _flush(self) -> None:
+        """Send the buffer as the next token frame: recorded first, then published."""
+        if not self.buffer:
+            return
+        chunk, self.buffer = self.buffer, ""
+        self.seq += 1
+        self.content += chunk
+        await self.store.append(thread_id=self.run.thread_id, seq=self.seq, text=chunk)
+        await publish(
+            self.run.thread_id, frames.token(message_id=self.reply_id, seq=self.seq, text=chunk)
+        )
+
+    async def _finish(self, outcome: Outcome) -> None:
+        """The one final write, then the terminal frame; the live record is closed in between.
+
+        Closing the record before publishing the terminal frame means a subscriber either saw
+        the reply in flight (and, having joined the group first, gets the terminal frame) or
+        reads the finished reply from the database: never a reply stuck `streaming` on screen.
+        """
+        elapsed_ms = int((time.monotonic() - self.started) * 1000)
+        tokens = self.usage.output_tokens if self.usage.output_tokens is not None else self.deltas
+        terminal = self._terminal(outcome, tokens, elapsed_ms)
+        try:
+            await database_sync_to_async(services.reply_finish)(
+                reply_id=self.run.reply_id,
+                content=self.content,
+                status=outcome.status,
+                error_code=outcome.code,
+                error_message=outcome.message,
+                token_count=tokens,
+                first_token_ms=self.first_token_ms,
+                elapsed_ms=elapsed_ms,
+            )
+        finally:
+            await self.store.finish(
+                thread_id=self.run.thread_id, message_id=self.reply_id, terminal=terminal
+            )
+        await publish(self.run.thread_id, terminal)
+        if self.run.new_title is not None:
+            await publish(self.run.thread_id, frames.thread(thread=self.run.new_title))
+            if outcome.status == "complete" and not self.run.provider.offline_demo:
+                asyncio.create_task(_retitle(self.run), name=f"title-{self.reply_id}")
+        # The seed's stream logging, once per reply.
+        logger.info(
+            "reply %s thread=%s status=%s chars=%d tokens=%d frames=%d elapsed_ms=%d ttft_ms=%s%s",
+            self.reply_id,
+            self.run.thread_id,
+            outcome.status,
+            len(self.content),
+            tokens,
+            terminal["seq"],
+            elapsed_ms,
+            self.first_token_ms,
+            f" error={outcome.code}" if outcome.code else "",
+        )
+
+    def _terminal(self, outcome: Outcome, tokens: int, elapsed_ms: int) -> dict[str, Any]:
+        seq = self.seq + 1
+        if outcome.status in ("complete", "cancelled"):
+            metrics = frames.metrics(
+                tokens=tokens, elapsed_ms=elapsed_ms, first_token_ms=self.first_token_ms
+            )
+            return frames.complete(
+                message_id=self.reply_id, seq=seq, status=outcome.status, metrics=metrics
+            )
+        return frames.error(
+            code=outcome.code,
+            message=outcome.message,
+            recoverable=outcome.recoverable,
+            message_id=self.reply_id,
+            seq=seq,
+        )
+
+
+async def _next(queue: asyncio.Queue, stop_wait: asyncio.Task, timeout: float) -> Any:
+    """The next delta (or end, or failure) from the provider, `_STOPPED`, or `_TICK`."""
+    get = asyncio.ensure_future(queue.get())
+    done, _ = await asyncio.wait(
+        {get, stop_wait}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+    )
+    if stop_wait in done:
+        get.cancel()
+        return _STOPPED
+    if get in done:
+        return get.result()
+    get.cancel()
+    return _TICK
+
+
+async def _retitle(run: Run) -> None:
+    """Best effort: replace a title cut from the first message by one the model writes."""
+    try:
+        title = await agent.make_title(run.first_message, chosen=run.provider)
+        thread = await database_sync_to_async(services.thread_retitle)(
+            thread_id=uuid.UUID(run.thread_id), title=title, expected=run.new_title["title"]
+        )
+    except Exception:
+        logger.warning("thread %s: no model-made title", run.thread_id, exc_info=True)
+        return
+    if thread is not None:
+        await publish(run.thread_id, frames.thread(thread=selectors.thread_payload(thread)))
