@@ -369,6 +369,8 @@ class StubServer:
         body = body if isinstance(body, dict) else {}
         if route == ("POST", "/v1/chat/completions"):
             return await self._chat_completions(body, reader, writer, keep)
+        if route == ("POST", "/v1/responses"):
+            return await self._responses(body, reader, writer, keep)
         if route == ("GET", "/v1/models"):
             model = {"id": STUB_MODEL, "object": "model", "created": 0, "owned_by": "stub"}
             return await _send_json(writer, 200, {"object": "list", "data": [model]}, keep)
@@ -434,12 +436,7 @@ class StubServer:
             **(script.usage or {}),
         }
         usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
-        # The earliest failure point wins; one beyond the reply fails after the last token.
-        cut, failure = len(tokens), None
-        for name in _FAILURES:
-            after = getattr(script, name)
-            if after is not None and (failure is None or after < cut):
-                cut, failure = min(after, len(tokens)), name
+        cut, failure = _cut(script)
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion.chunk",
@@ -490,6 +487,99 @@ class StubServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return keep
+
+    async def _responses(
+        self,
+        body: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        keep: bool,
+    ) -> bool:
+        """OpenAI's Responses API, streamed: what the Agents SDK's `openai` provider speaks."""
+        items = body.get("input") if isinstance(body.get("input"), list) else []
+        if isinstance(body.get("input"), str):
+            items = [{"role": "user", "content": body["input"]}]
+        users = [m for m in items if isinstance(m, dict) and m.get("role") == "user"]
+        script = self._pick_script(_message_text(users[-1]) if users else "")
+        if script.status is not None:
+            return await _send_json(writer, script.status, _error_body(script.status), keep)
+        tokens = script.tokens
+        delay = (self.delay_ms if script.delay_ms is None else script.delay_ms) / 1000
+        cut, failure = _cut(script)
+        text = "".join(tokens)
+        item_id = f"msg_{uuid.uuid4().hex[:24]}"
+        usage = {
+            "input_tokens": sum(len(_message_text(m).split()) for m in items),
+            "output_tokens": len(tokens),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        done_item = {
+            "id": item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [part],
+        }
+        response = {
+            "id": f"resp_{uuid.uuid4().hex[:24]}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": body.get("model") or STUB_MODEL,
+            "status": "in_progress",
+            "output": [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        }
+        if not body.get("stream"):
+            completed = {**response, "status": "completed", "output": [done_item], "usage": usage}
+            return await _send_json(writer, 200, completed, keep)
+        sequence = iter(range(1_000_000))
+
+        async def send(kind: str, **fields: Any) -> None:
+            await _send_event(writer, {"type": kind, "sequence_number": next(sequence), **fields})
+
+        at = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        writer.write(_head(200, "text/event-stream; charset=utf-8", keep))
+        await send("response.created", response=response)
+        await send(
+            "response.output_item.added",
+            output_index=0,
+            item={**done_item, "status": "in_progress", "content": []},
+        )
+        await send("response.content_part.added", **at, part={**part, "text": ""})
+        for index, token in enumerate(tokens[:cut]):
+            await asyncio.sleep(script.first_token_delay_ms / 1000 if index == 0 else delay)
+            await send("response.output_text.delta", **at, delta=token, logprobs=[])
+        if failure == "drop_after":
+            return False
+        if failure == "stall_after":
+            await _stall(reader, script.stall_seconds)
+            return False
+        if failure == "error_after":
+            await send("error", code="server_error", message="The server had an error.", param=None)
+        else:
+            await send("response.output_text.done", **at, text=text, logprobs=[])
+            await send("response.content_part.done", **at, part=part)
+            await send("response.output_item.done", output_index=0, item=done_item)
+            completed = {**response, "status": "completed", "output": [done_item], "usage": usage}
+            await send("response.completed", response=completed)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return keep
+
+
+def _cut(script: Script) -> tuple[int, str | None]:
+    """How many tokens go out, and the failure that follows them (the earliest one wins)."""
+    cut, failure = len(script.tokens), None
+    for name in _FAILURES:
+        after = getattr(script, name)
+        if after is not None and (failure is None or after < cut):
+            cut, failure = min(after, len(script.tokens)), name
+    return cut, failure
 
 
 def _chatkit_session(body: dict[str, Any]) -> dict[str, Any]:

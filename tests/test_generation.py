@@ -113,3 +113,28 @@ async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(
     assert 2 <= len(saved) < tokens, "a few checkpoints, far fewer than frames"
     assert all(reply.content.startswith(text) for text in saved)
     assert saved == sorted(saved, key=len), "each checkpoint has at least the text of the last"
+
+
+async def test_the_openai_provider_streams_through_the_responses_api(
+    stub, memory_layer, alice, settings
+):
+    settings.AGENT_PROVIDER = "openai"
+    settings.AGENT_MODEL = "gpt-test"
+    stub.script("responses-api", tokens=["Via", " the", " Responses", " API"], delay_ms=5)
+    received, _, reply = await run_reply(alice, "responses-api")
+    assert received[-1]["type"] == "complete", received[-1]
+    assert reply_text(received) == reply.content == "Via the Responses API"
+    assert reply.model == "gpt-test" and reply.token_count == 4
+    sent = [r for r in stub.requests if r["path"] == "/v1/responses"][0]
+    assert sent["body"]["stream"] is True and sent["body"]["model"] == "gpt-test"
+    assert sent["headers"]["authorization"] == "Bearer test-key"
+
+
+async def test_the_openai_provider_saves_an_in_stream_error_with_the_text_shown(
+    stub, memory_layer, alice, settings
+):
+    settings.AGENT_PROVIDER = "openai"
+    stub.script("responses-fail", tokens=["Half", " a", " reply"], error_after=2)
+    received, _, reply = await run_reply(alice, "responses-fail")
+    assert received[-1]["type"] == "error" and received[-1]["code"] == "provider_error"
+    assert reply.status == "error" and reply.content == "Half a" == reply_text(received)
