@@ -7,6 +7,7 @@ to a `ProviderError` that carries DESIGN.md's error code and whether a retry may
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -109,7 +110,11 @@ async def _client(name: str) -> openai.AsyncOpenAI:
 async def _agent(chosen: Provider) -> Agent:
     """The agent with the provider's model."""
     client = await _client(chosen.name)
-    set_tracing_disabled(chosen.name != "openai")
+    # Traces go to OpenAI only when OpenAI is the provider anyway (DESIGN.md); the SDK's own
+    # OPENAI_AGENTS_DISABLE_TRACING=1 turns them off there too (the tests set it).
+    set_tracing_disabled(
+        chosen.name != "openai" or os.environ.get("OPENAI_AGENTS_DISABLE_TRACING") == "1"
+    )
     if chosen.name == "openai":
         model = OpenAIResponsesModel(model=chosen.model, openai_client=client)
         model_settings = ModelSettings()

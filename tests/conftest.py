@@ -14,6 +14,9 @@ from django.conf import settings as django_settings
 
 from chat.stub_provider import StubServer
 
+# No trace of a test goes to OpenAI, even on the `openai` provider's path.
+os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_TEST_URL = os.environ.get(
     "POSTGRES_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres"
