@@ -95,3 +95,10 @@ async def test_sockets_are_the_owners_alone_on_a_real_server(cluster, stub):
         await ws.wait_closed()
         assert ws.close_code == 4401
     assert bob.get(f"/api/threads/{thread['id']}/messages/").status_code == 404
+
+
+def test_health_checks_postgres_and_redis(cluster):
+    import httpx
+
+    health = httpx.get(cluster.url + "/healthz").json()
+    assert health == {"status": "ok", "database": "ok", "redis": "ok"}
