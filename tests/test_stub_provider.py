@@ -198,7 +198,8 @@ async def test_requests_are_recorded_with_headers_and_chatkit_sessions_return_a_
     assert session.id.startswith("cksess_")
     assert session.workflow.id == "wf_123"
     assert session.user == "user-1"
-    assert time.time() + 590 < session.expires_at <= time.time() + 600
+    lifetime = session.expires_at - time.time()  # a timestamp, not a speed
+    assert 590 < lifetime <= 600
     [recorded] = stub.requests
     assert recorded["method"] == "POST"
     assert recorded["path"] == "/v1/chatkit/sessions"
