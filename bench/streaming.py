@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.streaming [--streams 1,10,100,500 | --quick]
 
-For each N, one run of N concurrent replies in each scenario, side by side in one process:
+For each N, one run of N concurrent replies in each scenario, side by side in one run:
 
 - ``baseline``: the stub provider's stream read directly with the ``openai`` SDK;
 - ``memory``: one daphne process, in-process channel layer, SQLite (the laptop stack);
@@ -10,8 +10,11 @@ For each N, one run of N concurrent replies in each scenario, side by side in on
 
 The stub runs in its own process with ``--timestamp-tokens``: each token carries the time it
 was sent, so the latency of a frame is its receive time minus the emission time of the first
-token it contains. Results are printed as a table and written to ``var/bench-streaming.json``.
-docs/performance.md explains the method and reports a run.
+token it contains. The clients behave as the page does: a gap in `seq` is answered by a
+`resync`, and a reply that ended meanwhile is read back from the API; such recoveries are
+counted, and a reply that does not complete with all its tokens is an error. Results are
+printed as a table and written to ``var/bench-streaming.json``; docs/performance.md explains
+the method and reports a run. Exit status 1 when any reply failed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -46,7 +50,7 @@ from bench.stack import (
     redis_cpu_seconds,
     wait_idle,
 )
-from chat.stub_provider import timestamp_tokens_times_ns
+from chat.stub_provider import TIMESTAMP_WIDTH, timestamp_tokens_times_ns
 from tests.servers import Daphne, cookie_header, login
 
 SCENARIOS = ("baseline", "memory", "redis")
@@ -60,6 +64,8 @@ OUTPUT = ROOT / "var" / "bench-streaming.json"
 CONNECT_CONCURRENCY = 32
 PROMPT = "Benchmark: please stream your answer."
 IDLE_TIMEOUT = 30.0
+# Product settings worth varying from the environment (daphne inherits it): recorded.
+PRODUCT_KNOBS = ("BUFFER_SIZE", "FLUSH_INTERVAL_MS", "CHECKPOINT_SECONDS", "STREAM_TIMEOUT")
 
 
 @dataclass
@@ -71,9 +77,18 @@ class Stream:
     last_ms: list[float] = field(default_factory=list)  # the same, of the frame's last token
     server_ms: list[float] = field(default_factory=list)  # product: emission -> frame `ts`
     frames: int = 0
-    tokens: int = 0
+    tokens: int = 0  # carried by frames (chunks)
+    recovered: int = 0  # product: tokens whose frames were lost, got back through a resync
+    resyncs: int = 0
+    fetched: bool = False  # product: the reply's end was read from the API after a resync
+    reply_frames: int = 0  # product: token frames daphne sent for the reply (from the seqs)
     finished_at: float = 0.0  # time.monotonic()
     error: str = ""
+
+    @property
+    def delivered(self) -> int:
+        """Tokens the client ended up with."""
+        return self.tokens + self.recovered
 
     def add(self, text: str, received_ns: int, sent_ns: int) -> int:
         """Account for a frame (or chunk) of timestamp tokens; return its first's emission."""
@@ -124,13 +139,18 @@ class CpuMeter:
         self.spent = {name: round(now[name] - self._start[name], 3) for name in now}
 
 
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timeout: no frame for {IDLE_TIMEOUT:g} s, or past the run's deadline"
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
 # --- baseline: the provider's own stream through the openai SDK ----------------------------
 
 
 async def _baseline_stream(
-    client: openai.AsyncOpenAI, gate: asyncio.Event, deadline: float, expected: int
+    client: openai.AsyncOpenAI, gate: asyncio.Event, deadline: float, expected: int, stream: Stream
 ) -> Stream:
-    stream = Stream()
     await gate.wait()
     sent_ns = time.time_ns()
     try:
@@ -149,7 +169,7 @@ async def _baseline_stream(
         if stream.tokens != expected:
             stream.error = f"{stream.tokens} of {expected} tokens"
     except Exception as exc:  # counted and reported, never hidden
-        stream.error = f"{type(exc).__name__}: {exc}"[:200]
+        stream.error = _describe(exc)
     stream.finished_at = time.monotonic()
     return stream
 
@@ -162,18 +182,19 @@ async def _baseline(
         # A warm-up reply, not measured: imports, the first connection, the SDK's caches.
         warm = asyncio.Event()
         warm.set()
-        await _baseline_stream(client, warm, time.monotonic() + 30, expected)
+        await _baseline_stream(client, warm, time.monotonic() + 30, expected, Stream())
         gate = asyncio.Event()
         deadline = time.monotonic() + timeout
+        results = [Stream() for _ in range(streams)]
         tasks = [
-            asyncio.create_task(_baseline_stream(client, gate, deadline, expected))
-            for _ in range(streams)
+            asyncio.create_task(_baseline_stream(client, gate, deadline, expected, stream))
+            for stream in results
         ]
         await asyncio.sleep(0)  # let every task reach the gate, so they start together
         meter.begin()
         started = time.monotonic()
         gate.set()
-        results = await asyncio.gather(*tasks)
+        await _gather_or_abort(tasks, results)
         meter.end()
     return results, max(s.finished_at for s in results) - started
 
@@ -198,54 +219,136 @@ async def _open(server: Daphne, cookie: str, thread_id: str) -> ClientConnection
     return ws
 
 
+@dataclass
+class ThreadSocket:
+    """A client's WebSocket on one thread, and its HTTP client for the thread's messages."""
+
+    ws: ClientConnection
+    thread_id: str
+    http: httpx.AsyncClient
+
+    async def saved(self, message_id: str) -> dict[str, Any] | None:
+        """The message as the API returns it, as a page that lost the end of a reply asks."""
+        answer = await self.http.get(f"/api/threads/{self.thread_id}/messages/")
+        answer.raise_for_status()
+        return next((m for m in answer.json()["results"] if m["id"] == message_id), None)
+
+
 async def _product_stream(
-    ws: ClientConnection, gate: asyncio.Event, deadline: float, expected: int
+    sock: ThreadSocket, gate: asyncio.Event, deadline: float, expected: int, stream: Stream
 ) -> Stream:
-    stream = Stream()
+    """Send `start` and read the reply's frames until its end, as the page's client does."""
     await gate.wait()
     sent_ns = time.time_ns()
+    seq, resyncing, terminal, message_id = -1, False, None, ""
     try:
         async with asyncio.timeout_at(deadline):
             command = {"command": "start", "message": PROMPT, "client_id": str(uuid.uuid4())}
-            await ws.send(json.dumps(command))
-            seq = -1
-            while True:
+            await sock.ws.send(json.dumps(command))
+            while terminal is None or resyncing:
                 # A reply silent this long has stalled: fail it now rather than at the deadline.
-                raw = await asyncio.wait_for(ws.recv(), IDLE_TIMEOUT)
+                raw = await asyncio.wait_for(sock.ws.recv(), IDLE_TIMEOUT)
                 received_ns = time.time_ns()
                 frame = json.loads(raw)
                 kind = frame["type"]
+                if kind == "ready" and resyncing:
+                    resyncing = False
+                    if frame["active"] is not None:
+                        seq = frame["active"]["seq"]
+                        content = frame["active"]["content"]
+                    else:
+                        # The reply ended meanwhile, and frames before its end are lost or
+                        # still queued: the saved message is the record, as for the page.
+                        saved = await sock.saved(message_id) or {"status": "missing"}
+                        content = saved.get("content", "")
+                        terminal = terminal or {"status": saved["status"]}
+                        stream.fetched = True
+                    stream.recovered = len(content) // TIMESTAMP_WIDTH - stream.tokens
+                    continue
                 if "message_id" not in frame:
                     # Not a frame of the reply: our own persisted `message`, a `thread` title.
                     if kind == "error":
                         raise RuntimeError(f"error frame {frame['code']}: {frame['message']}")
                     continue
-                if frame.get("seq") != seq + 1:
-                    # A real client would resync; for the benchmark a gap is a failure.
-                    raise RuntimeError(f"seq gap: {seq} then {frame.get('seq')} ({kind})")
-                seq = frame["seq"]
-                if kind == "token":
-                    emitted_ns = stream.add(frame["token"], received_ns, sent_ns)
-                    stream.server_ms.append(frame["ts"] - emitted_ns / 1e6)
-                elif kind in ("complete", "error"):
-                    if frame.get("status") != "complete":
-                        raise RuntimeError(f"reply ended {frame.get('status') or frame['code']}")
-                    break
-        if stream.tokens != expected:
-            stream.error = f"{stream.tokens} of {expected} tokens"
+                message_id = frame["message_id"]
+                if kind in ("complete", "error"):
+                    terminal = frame
+                    if not resyncing and frame["seq"] != seq + 1:
+                        resyncing = await _resync(sock.ws, stream)
+                elif resyncing:
+                    pass  # sent before the snapshot that `ready` will bring: covered by it
+                elif frame["seq"] != seq + 1:
+                    # A gap: frames were lost on the way; the protocol's answer is a resync.
+                    resyncing = await _resync(sock.ws, stream)
+                else:
+                    seq = frame["seq"]
+                    if kind == "token":
+                        emitted_ns = stream.add(frame["token"], received_ns, sent_ns)
+                        stream.server_ms.append(frame["ts"] - emitted_ns / 1e6)
+        if isinstance(terminal.get("seq"), int):
+            stream.reply_frames = terminal["seq"] - 1  # seq 0 is `start`
+        if terminal.get("status") != "complete":
+            raise RuntimeError(f"reply ended {terminal.get('status') or terminal.get('code')}")
+        if stream.delivered != expected:
+            stream.error = f"{stream.delivered} of {expected} tokens"
+    except TimeoutError:
+        # Where the reply stood, for telling a slow stack from frames lost for good.
+        saved = await _saved_status(sock, message_id)
+        stream.error = f"{_describe(TimeoutError())} (last seq {seq}; saved reply {saved})"
     except Exception as exc:  # counted and reported, never hidden
-        stream.error = f"{type(exc).__name__}: {exc}"[:200]
+        stream.error = _describe(exc)
     stream.finished_at = time.monotonic()
     return stream
 
 
-async def _connect_all(server: Daphne, cookie: str, thread_ids: list[str]) -> list[Any]:
+async def _saved_status(sock: ThreadSocket, message_id: str) -> str:
+    if not message_id:
+        return "unknown"
+    try:
+        async with asyncio.timeout(10):
+            saved = await sock.saved(message_id)
+    except Exception:
+        return "unknown"
+    return saved["status"] if saved else "missing"
+
+
+async def _resync(ws: ClientConnection, stream: Stream) -> bool:
+    """Ask for the reply's snapshot after a gap; True, the client's new `resyncing` state."""
+    stream.resyncs += 1
+    await ws.send(json.dumps({"command": "resync"}))
+    return True
+
+
+async def _gather_or_abort(tasks: list[asyncio.Task[Stream]], streams: list[Stream]) -> None:
+    """Wait for every stream; once most have failed, cancel the rest and mark them failed.
+
+    A run where most replies already failed measures nothing more by going on, and a broken
+    stack would otherwise hold the whole benchmark until the deadline.
+    """
+    pending: set[asyncio.Task[Stream]] = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        failed = sum(1 for s in streams if s.error)
+        if pending and failed * 2 > len(streams):
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+            for stream in streams:
+                if not stream.finished_at:
+                    stream.error = f"aborted: {failed} of {len(streams)} replies had failed"
+                    stream.finished_at = time.monotonic()
+            return
+
+
+async def _connect_all(
+    server: Daphne, cookie: str, thread_ids: list[str], http: httpx.AsyncClient
+) -> list[ThreadSocket | BaseException]:
     """One socket per thread, or the exception that prevented it."""
     limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(thread_id: str) -> ClientConnection:
+    async def one(thread_id: str) -> ThreadSocket:
         async with limit:
-            return await _open(server, cookie, thread_id)
+            return ThreadSocket(await _open(server, cookie, thread_id), thread_id, http)
 
     return await asyncio.gather(*(one(t) for t in thread_ids), return_exceptions=True)
 
@@ -261,37 +364,50 @@ async def _product(
     # The first thread is the warm-up reply, not measured: it loads the agent, the openai
     # client and the database connection code, which every later reply shares.
     warm_up, *measured = thread_ids
-    ws = await _open(server, cookie, warm_up)
-    warm = asyncio.Event()
-    warm.set()
-    first = await _product_stream(ws, warm, time.monotonic() + 30, expected)
-    await ws.close()
-    if first.error:
-        raise RuntimeError(f"the warm-up reply failed: {first.error}")
+    http = httpx.AsyncClient(base_url=server.url, headers={"Cookie": cookie}, timeout=30)
+    async with http:
+        sock = ThreadSocket(await _open(server, cookie, warm_up), warm_up, http)
+        warm = asyncio.Event()
+        warm.set()
+        first = await _product_stream(sock, warm, time.monotonic() + 30, expected, Stream())
+        await sock.ws.close()
+        if first.error:
+            raise RuntimeError(f"the warm-up reply failed: {first.error}")
+        sockets = await _connect_all(server, cookie, measured, http)
+        return await _product_streams(sockets, expected, timeout, meter)
 
-    sockets = await _connect_all(server, cookie, measured)
+
+async def _product_streams(
+    sockets: list[ThreadSocket | BaseException], expected: int, timeout: float, meter: CpuMeter
+) -> tuple[list[Stream], float]:
+    """All the replies at once, measured; every socket is closed after."""
     try:
         gate = asyncio.Event()
         deadline = time.monotonic() + timeout
-        tasks: list[asyncio.Future[Stream]] = []
-        for ws in sockets:
-            if isinstance(ws, BaseException):
-                failed = asyncio.get_running_loop().create_future()
-                failed.set_result(Stream(error=f"connect: {type(ws).__name__}: {ws}"[:200]))
-                tasks.append(failed)
+        results = [Stream() for _ in sockets]
+        tasks = []
+        for sock, stream in zip(sockets, results, strict=True):
+            if isinstance(sock, BaseException):
+                stream.error = f"connect: {type(sock).__name__}: {sock}"[:200]
+                stream.finished_at = time.monotonic()
             else:
-                tasks.append(asyncio.create_task(_product_stream(ws, gate, deadline, expected)))
+                task = _product_stream(sock, gate, deadline, expected, stream)
+                tasks.append(asyncio.create_task(task))
         await asyncio.sleep(0)
         meter.begin()
         started = time.monotonic()
         gate.set()
-        results = list(await asyncio.gather(*tasks))
+        await _gather_or_abort(tasks, results)
         meter.end()
     finally:
-        open_sockets = [ws for ws in sockets if not isinstance(ws, BaseException)]
-        await asyncio.wait_for(
-            asyncio.gather(*(ws.close() for ws in open_sockets), return_exceptions=True), 30
-        )
+        # Bounded: a socket that will not close in time is dropped with the event loop.
+        closing = [
+            asyncio.create_task(sock.ws.close())
+            for sock in sockets
+            if isinstance(sock, ThreadSocket)
+        ]
+        if closing:
+            await asyncio.wait(closing, timeout=30)
     ended = [s.finished_at for s in results if s.finished_at]
     return results, (max(ended) - started) if ended else 0.0
 
@@ -351,10 +467,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def summarize(run: Run, baseline: dict[str, Any] | None) -> dict[str, Any]:
     """The figures of one run; ``baseline`` (the same N's summary) adds the ratios."""
     ok = [s for s in run.results if not s.error]
-    latency = [v for s in ok for v in s.latency_ms]
-    ttft = [s.ttft_ms for s in ok if s.ttft_ms is not None]
-    tokens = sum(s.tokens for s in run.results)
-    frames = sum(s.frames for s in ok)
+    # Every frame that arrived counts, also from replies that failed later: with failures
+    # the percentiles are lower bounds (the frames that never came are not in them).
+    latency = [v for s in run.results for v in s.latency_ms]
+    ttft = [s.ttft_ms for s in run.results if s.ttft_ms is not None]
+    tokens = sum(s.delivered for s in run.results)
+    # Frames sent per reply: the product's are counted from the seqs (frames lost on the way
+    # still count), so only replies whose terminal frame arrived tell.
+    counted = [s for s in ok if s.reply_frames] if run.scenario != "baseline" else ok
+    frames = sum(s.reply_frames or s.frames for s in counted)
     # The process that does the delivering: daphne for the product, the SDK client otherwise.
     worker = "client" if run.scenario == "baseline" else "daphne"
     summary: dict[str, Any] = {
@@ -362,14 +483,19 @@ def summarize(run: Run, baseline: dict[str, Any] | None) -> dict[str, Any]:
         "streams": run.streams,
         "replies_complete": len(ok),
         "errors": len(run.results) - len(ok),
+        # Gaps in `seq` (frames lost between daphne and the client), each answered by a resync.
+        "resyncs": sum(s.resyncs for s in run.results),
+        "fetched_from_api": sum(s.fetched for s in run.results),
         "error_samples": sorted({s.error for s in run.results if s.error})[:3],
         "frame_latency_ms": {f"p{q}": percentile(latency, q) for q in (50, 95, 99, 100)},
         "last_token_latency_ms": {
-            f"p{q}": percentile([v for s in ok for v in s.last_ms], q) for q in (50, 99)
+            f"p{q}": percentile([v for s in run.results for v in s.last_ms], q) for q in (50, 99)
         },
         "ttft_ms": {f"p{q}": percentile(ttft, q) for q in (50, 95)},
-        "frames_per_reply": round(frames / len(ok), 1) if ok else None,
-        "tokens_per_frame": round(sum(s.tokens for s in ok) / frames, 2) if frames else None,
+        "frames_per_reply": round(frames / len(counted), 1) if counted else None,
+        "tokens_per_frame": (
+            round(sum(s.delivered for s in counted) / frames, 2) if frames else None
+        ),
         "tokens_delivered": tokens,
         "duration_s": round(run.duration_s, 2),
         "tokens_per_s": round(tokens / run.duration_s) if run.duration_s else None,
@@ -381,11 +507,13 @@ def summarize(run: Run, baseline: dict[str, Any] | None) -> dict[str, Any]:
         "worker": worker,
     }
     if run.scenario != "baseline":
-        server = [v for s in ok for v in s.server_ms]
+        server = [v for s in run.results for v in s.server_ms]
         # Split of the frame latency: provider -> frame built in daphne (its `ts`, 1 ms
         # resolution), and frame built -> client (live store, channel layer, socket, client).
         summary["provider_to_frame_ms"] = {f"p{q}": percentile(server, q) for q in (50, 99)}
-        to_client = [a - b for s in ok for a, b in zip(s.latency_ms, s.server_ms, strict=True)]
+        to_client = [
+            a - b for s in run.results for a, b in zip(s.latency_ms, s.server_ms, strict=True)
+        ]
         summary["frame_to_client_ms"] = {f"p{q}": percentile(to_client, q) for q in (50, 99)}
         summary["rss_mb"] = run.rss_mb
     if baseline is not None:
@@ -420,6 +548,7 @@ _COLUMNS = (
     ("tok/fr", 6),
     ("tok/s", 6),
     ("RSS", 6),
+    ("resync", 6),
     ("err", 4),
 )
 
@@ -454,6 +583,7 @@ def table(summaries: list[dict[str, Any]]) -> str:
             s["tokens_per_frame"],
             s["tokens_per_s"],
             s.get("rss_mb", {}).get("peak"),
+            s["resyncs"],
             s["errors"],
         )
         lines.append(" ".join(_cell(v).rjust(w) for v, (_, w) in zip(row, _COLUMNS, strict=True)))
@@ -483,6 +613,7 @@ def _machine() -> dict[str, Any]:
         "commit": git("rev-parse", "--short", "HEAD").strip(),
         "uncommitted": dirty,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "loadavg_before": os.getloadavg(),
     }
 
 
@@ -500,7 +631,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=200, help="tokens per reply")
     parser.add_argument("--delay-ms", type=float, default=5, help="stub delay between tokens")
     parser.add_argument(
-        "--timeout", type=float, default=120, help="seconds one run of N streams may take"
+        "--timeout",
+        type=float,
+        default=60,
+        help="seconds a run's replies may take before they count as failed (%(default)s)",
     )
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
@@ -550,7 +684,7 @@ def _workdir(path: Path | None) -> contextlib.AbstractContextManager[str]:
 def _progress(s: dict[str, Any]) -> None:
     print(
         f"  {s['scenario']:8} N={s['streams']:<4} {s['duration_s']:6.1f} s  "
-        f"p50 {s['frame_latency_ms']['p50']} ms  errors {s['errors']}",
+        f"p50 {s['frame_latency_ms']['p50']} ms  resyncs {s['resyncs']}  errors {s['errors']}",
         flush=True,
     )
 
@@ -563,6 +697,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.tokens} tokens x {args.delay_ms:g} ms per reply",
         flush=True,
     )
+    machine = _machine()
+    if machine["loadavg_before"][0] > 0.5 * (os.cpu_count() or 1):
+        # Other work on the machine competes with the three processes measured here.
+        print(f"warning: load average {machine['loadavg_before'][0]:.1f}: figures will be noisy")
     summaries: list[dict[str, Any]] = []
     with (
         _workdir(args.workdir) as tmp,
@@ -589,12 +727,14 @@ def main(argv: list[str] | None = None) -> int:
         "x: product / baseline at the same N; RSS: daphne peak, MiB"
     )
     result = {
-        "machine": _machine(),
+        "machine": {**machine, "loadavg_after": os.getloadavg()},
         "settings": {
             "streams": args.streams,
             "scenarios": args.scenarios,
             "tokens_per_reply": args.tokens,
             "delay_ms": args.delay_ms,
+            # The coalescer's settings, passed to daphne from this environment when set.
+            "product_env": {name: os.environ.get(name) for name in PRODUCT_KNOBS},
             "redis_url": args.redis_url if "redis" in args.scenarios else None,
         },
         "results": summaries,

@@ -101,8 +101,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                     await self._send_ready()  # nothing running: let the client catch up
             elif name == "heartbeat":
                 # Also a chance to notice that the process running this thread's reply died.
-                await generation.thread_snapshot(thread_id=self.thread_id)
-                await self._send(frames.heartbeat())
+                active = await generation.thread_snapshot(thread_id=self.thread_id)
+                await self._send(frames.heartbeat(active=active))
             elif name == "resync":
                 await self._send_ready()
             else:

@@ -143,9 +143,15 @@ def error(
     return frame
 
 
-def heartbeat() -> dict[str, Any]:
-    """The answer to a client's heartbeat."""
-    return {"type": "heartbeat", "ts": now_ms()}
+def heartbeat(*, active: Snapshot | None = None) -> dict[str, Any]:
+    """The answer to a client's heartbeat, with where the thread's reply stands.
+
+    `active` is `{message_id, seq}` of the reply in flight (no text), or null: a client still
+    showing a reply as streaming that the server has finished lost its last frames (the
+    layer may drop frames silently) and resyncs instead of spinning forever.
+    """
+    summary = None if active is None else {"message_id": active["message_id"], "seq": active["seq"]}
+    return {"type": "heartbeat", "ts": now_ms(), "active": summary}
 
 
 def is_terminal(frame: dict[str, Any]) -> bool:

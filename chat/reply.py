@@ -119,6 +119,11 @@ class ReplyStream:
                     last_chunk = now
                     if len(self.buffer) < settings.BUFFER_SIZE:
                         continue
+                    # Deltas that queued up while the last frame was being published join
+                    # this one: under load frames grow instead of falling behind.
+                    ending = self._drain(queue)
+                    if ending is not None:
+                        queue.put_nowait(ending)
                 elif now >= deadline:
                     raise agent.ProviderError(
                         f"The reply took longer than {settings.STREAM_TIMEOUT:g} s.", code="timeout"
@@ -153,6 +158,16 @@ class ReplyStream:
             raise
         except Exception as exc:  # handed over: `run_to_end` owns the error policy
             queue.put_nowait(exc)
+
+    def _drain(self, queue: asyncio.Queue) -> Any:
+        """Take every delta already waiting; return the end or failure met, if any."""
+        now = time.monotonic()
+        while not queue.empty():
+            item = queue.get_nowait()
+            if not isinstance(item, str):
+                return item
+            self._received(item, now)
+        return None
 
     def _received(self, delta: str, now: float) -> None:
         self.deltas += 1

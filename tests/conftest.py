@@ -13,6 +13,7 @@ from channels.layers import channel_layers
 from django.conf import settings as django_settings
 
 from chat.stub_provider import StubServer
+from chatproject.settings import redis_channel_layer
 
 # No trace of a test goes to OpenAI, even on the `openai` provider's path.
 os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
@@ -92,12 +93,7 @@ def postgres_url():
 def _use_layer(settings, redis: str | None) -> None:
     settings.REDIS_URL = redis or ""
     if redis:
-        settings.CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [redis], "capacity": 1000, "expiry": 60},
-            }
-        }
+        settings.CHANNEL_LAYERS = {"default": redis_channel_layer(redis)}
     else:
         settings.CHANNEL_LAYERS = {
             "default": {

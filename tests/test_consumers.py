@@ -413,3 +413,22 @@ async def test_starting_more_replies_a_minute_than_allowed_is_rate_limited(
     assert frame["type"] == "error" and frame["code"] == "rate_limited" and frame["recoverable"]
     assert len(await messages_of(thread)) == 4, "the refused message was not saved"
     await ws.disconnect()
+
+
+async def test_a_heartbeat_tells_where_the_threads_reply_stands(stub, memory_layer, alice):
+    stub.script("beat", tokens=["b"] * 100, delay_ms=10)
+    thread = await make_thread(alice, title="t")
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("beat"))
+    while (frame := await receive(ws))["type"] != "token":
+        pass
+    await send(ws, {"command": "heartbeat"})
+    while (beat := await receive(ws))["type"] != "heartbeat":
+        pass
+    assert beat["active"]["message_id"] == frame["message_id"]
+    assert beat["active"]["seq"] >= frame["seq"] and "content" not in beat["active"]
+    await frames_until_end(ws)
+    await send(ws, {"command": "heartbeat"})
+    assert (await receive(ws)) | {"ts": 0} == {"type": "heartbeat", "ts": 0, "active": None}
+    await ws.disconnect()

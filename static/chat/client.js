@@ -65,14 +65,18 @@ import {
 } from './protocol.js';
 
 /**
- * The newest page of a thread's messages from the REST API (session cookie).
+ * The newest page of a thread's messages from the REST API: with the session cookie, or with
+ * a client secret (`POST /api/chatkit/session`) as a Bearer token.
  * @param {string} threadId
+ * @param {{baseUrl?: string, clientSecret?: string}} [auth]
  * @returns {Promise<object[]>} message objects, oldest first
  */
-export async function fetchNewestMessages(threadId) {
-  const response = await fetch(`/api/threads/${encodeURIComponent(threadId)}/messages/`, {
-    headers: { Accept: 'application/json' },
-    credentials: 'same-origin',
+export async function fetchNewestMessages(threadId, { baseUrl = '', clientSecret } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (clientSecret) headers.Authorization = `Bearer ${clientSecret}`;
+  const response = await fetch(`${baseUrl}/api/threads/${encodeURIComponent(threadId)}/messages/`, {
+    headers,
+    credentials: clientSecret ? 'omit' : 'same-origin',
   });
   if (!response.ok) throw Object.assign(new Error(`messages: HTTP ${response.status}`), { status: response.status });
   return (await response.json()).results ?? [];
@@ -83,17 +87,26 @@ export async function fetchNewestMessages(threadId) {
  * @param {object} options
  * @param {string} options.threadId
  * @param {object[]} [options.messages]  persisted messages already known (oldest first)
+ * @param {string} [options.baseUrl]  the product's origin when this page is elsewhere
+ *   (e.g. `https://chat.example.com`); default: this page's origin
+ * @param {string} [options.clientSecret]  a client secret from `POST /api/chatkit/session`, for
+ *   pages without the product's session cookie: sent as the `auth.<secret>` subprotocol and as
+ *   a Bearer token
  * @param {(threadId: string) => Promise<object[]>} [options.loadMessages]  the refetch after a
  *   reconnect; defaults to fetchNewestMessages
  * @param {typeof WebSocket} [options.WebSocketImpl]
  * @param {boolean} [options.watchVisibility]  re-check when the tab becomes visible (default true)
  * @param {object} [options.timing]  heartbeat and backoff overrides, see connectThread
+ * @param {string} [options.url]  the socket URL; defaults to this page's /ws/threads/<id>/
  * @returns {ChatClient}
  */
 export function createChatClient({
   threadId,
+  baseUrl = '',
+  clientSecret,
+  url = baseUrl ? `${baseUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/ws/threads/${encodeURIComponent(threadId)}/` : undefined,
   messages = [],
-  loadMessages = fetchNewestMessages,
+  loadMessages = (id) => fetchNewestMessages(id, { baseUrl: baseUrl.replace(/\/$/, ''), clientSecret }),
   WebSocketImpl = globalThis.WebSocket,
   watchVisibility = true,
   timing,
@@ -201,6 +214,8 @@ export function createChatClient({
     onFatal: (code) => emit('fatal', { code }),
     WebSocketImpl,
     timing,
+    url,
+    protocols: clientSecret ? ['chat', `auth.${clientSecret}`] : undefined,
   });
 
   function onVisible() {

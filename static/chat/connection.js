@@ -56,6 +56,7 @@ export function backoffDelay(attempt, random = Math.random, base = BACKOFF_BASE_
  * @param {typeof WebSocket} [options.WebSocketImpl] injectable for tests
  * @param {Timing} [options.timing]
  * @param {string} [options.url] defaults to threadSocketUrl(threadId)
+ * @param {string[]} [options.protocols] WebSocket subprotocols (a client secret travels as one)
  * @returns {Connection}
  */
 export function connectThread({
@@ -66,6 +67,7 @@ export function connectThread({
   WebSocketImpl = globalThis.WebSocket,
   timing = {},
   url = threadSocketUrl(threadId),
+  protocols = undefined,
 }) {
   const heartbeatMs = timing.heartbeatMs ?? HEARTBEAT_MS;
   const deadAfterMs = timing.deadAfterMs ?? DEAD_AFTER_MS;
@@ -127,7 +129,7 @@ export function connectThread({
       return;
     }
     setState(everOpened ? 'reconnecting' : 'connecting');
-    const ws = new WebSocketImpl(url);
+    const ws = protocols ? new WebSocketImpl(url, protocols) : new WebSocketImpl(url);
     socket = ws;
     // A handshake to a vanished host can hang for minutes; give up on it like a silent socket.
     armDeadTimer();

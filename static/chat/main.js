@@ -415,7 +415,11 @@ async function send() {
     app.creating = true;
     syncComposer();
     try {
-      const thread = await api.createThread(titleFrom(text));
+      // Untitled on the server: the server titles a thread from its first message (and then
+      // asks the model for a better title), announcing each with a `thread` frame. Until the
+      // first one, show the same cut of the message here.
+      const thread = await api.createThread();
+      thread.title ||= titleFrom(text);
       app.threads = [thread, ...app.threads.filter((t) => t.id !== thread.id)];
       resetThread(thread.id, { carryInput: true });
       history.pushState({}, '', `/t/${thread.id}/`);

@@ -28,6 +28,7 @@
  * @property {Map<string, ChatMessage>} byId
  * @property {number} readyCount
  * @property {boolean} resyncing      a gap was reported and its `ready` has not come yet
+ * @property {number} framesSinceHeartbeat  reply frames applied since the last heartbeat
  * @property {{clientId: string, superseded: string[]}|null} awaiting  a regenerate or edit
  *   sent and not yet answered: the composer waits, the messages it replaces are hidden
  * @typedef {object} FrameResult
@@ -80,7 +81,9 @@ function normalize(m) {
  * @returns {ThreadState}
  */
 export function createThreadState(messages = []) {
-  const state = { messages: [], byId: new Map(), readyCount: 0, resyncing: false, awaiting: null };
+  const state = {
+    messages: [], byId: new Map(), readyCount: 0, resyncing: false, awaiting: null, framesSinceHeartbeat: 0,
+  };
   for (const m of messages) {
     const msg = normalize(m);
     state.messages.push(msg);
@@ -457,7 +460,25 @@ function applyToken(state, frame, result) {
   if (verdict !== 'apply') return result;
   msg.content += frame.token ?? '';
   msg.lastSeq = frame.seq;
+  state.framesSinceHeartbeat += 1;
   result.changed.push(msg.id);
+  return result;
+}
+
+// The server's heartbeat says where the thread's reply stands. A reply still streaming here
+// that the server no longer runs (or that moved on while nothing arrived) lost frames the
+// layer dropped, possibly its last: resync rather than spin forever. Frames still on their
+// way are no reason: the check waits for a quiet heartbeat interval.
+function applyHeartbeat(state, frame, result) {
+  const quiet = state.framesSinceHeartbeat === 0;
+  state.framesSinceHeartbeat = 0;
+  if (!('active' in frame) || state.resyncing) return result;
+  const active = frame.active;
+  for (const msg of state.messages) {
+    if (msg.status !== 'streaming' || typeof msg.lastSeq !== 'number') continue;
+    const ended = !active || String(active.message_id) !== msg.id;
+    if (ended || (quiet && active.seq > msg.lastSeq)) return reportGap(state, result);
+  }
   return result;
 }
 
@@ -545,8 +566,10 @@ export function applyFrame(state, frame) {
     case 'thread':
       if (frame.thread && frame.thread.id != null) result.thread = frame.thread;
       return result;
+    case 'heartbeat':
+      return applyHeartbeat(state, frame, result);
     default:
-      // heartbeat and frame types this client does not know change nothing.
+      // frame types this client does not know change nothing.
       return result;
   }
 }

@@ -27,9 +27,9 @@ const ERROR_LABELS = {
 const RETRYABLE = new Set(['timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy']);
 // How close to the bottom (px) still counts as "following" the stream.
 const STICK_THRESHOLD = 48;
-// Rendering can be turned down for a benchmark's baseline (bench/render.py): `plain` shows
-// model text as a text node, like user text.
-const RENDER_MODE = globalThis.CHAT_RENDER_MODE === 'plain' ? 'plain' : 'markdown';
+// Rendering can be turned down for a benchmark's baselines (bench/render.py): `plain` shows
+// model text as one text node, like user text; `none` applies frames but never shows them.
+const RENDER_MODE = ['plain', 'none'].includes(globalThis.CHAT_RENDER_MODE) ? globalThis.CHAT_RENDER_MODE : 'markdown';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -101,7 +101,26 @@ function buildMessage(msg) {
   return rec;
 }
 
+// Writes only what differs: an unchanged write still invalidates style and layout, and the
+// streaming message is updated on every animation frame.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function setHidden(node, hidden) {
+  if (node.hidden !== hidden) node.hidden = hidden;
+}
+
+function setData(node, key, value) {
+  if (value === undefined) {
+    if (key in node.dataset) delete node.dataset[key];
+  } else if (node.dataset[key] !== value) {
+    node.dataset[key] = value;
+  }
+}
+
 function updateText(rec, msg) {
+  if (RENDER_MODE === 'none' && msg.role === 'assistant') return;
   if (rec.rich) {
     if (rec.rev !== msg.rev) rec.rich.update('', false);
     rec.rich.update(msg.content, msg.status !== 'streaming' && msg.status !== 'pending');
@@ -118,38 +137,42 @@ function updateText(rec, msg) {
 
 function updateMessage(rec, msg, flags) {
   const { root } = rec;
-  root.dataset.messageId = msg.id;
-  root.dataset.role = msg.role;
-  root.dataset.status = msg.status;
-  root.hidden = Boolean(msg.superseded);
+  setData(root, 'messageId', msg.id);
+  setData(root, 'role', msg.role);
+  setData(root, 'status', msg.status);
+  setHidden(root, Boolean(msg.superseded));
   // Screen readers would otherwise announce every streamed chunk of the live region.
-  root.setAttribute('aria-busy', String(msg.status === 'streaming'));
-  rec.head.textContent = msg.role === 'assistant' && msg.model ? `Assistant · ${msg.model}` : ROLE_LABELS[msg.role] ?? msg.role;
+  const busy = String(msg.status === 'streaming');
+  if (root.getAttribute('aria-busy') !== busy) root.setAttribute('aria-busy', busy);
+  setText(rec.head, msg.role === 'assistant' && msg.model ? `Assistant · ${msg.model}` : ROLE_LABELS[msg.role] ?? msg.role);
   if (!rec.editing) updateText(rec, msg);
 
   // Only our own unsent message is "sending"; a persisted one the server calls pending is not.
-  root.classList.toggle('message--local', Boolean(msg.local));
+  if (rec.local !== Boolean(msg.local)) {
+    rec.local = Boolean(msg.local);
+    root.classList.toggle('message--local', rec.local);
+  }
   let note = '';
   if (msg.error) note = describeFailure(msg.error);
   else if (msg.local && msg.status === 'pending') note = 'Sending…';
   else note = STATUS_NOTES[msg.status] ?? '';
-  rec.note.textContent = note;
-  rec.note.hidden = !note;
-  rec.note.classList.toggle('message__note--error', Boolean(msg.error) || msg.status === 'interrupted');
-  if (msg.error) rec.note.dataset.errorKind = errorClass(msg.error.code);
-  else delete rec.note.dataset.errorKind;
+  setText(rec.note, note);
+  setHidden(rec.note, !note);
+  const alarming = Boolean(msg.error) || msg.status === 'interrupted';
+  if (rec.note.classList.contains('message__note--error') !== alarming) rec.note.classList.toggle('message__note--error', alarming);
+  setData(rec.note, 'errorKind', msg.error ? errorClass(msg.error.code) : undefined);
   const summary = msg.role === 'assistant' && msg.status !== 'streaming' ? formatMetrics(msg.metrics) : '';
-  rec.metrics.textContent = summary;
-  rec.metrics.hidden = !summary;
+  setText(rec.metrics, summary);
+  setHidden(rec.metrics, !summary);
 
   const terminal = msg.status !== 'streaming' && msg.status !== 'pending';
-  rec.copy.hidden = !terminal || !msg.content || Boolean(msg.local);
-  rec.regenerate.hidden = flags.regenerate !== msg.id;
-  rec.edit.hidden = flags.edit !== msg.id || rec.editing;
+  setHidden(rec.copy, !terminal || !msg.content || Boolean(msg.local));
+  setHidden(rec.regenerate, flags.regenerate !== msg.id);
+  setHidden(rec.edit, flags.edit !== msg.id || rec.editing);
   const failed = msg.error && (msg.local || msg.role === 'assistant');
   const retryable = failed && (msg.local ? msg.error.recoverable || RETRYABLE.has(msg.error.code) : RETRYABLE.has(msg.error.code));
-  rec.retry.hidden = !retryable || (msg.role === 'assistant' && flags.regenerate !== msg.id);
-  rec.actions.hidden = rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden;
+  setHidden(rec.retry, !retryable || (msg.role === 'assistant' && flags.regenerate !== msg.id));
+  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden);
 }
 
 /**

@@ -5,10 +5,16 @@ import { test } from 'node:test';
 import {
   addLocalMessage,
   applyFrame,
+  beginEdit,
+  beginRegenerate,
   createThreadState,
+  editable,
+  errorClass,
   isBusy,
   makeStart,
   mergeMessages,
+  regenerable,
+  retryLocalMessage,
 } from '../../static/chat/protocol.js';
 
 const REPLY = 'a1a1a1a1-0000-4000-8000-000000000001';
@@ -236,4 +242,161 @@ test('older messages merge in before newer ones', () => {
   const state = createThreadState([userMessage()]);
   mergeMessages(state, [userMessage({ id: 'old', client_id: 'x', created_at: '2023-12-31T00:00:00Z' })]);
   assert.deepEqual(state.messages.map((m) => m.id), ['old', userMessage().id]);
+});
+
+// ---------------------------------------------------------------- regenerate, edit, removed, titles
+
+function finishedThread() {
+  const state = createThreadState([
+    userMessage(),
+    userMessage({ id: REPLY, role: 'assistant', content: 'old answer', client_id: null, created_at: '2024-01-01T00:00:01Z' }),
+  ]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: null });
+  return state;
+}
+
+test('regenerate hides the last reply until the server removes it and streams a new one', () => {
+  const state = finishedThread();
+  assert.equal(regenerable(state)?.id, REPLY);
+  const { command, result } = beginRegenerate(state, 'cid-1');
+  assert.deepEqual(command, { command: 'regenerate', client_id: 'cid-1' });
+  assert.deepEqual(result.changed, [REPLY]);
+  assert.equal(state.byId.get(REPLY).superseded, true);
+  assert.equal(isBusy(state), true, 'the composer waits for the answer');
+  assert.equal(beginRegenerate(state).command, null, 'not twice');
+
+  const removed = applyFrame(state, { type: 'removed', ts: 1, message_ids: [REPLY] });
+  assert.deepEqual(removed.removed, [REPLY]);
+  assert.equal(state.byId.has(REPLY), false);
+  applyFrame(state, { type: 'start', message_id: 'new', seq: 0, model: 'm' });
+  assert.equal(state.awaiting, null);
+  applyFrame(state, { type: 'token', message_id: 'new', seq: 1, token: 'fresh' });
+  assert.deepEqual(state.messages.map((m) => m.content), ['hello', 'fresh']);
+});
+
+test('a refused regenerate shows the old reply again', () => {
+  const state = finishedThread();
+  beginRegenerate(state);
+  const r = applyFrame(state, { type: 'error', code: 'busy', message: 'busy', recoverable: true });
+  assert.equal(state.byId.get(REPLY).superseded, false);
+  assert.ok(r.changed.includes(REPLY));
+  assert.equal(isBusy(state), false);
+});
+
+test('nothing to regenerate while a reply streams or when the last message is the user’s', () => {
+  const state = createThreadState([userMessage()]);
+  assert.equal(regenerable(state), undefined);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 1, content: 'x' } });
+  assert.equal(regenerable(state), undefined);
+});
+
+test('edit replaces the last user message and what follows, confirmed by removed and message frames', () => {
+  const state = finishedThread();
+  const userId = userMessage().id;
+  assert.equal(editable(state)?.id, userId);
+  assert.equal(beginEdit(state, REPLY, 'x').command, null, 'only the last user message');
+  const { command } = beginEdit(state, userId, 'better question', 'cid-2');
+  assert.deepEqual(command, { command: 'edit', message_id: userId, message: 'better question', client_id: 'cid-2' });
+  assert.equal(state.byId.get(userId).superseded, true);
+  assert.equal(state.byId.get(REPLY).superseded, true);
+  assert.equal(state.messages.at(-1).content, 'better question');
+  assert.equal(state.messages.at(-1).status, 'pending');
+
+  applyFrame(state, { type: 'removed', ts: 1, message_ids: [userId, REPLY] });
+  const persisted = userMessage({ id: 'u2', content: 'better question', client_id: 'cid-2', created_at: '2024-01-01T00:02:00Z' });
+  const r = applyFrame(state, { type: 'message', message: persisted });
+  assert.deepEqual(r.renamed, [{ from: 'cid-2', to: 'u2' }]);
+  assert.equal(isBusy(state), true, 'still waiting for the reply to start');
+  applyFrame(state, { type: 'start', message_id: 'r2', seq: 0, model: 'm' });
+  assert.deepEqual(state.messages.map((m) => m.id), ['u2', 'r2']);
+});
+
+test('a refused edit brings the old messages back and fails the new one', () => {
+  const state = finishedThread();
+  const userId = userMessage().id;
+  beginEdit(state, userId, 'new text', 'cid-3');
+  const r = applyFrame(state, { type: 'error', code: 'bad_request', message: 'no', recoverable: false });
+  assert.equal(state.byId.get(userId).superseded, false);
+  assert.equal(state.byId.get(REPLY).superseded, false);
+  assert.deepEqual(r.failed, ['cid-3']);
+  assert.equal(isBusy(state), false);
+});
+
+test('a reconnect while a regenerate is unanswered shows the old reply and refetches', () => {
+  const state = finishedThread();
+  beginRegenerate(state);
+  const r = applyFrame(state, { type: 'ready', thread_id: 't', active: null });
+  assert.equal(r.stale, true);
+  assert.equal(state.byId.get(REPLY).superseded, false);
+  assert.equal(isBusy(state), false);
+});
+
+test('removed frames from another tab delete the messages and ignore unknown ids', () => {
+  const state = finishedThread();
+  const r = applyFrame(state, { type: 'removed', ts: 1, message_ids: [REPLY, 'unknown'] });
+  assert.deepEqual(r.removed, [REPLY]);
+  assert.deepEqual(state.messages.map((m) => m.id), [userMessage().id]);
+});
+
+test('a thread frame reports the new title', () => {
+  const thread = { id: 't', title: 'Named by the model', created_at: 'a', updated_at: 'b' };
+  const r = applyFrame(createThreadState([]), { type: 'thread', ts: 1, thread });
+  assert.deepEqual(r.thread, thread);
+  assert.deepEqual(r.changed, []);
+});
+
+test('a refused message can be retried with the same client_id', () => {
+  const state = createThreadState([]);
+  const { message } = makeStart('again', 'cid-4');
+  addLocalMessage(state, message);
+  applyFrame(state, { type: 'error', code: 'rate_limited', message: 'slow down', recoverable: true });
+  assert.equal(state.byId.get('cid-4').error.recoverable, true);
+  const { command } = retryLocalMessage(state, 'cid-4');
+  assert.deepEqual(command, { command: 'start', message: 'again', client_id: 'cid-4' });
+  assert.equal(state.byId.get('cid-4').status, 'pending');
+  assert.equal(retryLocalMessage(state, 'cid-4').command, null, 'not while it is pending');
+});
+
+test('errors are classed as network, timeout, server, rate limit or request', () => {
+  const classes = Object.fromEntries(
+    ['network', 'timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy', 'too_large', 'bad_request', 'unknown'].map((c) => [c, errorClass(c)]),
+  );
+  assert.deepEqual(classes, {
+    network: 'network',
+    timeout: 'timeout',
+    provider_error: 'server',
+    internal: 'server',
+    interrupted: 'server',
+    rate_limited: 'rate_limit',
+    busy: 'request',
+    too_large: 'request',
+    bad_request: 'request',
+    unknown: 'request',
+  });
+});
+
+test('a heartbeat that finds the streaming reply gone asks for a resync (its end was lost)', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 2, content: 'ab' } });
+  applyFrame(state, token(3, 'c'));
+  const r = applyFrame(state, { type: 'heartbeat', ts: 1, active: null });
+  assert.equal(r.gap, true);
+  assert.equal(state.byId.get(REPLY).status, 'streaming', 'the text stays until the refetch');
+});
+
+test('a heartbeat while frames keep coming does not resync, a quiet one that is behind does', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 2, content: 'ab' } });
+  applyFrame(state, token(3, 'c'));
+  const busy = applyFrame(state, { type: 'heartbeat', ts: 1, active: { message_id: REPLY, seq: 5 } });
+  assert.equal(busy.gap, false, 'frames 4 and 5 may still be on their way');
+  const quiet = applyFrame(state, { type: 'heartbeat', ts: 2, active: { message_id: REPLY, seq: 5 } });
+  assert.equal(quiet.gap, true, 'nothing arrived for a whole interval: they were dropped');
+});
+
+test('a heartbeat that agrees with the client, or an old server without `active`, changes nothing', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'ready', thread_id: 't', active: { message_id: REPLY, seq: 2, content: 'ab' } });
+  assert.equal(applyFrame(state, { type: 'heartbeat', ts: 1, active: { message_id: REPLY, seq: 2 } }).gap, false);
+  assert.equal(applyFrame(state, { type: 'heartbeat', ts: 1 }).gap, false);
 });

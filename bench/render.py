@@ -1,0 +1,500 @@
+"""Browser render benchmark: is the chat page responsive while a long reply streams in?
+
+    .venv/bin/python -m bench.render [--kb 100] [--rate 500] [--idle-seconds 10]
+    .venv/bin/python -m bench.render --screenshots docs/screenshots
+
+A stub provider (its own process) streams a markdown reply of ``--kb`` KB (paragraphs, lists,
+links, code blocks; ~4 characters a token) at ``--rate`` tokens a second into one daphne
+process; Debian's chromium shows it on the real chat page. While the reply streams, a real
+mouse click (CDP input, like a user's) lands on a probe button every 50 ms; its handler
+records how long the click waited for the main thread (``performance.now() - event.timeStamp``).
+Long tasks (PerformanceObserver ``longtask``) and the largest gap between animation frames are
+recorded too. Three runs, side by side:
+
+- ``idle``: the same page with nothing streaming (what the machine and Chromium cost anyway);
+- ``plain``: the same stream with model text rendered as a plain text node (no markdown);
+- ``markdown``: the product: incremental markdown, DOMPurify, highlighting, auto-scroll.
+
+Results are printed as a table and written to ``var/bench-render.json``;
+docs/performance.md ("Browser render performance") explains the method and reports a run.
+
+With ``--screenshots DIR`` it instead saves the page's main states as PNGs (empty, streaming,
+error, phone width) for the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.servers import Daphne, prepare, server_env
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "var" / "bench-render.json"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+USER, PASSWORD = "bench-render", "bench-render-pw"
+PROMPT = "bench-render: write the long answer"
+# The start of chat.agent.TITLE_PROMPT: the product's request for a thread's title.
+TITLE_PROMPT = "Write a short title"
+CLICK_EVERY_S = 0.05
+# The stub sleeps between chunks, and an asyncio sleep here costs ~2.3 ms however short it is
+# asked to be (about 430 chunks/s at most): two tokens a chunk reach 500 tok/s with room to
+# spare. With BUFFER_SIZE=5 the product sends the browser one frame per ~2 tokens either way.
+TOKENS_PER_CHUNK = 2
+VIEWPORT = {"width": 1200, "height": 800}
+PHONE = {"width": 390, "height": 844}
+DONE = '[data-role="assistant"][data-status="complete"]'
+
+# Runs before the page's own scripts: a probe button whose click handler records how long the
+# click waited, long tasks, and animation-frame gaps. `window.__bench` holds the numbers.
+PROBE = """
+window.__bench = { clicks: [], longtasks: [], frames: 0, maxFrameGap: 0, since: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__bench.longtasks.push([e.startTime, e.duration]);
+}).observe({ type: 'longtask', buffered: true });
+let last = 0;
+function tick(now) {
+  if (last && now - last > window.__bench.maxFrameGap) window.__bench.maxFrameGap = now - last;
+  last = now;
+  window.__bench.frames += 1;
+  requestAnimationFrame(tick);
+}
+requestAnimationFrame(tick);
+window.__benchReset = () => {
+  Object.assign(window.__bench, {
+    clicks: [], longtasks: [], frames: 0, maxFrameGap: 0, since: performance.now(),
+  });
+  last = 0;
+};
+addEventListener('DOMContentLoaded', () => {
+  const probe = document.createElement('button');
+  probe.textContent = 'probe';
+  probe.dataset.benchProbe = '';
+  probe.style.cssText =
+    'position:fixed;right:4px;bottom:4px;width:48px;height:28px;z-index:99;opacity:.6';
+  probe.addEventListener('click', (event) => {
+    window.__bench.clicks.push(performance.now() - event.timeStamp);
+  });
+  document.body.append(probe);
+});
+"""
+
+
+def reply_markdown(kb: int) -> str:
+    """A long, realistic reply: headings, paragraphs with inline markup, lists, code blocks."""
+    words = (
+        "the stream renders each settled block once while the live tail is parsed again "
+        "per animation frame so a long answer stays cheap to show and the page keeps "
+        "answering clicks scrolls and keys without waiting for the reply to end"
+    ).split()
+    parts: list[str] = []
+    i = 0
+    while sum(map(len, parts)) < kb * 1000:
+        sentence = " ".join(words[(i * 7 + k) % len(words)] for k in range(60))
+        parts.append(f"## Section {i}\n\n")
+        parts.append(
+            f"Here is **point {i}**, with `inline_code({i})` and a "
+            f"[reference](https://example.com/docs/{i}). {sentence}.\n\n"
+        )
+        parts.append(
+            f"- first item of list {i}: {sentence[:80]}\n"
+            f"- second item with *emphasis* and `x = {i}`\n"
+            f"- third item: {sentence[80:160]}\n\n"
+        )
+        body = "\n".join(f"    total += values[{k}] * {i}  # step {k}" for k in range(8))
+        parts.append(
+            f"```python\ndef compute_{i}(values):\n    total = 0\n{body}\n    return total\n```\n\n"
+        )
+        parts.append(f"> Note {i}: {sentence[:120]}.\n\n{sentence}.\n\n")
+        i += 1
+    return "".join(parts)
+
+
+def tokenize(text: str) -> list[str]:
+    """Model-like tokens: about four characters each, whitespace attached to the next one."""
+    return re.findall(r"\s*\S{1,4}|\s+$", text, flags=re.S) or [text]
+
+
+def chunked(tokens: list[str]) -> list[str]:
+    """Tokens in stream chunks of TOKENS_PER_CHUNK, as a busy provider sends them."""
+    size = TOKENS_PER_CHUNK
+    return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
+
+
+@contextlib.contextmanager
+def stub_process() -> Iterator[str]:
+    """The stub provider in its own process (so it never waits on this one's GIL): its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chat.stub_provider", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline().strip()
+        if not line.startswith("STUB_URL="):
+            raise RuntimeError(f"stub provider did not start: {line!r}")
+        yield line.removeprefix("STUB_URL=")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def stub_script(url: str, **script: Any) -> None:
+    """Register a scripted reply on the stub (its control API).
+
+    The product asks a real provider for a thread title after the first reply, with the first
+    message in the prompt, so that request would match the reply's script too (and stream the
+    whole long reply again, during the next run): a title script registered after it wins.
+    """
+    control = url.removesuffix("/v1") + "/_stub/scripts"
+    for body in (script, {"match": TITLE_PROMPT, "tokens": ["Render ", "benchmark"]}):
+        httpx.post(control, json=body, timeout=10).raise_for_status()
+
+
+@contextlib.contextmanager
+def product(stub_url: str) -> Iterator[Daphne]:
+    """One daphne process on a fresh SQLite database, the stub as its model."""
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as var:
+        env = server_env(
+            AGENT_PROVIDER="compatible",
+            AGENT_MODEL="stub-model",
+            OPENAI_BASE_URL=stub_url,
+            OPENAI_API_KEY="bench",
+            CHAT_VAR_DIR=var,
+            REPLIES_PER_MINUTE="1000",
+            STREAM_TIMEOUT="600",
+        )
+        prepare(env, {USER: PASSWORD})
+        server = Daphne(env).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+async def logged_in_state(browser: Browser, site: Daphne) -> dict[str, Any]:
+    """Cookies of a logged-in session, for every context of the run."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(site.url + "/accounts/login/")
+    await page.fill('input[name="username"]', USER)
+    await page.fill('input[name="password"]', PASSWORD)
+    await page.click('button[type="submit"]')
+    await page.wait_for_selector("html[data-ready]")
+    state = await context.storage_state()
+    await context.close()
+    return state
+
+
+async def open_page(
+    browser: Browser, site: Daphne, state: dict[str, Any], *, mode: str, viewport=VIEWPORT
+) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(storage_state=state, base_url=site.url, viewport=viewport)
+    await context.add_init_script(PROBE)
+    if mode in ("plain", "none"):
+        await context.add_init_script(f"window.CHAT_RENDER_MODE = '{mode}';")
+    page = await context.new_page()
+    await page.goto("/")
+    await page.wait_for_selector("html[data-ready]")
+    return context, page
+
+
+async def click_until(page: Page, done: asyncio.Future | float) -> int:
+    """Click the probe every 50 ms until `done` resolves (or that many seconds pass)."""
+    box = await page.locator("[data-bench-probe]").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + done if isinstance(done, float) else None
+    clicks = 0
+    while (deadline is None and not done.done()) or (deadline and loop.time() < deadline):
+        started = loop.time()
+        await page.mouse.click(x, y)
+        clicks += 1
+        await asyncio.sleep(max(0.0, CLICK_EVERY_S - (loop.time() - started)))
+    return clicks
+
+
+def summarize(bench: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Click delays (ms) as percentiles, long tasks, frame gaps."""
+    delays = sorted(bench["clicks"])
+    since = bench["since"]
+    longtasks = [d for start, d in bench["longtasks"] if start >= since]
+
+    def pct(p: float) -> float:
+        return round(delays[min(len(delays) - 1, int(p / 100 * len(delays)))], 1)
+
+    return {
+        "seconds": round(seconds, 2),
+        "clicks": len(delays),
+        "click_p50_ms": pct(50) if delays else None,
+        "click_p95_ms": pct(95) if delays else None,
+        "click_p99_ms": pct(99) if delays else None,
+        "click_max_ms": round(delays[-1], 1) if delays else None,
+        "click_mean_ms": round(statistics.fmean(delays), 1) if delays else None,
+        "clicks_over_100ms": sum(d > 100 for d in delays),
+        "longtasks": len(longtasks),
+        "longtask_ms_total": round(sum(longtasks), 1),
+        "longtask_max_ms": round(max(longtasks), 1) if longtasks else 0.0,
+        "frames_per_s": round(bench["frames"] / seconds, 1) if seconds else None,
+        "max_frame_gap_ms": round(bench["maxFrameGap"], 1),
+    }
+
+
+async def run_idle(browser: Browser, site: Daphne, state: dict[str, Any], seconds: float):
+    context, page = await open_page(browser, site, state, mode="markdown")
+    try:
+        await page.evaluate("window.__benchReset()")
+        started = time.monotonic()
+        await click_until(page, seconds)
+        elapsed = time.monotonic() - started
+        return summarize(await page.evaluate("window.__bench"), elapsed)
+    finally:
+        await context.close()
+
+
+async def run_stream(
+    browser: Browser, site: Daphne, state: dict[str, Any], mode: str, text: str, tokens: int
+):
+    context, page = await open_page(browser, site, state, mode=mode)
+    try:
+        await page.fill('textarea[name="message"]', PROMPT)
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector('[data-role="assistant"][data-status="streaming"]')
+        await page.evaluate("window.__benchReset()")
+        started = time.monotonic()
+        done = asyncio.ensure_future(
+            page.wait_for_selector('[data-role="assistant"][data-status="complete"]', timeout=0)
+        )
+        await click_until(page, done)
+        await done
+        elapsed = time.monotonic() - started
+        result = summarize(await page.evaluate("window.__bench"), elapsed)
+        thread = re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)
+        answer = await page.request.get(f"/api/threads/{thread}/messages/")
+        saved = (await answer.json())["results"][-1]
+        result["reply_chars"] = len(saved["content"])
+        result["reply_matches"] = saved["content"] == text
+        result["metrics"] = saved.get("metrics")
+        if saved.get("metrics"):
+            result["tokens_per_s"] = round(tokens / saved["metrics"]["elapsedSeconds"], 1)
+        result["dom_nodes"] = await page.evaluate("document.querySelectorAll('*').length")
+        return result
+    finally:
+        await context.close()
+
+
+async def calibrate(
+    browser: Browser, site: Daphne, state: dict[str, Any], stub_url: str, rate: float
+) -> float:
+    """The stub delay that makes the whole path (stub, daphne, browser) run at `rate` tok/s.
+
+    The stub's sleep has overhead, and it waits when the product reads slowly, so a delay of
+    TOKENS_PER_CHUNK * 1000/rate ms streams slower than `rate`: measure a short reply through
+    the product and scale the delay.
+    """
+    delay = TOKENS_PER_CHUNK * 1000 / rate
+    tokens = tokenize(reply_markdown(20))
+    for attempt in range(4):
+        match = f"calibrate-{attempt}"
+        stub_script(stub_url, match=match, tokens=chunked(tokens), delay_ms=delay)
+        context, page = await open_page(browser, site, state, mode="none")
+        try:
+            await page.fill('textarea[name="message"]', match)
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector('[data-role="assistant"][data-status="complete"]')
+            thread = re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)
+            answer = await page.request.get(f"/api/threads/{thread}/messages/")
+            metrics = (await answer.json())["results"][-1]["metrics"]
+            achieved = len(tokens) / metrics["elapsedSeconds"]
+        finally:
+            await context.close()
+        print(f"calibration: {delay:.2f} ms a chunk gives {achieved:.0f} tok/s", flush=True)
+        if abs(achieved - rate) / rate < 0.05:
+            break
+        delay *= achieved / rate
+    return delay
+
+
+async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    text = reply_markdown(args.kb)
+    tokens = tokenize(text)
+    assert "".join(tokens) == text
+    with stub_process() as stub_url, product(stub_url) as site:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            state = await logged_in_state(browser, site)
+            delay = await calibrate(browser, site, state, stub_url, args.rate)
+            stub_script(stub_url, match="bench-render", tokens=chunked(tokens), delay_ms=delay)
+            version = browser.version
+            runs = {"idle": await run_idle(browser, site, state, args.idle_seconds)}
+            for mode in ("none", "plain", "markdown"):
+                print(f"streaming {len(text) / 1000:.0f} KB with {mode} rendering …", flush=True)
+                runs[mode] = await run_stream(browser, site, state, mode, text, len(tokens))
+            await browser.close()
+    return {
+        "reply_kb": round(len(text) / 1000, 1),
+        "reply_tokens": len(tokens),
+        "target_tokens_per_s": args.rate,
+        "stub_delay_ms": round(delay, 3),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "chromium": version,
+        "runs": runs,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    """The runs side by side as a markdown table, with the product's ratios to the baselines."""
+    runs = result["runs"]
+    modes = ("idle", "none", "plain", "markdown")
+    rows = [
+        ("clicks measured", "clicks"),
+        ("click wait p50 (ms)", "click_p50_ms"),
+        ("click wait p95 (ms)", "click_p95_ms"),
+        ("click wait p99 (ms)", "click_p99_ms"),
+        ("click wait max (ms)", "click_max_ms"),
+        ("clicks over 100 ms", "clicks_over_100ms"),
+        ("long tasks", "longtasks"),
+        ("long-task time (ms)", "longtask_ms_total"),
+        ("longest task (ms)", "longtask_max_ms"),
+        ("animation frames/s", "frames_per_s"),
+        ("largest frame gap (ms)", "max_frame_gap_ms"),
+        ("run length (s)", "seconds"),
+    ]
+
+    def ratio(a: Any, b: Any) -> str:
+        return (
+            f"{a / b:.2f}"
+            if isinstance(a, int | float) and isinstance(b, int | float) and b
+            else "–"
+        )
+
+    lines = [
+        "| | idle page | stream, not rendered | stream, plain text | stream, markdown "
+        "(product) | markdown / not rendered | markdown / idle |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, key in rows:
+        values = [runs[m].get(key) for m in modes]
+        cells = " | ".join(str(v) for v in values)
+        lines.append(
+            f"| {label} | {cells} | {ratio(values[3], values[1])} | {ratio(values[3], values[0])} |"
+        )
+    for mode in modes[1:]:
+        m = runs[mode].get("metrics") or {}
+        lines.append(
+            f"\n{mode}: {runs[mode]['reply_chars']} chars, saved text equals the script: "
+            f"{runs[mode]['reply_matches']}, {result['reply_tokens']} tokens in "
+            f"{m.get('elapsedSeconds')} s ({runs[mode].get('tokens_per_s')} tok/s), "
+            f"{runs[mode]['dom_nodes']} DOM nodes at the end"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- screenshots
+
+
+async def screenshots(directory: Path) -> None:
+    """The page's main states as PNGs: empty, streaming, error, phone width."""
+    answer = (
+        "Streaming works token by token. Here is a short example:\n\n"
+        '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```\n\n'
+        "- Replies survive **reloads** and lost connections\n"
+        "- Stop in one tab stops every tab\n\n"
+        "See the [docs](https://example.com/docs) for more. " + "More words follow. " * 60
+    )
+    with stub_process() as stub_url, product(stub_url) as site:
+        stub_script(stub_url, match="Show me", tokens=tokenize(answer), delay_ms=40)
+        stub_script(
+            stub_url, match="Break", tokens=["Let me ", "think about ", "that"], error_after=2
+        )
+        stub_script(stub_url, match="phone", tokens=tokenize(answer[:400]), delay_ms=5)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            state = await logged_in_state(browser, site)
+
+            context, page = await open_page(browser, site, state, mode="markdown")
+            await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+            await page.screenshot(path=directory / "empty.png")
+            await page.fill('textarea[name="message"]', "Show me how streaming works")
+            await page.keyboard.press("Enter")
+            await page.locator('[data-status="streaming"]').filter(has_text="reloads").wait_for()
+            await page.wait_for_timeout(400)
+            await page.screenshot(path=directory / "streaming.png")
+            await page.locator(DONE).wait_for(timeout=60000)
+
+            await page.click('[data-action="new-thread"]')
+            await page.fill('textarea[name="message"]', "Break the provider")
+            await page.keyboard.press("Enter")
+            await page.locator('[data-role="assistant"][data-status="error"]').wait_for()
+            await context.set_offline(True)
+            await page.wait_for_selector('[data-connection="offline"]')
+            await page.wait_for_timeout(300)
+            await page.screenshot(path=directory / "error.png")
+            await context.set_offline(False)
+            await context.close()
+
+            context, page = await open_page(browser, site, state, mode="markdown", viewport=PHONE)
+            await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+            await page.fill('textarea[name="message"]', "A question from my phone")
+            await page.keyboard.press("Enter")
+            await page.locator(DONE).wait_for(timeout=60000)
+            await page.wait_for_timeout(300)
+            await page.screenshot(path=directory / "phone.png")
+            await page.click('[data-action="toggle-sidebar"]')
+            await page.wait_for_timeout(400)
+            await page.screenshot(path=directory / "phone-threads.png")
+            await context.close()
+            await browser.close()
+    print(f"screenshots written to {directory}")
+
+
+def _stop_on_sigterm() -> None:
+    # SIGTERM unwinds like Ctrl+C, so the context managers stop daphne and the stub.
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.render", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--kb", type=int, default=100, help="reply size in KB (default 100)")
+    parser.add_argument("--rate", type=float, default=500, help="tokens a second (default 500)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--screenshots", type=Path, help="save the page's states as PNGs here")
+    args = parser.parse_args(argv)
+    _stop_on_sigterm()
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+        asyncio.run(screenshots(args.screenshots))
+        return
+    result = asyncio.run(benchmark(args))
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(result, indent=2))
+    print(report(result))
+    print(f"\nwritten to {OUTPUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

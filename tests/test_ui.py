@@ -1,0 +1,321 @@
+"""The chat page as people use it: Playwright in Debian's chromium against daphne and the stub.
+
+Few, end-to-end tests of what users notice: a reply is never lost or doubled (reload, a second
+tab, a network cut), model text cannot run code, and the everyday actions work. No assertion
+here is on a duration: timing is bench/render.py's job.
+"""
+
+import json
+import re
+
+import pytest
+
+from tests.servers import Daphne, prepare, server_env
+from tests.test_browser import browser, log_in  # noqa: F401  (the shared Chromium fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+USER, PASSWORD = "dana", "dana-pw"
+REPLY_DONE = '[data-role="assistant"][data-status="complete"]'
+STREAMING = '[data-role="assistant"][data-status="streaming"]'
+
+
+@pytest.fixture(scope="module")
+def site(stub_server, tmp_path_factory):
+    """The product on a laptop's defaults, the stub as its model, no rate limit in the way."""
+    var = tmp_path_factory.mktemp("var")
+    env = server_env(
+        AGENT_PROVIDER="compatible",
+        AGENT_MODEL="stub-model",
+        OPENAI_BASE_URL=stub_server.url,
+        OPENAI_API_KEY="test-key",
+        CHAT_VAR_DIR=str(var),
+        REPLIES_PER_MINUTE="1000",
+    )
+    prepare(env, {USER: PASSWORD})
+    server = Daphne(env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def session_state(site, browser):  # noqa: F811
+    """A logged-in browser session, made once and reused by every test's context."""
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, site, USER, PASSWORD)
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture
+def context(browser, site, session_state):  # noqa: F811
+    """A fresh browser context (its own tabs and network) that is already logged in."""
+    context = browser.new_context(
+        storage_state=session_state, base_url=site.url, viewport={"width": 1200, "height": 800}
+    )
+    yield context
+    context.close()
+
+
+def scripted(stub, *scripts: dict) -> None:
+    """Script the stub's replies, then the thread title the product asks a real provider for.
+
+    The title prompt holds the first message, so it would match that message's script too;
+    the title script, registered last, wins.
+    """
+    for script in scripts:
+        stub.script(**script)
+    stub.script("Write a short title", tokens=["Title ", "by ", "model"])
+
+
+def open_chat(context, site, path: str = "/"):
+    """A new tab on the chat page, once its scripts are running."""
+    page = context.new_page()
+    page.goto(site.url + path)
+    page.wait_for_selector("html[data-ready]")
+    return page
+
+
+def send(page, text: str) -> None:
+    page.fill('textarea[name="message"]', text)
+    page.keyboard.press("Enter")
+
+
+def thread_id(page) -> str:
+    page.wait_for_url(re.compile(r"/t/[0-9a-f-]{36}/"))
+    return re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)
+
+
+def saved_messages(page, thread: str) -> list[dict]:
+    """The thread's messages as the server saved them (the page's own session)."""
+    answer = page.request.get(f"/api/threads/{thread}/messages/")
+    assert answer.ok, answer.text()
+    return answer.json()["results"]
+
+
+def reply_text(page) -> str:
+    return page.locator('[data-role="assistant"] [data-content]').last.inner_text()
+
+
+def numbered(prefix: str, count: int) -> list[str]:
+    """Tokens whose text shows any doubled or missing piece: ' p0 p1 p2 ...'."""
+    return [f" {prefix}{i}" for i in range(count)]
+
+
+def test_a_reload_mid_reply_continues_it_and_ends_with_the_saved_text(site, stub, context):
+    tokens = numbered("r", 70)
+    scripted(stub, dict(match="reload me", tokens=tokens, delay_ms=50))
+    page = open_chat(context, site)
+    # Shift+Enter is a new line, Enter sends.
+    page.fill('textarea[name="message"]', "please")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("reload me")
+    assert page.input_value('textarea[name="message"]') == "please\nreload me"
+    page.keyboard.press("Enter")
+    thread = thread_id(page)
+    page.locator(STREAMING).filter(has_text="r5").wait_for()
+
+    page.reload()
+    page.wait_for_selector("html[data-ready]")
+    page.locator(STREAMING).filter(has_text="r40").wait_for()
+    page.locator(REPLY_DONE).wait_for(timeout=15000)
+
+    expected = "".join(tokens).strip()
+    saved = saved_messages(page, thread)
+    assert [m["role"] for m in saved] == ["user", "assistant"]
+    assert saved[1]["content"].strip() == expected
+    assert reply_text(page) == expected
+    assert page.locator("[data-role=assistant]").count() == 1
+    assert "tok/s" in page.locator(".message__metrics").last.inner_text()
+
+
+def test_two_tabs_on_one_thread_see_the_same_reply_live_and_stop_in_one_stops_both(
+    site, stub, context
+):
+    scripted(stub, dict(match="two tabs", tokens=numbered("w", 400), delay_ms=40))
+    first = open_chat(context, site)
+    send(first, "two tabs")
+    thread = thread_id(first)
+    second = open_chat(context, site, f"/t/{thread}/")
+
+    for tab in (first, second):
+        tab.locator(STREAMING).filter(has_text="w3").wait_for()
+    seen = reply_text(second)
+    second.locator(STREAMING).filter(has_text=f"w{len(seen.split()) + 5}").wait_for()
+    assert second.locator('[data-role="user"] [data-content]').inner_text() == "two tabs"
+
+    second.click('[data-action="stop"]')
+    for tab in (first, second):
+        tab.locator('[data-role="assistant"][data-status="cancelled"]').wait_for(timeout=10000)
+        assert tab.locator('[data-action="stop"]').is_hidden()
+    saved = saved_messages(first, thread)[-1]
+    assert saved["status"] == "cancelled"
+    assert 0 < len(saved["content"]) < len("".join(numbered("w", 400)))
+    assert reply_text(first) == reply_text(second) == saved["content"].strip()
+
+
+def test_five_seconds_offline_mid_reply_then_online_completes_with_nothing_doubled_or_missing(
+    site, stub, context
+):
+    tokens = numbered("n", 180)
+    scripted(stub, dict(match="offline", tokens=tokens, delay_ms=50))
+    page = open_chat(context, site)
+    send(page, "go offline")
+    thread = thread_id(page)
+    page.locator(STREAMING).filter(has_text="n10").wait_for()
+    page.wait_for_selector('[data-connection="open"]')
+
+    context.set_offline(True)
+    page.wait_for_selector('[data-connection="offline"]')
+    assert page.locator('[data-action="reconnect"]').is_visible(), "offered: retry now"
+    page.wait_for_timeout(5000)
+    context.set_offline(False)
+
+    page.wait_for_selector('[data-connection="open"]', timeout=15000)
+    page.locator(REPLY_DONE).wait_for(timeout=20000)
+    expected = "".join(tokens).strip()
+    assert reply_text(page) == expected
+    assert saved_messages(page, thread)[-1]["content"].strip() == expected
+
+
+HOSTILE = [
+    "Try these: ",
+    "<img src=x onerror=\"window.__xss='img'\">",
+    " and <script>window.__xss='script'</script>",
+    " <svg onload=\"window.__xss='svg'\"></svg>",
+    " [click me](javascript:window.__xss='link')",
+    " <a href=\"javascript:window.__xss='a'\">raw link</a>",
+    " ![pic](javascript:window.__xss='image')",
+    " [fine](https://example.com/docs)\n\n",
+    "```html\n<script>window.__xss='code'</script>\n```\n",
+]
+
+
+def test_model_text_with_html_scripts_and_javascript_links_runs_nothing(site, stub, context):
+    scripted(stub, dict(match="hostile", tokens=HOSTILE, delay_ms=20))
+    page = open_chat(context, site)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    send(page, "hostile")
+    thread_id(page)
+    page.locator(REPLY_DONE).wait_for(timeout=10000)
+
+    for attempt in ("live", "reloaded"):
+        content = page.locator('[data-role="assistant"] [data-content]')
+        assert content.locator("img, script, svg, iframe, [onerror], [onload]").count() == 0
+        hrefs = content.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert hrefs == ["https://example.com/docs"], attempt
+        link = content.locator("a")
+        assert link.get_attribute("rel") == "noopener noreferrer"
+        assert link.get_attribute("target") == "_blank"
+        text = content.inner_text()
+        assert "<img src=x onerror=" in text, "raw HTML is shown as text"
+        assert "window.__xss='code'" in content.locator("code").inner_text()
+        page.get_by_text("click me").click()
+        page.get_by_text("raw link").click()
+        assert page.evaluate("window.__xss") is None, attempt
+        page.reload()
+        page.wait_for_selector("html[data-ready]")
+        page.locator(REPLY_DONE).wait_for()
+    assert dialogs == []
+
+
+def test_regenerate_edit_copy_rename_search_export_and_delete_a_thread(site, stub, context):
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    scripted(
+        stub,
+        dict(match="first question", tokens=["Answer ", "two"]),
+        dict(match="first question", tokens=["Answer ", "one"], times=1),
+        dict(match="edited question", tokens=["Answer ", "three ", "`code`"]),
+    )
+    page = open_chat(context, site)
+    send(page, "first question")
+    thread = thread_id(page)
+    item = page.locator(f'[data-thread-id="{thread}"]')
+    assert item.inner_text().startswith("first question"), "titled from the first message"
+    page.locator(REPLY_DONE).filter(has_text="Answer one").wait_for()
+    # Then the model's title arrives live (a `thread` frame), in the list and the header.
+    item.filter(has_text="Title by model").wait_for()
+    page.locator("[data-thread-title]").filter(has_text="Title by model").wait_for()
+
+    page.click('[data-role="assistant"] [data-message-action="regenerate"]')
+    page.locator(REPLY_DONE).filter(has_text="Answer two").wait_for()
+    assert page.locator("[data-role=assistant]").count() == 1
+
+    page.click('[data-role="user"] [data-message-action="edit"]')
+    page.fill('textarea[name="edit"]', "edited question")
+    page.keyboard.press("Enter")
+    page.locator(REPLY_DONE).filter(has_text="Answer three").wait_for()
+    page.wait_for_function("document.querySelectorAll('[data-message-id]').length === 2")
+    assert page.locator('[data-role="user"] [data-content]').inner_text() == "edited question"
+    assert [m["content"] for m in saved_messages(page, thread)] == [
+        "edited question",
+        "Answer three `code`",
+    ]
+
+    page.click('[data-role="assistant"] [data-message-action="copy"]')
+    assert page.evaluate("navigator.clipboard.readText()") == "Answer three `code`"
+
+    item.locator('[data-thread-action="rename"]').click()
+    item.locator('input[name="title"]').fill("Renamed thread")
+    item.locator('input[name="title"]').press("Enter")
+    page.locator(f'[data-thread-id="{thread}"] a').filter(has_text="Renamed thread").wait_for()
+    page.locator("[data-thread-title]").filter(has_text="Renamed thread").wait_for()
+    assert page.request.get(f"/api/threads/{thread}/").json()["title"] == "Renamed thread"
+
+    page.fill("[data-thread-search]", "edited question")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-thread-list] [data-thread-id]').length === 1"
+    )
+    page.fill("[data-thread-search]", "no such words anywhere")
+    page.get_by_text("No thread matches.").wait_for()
+    page.fill("[data-thread-search]", "")
+    item.wait_for()
+
+    href = page.locator('[data-export="markdown"]').get_attribute("href")
+    exported = page.request.get(href)
+    assert exported.ok and "Answer three" in exported.text()
+    as_json = page.request.get(page.locator('[data-export="json"]').get_attribute("href"))
+    assert "Answer three" in json.dumps(as_json.json())
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    item.locator('[data-thread-action="delete"]').click()
+    page.wait_for_url(site.url + "/")
+    item.wait_for(state="detached")
+    assert page.request.get(f"/api/threads/{thread}/").status == 404
+
+
+def test_a_failed_reply_shows_a_server_error_and_retry_answers_again(site, stub, context):
+    scripted(
+        stub,
+        dict(match="flaky", tokens=["Recovered ", "answer"]),
+        dict(match="flaky", tokens=["Half ", "an ", "answer"], error_after=1, times=1),
+    )
+    page = open_chat(context, site)
+    send(page, "flaky")
+    thread_id(page)
+    failed = page.locator('[data-role="assistant"][data-status="error"]')
+    failed.wait_for(timeout=10000)
+    note = failed.locator(".message__note")
+    assert note.get_attribute("data-error-kind") == "server"
+    assert note.inner_text().startswith("Server error")
+    failed.locator('[data-message-action="retry"]').click()
+    page.locator(REPLY_DONE).filter(has_text="Recovered answer").wait_for(timeout=10000)
+    assert page.locator("[data-role=assistant]").count() == 1
+
+
+def test_the_page_is_usable_at_phone_width(site, stub, context):
+    scripted(stub, dict(match="phone", tokens=["Small ", "screen ", "reply"]))
+    page = open_chat(context, site)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+    send(page, "phone")
+    page.locator(REPLY_DONE).wait_for(timeout=10000)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "nothing overflows sideways"
+    page.click('[data-action="toggle-sidebar"]')
+    page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().left >= 0")
+    page.keyboard.press("Escape")
+    page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
