@@ -90,10 +90,10 @@ def postgres_url():
     return POSTGRES_TEST_URL
 
 
-def _use_layer(settings, redis: str | None) -> None:
+def _use_layer(settings, redis: str | None, kind: str | None = None) -> None:
     settings.REDIS_URL = redis or ""
     if redis:
-        settings.CHANNEL_LAYERS = {"default": redis_channel_layer(redis)}
+        settings.CHANNEL_LAYERS = {"default": redis_channel_layer(redis, kind)}
     else:
         settings.CHANNEL_LAYERS = {
             "default": {
@@ -104,11 +104,17 @@ def _use_layer(settings, redis: str | None) -> None:
     channel_layers.backends.clear()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("pubsub", marks=pytest.mark.redis),
+        pytest.param("core", marks=pytest.mark.redis),
+    ]
+)
 def layer(request, settings):
-    """Each channel layer (and its live-state store): in-process, then real Redis."""
-    redis = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    _use_layer(settings, redis)
+    """Each channel layer (and its live-state store): in-process, then both Redis layers."""
+    redis = request.getfixturevalue("redis_url") if request.param != "memory" else None
+    _use_layer(settings, redis, request.param)
     yield request.param
     channel_layers.backends.clear()
 
