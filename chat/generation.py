@@ -69,6 +69,19 @@ class Registry:
             self._beat = asyncio.create_task(self._keep_alive(), name="chat-owner-beat")
         return self.channel
 
+    async def close(self, timeout: float = 5) -> None:
+        """Let this process's replies finish (up to `timeout`), then stop listening."""
+        running = [run.task for run in self.runs.values() if run.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+        for task in (self._listener, self._beat):
+            if task is not None:
+                task.cancel()
+        tasks = [t for t in (self._listener, self._beat) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        self.channel = ""
+
     async def _listen(self) -> None:
         layer = get_channel_layer()
         while True:

@@ -4,14 +4,18 @@ Tests that need Redis, PostgreSQL or Chromium skip when it is missing on a lapto
 CHAT_REQUIRE_SERVICES=1 (set by .ci/run) a missing service fails the test instead.
 """
 
+import contextlib
 import os
+import shutil
 import socket
 from urllib.parse import urlparse
 
 import pytest
+import pytest_asyncio
 from channels.layers import channel_layers
 from django.conf import settings as django_settings
 
+from chat import generation
 from chat.stub_provider import StubServer
 from chatproject.settings import redis_channel_layer
 
@@ -104,27 +108,40 @@ def _use_layer(settings, redis: str | None, kind: str | None = None) -> None:
     channel_layers.backends.clear()
 
 
-@pytest.fixture(
+async def _close_layer() -> None:
+    """End this test's replies and listeners while its event loop still runs, then the layer:
+    a task cancelled only when the loop closes can hang the teardown."""
+    await generation.registry().close()
+    for layer in channel_layers.backends.values():
+        with contextlib.suppress(Exception):
+            if hasattr(layer, "close_pools"):
+                await layer.close_pools()
+            elif hasattr(layer, "flush"):
+                await layer.flush()
+    channel_layers.backends.clear()
+
+
+@pytest_asyncio.fixture(
     params=[
         "memory",
         pytest.param("pubsub", marks=pytest.mark.redis),
         pytest.param("core", marks=pytest.mark.redis),
     ]
 )
-def layer(request, settings):
+async def layer(request, settings):
     """Each channel layer (and its live-state store): in-process, then both Redis layers."""
     redis = request.getfixturevalue("redis_url") if request.param != "memory" else None
     _use_layer(settings, redis, request.param)
     yield request.param
-    channel_layers.backends.clear()
+    await _close_layer()
 
 
-@pytest.fixture
-def memory_layer(settings):
+@pytest_asyncio.fixture
+async def memory_layer(settings):
     """The laptop default: in-process layer and store."""
     _use_layer(settings, None)
     yield "memory"
-    channel_layers.backends.clear()
+    await _close_layer()
 
 
 @pytest.fixture
@@ -145,6 +162,31 @@ def alice(make_user):
 @pytest.fixture
 def bob(make_user):
     return make_user("bob")
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium under Playwright, one per test module: Playwright's sync API runs an
+    event loop in this thread, so it must be gone before the next module's asyncio tests."""
+    chromium = shutil.which("chromium")
+    require("Chromium", chromium is not None)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def pytest_configure(config):

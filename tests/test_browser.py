@@ -1,52 +1,18 @@
 """The chat page in Debian's chromium, driven by Playwright, against a real daphne process."""
 
-import shutil
-
 import pytest
 
-from tests.conftest import require
-from tests.servers import Daphne, prepare, server_env
+from tests.servers import stub_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def site(stub_server, tmp_path_factory):
     """The product on a laptop's defaults (SQLite, in-process layer), the stub as its model."""
-    var = tmp_path_factory.mktemp("var")
-    env = server_env(
-        AGENT_PROVIDER="compatible",
-        AGENT_MODEL="stub-model",
-        OPENAI_BASE_URL=stub_server.url,
-        OPENAI_API_KEY="test-key",
-        CHAT_VAR_DIR=str(var),
-    )
-    prepare(env, {"carol": "carol-pw"})
-    server = Daphne(env).start()
+    server = stub_site(stub_server.url, tmp_path_factory.mktemp("var"), {"carol": "carol-pw"})
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require("Chromium", shutil.which("chromium") is not None)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

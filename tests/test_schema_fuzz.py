@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
-from tests.servers import Daphne, login, prepare, server_env
+from tests.servers import login, stub_site
 
 pytestmark = [pytest.mark.slow]
 
@@ -17,16 +17,9 @@ EXAMPLES_PER_OPERATION = 30
 @pytest.fixture(scope="module")
 def api(stub_server, tmp_path_factory):
     """A server with a logged-in user's client secret, the stub as its model."""
-    env = server_env(
-        AGENT_PROVIDER="compatible",
-        AGENT_MODEL="stub-model",
-        OPENAI_BASE_URL=stub_server.url,
-        OPENAI_API_KEY="test-key",
-        REPLIES_PER_MINUTE="0",  # fuzz the streaming paths, not the throttle
-        CHAT_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-    )
-    prepare(env, {"fuzz": "fuzz-pw"})
-    server = Daphne(env).start()
+    # No throttle: fuzz the streaming paths, not the limit.
+    var = tmp_path_factory.mktemp("var")
+    server = stub_site(stub_server.url, var, {"fuzz": "fuzz-pw"}, REPLIES_PER_MINUTE="0")
     client = login(server.url, "fuzz", "fuzz-pw")
     secret = client.post("/api/chatkit/session").json()["client_secret"]
     # Some real threads, so generated ids sometimes hit and sometimes miss.

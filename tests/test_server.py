@@ -8,7 +8,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
-from tests.servers import Daphne, cookie_header, login, new_database, prepare, server_env
+from tests.servers import Daphne, cookie_header, login, new_database, prepare, stub_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
@@ -19,14 +19,11 @@ def cluster(stub_server, tmp_path_factory):
     require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
     require("Redis", tcp_open(REDIS_TEST_URL, 6379))
     database_url, drop = new_database(POSTGRES_TEST_URL)
-    env = server_env(
+    env = stub_env(
+        stub_server.url,
+        tmp_path_factory.mktemp("var"),
         DATABASE_URL=database_url,
         REDIS_URL=REDIS_TEST_URL,
-        AGENT_PROVIDER="compatible",
-        AGENT_MODEL="stub-model",
-        OPENAI_BASE_URL=stub_server.url,
-        OPENAI_API_KEY="test-key",
-        CHAT_VAR_DIR=str(tmp_path_factory.mktemp("var")),
     )
     prepare(env, {"alice": "alice-pw", "bob": "bob-pw"})
     server = Daphne(env).start()

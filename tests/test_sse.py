@@ -2,18 +2,14 @@
 Python client reading incrementally."""
 
 import json
-import shutil
 import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import require
-from tests.servers import Daphne, TcpProxy, login, prepare, server_env
+from tests.servers import TcpProxy, login, stub_site
 
 pytestmark = [pytest.mark.slow]
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # The seed's ReadableStream reader (streaming-quick-reference.md), unchanged but for the URL
 # and the message it sends: it splits each chunk on newlines and adds up `data.token`.
@@ -50,32 +46,11 @@ SEED_FETCH_READER = """async ([userInput]) => {
 @pytest.fixture(scope="module")
 def site(stub_server, tmp_path_factory):
     """The product on laptop defaults behind a proxy that can drop every connection."""
-    env = server_env(
-        AGENT_PROVIDER="compatible",
-        AGENT_MODEL="stub-model",
-        OPENAI_BASE_URL=stub_server.url,
-        OPENAI_API_KEY="test-key",
-        CHAT_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-    )
-    prepare(env, {"dora": "dora-pw"})
-    server = Daphne(env).start()
+    server = stub_site(stub_server.url, tmp_path_factory.mktemp("var"), {"dora": "dora-pw"})
     proxy = TcpProxy([server.port]).start_in_thread()
     yield proxy
     proxy.stop()
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require("Chromium", shutil.which("chromium") is not None)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

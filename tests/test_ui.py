@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from tests.servers import Daphne, prepare, server_env
-from tests.test_browser import browser, log_in  # noqa: F401  (the shared Chromium fixture)
+from tests.servers import stub_site
+from tests.test_browser import log_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -24,22 +24,13 @@ STREAMING = '[data-role="assistant"][data-status="streaming"]'
 def site(stub_server, tmp_path_factory):
     """The product on a laptop's defaults, the stub as its model, no rate limit in the way."""
     var = tmp_path_factory.mktemp("var")
-    env = server_env(
-        AGENT_PROVIDER="compatible",
-        AGENT_MODEL="stub-model",
-        OPENAI_BASE_URL=stub_server.url,
-        OPENAI_API_KEY="test-key",
-        CHAT_VAR_DIR=str(var),
-        REPLIES_PER_MINUTE="1000",
-    )
-    prepare(env, {USER: PASSWORD})
-    server = Daphne(env).start()
+    server = stub_site(stub_server.url, var, {USER: PASSWORD}, REPLIES_PER_MINUTE="1000")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def session_state(site, browser):  # noqa: F811
+def session_state(site, browser):
     """A logged-in browser session, made once and reused by every test's context."""
     context = browser.new_context()
     page = context.new_page()
@@ -50,7 +41,7 @@ def session_state(site, browser):  # noqa: F811
 
 
 @pytest.fixture
-def context(browser, site, session_state):  # noqa: F811
+def context(browser, site, session_state):
     """A fresh browser context (its own tabs and network) that is already logged in."""
     context = browser.new_context(
         storage_state=session_state, base_url=site.url, viewport={"width": 1200, "height": 800}
