@@ -5,7 +5,7 @@ Every server frame has `type` and `ts` (epoch ms). Frames of a reply carry `mess
 """
 
 import time
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 ErrorCode = Literal[
     "bad_request",
@@ -34,15 +34,6 @@ class Snapshot(TypedDict):
     message_id: str
     seq: int
     content: str
-
-
-class Frame(TypedDict):
-    """Any server frame."""
-
-    type: str
-    ts: int
-    message_id: NotRequired[str]
-    seq: NotRequired[int]
 
 
 def now_ms() -> int:

@@ -155,6 +155,11 @@ def _uuid(value: Any, name: str) -> uuid.UUID:
         raise GenerationError("bad_request", f"`{name}` must be a UUID.") from None
 
 
+def _client_uuid(client_id: Any) -> uuid.UUID:
+    """The command's client_id, or a fresh one when the client sent none."""
+    return uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+
+
 @database_sync_to_async
 def _existing_send(thread_id: str, client_id: uuid.UUID) -> Message | None:
     """The reply that answered this `client_id` already (its user message's, or its own)."""
@@ -179,7 +184,7 @@ async def reply_start(
     starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
     """
     text = _validate_text(text)
-    client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+    client_uuid = _client_uuid(client_id)
     return await _begin(
         user_id,
         thread_id,
@@ -190,7 +195,7 @@ async def reply_start(
 
 async def reply_regenerate(*, user_id: int, thread_id: str, client_id: Any = None) -> StartResult:
     """Replace the thread's last finished reply with a new one to the same message."""
-    client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+    client_uuid = _client_uuid(client_id)
     return await _begin(
         user_id,
         thread_id,
@@ -205,7 +210,7 @@ async def reply_edit(
     """Replace the thread's last user message (and its reply) with new text, and answer it."""
     text = _validate_text(text)
     edited = _uuid(message_id, "message_id")
-    client_uuid = uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
+    client_uuid = _client_uuid(client_id)
     return await _begin(
         user_id,
         thread_id,
@@ -361,7 +366,7 @@ async def _interrupt(
     count = await database_sync_to_async(services.replies_interrupt)(reply_ids=[reply_id])
     terminal = frames.error(
         code="interrupted",
-        message="The server stopped while this reply was being written.",
+        message=services.INTERRUPTED_MESSAGE,
         recoverable=True,
         message_id=str(reply_id),
         seq=(reply.seq + 1) if reply else 1,

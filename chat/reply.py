@@ -71,7 +71,9 @@ class ReplyStream:
             outcome = await self._stream()
         except asyncio.CancelledError:
             # The process is shutting down: keep the text, and say the reply did not finish.
-            await self._finish(Outcome("interrupted", "interrupted", "The server stopped.", True))
+            await self._finish(
+                Outcome("interrupted", "interrupted", services.INTERRUPTED_MESSAGE, True)
+            )
             raise
         except agent.ProviderError as exc:
             outcome = Outcome("error", exc.code, str(exc), exc.recoverable)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from chat.models import Message, Thread
 
 TITLE_CHARS = 60
+INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
 
 
 def title_from_text(text: str) -> str:
@@ -175,6 +176,6 @@ def replies_interrupt(*, reply_ids: list[uuid.UUID]) -> int:
     return Message.objects.filter(pk__in=reply_ids, status=Message.Status.STREAMING).update(
         status=Message.Status.INTERRUPTED,
         error_code="interrupted",
-        error_message="The server stopped while this reply was being written.",
+        error_message=INTERRUPTED_MESSAGE,
         completed_at=timezone.now(),
     )

@@ -415,6 +415,15 @@ class StubServer:
             return Script(tokens=[w if i == 0 else " " + w for i, w in enumerate(words)])
         return Script(tokens=re.findall(r"\s*\S+", "Echo: " + prompt))
 
+    def _script_for(self, messages: list[Any]) -> Script:
+        """The script for a request: chosen by its last user message (Chat or Responses form)."""
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        return self._pick_script(_message_text(users[-1]) if users else "")
+
+    def _delay(self, script: Script) -> float:
+        """Seconds between tokens: the script's, else the server's default."""
+        return (self.delay_ms if script.delay_ms is None else script.delay_ms) / 1000
+
     async def _chat_completions(
         self,
         body: dict[str, Any],
@@ -423,12 +432,11 @@ class StubServer:
         keep: bool,
     ) -> bool:
         messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        script = self._pick_script(_message_text(users[-1]) if users else "")
+        script = self._script_for(messages)
         if script.status is not None:
             return await _send_json(writer, script.status, _error_body(script.status), keep)
         tokens = script.tokens
-        delay = (self.delay_ms if script.delay_ms is None else script.delay_ms) / 1000
+        delay = self._delay(script)
         first_delay = script.first_token_delay_ms / 1000
         usage = {
             "prompt_tokens": sum(len(_message_text(m).split()) for m in messages),
@@ -499,12 +507,11 @@ class StubServer:
         items = body.get("input") if isinstance(body.get("input"), list) else []
         if isinstance(body.get("input"), str):
             items = [{"role": "user", "content": body["input"]}]
-        users = [m for m in items if isinstance(m, dict) and m.get("role") == "user"]
-        script = self._pick_script(_message_text(users[-1]) if users else "")
+        script = self._script_for(items)
         if script.status is not None:
             return await _send_json(writer, script.status, _error_body(script.status), keep)
         tokens = script.tokens
-        delay = (self.delay_ms if script.delay_ms is None else script.delay_ms) / 1000
+        delay = self._delay(script)
         cut, failure = _cut(script)
         text = "".join(tokens)
         item_id = f"msg_{uuid.uuid4().hex[:24]}"
