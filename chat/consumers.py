@@ -9,11 +9,10 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import auth, broadcast, frames, generation, selectors
+from chat import auth, broadcast, frames, generation, outage, selectors
 from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
@@ -37,8 +36,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        thread = await database_sync_to_async(selectors.thread_get_for_user)(
-            user=user, thread_id=self.scope["url_route"]["kwargs"]["thread_id"]
+        thread = await outage.db(
+            "opening a thread socket",
+            selectors.thread_get_for_user,
+            user=user,
+            thread_id=self.scope["url_route"]["kwargs"]["thread_id"],
         )
         if thread is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -100,9 +102,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 if not await generation.reply_stop(thread_id=self.thread_id):
                     await self._send_ready()  # nothing running: let the client catch up
             elif name == "heartbeat":
-                # Also a chance to notice that the process running this thread's reply died.
-                active = await generation.thread_snapshot(thread_id=self.thread_id)
-                await self._send(frames.heartbeat(active=active))
+                await self._send(await self._heartbeat())
             elif name == "resync":
                 await self._send_ready()
             else:
@@ -114,6 +114,16 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self._send(
                 frames.error(code="internal", message="The server failed.", recoverable=True)
             )
+
+    async def _heartbeat(self) -> dict[str, Any]:
+        # Also a chance to notice that the process running this thread's reply died.
+        try:
+            active = await generation.thread_snapshot(thread_id=self.thread_id)
+        except Exception as exc:
+            if not outage.is_transient(exc):
+                raise
+            return frames.heartbeat(known=False)
+        return frames.heartbeat(active=active)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         """A frame published to the thread's group."""

@@ -134,15 +134,21 @@ def error(
     return frame
 
 
-def heartbeat(*, active: Snapshot | None = None) -> dict[str, Any]:
+def heartbeat(*, active: Snapshot | None = None, known: bool = True) -> dict[str, Any]:
     """The answer to a client's heartbeat, with where the thread's reply stands.
 
     `active` is `{message_id, seq}` of the reply in flight (no text), or null: a client still
     showing a reply as streaming that the server has finished lost its last frames (the
-    layer may drop frames silently) and resyncs instead of spinning forever.
+    layer may drop frames silently) and resyncs instead of spinning forever. When the live
+    state cannot be read (`known` false: Redis is restarting) `active` is left out, so no
+    client takes the outage for the end of its reply.
     """
-    summary = None if active is None else {"message_id": active["message_id"], "seq": active["seq"]}
-    return {"type": "heartbeat", "ts": now_ms(), "active": summary}
+    frame: dict[str, Any] = {"type": "heartbeat", "ts": now_ms()}
+    if known:
+        frame["active"] = (
+            None if active is None else {"message_id": active["message_id"], "seq": active["seq"]}
+        )
+    return frame
 
 
 def is_terminal(frame: dict[str, Any]) -> bool:

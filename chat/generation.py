@@ -17,11 +17,13 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
+from django.utils import timezone
 
-from chat import agent, frames, limits, live, selectors, services
-from chat.broadcast import publish
+from chat import agent, frames, limits, live, outage, selectors, services, shutdown, tasks
+from chat.broadcast import publish, publish_strictly
 from chat.models import Message
-from chat.reply import ReplyStream, Run
+from chat.outage import Softly
+from chat.reply import CANCELLED, SHUT_DOWN, ReplyStream, Run
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class Registry:
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
         self.channel = ""
+        self.draining = False  # shutting down: no new replies
+        self.claims: set[str] = set()  # replies claimed and being committed, not yet running
         self._listener: asyncio.Task | None = None
         self._beat: asyncio.Task | None = None
 
@@ -64,9 +68,12 @@ class Registry:
             # The default prefix matters on channels-redis: every "specific." channel of a
             # process shares one receive loop, while another prefix would contend for the
             # layer's receive lock and delay the consumers' frames by seconds.
-            self.channel = await get_channel_layer().new_channel()
-            self._listener = asyncio.create_task(self._listen(), name="chat-owner-listener")
-            self._beat = asyncio.create_task(self._keep_alive(), name="chat-owner-beat")
+            self.channel = await outage.retrying(
+                "opening the owner channel", get_channel_layer().new_channel
+            )
+            self._listener = tasks.background(self._listen(), name="chat-owner-listener")
+            self._beat = tasks.background(self._keep_alive(), name="chat-owner-beat")
+            shutdown.install(self)
         return self.channel
 
     async def close(self, timeout: float = 5) -> None:
@@ -77,31 +84,62 @@ class Registry:
         for task in (self._listener, self._beat):
             if task is not None:
                 task.cancel()
-        tasks = [t for t in (self._listener, self._beat) if t is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        tasks_ = [t for t in (self._listener, self._beat) if t is not None]
+        if tasks_:
+            await asyncio.wait(tasks_, timeout=timeout)
         self.channel = ""
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking replies, let the running ones go on for up to `seconds`, then end the
+        rest as `interrupted` with their shown text saved and their clients told."""
+        self.draining = True
+        running = [run for run in self.runs.values() if run.task is not None]
+        logger.warning("shutting down: draining %d replies for up to %g s", len(running), seconds)
+        if running:
+            await asyncio.wait([run.task for run in running], timeout=seconds)
+        left = [run for run in running if not run.task.done()]
+        for run in left:
+            run.stop(SHUT_DOWN)
+        if left:
+            # Their final saves ride out an outage like any other (OUTAGE_SECONDS).
+            await asyncio.wait([run.task for run in left], timeout=settings.OUTAGE_SECONDS + 5)
+        logger.warning(
+            "shutting down: %d replies finished, %d interrupted",
+            len(running) - len(left),
+            len(left),
+        )
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
+        health = Softly("owner channel")
         while True:
             try:
                 event = await layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("owner channel receive failed")
+            except Exception as exc:
+                health.failed(exc)
                 await asyncio.sleep(1)
                 continue
+            health.succeeded()
             if event.get("type") == "reply.stop":
                 self.stop_local(event["thread_id"])
 
     async def _keep_alive(self) -> None:
+        """Say this process lives, and write back the live records of its replies that a
+        Redis restart lost (before anyone takes a missing record for a dead reply)."""
+        health = Softly("owner heartbeat")
         while True:
             try:
-                await live.store().owner_beat(owner=self.channel)
-            except Exception:
-                logger.exception("owner heartbeat failed")
+                store = live.store()
+                await store.owner_beat(owner=self.channel)
+                for run in list(self.runs.values()):
+                    if run.stream is not None and run.stream.terminal is None:
+                        await store.restore(thread_id=run.thread_id, reply=run.stream.live_record())
+            except Exception as exc:
+                health.failed(exc)
+            else:
+                health.succeeded()
             await asyncio.sleep(live.owner_beat_seconds())
 
     def stop_local(self, thread_id: str) -> bool:
@@ -109,7 +147,7 @@ class Registry:
         run = self.runs.get(thread_id)
         if run is None:
             return False
-        run.stopped.set()
+        run.stop(CANCELLED)
         return True
 
 
@@ -160,8 +198,14 @@ def _client_uuid(client_id: Any) -> uuid.UUID:
     return uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
 
 
-@database_sync_to_async
-def _existing_send(thread_id: str, client_id: uuid.UUID) -> Message | None:
+async def _existing_send(thread_id: str, client_id: uuid.UUID) -> Message | None:
+    """The reply that answered this `client_id` already, if any (through an outage)."""
+    return await outage.db(
+        f"looking up send {client_id}", _sent, thread_id=thread_id, client_id=client_id
+    )
+
+
+def _sent(*, thread_id: str, client_id: uuid.UUID) -> Message | None:
     """The reply that answered this `client_id` already (its user message's, or its own)."""
     sent = Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
     if sent is None or sent.role == Message.Role.ASSISTANT:
@@ -224,45 +268,70 @@ async def reply_edit(
 async def _begin(
     user_id: int, thread_id: str, client_uuid: uuid.UUID, write: Callable[..., services.Begun]
 ) -> StartResult:
-    """The one way a reply begins: claim the thread, commit, announce, spawn the task."""
+    """The one way a reply begins: claim the thread, commit, announce, spawn the task.
+
+    Every step rides out a database or Redis outage of up to OUTAGE_SECONDS, so a message
+    sent during a restart is answered once it is over rather than refused.
+    """
     thread_id = str(thread_id)
+    reg = registry()
+    if reg.draining:
+        raise GenerationError(
+            "interrupted",
+            "This server is restarting; send your message again.",
+            recoverable=True,
+        )
     if (sent := await _existing_send(thread_id, client_uuid)) is not None:
         return StartResult(reply_id=str(sent.id), duplicate=True)
-    if not await limits.reply_allowed(user_id=user_id):
+    allowed = await outage.retrying(
+        "counting the reply rate", lambda: limits.reply_allowed(user_id=user_id)
+    )
+    if not allowed:
         raise GenerationError(
             "rate_limited",
             f"At most {settings.REPLIES_PER_MINUTE} replies a minute; try again shortly.",
             recoverable=True,
         )
     chosen = _provider()
-    reg = registry()
     owner = await reg.owner()
     reply_id = uuid.uuid4()
     store = live.store()
     # Claim the thread before the database knows the reply, so a `streaming` row always has
     # a live record while its owner lives (that is how dead owners are told apart).
-    if not await store.claim(
-        thread_id=thread_id, message_id=str(reply_id), owner=owner, model=chosen.model
-    ):
+    claimed = await outage.retrying(
+        f"claiming thread {thread_id}",
+        lambda: store.claim(
+            thread_id=thread_id, message_id=str(reply_id), owner=owner, model=chosen.model
+        ),
+    )
+    if not claimed:
         if (sent := await _existing_send(thread_id, client_uuid)) is not None:
             return StartResult(reply_id=str(sent.id), duplicate=True)
         raise GenerationError(
             "busy", "A reply is already being written in this thread.", recoverable=True
         )
+    reg.claims.add(str(reply_id))
     try:
-        begun = await database_sync_to_async(write)(
-            thread_id=uuid.UUID(thread_id), reply_id=reply_id, model=chosen.model
-        )
-    except IntegrityError:
-        await store.release(thread_id=thread_id, message_id=str(reply_id))
-        sent = await _existing_send(thread_id, client_uuid)
-        return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
-    except services.Refused as exc:
-        await store.release(thread_id=thread_id, message_id=str(reply_id))
-        raise GenerationError("bad_request", str(exc)) from None
-    except BaseException:
-        await store.release(thread_id=thread_id, message_id=str(reply_id))
+        begun = await _commit(thread_id, reply_id, chosen.model, write)
+    except BaseException as exc:
+        reg.claims.discard(str(reply_id))
+        await _release(store, thread_id, reply_id)
+        if isinstance(exc, IntegrityError):  # this client_id was sent meanwhile
+            sent = await _existing_send(thread_id, client_uuid)
+            return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
+        if isinstance(exc, services.Refused):
+            raise GenerationError("bad_request", str(exc)) from None
         raise
+    run = Run(
+        thread_id=thread_id,
+        reply_id=begun.reply.id,
+        provider=chosen,
+        owner=owner,
+        new_title=selectors.thread_payload(begun.thread) if begun.thread else None,
+        first_message=begun.user_message.content if begun.thread else "",
+    )
+    reg.runs[thread_id] = run
+    reg.claims.discard(str(reply_id))
     # Published after the commit above: no subscriber sees a message a rollback removed.
     if begun.removed_ids:
         await publish(thread_id, frames.removed(message_ids=begun.removed_ids))
@@ -270,22 +339,46 @@ async def _begin(
         await publish(
             thread_id, frames.message(message=selectors.message_payload(begun.user_message))
         )
-    run = Run(
-        thread_id=thread_id,
-        reply_id=begun.reply.id,
-        provider=chosen,
-        new_title=selectors.thread_payload(begun.thread) if begun.thread else None,
-        first_message=begun.user_message.content if begun.thread else "",
-    )
-    reg.runs[thread_id] = run
-    run.task = asyncio.create_task(_own(run), name=f"reply-{begun.reply.id}")
+    run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
     return StartResult(reply_id=str(begun.reply.id), duplicate=False)
+
+
+async def _commit(
+    thread_id: str, reply_id: uuid.UUID, model: str, write: Callable[..., services.Begun]
+) -> services.Begun:
+    """The begin's one transaction, retried through an outage. A connection that dropped
+    after the commit but before its answer must not make a second reply: a retry first looks
+    for what the lost attempt committed."""
+    attempts = 0
+
+    def attempt() -> services.Begun:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1 and (begun := services.reply_begun(reply_id=reply_id)) is not None:
+            return begun
+        return write(thread_id=uuid.UUID(thread_id), reply_id=reply_id, model=model)
+
+    return await outage.retrying(
+        f"committing reply {reply_id}", lambda: database_sync_to_async(attempt)()
+    )
+
+
+async def _release(store: live.LiveStore, thread_id: str, reply_id: uuid.UUID) -> None:
+    try:
+        await outage.retrying(
+            f"releasing thread {thread_id}",
+            lambda: store.release(thread_id=thread_id, message_id=str(reply_id)),
+        )
+    except Exception:
+        logger.exception("thread %s: claim of reply %s not released", thread_id, reply_id)
 
 
 async def _own(run: Run) -> None:
     """Run the reply as this process's task; it outlives the socket that asked for it."""
     try:
         await ReplyStream(run).run_to_end()
+    except Exception:
+        logger.exception("reply %s: its task failed", run.reply_id)
     finally:
         reg = registry()
         if reg.runs.get(run.thread_id) is run:  # a next reply may already be registered
@@ -311,9 +404,14 @@ async def reply_stop(*, thread_id: str) -> bool:
     if reply is None:
         return False
     if not await _alive(reply):
-        await _interrupt(thread_id, reply)
+        await _interrupt(thread_id, reply, reply_id=uuid.UUID(reply.message_id))
         return True
-    await get_channel_layer().send(reply.owner, {"type": "reply.stop", "thread_id": thread_id})
+    await outage.retrying(
+        f"sending stop to {reply.owner}",
+        lambda: get_channel_layer().send(
+            reply.owner, {"type": "reply.stop", "thread_id": thread_id}
+        ),
+    )
     return True
 
 
@@ -330,7 +428,7 @@ async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:
     thread_id = str(thread_id)
     reply = await live.snapshot(live.store(), thread_id=thread_id)
     if reply is not None and not await _alive(reply):
-        await _interrupt(thread_id, reply)
+        await _interrupt(thread_id, reply, reply_id=uuid.UUID(reply.message_id))
         reply = None
     return _snapshot_frame(reply)
 
@@ -338,46 +436,105 @@ async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:
 async def _alive(reply: live.LiveReply) -> bool:
     reg = registry()
     if reply.owner == reg.channel:
-        return any(str(run.reply_id) == reply.message_id for run in reg.runs.values())
+        return reply.message_id in reg.claims or any(
+            str(run.reply_id) == reply.message_id for run in reg.runs.values()
+        )
     return await live.store().owner_alive(owner=reply.owner)
 
 
+def _past_any_reply(row: Message) -> bool:
+    """Whether the row is older than any reply can run, final save included: its owner is
+    gone, whatever became of its live record."""
+    longest = settings.STREAM_TIMEOUT + settings.OUTAGE_SECONDS + settings.OWNER_TTL_SECONDS
+    return (timezone.now() - row.created_at).total_seconds() > longest
+
+
 async def thread_sweep(*, thread_id: str) -> None:
-    """Mark the thread's replies left `streaming` by a dead process as `interrupted`."""
+    """Settle the thread's replies left `streaming` by a process that died or could not save.
+
+    By the reply's live record: one whose owner is dead becomes `interrupted` with the text
+    its clients were shown; one that ended (its clients were told) but whose final save did
+    not land is saved from the record. A shared store may have lost a record in a Redis
+    restart while the reply runs on (its owner writes it back): with no record, a row is only
+    swept once it is older than any reply can run.
+    """
     thread_id = str(thread_id)
-    rows = await database_sync_to_async(selectors.replies_streaming)(thread_id=thread_id)
+    rows = await outage.db(
+        f"replies in flight of thread {thread_id}",
+        selectors.replies_streaming,
+        thread_id=thread_id,
+    )
     if not rows:
         return
-    reply = await live.snapshot(live.store(), thread_id=thread_id)
+    store = live.store()
+    record = await store.record(thread_id=thread_id)
     for row in rows:
-        if reply is not None and reply.message_id == str(row.id) and await _alive(reply):
-            continue
-        await _interrupt(
-            thread_id,
-            reply if reply and reply.message_id == str(row.id) else None,
-            reply_id=row.id,
-        )
+        mine = record if record is not None and record.message_id == str(row.id) else None
+        if mine is not None and mine.done:
+            await _settle(row.id, mine)
+        elif mine is not None:
+            if not await _alive(mine):
+                await _interrupt(thread_id, mine, reply_id=row.id)
+        elif not store.shared or _past_any_reply(row):
+            await _interrupt(thread_id, None, reply_id=row.id)
 
 
-async def _interrupt(
-    thread_id: str, reply: live.LiveReply | None, *, reply_id: uuid.UUID | None = None
-) -> None:
-    reply_id = reply_id or uuid.UUID(reply.message_id)
-    count = await database_sync_to_async(services.replies_interrupt)(reply_ids=[reply_id])
+async def _settle(reply_id: uuid.UUID, record: live.LiveReply) -> None:
+    """Save an ended reply from its live record: the outcome its clients were told."""
+    terminal = record.terminal
+    if terminal["type"] == "complete":
+        status, code, message = terminal["status"], "", ""
+    else:
+        code, message = terminal["code"], terminal["message"]
+        status = "interrupted" if code == "interrupted" else "error"
+    metrics = terminal.get("metrics") or {}
+    await outage.db(
+        f"saving ended reply {reply_id}",
+        services.reply_finish,
+        reply_id=reply_id,
+        content=record.content,
+        status=status,
+        error_code=code,
+        error_message=message,
+        token_count=metrics.get("totalTokens"),
+        first_token_ms=metrics.get("timeToFirstTokenMs"),
+        elapsed_ms=int(metrics["elapsedSeconds"] * 1000) if "elapsedSeconds" in metrics else None,
+    )
+    logger.warning("reply %s: saved from its live record (%s)", reply_id, status)
+
+
+async def _interrupt(thread_id: str, record: live.LiveReply | None, *, reply_id: uuid.UUID) -> None:
+    """Save a reply whose process died as `interrupted`, with the text its clients were shown
+    (the live record's), and tell them with the next `seq`.
+
+    With no record left (its process has been gone for long, or it was the only process) the
+    last checkpoint is kept, and the frame's seq is unknown: a client still showing the reply
+    learns its end from the database at its next heartbeat or resync.
+    """
     terminal = frames.error(
         code="interrupted",
         message=services.INTERRUPTED_MESSAGE,
         recoverable=True,
         message_id=str(reply_id),
-        seq=(reply.seq + 1) if reply else 1,
+        seq=(record.seq + 1) if record is not None else 1,
     )
-    if reply is not None:
-        await live.store().finish(
-            thread_id=thread_id, message_id=reply.message_id, terminal=terminal
+    interrupted = await outage.db(
+        f"interrupting reply {reply_id}",
+        services.reply_interrupt,
+        reply_id=reply_id,
+        content=record.content if record is not None else None,
+    )
+    if record is not None:
+        store = live.store()
+        await outage.retrying(
+            f"closing the live record of reply {reply_id}",
+            lambda: store.finish(thread_id=thread_id, message_id=str(reply_id), terminal=terminal),
         )
-    if count:
+    if interrupted:
         logger.warning("reply %s interrupted: its process died", reply_id)
-        await publish(thread_id, terminal)
+        await outage.retrying(
+            f"terminal frame of reply {reply_id}", lambda: publish_strictly(thread_id, terminal)
+        )
 
 
 async def thread_replay(

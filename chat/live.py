@@ -12,6 +12,7 @@ EventSource cut off near the end can still be replayed exactly; it no longer cou
 """
 
 import asyncio
+import copy
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -64,19 +65,31 @@ class LiveReply:
 
 
 class LiveStore(Protocol):
-    """Where replies in flight are recorded."""
+    """Where replies in flight are recorded.
+
+    `shared` says whether other processes read the same records (Redis). A shared store can
+    lose its records in a restart while their owners live on; the owners write them back.
+    """
+
+    shared: bool
 
     async def claim(self, *, thread_id: str, message_id: str, owner: str, model: str) -> bool:
         """Record a new reply for the thread; False if one is already in flight there."""
 
-    async def append(self, *, thread_id: str, seq: int, text: str) -> None:
-        """Record frame `seq` of the thread's reply, whose text adds `text`."""
+    async def append(self, *, thread_id: str, message_id: str, seq: int, text: str) -> bool:
+        """Record frame `seq` of the reply, whose text adds `text`; False when the record is
+        missing or lacks frame `seq - 1` (the caller then restores it whole)."""
+
+    async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
+        """Write the reply's record whole (after a loss), unless another reply holds the
+        thread; a record already as new is left alone. Also says that its owner is alive."""
 
     async def record(self, *, thread_id: str) -> LiveReply | None:
         """The thread's latest record, in flight or recently done."""
 
-    async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> None:
-        """Mark the reply ended with its terminal frame; kept a while for replay."""
+    async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> bool:
+        """Mark the reply ended with its terminal frame, kept a while for replay; False when
+        the record is missing (the caller restores it with the terminal frame)."""
 
     async def release(self, *, thread_id: str, message_id: str) -> None:
         """Forget the reply's record at once."""
@@ -95,7 +108,9 @@ async def snapshot(store: LiveStore, *, thread_id: str) -> LiveReply | None:
 
 
 class MemoryStore:
-    """One process: the laptop default."""
+    """One process: the laptop default. Its records die with the process that owns them."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._replies: dict[str, LiveReply] = {}
@@ -109,12 +124,27 @@ class MemoryStore:
         self._expiry.pop(thread_id, None)
         return True
 
-    async def append(self, *, thread_id: str, seq: int, text: str) -> None:
+    async def append(self, *, thread_id: str, message_id: str, seq: int, text: str) -> bool:
         reply = self._replies.get(thread_id)
-        if reply is not None and not reply.done:
+        if reply is None or reply.message_id != message_id or reply.seq != seq - 1:
+            return False
+        if not reply.done:
             reply.content += text
             reply.seq = seq
             reply.offsets.append(len(reply.content))
+        return True
+
+    async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
+        current = self._replies.get(thread_id)
+        if current is not None and current.message_id != reply.message_id and not current.done:
+            return False
+        if current is None or current.message_id != reply.message_id or current.seq < reply.seq:
+            self._replies[thread_id] = copy.deepcopy(reply)
+        if reply.terminal is not None:
+            return await self.finish(
+                thread_id=thread_id, message_id=reply.message_id, terminal=reply.terminal
+            )
+        return True
 
     async def record(self, *, thread_id: str) -> LiveReply | None:
         expires = self._expiry.get(thread_id)
@@ -123,11 +153,13 @@ class MemoryStore:
             self._expiry.pop(thread_id, None)
         return self._replies.get(thread_id)
 
-    async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> None:
+    async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> bool:
         reply = self._replies.get(thread_id)
-        if reply is not None and reply.message_id == message_id:
-            reply.terminal = terminal
-            self._expiry[thread_id] = asyncio.get_running_loop().time() + REPLAY_SECONDS
+        if reply is None or reply.message_id != message_id:
+            return False
+        reply.terminal = terminal
+        self._expiry[thread_id] = asyncio.get_running_loop().time() + REPLAY_SECONDS
+        return True
 
     async def release(self, *, thread_id: str, message_id: str) -> None:
         reply = self._replies.get(thread_id)
@@ -143,10 +175,13 @@ class MemoryStore:
         return True
 
 
-# Each script runs atomically: a crash between two commands cannot leave a thread locked
-# forever, and a reader never sees text without its seq.
+# Each script runs atomically, so a record is written whole or not at all: a crash or a Redis
+# restart between two commands can neither lock a thread forever nor leave text without its
+# seq. A record is whole when its hash has `message_id`; anything less (a hash rebuilt by a
+# write that met an empty Redis) counts as no record.
 _CLAIM = """
-if redis.call('exists', KEYS[1]) == 1 and redis.call('hget', KEYS[1], 'terminal') == false then
+if redis.call('hget', KEYS[1], 'message_id')
+   and redis.call('hexists', KEYS[1], 'terminal') == 0 then
   return 0
 end
 redis.call('del', KEYS[1], KEYS[2], KEYS[3])
@@ -156,12 +191,35 @@ redis.call('rpush', KEYS[3], 0)
 for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[3]) end
 return 1
 """
+# Appends only to its own reply's record, and only the next frame: a record lost in a restart,
+# or one that missed a frame because a write timed out, is restored whole by its owner instead.
 _APPEND = """
-if redis.call('hget', KEYS[1], 'terminal') ~= false then return 0 end
-local length = redis.call('append', KEYS[2], ARGV[2])
+if redis.call('hget', KEYS[1], 'message_id') ~= ARGV[1] then return 0 end
+if redis.call('hexists', KEYS[1], 'terminal') == 1 then return 1 end
+if tonumber(redis.call('hget', KEYS[1], 'seq')) ~= tonumber(ARGV[2]) - 1 then return 0 end
+local length = redis.call('append', KEYS[2], ARGV[3])
 redis.call('rpush', KEYS[3], length)
-redis.call('hset', KEYS[1], 'seq', ARGV[1])
-for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[3]) end
+redis.call('hset', KEYS[1], 'seq', ARGV[2])
+for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[4]) end
+return 1
+"""
+# ARGV: message_id, owner, seq, model, text, terminal ('' if none), ttl, owner_ttl, offsets...
+_RESTORE = """
+local holder = redis.call('hget', KEYS[1], 'message_id')
+local ended = redis.call('hexists', KEYS[1], 'terminal') == 1
+if holder and holder ~= ARGV[1] and not ended then return 0 end
+redis.call('set', KEYS[4], '1', 'EX', ARGV[8])
+local seq = tonumber(redis.call('hget', KEYS[1], 'seq') or -1)
+if holder == ARGV[1] and (ended or seq >= tonumber(ARGV[3])) and ARGV[6] == '' then
+  return 1
+end
+redis.call('del', KEYS[1], KEYS[2], KEYS[3])
+redis.call('hset', KEYS[1], 'message_id', ARGV[1], 'owner', ARGV[2], 'seq', ARGV[3])
+redis.call('hset', KEYS[1], 'model', ARGV[4])
+redis.call('set', KEYS[2], ARGV[5])
+for i = 9, #ARGV do redis.call('rpush', KEYS[3], ARGV[i]) end
+if ARGV[6] ~= '' then redis.call('hset', KEYS[1], 'terminal', ARGV[6]) end
+for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[7]) end
 return 1
 """
 _FINISH = """
@@ -176,31 +234,63 @@ if redis.call('hget', KEYS[1], 'message_id') == ARGV[1] then
 end
 return 1
 """
+_DROP_PARTIAL = """
+if not redis.call('hget', KEYS[1], 'message_id') then
+  redis.call('del', KEYS[1], KEYS[2], KEYS[3])
+end
+return 1
+"""
 
 
 class RedisStore:
     """Many processes: the record is in Redis, text appended per frame (never per token)."""
 
+    shared = True
+
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10)
         self._claim = self._redis.register_script(_CLAIM)
         self._append = self._redis.register_script(_APPEND)
+        self._restore = self._redis.register_script(_RESTORE)
         self._finish = self._redis.register_script(_FINISH)
         self._release = self._redis.register_script(_RELEASE)
+        self._drop_partial = self._redis.register_script(_DROP_PARTIAL)
 
     @staticmethod
     def _keys(thread_id: str) -> list[str]:
         base = f"chat:live:{thread_id}"
         return [base, f"{base}:text", f"{base}:offsets"]
 
+    @staticmethod
+    def _owner_key(owner: str) -> str:
+        return f"chat:owner:{owner}"
+
     async def claim(self, *, thread_id: str, message_id: str, owner: str, model: str) -> bool:
         args = [message_id, owner, record_ttl(), model]
         return bool(await self._claim(keys=self._keys(thread_id), args=args))
 
-    async def append(self, *, thread_id: str, seq: int, text: str) -> None:
-        await self._append(keys=self._keys(thread_id), args=[seq, text, record_ttl()])
+    async def append(self, *, thread_id: str, message_id: str, seq: int, text: str) -> bool:
+        args = [message_id, seq, text, record_ttl()]
+        return bool(await self._append(keys=self._keys(thread_id), args=args))
+
+    async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
+        terminal = json.dumps(reply.terminal) if reply.terminal is not None else ""
+        ttl = REPLAY_SECONDS if reply.terminal is not None else record_ttl()
+        args = [
+            reply.message_id,
+            reply.owner,
+            reply.seq,
+            reply.model,
+            reply.content,
+            terminal,
+            ttl,
+            int(settings.OWNER_TTL_SECONDS),
+            *reply.offsets,
+        ]
+        keys = [*self._keys(thread_id), self._owner_key(reply.owner)]
+        return bool(await self._restore(keys=keys, args=args))
 
     async def record(self, *, thread_id: str) -> LiveReply | None:
         meta, text, offsets = self._keys(thread_id)
@@ -211,9 +301,13 @@ class RedisStore:
             fields, content, bounds = await pipe.execute()
         if not fields:
             return None
+        if "message_id" not in fields or "seq" not in fields:
+            # Not a record: what a write leaves in an empty Redis. Heal it, and read as none.
+            await self._drop_partial(keys=self._keys(thread_id), args=[])
+            return None
         return LiveReply(
             message_id=fields["message_id"],
-            owner=fields["owner"],
+            owner=fields.get("owner", ""),
             seq=int(fields["seq"]),
             content=content or "",
             model=fields.get("model", ""),
@@ -221,18 +315,18 @@ class RedisStore:
             terminal=json.loads(fields["terminal"]) if "terminal" in fields else None,
         )
 
-    async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> None:
+    async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> bool:
         args = [message_id, json.dumps(terminal), REPLAY_SECONDS]
-        await self._finish(keys=self._keys(thread_id), args=args)
+        return bool(await self._finish(keys=self._keys(thread_id), args=args))
 
     async def release(self, *, thread_id: str, message_id: str) -> None:
         await self._release(keys=self._keys(thread_id), args=[message_id])
 
     async def owner_beat(self, *, owner: str) -> None:
-        await self._redis.set(f"chat:owner:{owner}", "1", ex=int(settings.OWNER_TTL_SECONDS))
+        await self._redis.set(self._owner_key(owner), "1", ex=int(settings.OWNER_TTL_SECONDS))
 
     async def owner_alive(self, *, owner: str) -> bool:
-        return bool(await self._redis.exists(f"chat:owner:{owner}"))
+        return bool(await self._redis.exists(self._owner_key(owner)))
 
 
 # One store per event loop: a Redis connection pool belongs to the loop that made it.

@@ -6,17 +6,20 @@ database is written every CHECKPOINT_SECONDS and once at the end, never per toke
 """
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import agent, frames, live, selectors, services
-from chat.broadcast import publish
+from chat import agent, frames, live, outage, selectors, services, tasks
+from chat.broadcast import publish, publish_strictly
+from chat.outage import Softly
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +31,22 @@ class Run:
     thread_id: str
     reply_id: uuid.UUID
     provider: agent.Provider
+    owner: str = ""  # this process's control channel, as the live record names it
     task: asyncio.Task | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why `stopped` was set: a user's `stop` (cancelled) or this process shutting down.
+    stop_outcome: "Outcome | None" = None
+    stream: "ReplyStream | None" = None  # set while the reply streams: its live state
     # Set when this reply's message titled the thread: told after the reply's last frame (so
     # DESIGN's frame order is kept), and maybe replaced by a model-made title.
     new_title: dict[str, Any] | None = None
     first_message: str = ""
+
+    def stop(self, outcome: "Outcome") -> None:
+        """End the reply soon with this outcome (the first reason given wins)."""
+        if self.stop_outcome is None:
+            self.stop_outcome = outcome
+        self.stopped.set()
 
 
 @dataclass(frozen=True)
@@ -46,34 +59,49 @@ class Outcome:
     recoverable: bool = False
 
 
+CANCELLED = Outcome("cancelled")
+SHUT_DOWN = Outcome("interrupted", "interrupted", services.INTERRUPTED_MESSAGE, True)
+
+
 # What the wait for the next event can return besides a delta, an exception or the end.
 _END, _STOPPED, _TICK = object(), object(), object()
 
 
 class ReplyStream:
-    """Streams one reply to its end; `run_to_end()` is the one error policy of a stream."""
+    """Streams one reply to its end; `run_to_end()` is the one error policy of a stream.
+
+    The stream's own state (`content`, `offsets`, `seq`) is the truth of what was shown: the
+    live record and the database are copies of it, so either may be lost for a while (an
+    outage) and be written again whole.
+    """
 
     def __init__(self, run: Run) -> None:
         self.run = run
+        run.stream = self
         self.reply_id = str(run.reply_id)
         self.store = live.store()
         self.started = time.monotonic()
         self.seq = 0
         self.content = ""  # the text of the frames sent: what users were shown
+        self.offsets = [0]  # len(content) after each frame, as the live record keeps them
         self.buffer = ""  # received, not yet sent
         self.deltas = 0
         self.first_token_ms: int | None = None
         self.usage = agent.Usage()
+        self.terminal: dict[str, Any] | None = None
+        self.recorded = True  # whether the live record holds every frame sent
+        self._record_health = Softly(f"live record of reply {self.reply_id}")
+        self._checkpoint_health = Softly(f"checkpoint of reply {self.reply_id}")
+        self._checkpointing: asyncio.Task | None = None
 
     async def run_to_end(self) -> None:
         """Stream, then persist the outcome; never raises but for cancellation."""
         try:
             outcome = await self._stream()
         except asyncio.CancelledError:
-            # The process is shutting down: keep the text, and say the reply did not finish.
-            await self._finish(
-                Outcome("interrupted", "interrupted", services.INTERRUPTED_MESSAGE, True)
-            )
+            # Cancelled from outside (the event loop is closing): keep the text, and say the
+            # reply did not finish. A graceful shutdown stops replies with SHUT_DOWN instead.
+            await self._finish(SHUT_DOWN)
             raise
         except agent.ProviderError as exc:
             outcome = Outcome("error", exc.code, str(exc), exc.recoverable)
@@ -82,6 +110,18 @@ class ReplyStream:
             outcome = Outcome("error", "internal", "Something went wrong on the server.", True)
         await self._finish(outcome)
 
+    def live_record(self) -> live.LiveReply:
+        """The reply's live record as this stream knows it (to restore a lost one)."""
+        return live.LiveReply(
+            message_id=self.reply_id,
+            owner=self.run.owner,
+            seq=self.seq,
+            content=self.content,
+            model=self.run.provider.model,
+            offsets=list(self.offsets),
+            terminal=self.terminal,
+        )
+
     async def _stream(self) -> Outcome:
         """Coalesce deltas into frames: BUFFER_SIZE characters or FLUSH_INTERVAL_MS, whichever
         comes first; end on the provider's end, `stop`, or a timeout (raised)."""
@@ -89,7 +129,9 @@ class ReplyStream:
             self.run.thread_id,
             frames.start(message_id=self.reply_id, model=self.run.provider.model),
         )
-        history = await database_sync_to_async(selectors.thread_history)(
+        history = await outage.db(
+            f"history of reply {self.reply_id}",
+            selectors.thread_history,
             thread_id=uuid.UUID(self.run.thread_id),
             exclude_id=self.run.reply_id,
             max_chars=self.run.provider.history_chars,
@@ -109,7 +151,7 @@ class ReplyStream:
                 item = await _next(queue, stop_wait, wake - time.monotonic())
                 now = time.monotonic()
                 if item is _STOPPED:
-                    return Outcome("cancelled")
+                    return self.run.stop_outcome or CANCELLED
                 if item is _END:
                     return Outcome("complete")
                 if isinstance(item, Exception):
@@ -138,10 +180,10 @@ class ReplyStream:
                 elif not (self.buffer and now >= buffer_since + window):
                     continue
                 await self._flush()
-                if now - last_checkpoint >= settings.CHECKPOINT_SECONDS:
+                if now - last_checkpoint >= settings.CHECKPOINT_SECONDS and not self._saving():
                     last_checkpoint = now
-                    await database_sync_to_async(services.reply_checkpoint)(
-                        reply_id=self.run.reply_id, content=self.content
+                    self._checkpointing = asyncio.create_task(
+                        self._checkpoint(self.content), name=f"checkpoint-{self.reply_id}"
                     )
         finally:
             producer.cancel()
@@ -184,10 +226,48 @@ class ReplyStream:
         chunk, self.buffer = self.buffer, ""
         self.seq += 1
         self.content += chunk
-        await self.store.append(thread_id=self.run.thread_id, seq=self.seq, text=chunk)
+        self.offsets.append(len(self.content))
+        await self._record(chunk)
+        # A wake-up only: a subscriber that misses it sees a gap and resyncs from the record.
         await publish(
             self.run.thread_id, frames.token(message_id=self.reply_id, seq=self.seq, text=chunk)
         )
+
+    async def _record(self, chunk: str) -> None:
+        """Append the frame to the live record, or write the record whole if it fell behind
+        (Redis restarted, or a write failed); an outage only defers this to the next frame."""
+        try:
+            if self.recorded:
+                self.recorded = await self.store.append(
+                    thread_id=self.run.thread_id,
+                    message_id=self.reply_id,
+                    seq=self.seq,
+                    text=chunk,
+                )
+            if not self.recorded:
+                self.recorded = await self.store.restore(
+                    thread_id=self.run.thread_id, reply=self.live_record()
+                )
+        except Exception as exc:
+            self.recorded = False
+            self._record_health.failed(exc)
+        else:
+            self._record_health.succeeded()
+
+    def _saving(self) -> bool:
+        return self._checkpointing is not None and not self._checkpointing.done()
+
+    async def _checkpoint(self, content: str) -> None:
+        """Save the text shown so far; a failure waits for the next checkpoint, the stream
+        goes on meanwhile (it never waits for the database)."""
+        try:
+            await database_sync_to_async(services.reply_checkpoint)(
+                reply_id=self.run.reply_id, content=content
+            )
+        except Exception as exc:
+            self._checkpoint_health.failed(exc)
+        else:
+            self._checkpoint_health.succeeded()
 
     async def _finish(self, outcome: Outcome) -> None:
         """The one final write, then the terminal frame; the live record is closed in between.
@@ -195,30 +275,39 @@ class ReplyStream:
         Closing the record before publishing the terminal frame means a subscriber either saw
         the reply in flight (and, having joined the group first, gets the terminal frame) or
         reads the finished reply from the database: never a reply stuck `streaming` on screen.
+        Each step is retried through an outage of up to OUTAGE_SECONDS; a final save that does
+        not land by then is handed to the registry, which keeps trying.
         """
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])  # an older text must not land last
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
         tokens = self.usage.output_tokens if self.usage.output_tokens is not None else self.deltas
-        terminal = self._terminal(outcome, tokens, elapsed_ms)
-        try:
-            await database_sync_to_async(services.reply_finish)(
-                reply_id=self.run.reply_id,
-                content=self.content,
-                status=outcome.status,
-                error_code=outcome.code,
-                error_message=outcome.message,
-                token_count=tokens,
-                first_token_ms=self.first_token_ms,
-                elapsed_ms=elapsed_ms,
-            )
-        finally:
-            await self.store.finish(
-                thread_id=self.run.thread_id, message_id=self.reply_id, terminal=terminal
-            )
-        await publish(self.run.thread_id, terminal)
+        self.terminal = terminal = self._terminal(outcome, tokens, elapsed_ms)
+        final = functools.partial(
+            services.reply_finish,
+            reply_id=self.run.reply_id,
+            content=self.content,
+            status=outcome.status,
+            error_code=outcome.code,
+            error_message=outcome.message,
+            token_count=tokens,
+            first_token_ms=self.first_token_ms,
+            elapsed_ms=elapsed_ms,
+        )
+        saved = await _attempt(
+            f"final save of reply {self.reply_id}", lambda: database_sync_to_async(final)()
+        )
+        await _attempt(f"closing the live record of reply {self.reply_id}", self._close_record)
+        await _attempt(
+            f"terminal frame of reply {self.reply_id}",
+            lambda: publish_strictly(self.run.thread_id, terminal),
+        )
+        if not saved:
+            tasks.background(_keep_saving(self.reply_id, final), name=f"save-{self.reply_id}")
         if self.run.new_title is not None:
             await publish(self.run.thread_id, frames.thread(thread=self.run.new_title))
             if outcome.status == "complete" and not self.run.provider.offline_demo:
-                asyncio.create_task(_retitle(self.run), name=f"title-{self.reply_id}")
+                tasks.background(_retitle(self.run), name=f"title-{self.reply_id}")
         # The seed's stream logging, once per reply.
         logger.info(
             "reply %s thread=%s status=%s chars=%d tokens=%d frames=%d elapsed_ms=%d ttft_ms=%s%s",
@@ -232,6 +321,14 @@ class ReplyStream:
             self.first_token_ms,
             f" error={outcome.code}" if outcome.code else "",
         )
+
+    async def _close_record(self) -> None:
+        """Mark the live record done; one lost in an outage is written back whole, ended."""
+        closed = self.recorded and await self.store.finish(
+            thread_id=self.run.thread_id, message_id=self.reply_id, terminal=self.terminal
+        )
+        if not closed:
+            await self.store.restore(thread_id=self.run.thread_id, reply=self.live_record())
 
     def _terminal(self, outcome: Outcome, tokens: int, elapsed_ms: int) -> dict[str, Any]:
         seq = self.seq + 1
@@ -251,6 +348,16 @@ class ReplyStream:
         )
 
 
+async def _attempt(what: str, call: Callable[[], Awaitable[Any]]) -> bool:
+    """`call()` through an outage; False, logged, if it still fails when OUTAGE_SECONDS pass."""
+    try:
+        await outage.retrying(what, call)
+    except Exception:
+        logger.exception("%s failed", what)
+        return False
+    return True
+
+
 async def _next(queue: asyncio.Queue, stop_wait: asyncio.Task, timeout: float) -> Any:
     """The next delta (or end, or failure) from the provider, `_STOPPED`, or `_TICK`."""
     get = asyncio.ensure_future(queue.get())
@@ -264,6 +371,21 @@ async def _next(queue: asyncio.Queue, stop_wait: asyncio.Task, timeout: float) -
         return get.result()
     get.cancel()
     return _TICK
+
+
+async def _keep_saving(reply_id: str, final: Callable[[], None]) -> None:
+    """A final save that outlasted OUTAGE_SECONDS: tried every few seconds until it lands
+    (clients were told the outcome already; the live record holds the text meanwhile)."""
+    while True:
+        await asyncio.sleep(5)
+        try:
+            await database_sync_to_async(final)()
+        except Exception as exc:
+            if not outage.is_transient(exc):
+                raise
+        else:
+            logger.warning("reply %s: final save landed late", reply_id)
+            return
 
 
 async def _retitle(run: Run) -> None:

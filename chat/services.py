@@ -171,11 +171,34 @@ def reply_finish(
     )
 
 
-def replies_interrupt(*, reply_ids: list[uuid.UUID]) -> int:
-    """Mark replies whose process died as `interrupted`, keeping their last checkpoint."""
-    return Message.objects.filter(pk__in=reply_ids, status=Message.Status.STREAMING).update(
-        status=Message.Status.INTERRUPTED,
-        error_code="interrupted",
-        error_message=INTERRUPTED_MESSAGE,
-        completed_at=timezone.now(),
+def reply_interrupt(*, reply_id: uuid.UUID, content: str | None) -> bool:
+    """Mark a reply whose process died as `interrupted`, with the text its clients were shown
+    (from its live record) or, when that is gone, its last checkpoint (`content` None).
+    False if it had ended already."""
+    fields = {"content": content} if content is not None else {}
+    return bool(
+        Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
+            status=Message.Status.INTERRUPTED,
+            error_code="interrupted",
+            error_message=INTERRUPTED_MESSAGE,
+            completed_at=timezone.now(),
+            **fields,
+        )
     )
+
+
+def reply_begun(*, reply_id: uuid.UUID) -> Begun | None:
+    """What a begin committed, when its connection dropped before it could say so."""
+    reply = Message.objects.filter(pk=reply_id).select_related("thread").first()
+    if reply is None:
+        return None
+    if reply.client_id is not None:  # a regenerated reply: no user message of its own
+        return Begun(reply=reply)
+    user_message = (
+        Message.objects.filter(
+            thread_id=reply.thread_id, role=Message.Role.USER, created_at__lte=reply.created_at
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return Begun(reply=reply, user_message=user_message)

@@ -9,6 +9,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from chat import broadcast, frames, generation
+from chat.outage import Softly
 
 
 class FrameFilter:
@@ -74,9 +75,18 @@ class Subscription:
     async def _read(self) -> None:
         # One long-lived receive loop: cancelling a layer receive mid-way can lose a message,
         # so waits with a timeout happen on the queue instead.
+        # A receive that fails (Redis restarting) is tried again: the stream goes quiet for a
+        # while, and its client catches up from the live record, instead of going deaf.
         layer = get_channel_layer()
+        health = Softly(f"event stream of thread {self.thread_id}")
         while True:
-            event = await layer.receive(self._channel)
+            try:
+                event = await layer.receive(self._channel)
+            except Exception as exc:
+                health.failed(exc)
+                await asyncio.sleep(1)
+                continue
+            health.succeeded()
             if event.get("type") == "chat.frame":
                 self._queue.put_nowait(event["frame"])
 

@@ -8,7 +8,7 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from chat import agent, selectors
+from chat import agent, selectors, shutdown
 
 PAGE_MESSAGES = 200
 
@@ -43,8 +43,11 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and readiness: the database answers, and Redis when it is configured."""
+    """Liveness and readiness: the database answers, and Redis when it is configured; a
+    process draining for shutdown is not ready, so a balancer sends new users elsewhere."""
     checks: dict[str, str] = {}
+    if shutdown.draining():
+        checks["process"] = "draining"
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -55,7 +58,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
         import redis
 
         try:
-            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+            with redis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+            ) as client:
+                client.ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {exc.__class__.__name__}"

@@ -109,6 +109,9 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that is down refuses at once; one that is unreachable must not hang a request.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the streaming task and page requests write without
     # "database is locked" errors on a laptop.
@@ -229,6 +232,12 @@ CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
 # A process that has not said it is alive for this long is taken as dead, and the replies it
 # owned become `interrupted` (multi-process deployments only).
 OWNER_TTL_SECONDS = float(os.environ.get("OWNER_TTL_SECONDS", "10"))
+# A database or Redis outage shorter than this is ridden out: a reply's start, final save and
+# terminal frame are retried for this long while the provider keeps streaming (docs/reliability.md).
+OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "30"))
+# On SIGTERM a process stops taking new replies and lets its running ones go on for this long;
+# those still running then end as `interrupted`, their shown text saved (docs/deploy.md).
+DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "20"))
 # Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
 REPLIES_PER_MINUTE = int(os.environ.get("REPLIES_PER_MINUTE", "30"))
 # Lifetime of a client secret from POST /api/chatkit/session.
