@@ -1,0 +1,96 @@
+"""The live store: records written whole or not at all, healed after a Redis restart."""
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis_asyncio
+
+from chat import live
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request, settings):
+    if request.param == "memory":
+        yield live.MemoryStore()
+        return
+    url = request.getfixturevalue("redis_url")
+    store = live.RedisStore(url)
+    yield store
+    await store._redis.aclose()
+
+
+def whole(message_id: str, texts: list[str], terminal: dict | None = None) -> live.LiveReply:
+    offsets, content = [0], ""
+    for text in texts:
+        content += text
+        offsets.append(len(content))
+    return live.LiveReply(message_id, "owner-a", len(texts), content, "m", offsets, terminal)
+
+
+async def test_frames_append_in_order_and_a_skipped_frame_asks_for_a_restore(store):
+    assert await store.claim(thread_id="t", message_id="r1", owner="owner-a", model="m")
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="Hel")
+    assert await store.append(thread_id="t", message_id="r1", seq=2, text="lo")
+    assert not await store.append(thread_id="t", message_id="r1", seq=4, text="!!")
+    assert not await store.append(thread_id="t", message_id="other", seq=3, text="x")
+    record = await store.record(thread_id="t")
+    assert (record.seq, record.content, record.frame_texts(0)) == (
+        2,
+        "Hello",
+        [(1, "Hel"), (2, "lo")],
+    )
+
+
+async def test_a_restore_writes_the_record_whole_unless_another_reply_holds_the_thread(store):
+    assert await store.restore(thread_id="t", reply=whole("r1", ["a", "bc", "d"]))
+    record = await store.record(thread_id="t")
+    assert (record.message_id, record.seq, record.content) == ("r1", 3, "abcd")
+    assert record.frame_texts(1) == [(2, "bc"), (3, "d")]
+    # An older picture of the same reply does not roll it back.
+    assert await store.restore(thread_id="t", reply=whole("r1", ["a"]))
+    assert (await store.record(thread_id="t")).content == "abcd"
+    # A reply in flight keeps its thread.
+    assert not await store.restore(thread_id="t", reply=whole("r2", ["zz"]))
+    assert not await store.claim(thread_id="t", message_id="r3", owner="o", model="m")
+
+
+async def test_a_record_lost_before_its_end_is_restored_ended(store):
+    assert await store.claim(thread_id="t", message_id="r1", owner="owner-a", model="m")
+    await store.release(thread_id="t", message_id="r1")  # as a Redis restart would lose it
+    terminal = {"type": "complete", "message_id": "r1", "seq": 3, "status": "complete"}
+    assert not await store.finish(thread_id="t", message_id="r1", terminal=terminal)
+    assert await store.restore(thread_id="t", reply=whole("r1", ["ab", "c"], terminal))
+    record = await store.record(thread_id="t")
+    assert record.done and record.terminal == terminal and record.content == "abc"
+    assert await store.claim(thread_id="t", message_id="r2", owner="owner-a", model="m")
+
+
+@pytest.mark.redis
+async def test_a_partial_record_left_by_a_redis_restart_reads_as_none_and_blocks_no_start(
+    redis_url,
+):
+    store = live.RedisStore(redis_url)
+    raw = redis_asyncio.Redis.from_url(redis_url, decode_responses=True)
+    # What the old append did to an emptied Redis: a hash with only `seq`.
+    await raw.hset("chat:live:t", mapping={"seq": 7})
+    assert await store.record(thread_id="t") is None
+    assert await raw.exists("chat:live:t") == 0, "healed on read"
+    await raw.hset("chat:live:t", mapping={"seq": 7})
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert (await store.record(thread_id="t")).message_id == "r1"
+    # An append to a record that vanished writes nothing: no partial record again.
+    await raw.flushdb()
+    assert not await store.append(thread_id="t", message_id="r1", seq=1, text="x")
+    assert await raw.exists("chat:live:t") == 0
+    await raw.aclose()
+    await store._redis.aclose()
+
+
+@pytest.mark.redis
+async def test_a_restore_says_its_owner_is_alive(redis_url):
+    store = live.RedisStore(redis_url)
+    assert not await store.owner_alive(owner="owner-a")
+    assert await store.restore(thread_id="t", reply=whole("r1", ["a"]))
+    assert await store.owner_alive(owner="owner-a")
+    await store._redis.aclose()
