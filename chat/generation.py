@@ -133,9 +133,19 @@ class Registry:
             try:
                 store = live.store()
                 await store.owner_beat(owner=self.channel)
-                for run in list(self.runs.values()):
-                    if run.stream is not None and run.stream.terminal is None:
-                        await store.restore(thread_id=run.thread_id, reply=run.stream.live_record())
+                streaming = {
+                    run.thread_id: run.stream
+                    for run in list(self.runs.values())
+                    if run.stream is not None and run.stream.terminal is None
+                }
+                lost = await store.missing(
+                    replies={t: stream.reply_id for t, stream in streaming.items()}
+                )
+                for thread_id in lost:
+                    stream = streaming[thread_id]
+                    stream.recorded = await store.restore(
+                        thread_id=thread_id, reply=stream.live_record()
+                    )
             except Exception as exc:
                 health.failed(exc)
             else:

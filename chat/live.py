@@ -87,6 +87,9 @@ class LiveStore(Protocol):
     async def record(self, *, thread_id: str) -> LiveReply | None:
         """The thread's latest record, in flight or recently done."""
 
+    async def missing(self, *, replies: dict[str, str]) -> set[str]:
+        """Of these thread_id -> message_id, the threads whose record is not that reply's."""
+
     async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> bool:
         """Mark the reply ended with its terminal frame, kept a while for replay; False when
         the record is missing (the caller restores it with the terminal frame)."""
@@ -152,6 +155,13 @@ class MemoryStore:
             self._replies.pop(thread_id, None)
             self._expiry.pop(thread_id, None)
         return self._replies.get(thread_id)
+
+    async def missing(self, *, replies: dict[str, str]) -> set[str]:
+        return {
+            thread_id
+            for thread_id, message_id in replies.items()
+            if (reply := self._replies.get(thread_id)) is None or reply.message_id != message_id
+        }
 
     async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> bool:
         reply = self._replies.get(thread_id)
@@ -314,6 +324,19 @@ class RedisStore:
             offsets=[int(b) for b in bounds] or [0],
             terminal=json.loads(fields["terminal"]) if "terminal" in fields else None,
         )
+
+    async def missing(self, *, replies: dict[str, str]) -> set[str]:
+        if not replies:
+            return set()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for thread_id in replies:
+                pipe.hget(self._keys(thread_id)[0], "message_id")
+            holders = await pipe.execute()
+        return {
+            thread_id
+            for (thread_id, message_id), holder in zip(replies.items(), holders, strict=True)
+            if holder != message_id
+        }
 
     async def finish(self, *, thread_id: str, message_id: str, terminal: dict[str, Any]) -> bool:
         args = [message_id, json.dumps(terminal), REPLAY_SECONDS]

@@ -94,3 +94,10 @@ async def test_a_restore_says_its_owner_is_alive(redis_url):
     assert await store.restore(thread_id="t", reply=whole("r1", ["a"]))
     assert await store.owner_alive(owner="owner-a")
     await store._redis.aclose()
+
+
+async def test_missing_names_the_threads_whose_record_is_not_the_replys_own(store):
+    assert await store.claim(thread_id="t1", message_id="r1", owner="o", model="m")
+    assert await store.claim(thread_id="t2", message_id="r2", owner="o", model="m")
+    replies = {"t1": "r1", "t2": "r9", "t3": "r3"}
+    assert await store.missing(replies=replies) == {"t2", "t3"}
