@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 _draining: asyncio.Task | None = None
 _installed = False
+# After the drain, before daphne closes every socket: time for the terminal frames, which go
+# out through the channel layer (Redis and back), to reach this process's own sockets.
+DELIVERY_GRACE_SECONDS = 1.0
 
 
 def draining() -> bool:
@@ -60,6 +63,7 @@ def install(registry: "Registry") -> None:
 async def _drain_then_stop(registry: "Registry", previous: Any, signum: int, frame: Any) -> None:
     try:
         await registry.drain(settings.DRAIN_SECONDS)
+        await asyncio.sleep(DELIVERY_GRACE_SECONDS)
     except Exception:
         logger.exception("draining failed")
     finally:
