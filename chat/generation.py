@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
@@ -61,9 +60,19 @@ class Registry:
         self.claims: set[str] = set()  # replies claimed and being committed, not yet running
         self._listener: asyncio.Task | None = None
         self._beat: asyncio.Task | None = None
+        self._opening = asyncio.Lock()
 
     async def owner(self) -> str:
-        """This process's control channel, listening from the first call on."""
+        """This process's control channel, listening from the first call on.
+
+        Locked: replies started together on a fresh process would otherwise each open a
+        channel, the last one kept, and the others' replies named an owner that nobody
+        beats for, taken for dead OWNER_TTL_SECONDS later.
+        """
+        async with self._opening:
+            return await self._open()
+
+    async def _open(self) -> str:
         if not self.channel:
             # The default prefix matters on channels-redis: every "specific." channel of a
             # process shares one receive loop, while another prefix would contend for the
@@ -291,8 +300,6 @@ async def _begin(
             "This server is restarting; send your message again.",
             recoverable=True,
         )
-    if (sent := await _existing_send(thread_id, client_uuid)) is not None:
-        return StartResult(reply_id=str(sent.id), duplicate=True)
     allowed = await outage.retrying(
         "counting the reply rate", lambda: limits.reply_allowed(user_id=user_id)
     )
@@ -307,7 +314,9 @@ async def _begin(
     reply_id = uuid.uuid4()
     store = live.store()
     # Claim the thread before the database knows the reply, so a `streaming` row always has
-    # a live record while its owner lives (that is how dead owners are told apart).
+    # a live record while its owner lives (that is how dead owners are told apart). A retried
+    # send is told apart only when something refuses it (the claim: its reply still runs; the
+    # commit: its client_id is taken), so a first send costs no lookup.
     claimed = await outage.retrying(
         f"claiming thread {thread_id}",
         lambda: store.claim(
@@ -322,11 +331,11 @@ async def _begin(
         )
     reg.claims.add(str(reply_id))
     try:
-        begun = await _commit(thread_id, reply_id, chosen.model, write)
+        begun = await _commit(thread_id, reply_id, chosen, write)
     except BaseException as exc:
         reg.claims.discard(str(reply_id))
         await _release(store, thread_id, reply_id)
-        if isinstance(exc, IntegrityError):  # this client_id was sent meanwhile
+        if isinstance(exc, IntegrityError | services.AlreadySent):  # a retried command
             sent = await _existing_send(thread_id, client_uuid)
             return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
         if isinstance(exc, services.Refused):
@@ -339,6 +348,7 @@ async def _begin(
         owner=owner,
         new_title=selectors.thread_payload(begun.thread) if begun.thread else None,
         first_message=begun.user_message.content if begun.thread else "",
+        history=begun.history,
     )
     reg.runs[thread_id] = run
     reg.claims.discard(str(reply_id))
@@ -354,23 +364,29 @@ async def _begin(
 
 
 async def _commit(
-    thread_id: str, reply_id: uuid.UUID, model: str, write: Callable[..., services.Begun]
+    thread_id: str,
+    reply_id: uuid.UUID,
+    chosen: agent.Provider,
+    write: Callable[..., services.Begun],
 ) -> services.Begun:
-    """The begin's one transaction, retried through an outage. A connection that dropped
-    after the commit but before its answer must not make a second reply: a retry first looks
-    for what the lost attempt committed."""
+    """The begin's one transaction, and the agent's input read on the same connection: one
+    trip to the database per reply start. Retried through an outage; a connection that dropped
+    after the commit but before its answer must not make a second reply, so a retry first
+    looks for what the lost attempt committed."""
     attempts = 0
 
     def attempt() -> services.Begun:
         nonlocal attempts
         attempts += 1
-        if attempts > 1 and (begun := services.reply_begun(reply_id=reply_id)) is not None:
-            return begun
-        return write(thread_id=uuid.UUID(thread_id), reply_id=reply_id, model=model)
+        begun = services.reply_begun(reply_id=reply_id) if attempts > 1 else None
+        if begun is None:
+            begun = write(thread_id=uuid.UUID(thread_id), reply_id=reply_id, model=chosen.model)
+        begun.history = selectors.thread_history(
+            thread_id=uuid.UUID(thread_id), exclude_id=reply_id, max_chars=chosen.history_chars
+        )
+        return begun
 
-    return await outage.retrying(
-        f"committing reply {reply_id}", lambda: database_sync_to_async(attempt)()
-    )
+    return await outage.retrying(f"committing reply {reply_id}", outage.off_loop(attempt))
 
 
 async def _release(store: live.LiveStore, thread_id: str, reply_id: uuid.UUID) -> None:
@@ -572,9 +588,9 @@ async def thread_replay(
 
 async def sweep_all() -> int:
     """`thread_sweep` for every thread with a reply recorded as in flight (at start-up)."""
-    rows = await database_sync_to_async(selectors.replies_streaming)()
+    rows = await outage.off_loop(selectors.replies_streaming)()
     before = len(rows)
     for thread_id in {str(row.thread_id) for row in rows}:
         await thread_sweep(thread_id=thread_id)
-    after = len(await database_sync_to_async(selectors.replies_streaming)())
+    after = len(await outage.off_loop(selectors.replies_streaming)())
     return before - after

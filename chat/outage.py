@@ -76,9 +76,19 @@ async def retrying(
             return result
 
 
+def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A synchronous ORM function as a coroutine function, run in the thread pool.
+
+    Not channels' default single thread: there every start, checkpoint and final save of
+    every reply queued behind the others (thread-sensitive calls share one thread). Each call
+    gets its connection afresh (SQLite) or from the pool (PostgreSQL) and gives it back.
+    """
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 async def db(what: str, function: Callable[..., T], /, **kwargs: object) -> T:
     """A synchronous ORM function run off the event loop, retried through an outage."""
-    return await retrying(what, lambda: database_sync_to_async(function)(**kwargs))
+    return await retrying(what, lambda: off_loop(function)(**kwargs))
 
 
 class Softly:

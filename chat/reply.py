@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat import agent, frames, live, outage, selectors, services, tasks
@@ -41,6 +40,7 @@ class Run:
     # DESIGN's frame order is kept), and maybe replaced by a model-made title.
     new_title: dict[str, Any] | None = None
     first_message: str = ""
+    history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
 
     def stop(self, outcome: "Outcome") -> None:
         """End the reply soon with this outcome (the first reason given wins)."""
@@ -129,15 +129,8 @@ class ReplyStream:
             self.run.thread_id,
             frames.start(message_id=self.reply_id, model=self.run.provider.model),
         )
-        history = await outage.db(
-            f"history of reply {self.reply_id}",
-            selectors.thread_history,
-            thread_id=uuid.UUID(self.run.thread_id),
-            exclude_id=self.run.reply_id,
-            max_chars=self.run.provider.history_chars,
-        )
         queue: asyncio.Queue = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(history, queue))
+        producer = asyncio.create_task(self._produce(self.run.history, queue))
         stop_wait = asyncio.create_task(self.run.stopped.wait())
         window = settings.FLUSH_INTERVAL_MS / 1000
         deadline = self.started + settings.STREAM_TIMEOUT
@@ -261,7 +254,7 @@ class ReplyStream:
         """Save the text shown so far; a failure waits for the next checkpoint, the stream
         goes on meanwhile (it never waits for the database)."""
         try:
-            await database_sync_to_async(services.reply_checkpoint)(
+            await outage.off_loop(services.reply_checkpoint)(
                 reply_id=self.run.reply_id, content=content
             )
         except Exception as exc:
@@ -295,7 +288,7 @@ class ReplyStream:
             elapsed_ms=elapsed_ms,
         )
         saved = await _attempt(
-            f"final save of reply {self.reply_id}", lambda: database_sync_to_async(final)()
+            f"final save of reply {self.reply_id}", lambda: outage.off_loop(final)()
         )
         await _attempt(f"closing the live record of reply {self.reply_id}", self._close_record)
         await _attempt(
@@ -379,7 +372,7 @@ async def _keep_saving(reply_id: str, final: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(5)
         try:
-            await database_sync_to_async(final)()
+            await outage.off_loop(final)()
         except Exception as exc:
             if not outage.is_transient(exc):
                 raise
@@ -392,7 +385,7 @@ async def _retitle(run: Run) -> None:
     """Best effort: replace a title cut from the first message by one the model writes."""
     try:
         title = await agent.make_title(run.first_message, chosen=run.provider)
-        thread = await database_sync_to_async(services.thread_retitle)(
+        thread = await outage.off_loop(services.thread_retitle)(
             thread_id=uuid.UUID(run.thread_id), title=title, expected=run.new_title["title"]
         )
     except Exception:

@@ -34,6 +34,10 @@ class Refused(Exception):
     """A write that does not fit the thread's current state (e.g. editing an older message)."""
 
 
+class AlreadySent(Exception):
+    """A command whose `client_id` the thread has already answered (a retried command)."""
+
+
 @dataclass
 class Begun:
     """What beginning a reply wrote: the reply, maybe a user message, what it removed."""
@@ -42,6 +46,7 @@ class Begun:
     user_message: Message | None = None
     removed_ids: list[str] = field(default_factory=list)
     thread: Thread | None = None  # set when the thread's title changed
+    history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
 
 
 def reply_begin(
@@ -67,6 +72,7 @@ def reply_regenerate_begin(
     """Replace the thread's last, finished reply with a new `streaming` one."""
     with transaction.atomic():
         thread = Thread.objects.select_for_update().get(pk=thread_id)
+        _not_sent_before(thread, client_id)
         last = thread.messages.order_by("-created_at", "-id").first()
         if last is None or last.role != Message.Role.ASSISTANT or last.status not in last.TERMINAL:
             raise Refused("There is no finished reply to regenerate.")
@@ -89,6 +95,7 @@ def reply_edit_begin(
     """Replace the thread's last user message (and what follows it) and begin a new reply."""
     with transaction.atomic():
         thread = Thread.objects.select_for_update().get(pk=thread_id)
+        _not_sent_before(thread, client_id)
         last_user = (
             thread.messages.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
         )
@@ -100,6 +107,13 @@ def reply_edit_begin(
         begun = _begin(thread, text=text, client_id=client_id, reply_id=reply_id, model=model)
         begun.removed_ids = removed
         return begun
+
+
+def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
+    """Refuse a retried regenerate or edit before it deletes anything: deleting first would
+    free its `client_id` and let it run twice. (A new message is kept unique by the schema.)"""
+    if thread.messages.filter(client_id=client_id).exists():
+        raise AlreadySent(client_id)
 
 
 def _begin(

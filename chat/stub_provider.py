@@ -39,6 +39,12 @@ _FAILURES = ("error_after", "drop_after", "stall_after")
 # average English model token, so the product's character-based coalescing (BUFFER_SIZE)
 # treats them as it treats real text; the fixed width lets a client split a coalesced chunk
 # back into tokens, and it unwraps each one with its own receive time.
+#
+# Longer tokens (``token_chars`` > 4, opt-in) are a space, the 4 timestamp symbols, then the
+# token's index in its reply in as many symbols as are left (base 64, modulo): a client can
+# then check each token's place, not only its time. Seven characters (" " + 4 + 2) is the
+# size at which the product's coalescing by BUFFER_SIZE=5 gives one frame per token, like a
+# relay that sends one event per token, so the two are compared frame for frame.
 TIMESTAMP_ALPHABET = string.digits + string.ascii_letters + "-_"
 TIMESTAMP_WIDTH = 4
 TIMESTAMP_UNIT_NS = 100_000
@@ -46,36 +52,69 @@ TIMESTAMP_WRAP = len(TIMESTAMP_ALPHABET) ** TIMESTAMP_WIDTH
 _TIMESTAMP_VALUES = {symbol: value for value, symbol in enumerate(TIMESTAMP_ALPHABET)}
 
 
-def timestamp_token(now_ns: int) -> str:
-    """The token that says it was emitted at ``now_ns`` (``time.time_ns()``)."""
-    units = (now_ns // TIMESTAMP_UNIT_NS) % TIMESTAMP_WRAP
+def _symbols(value: int, width: int) -> str:
+    """``value`` modulo 64**width in ``width`` symbols of the alphabet, most significant first."""
     symbols = []
-    for _ in range(TIMESTAMP_WIDTH):
-        units, value = divmod(units, len(TIMESTAMP_ALPHABET))
-        symbols.append(TIMESTAMP_ALPHABET[value])
+    for _ in range(width):
+        value, digit = divmod(value, len(TIMESTAMP_ALPHABET))
+        symbols.append(TIMESTAMP_ALPHABET[digit])
     return "".join(reversed(symbols))
 
 
-def timestamp_tokens_times_ns(text: str, received_ns: int) -> list[int]:
+def _value(symbols: str, text: str) -> int:
+    value = 0
+    for symbol in symbols:
+        if symbol not in _TIMESTAMP_VALUES:
+            raise ValueError(f"not timestamp tokens: {text[:40]!r}")
+        value = value * len(TIMESTAMP_ALPHABET) + _TIMESTAMP_VALUES[symbol]
+    return value
+
+
+def timestamp_token(now_ns: int, index: int = 0, token_chars: int = TIMESTAMP_WIDTH) -> str:
+    """The token that says it was emitted at ``now_ns`` (``time.time_ns()``); longer than 4
+    characters, it is ``" "`` + the time + the token's ``index`` in its reply."""
+    stamp = _symbols(now_ns // TIMESTAMP_UNIT_NS, TIMESTAMP_WIDTH)
+    if token_chars == TIMESTAMP_WIDTH:
+        return stamp
+    if token_chars < TIMESTAMP_WIDTH + 1:
+        raise ValueError(f"token_chars must be {TIMESTAMP_WIDTH} or more than that")
+    return " " + stamp + _symbols(index, token_chars - TIMESTAMP_WIDTH - 1)
+
+
+def _split(text: str, token_chars: int) -> list[str]:
+    if not text or len(text) % token_chars:
+        raise ValueError(f"not timestamp tokens: {text[:40]!r}")
+    tokens = [text[start : start + token_chars] for start in range(0, len(text), token_chars)]
+    if token_chars > TIMESTAMP_WIDTH and any(token[0] != " " for token in tokens):
+        raise ValueError(f"not timestamp tokens: {text[:40]!r}")
+    return tokens
+
+
+def timestamp_tokens_times_ns(
+    text: str, received_ns: int, token_chars: int = TIMESTAMP_WIDTH
+) -> list[int]:
     """When each timestamp token of ``text`` was emitted, ``text`` being received at
     ``received_ns``; ``ValueError`` if it is not a run of timestamp tokens.
 
     Exact to the 100 µs unit (the middle of it is returned) for tokens younger than the
     wrap-around period, 28 minutes.
     """
-    if not text or len(text) % TIMESTAMP_WIDTH:
-        raise ValueError(f"not timestamp tokens: {text[:40]!r}")
     received_units = received_ns // TIMESTAMP_UNIT_NS
+    start = 0 if token_chars == TIMESTAMP_WIDTH else 1  # longer tokens begin with a space
     times = []
-    for start in range(0, len(text), TIMESTAMP_WIDTH):
-        units = 0
-        for symbol in text[start : start + TIMESTAMP_WIDTH]:
-            if symbol not in _TIMESTAMP_VALUES:
-                raise ValueError(f"not timestamp tokens: {text[:40]!r}")
-            units = units * len(TIMESTAMP_ALPHABET) + _TIMESTAMP_VALUES[symbol]
+    for token in _split(text, token_chars):
+        units = _value(token[start : start + TIMESTAMP_WIDTH], text)
         age_units = (received_units - units) % TIMESTAMP_WRAP
         times.append((received_units - age_units) * TIMESTAMP_UNIT_NS + TIMESTAMP_UNIT_NS // 2)
     return times
+
+
+def timestamp_tokens_indexes(text: str, token_chars: int) -> list[int]:
+    """The index in its reply (modulo 64**(token_chars - 5)) of each token of ``text``, a run
+    of timestamp tokens longer than 5 characters; ``ValueError`` if it is not one."""
+    if token_chars <= TIMESTAMP_WIDTH + 1:
+        raise ValueError(f"tokens of {token_chars} characters carry no index")
+    return [_value(token[TIMESTAMP_WIDTH + 1 :], text) for token in _split(text, token_chars)]
 
 
 @dataclass
@@ -217,15 +256,19 @@ class StubServer:
         delay_ms: float = 0,
         reply_tokens: int | None = None,
         timestamp_tokens: bool = False,
+        token_chars: int = TIMESTAMP_WIDTH,
     ) -> None:
         """Configure the server; nothing listens until ``start()`` (or ``open()``).
 
         ``timestamp_tokens`` replaces the text of every streamed token by
-        ``timestamp_token(time of sending)``, for benchmarks that time each token's trip.
+        ``timestamp_token(time of sending)``, for benchmarks that time each token's trip;
+        ``token_chars`` sets their length (see ``timestamp_token``).
         """
         self.host, self.port = host, port
         self.delay_ms, self.reply_tokens = delay_ms, reply_tokens
         self.timestamp_tokens = timestamp_tokens
+        timestamp_token(0, 0, token_chars)  # a bad length fails here, not mid-stream
+        self.token_chars = token_chars
         self.chatkit_status: int | None = None
         # A threading lock because tests script the server from outside its loop thread.
         self._lock = threading.Lock()
@@ -476,7 +519,7 @@ class StubServer:
         for index, token in enumerate(tokens[:cut]):
             await asyncio.sleep(first_delay if index == 0 else delay)
             if self.timestamp_tokens:
-                token = timestamp_token(time.time_ns())
+                token = timestamp_token(time.time_ns(), index, self.token_chars)
             await _send_event(writer, chunk({"content": token}))
         if failure == "drop_after":
             return False  # the connection closes without the terminating chunk: that's the point
@@ -625,9 +668,21 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="stream each token as its emission time (see timestamp_token), for benchmarks",
     )
+    parser.add_argument(
+        "--token-chars",
+        type=int,
+        default=TIMESTAMP_WIDTH,
+        help="length of a timestamp token: more than 4 is a space, the time and the token's "
+        "index (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     server = StubServer(
-        args.host, args.port, args.delay_ms, args.reply_tokens, args.timestamp_tokens
+        args.host,
+        args.port,
+        args.delay_ms,
+        args.reply_tokens,
+        args.timestamp_tokens,
+        args.token_chars,
     )
 
     async def serve() -> None:

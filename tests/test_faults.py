@@ -83,11 +83,11 @@ def test_health_check_reports_each_outage_while_it_lasts(private_site):
     server, postgres, redis = private_site
     assert httpx.get(server.url + "/healthz").status_code == 200
     postgres.stop()
-    down = httpx.get(server.url + "/healthz")
+    down = httpx.get(server.url + "/healthz", timeout=15)
     assert down.status_code == 503 and down.json()["database"].startswith("error")
     postgres.start()
     redis.stop()
-    down = httpx.get(server.url + "/healthz")
+    down = httpx.get(server.url + "/healthz", timeout=15)
     assert down.status_code == 503 and down.json()["redis"].startswith("error")
     redis.start()
     assert httpx.get(server.url + "/healthz").json() == {

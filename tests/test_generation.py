@@ -138,3 +138,32 @@ async def test_the_openai_provider_saves_an_in_stream_error_with_the_text_shown(
     received, _, reply = await run_reply(alice, "responses-fail")
     assert received[-1]["type"] == "error" and received[-1]["code"] == "provider_error"
     assert reply.status == "error" and reply.content == "Half a" == reply_text(received)
+
+
+@pytest.mark.redis
+async def test_replies_started_together_on_a_fresh_process_name_one_owner_that_beats(
+    stub, redis_url, settings, alice
+):
+    """Their owner must be the channel the process says is alive, or another process takes
+    them for dead once OWNER_TTL_SECONDS pass."""
+    import asyncio
+
+    from chat import generation, live
+    from tests.conftest import _close_layer, _use_layer
+
+    _use_layer(settings, redis_url, "pubsub")
+    stub.script("together", tokens=["x"] * 50, delay_ms=20)
+    threads = [await database_sync_to_async(Thread.objects.create)(owner=alice) for _ in range(6)]
+    try:
+        await asyncio.gather(
+            *(
+                generation.reply_start(user_id=alice.pk, thread_id=str(t.id), text="together")
+                for t in threads
+            )
+        )
+        store = live.store()
+        owners = {(await store.record(thread_id=str(t.id))).owner for t in threads}
+        assert owners == {generation.registry().channel}
+        assert await store.owner_alive(owner=generation.registry().channel)
+    finally:
+        await _close_layer()
