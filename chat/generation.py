@@ -60,6 +60,7 @@ class Registry:
         self.claims: set[str] = set()  # replies claimed and being committed, not yet running
         self._listener: asyncio.Task | None = None
         self._beat: asyncio.Task | None = None
+        self._checkpoints: asyncio.Task | None = None
         self._opening = asyncio.Lock()
 
     async def owner(self) -> str:
@@ -82,6 +83,7 @@ class Registry:
             )
             self._listener = tasks.background(self._listen(), name="chat-owner-listener")
             self._beat = tasks.background(self._keep_alive(), name="chat-owner-beat")
+            self._checkpoints = tasks.background(self._checkpoint(), name="chat-checkpoints")
             shutdown.install(self)
         return self.channel
 
@@ -90,10 +92,10 @@ class Registry:
         running = [run.task for run in self.runs.values() if run.task is not None]
         if running:
             await asyncio.wait(running, timeout=timeout)
-        for task in (self._listener, self._beat):
-            if task is not None:
-                task.cancel()
-        tasks_ = [t for t in (self._listener, self._beat) if t is not None]
+        background = [t for t in (self._listener, self._beat, self._checkpoints) if t is not None]
+        for task in background:
+            task.cancel()
+        tasks_ = background
         if tasks_:
             await asyncio.wait(tasks_, timeout=timeout)
         self.channel = ""
@@ -160,6 +162,33 @@ class Registry:
             else:
                 health.succeeded()
             await asyncio.sleep(live.owner_beat_seconds())
+
+    async def _checkpoint(self) -> None:
+        """Every CHECKPOINT_SECONDS, save the text of all this process's replies in flight in
+        one database call: one trip per tick however many replies stream, and never in a
+        reply's token loop. A failed tick (an outage) is made good by the next."""
+        health = Softly("checkpoints")
+        while True:
+            await asyncio.sleep(settings.CHECKPOINT_SECONDS)
+            due = {
+                run.reply_id: (run.stream, run.stream.content)
+                for run in list(self.runs.values())
+                if run.stream is not None
+                and run.stream.terminal is None
+                and len(run.stream.content) > run.stream.checkpointed
+            }
+            if not due:
+                continue
+            try:
+                await outage.off_loop(services.replies_checkpoint)(
+                    contents={reply_id: content for reply_id, (_, content) in due.items()}
+                )
+            except Exception as exc:
+                health.failed(exc)
+                continue
+            health.succeeded()
+            for stream, content in due.values():
+                stream.checkpointed = len(content)
 
     def stop_local(self, thread_id: str) -> bool:
         """Stop the thread's reply if this process runs it."""

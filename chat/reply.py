@@ -1,8 +1,9 @@
 """One reply's life once it has begun: stream the agent's deltas, coalesce them into numbered
-frames, checkpoint the text, and end with one write and one terminal frame.
+frames, and end with one write and one terminal frame.
 
-Frames are recorded in the live store before they are published (see live.py), and the
-database is written every CHECKPOINT_SECONDS and once at the end, never per token.
+Frames are recorded in the live store before they are published (see live.py). The database
+is written once at the end, never per token; meanwhile the process's registry checkpoints the
+text of all its replies together every CHECKPOINT_SECONDS (generation.Registry).
 """
 
 import asyncio
@@ -91,8 +92,7 @@ class ReplyStream:
         self.terminal: dict[str, Any] | None = None
         self.recorded = True  # whether the live record holds every frame sent
         self._record_health = Softly(f"live record of reply {self.reply_id}")
-        self._checkpoint_health = Softly(f"checkpoint of reply {self.reply_id}")
-        self._checkpointing: asyncio.Task | None = None
+        self.checkpointed = 0  # len(content) last saved by a checkpoint
 
     async def run_to_end(self) -> None:
         """Stream, then persist the outcome; never raises but for cancellation."""
@@ -134,7 +134,7 @@ class ReplyStream:
         stop_wait = asyncio.create_task(self.run.stopped.wait())
         window = settings.FLUSH_INTERVAL_MS / 1000
         deadline = self.started + settings.STREAM_TIMEOUT
-        last_chunk = last_checkpoint = self.started
+        last_chunk = self.started
         buffer_since = 0.0
         try:
             while True:
@@ -173,11 +173,6 @@ class ReplyStream:
                 elif not (self.buffer and now >= buffer_since + window):
                     continue
                 await self._flush()
-                if now - last_checkpoint >= settings.CHECKPOINT_SECONDS and not self._saving():
-                    last_checkpoint = now
-                    self._checkpointing = asyncio.create_task(
-                        self._checkpoint(self.content), name=f"checkpoint-{self.reply_id}"
-                    )
         finally:
             producer.cancel()
             stop_wait.cancel()
@@ -247,21 +242,6 @@ class ReplyStream:
         else:
             self._record_health.succeeded()
 
-    def _saving(self) -> bool:
-        return self._checkpointing is not None and not self._checkpointing.done()
-
-    async def _checkpoint(self, content: str) -> None:
-        """Save the text shown so far; a failure waits for the next checkpoint, the stream
-        goes on meanwhile (it never waits for the database)."""
-        try:
-            await outage.off_loop(services.reply_checkpoint)(
-                reply_id=self.run.reply_id, content=content
-            )
-        except Exception as exc:
-            self._checkpoint_health.failed(exc)
-        else:
-            self._checkpoint_health.succeeded()
-
     async def _finish(self, outcome: Outcome) -> None:
         """The one final write, then the terminal frame; the live record is closed in between.
 
@@ -271,8 +251,6 @@ class ReplyStream:
         Each step is retried through an outage of up to OUTAGE_SECONDS; a final save that does
         not land by then is handed to the registry, which keeps trying.
         """
-        if self._checkpointing is not None:
-            await asyncio.wait([self._checkpointing])  # an older text must not land last
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
         tokens = self.usage.output_tokens if self.usage.output_tokens is not None else self.deltas
         self.terminal = terminal = self._terminal(outcome, tokens, elapsed_ms)

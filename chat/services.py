@@ -161,6 +161,17 @@ def reply_checkpoint(*, reply_id: uuid.UUID, content: str) -> None:
     Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(content=content)
 
 
+def replies_checkpoint(*, contents: dict[uuid.UUID, str]) -> None:
+    """Save the text shown so far of several replies in flight, in one transaction.
+
+    Only rows still `streaming` are written, so a checkpoint that lands after a reply's final
+    save cannot roll its text back.
+    """
+    with transaction.atomic():
+        for reply_id, content in contents.items():
+            reply_checkpoint(reply_id=reply_id, content=content)
+
+
 def reply_finish(
     *,
     reply_id: uuid.UUID,

@@ -115,6 +115,32 @@ async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(
     assert saved == sorted(saved, key=len), "each checkpoint has at least the text of the last"
 
 
+async def test_the_replies_of_a_process_are_checkpointed_together_in_one_write_per_tick(
+    stub, memory_layer, alice, settings, monkeypatch
+):
+    import asyncio
+
+    from chat import services
+
+    settings.CHECKPOINT_SECONDS = 0.2
+    batches: list[dict] = []
+    real = services.replies_checkpoint
+
+    def spy(*, contents):
+        batches.append(dict(contents))
+        real(contents=contents)
+
+    monkeypatch.setattr(services, "replies_checkpoint", spy)
+    stub.script("together", tokens=["y"] * 100, delay_ms=10)
+    results = await asyncio.gather(*(run_reply(alice, "together") for _ in range(4)))
+    assert max(len(batch) for batch in batches) >= 2, "replies in flight share a write"
+    per_reply = sum(len(batch) for batch in batches)
+    assert len(batches) < per_reply, "fewer writes than one per reply per tick"
+    for _, _, reply in results:
+        saved = [batch[reply.id] for batch in batches if reply.id in batch]
+        assert saved and all(reply.content.startswith(text) for text in saved)
+
+
 async def test_the_openai_provider_streams_through_the_responses_api(
     stub, memory_layer, alice, settings
 ):
