@@ -1,5 +1,6 @@
 """Sending frames to a thread's subscribers, on any process, through the channel layer."""
 
+import json
 import uuid
 from typing import Any
 
@@ -16,10 +17,13 @@ def thread_group(thread_id: str | uuid.UUID) -> str:
 
 
 async def publish_strictly(thread_id: str, frame: dict[str, Any]) -> None:
-    """Send a frame to every subscriber of the thread; raises if the layer is unreachable."""
-    await get_channel_layer().group_send(
-        thread_group(thread_id), {"type": "chat.frame", "frame": frame}
-    )
+    """Send a frame to every subscriber of the thread; raises if the layer is unreachable.
+
+    The frame goes out serialized once, as `text`, beside the frame itself: every socket
+    sends that text as it is instead of encoding the same frame again.
+    """
+    event = {"type": "chat.frame", "frame": frame, "text": json.dumps(frame)}
+    await get_channel_layer().group_send(thread_group(thread_id), event)
 
 
 async def publish(thread_id: str, frame: dict[str, Any]) -> bool:

@@ -128,7 +128,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def chat_frame(self, event: dict[str, Any]) -> None:
         """A frame published to the thread's group."""
         if self.filter.admit(event["frame"]):
-            await self._send(event["frame"])
+            await self.send(text_data=event["text"])
 
     async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
         result = await beginning
