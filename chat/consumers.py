@@ -137,7 +137,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self._send_ready()
 
     async def _send_ready(self) -> None:
-        await self._send(await ready_frame(self.thread_id, self.filter))
+        # Through an outage: a client that asked for `resync` ignores every frame until its
+        # `ready` comes, so an error in its place would leave it frozen.
+        ready = await outage.retrying(
+            f"ready frame of thread {self.thread_id}",
+            lambda: ready_frame(self.thread_id, self.filter),
+        )
+        await self._send(ready)
 
     async def _bad_request(self, text: str) -> None:
         await self._send(frames.error(code="bad_request", message=text, recoverable=False))

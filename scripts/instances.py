@@ -115,8 +115,17 @@ class PostgresInstance:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options,
-                  "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
         _wait_port(self.port, up=True)
         return self
 

@@ -45,6 +45,7 @@ def test_no_reply_is_lost_doubled_corrupted_or_left_stuck(fault, tmp_path):
             tokens=60,
             delay_ms=40,
             env={"DRAIN_SECONDS": "1"},
+            deadline_seconds=45,  # a stuck reply shows in the tally, inside pytest's timeout
             workdir=tmp_path,
             log=lambda line: None,
         )
