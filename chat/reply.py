@@ -331,6 +331,11 @@ async def _attempt(what: str, call: Callable[[], Awaitable[Any]]) -> bool:
 
 async def _next(queue: asyncio.Queue, stop_wait: asyncio.Task, timeout: float) -> Any:
     """The next delta (or end, or failure) from the provider, `_STOPPED`, or `_TICK`."""
+    # What is already there needs no task and no wait: the common case under load.
+    if stop_wait.done():
+        return _STOPPED
+    if not queue.empty():
+        return queue.get_nowait()
     get = asyncio.ensure_future(queue.get())
     done, _ = await asyncio.wait(
         {get, stop_wait}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
