@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run cluster test lint format install install-dev bench clean
+.PHONY: run cluster test lint format install install-dev bench chaos clean
 
 $(VENV)/.runtime: requirements.txt requirements-model.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +47,15 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## bench: the product next to the seed's relay, every scenario and load (docs/performance.md);
+## e.g. make bench BENCH_ARGS="--runs 1 --loads 20x100 --scenarios seed,memory"
 bench: install-dev
-	$(PY) -m bench.streaming
+	$(PY) -m bench.scale $(BENCH_ARGS)
+
+## chaos: each infrastructure fault under load (100 users x 5 replies, two processes, private
+## PostgreSQL and Redis); e.g. make chaos CHAOS_ARGS="--users 10 --faults none,sigkill"
+chaos: install-dev
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles

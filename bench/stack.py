@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -49,47 +52,81 @@ def redis_cpu_seconds(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds a PostgreSQL server has used: the postmaster, its live children, and (in
+    the postmaster's cutime/cstime) every child already gone, such as a connection's backend
+    closed since; so a difference between two readings is what the server spent meanwhile."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rpartition(")")[2].split()
+    total = sum(int(v) for v in fields[11:15]) / _CLOCK_TICKS  # utime stime cutime cstime
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            child = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone since the listing: its time is in the postmaster's cutime now
+        if int(child[1]) == postmaster:
+            total += (int(child[11]) + int(child[12])) / _CLOCK_TICKS
+    return total
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine, the commit and the product files changed since it, for a result file."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    # The product's files changed since the commit, if any: the figures are of those too.
+    dirty = [line[3:] for line in git("status", "--porcelain", "chat", "chatproject").splitlines()]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "uncommitted": dirty,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "loadavg_before": os.getloadavg(),
+    }
+
+
 def redis_flush(url: str) -> None:
     """Empty the benchmark's Redis database (channel layer and live reply state)."""
     with redis.Redis.from_url(url, socket_timeout=5) as client:
         client.flushdb()
 
 
-class StubProcess:
-    """The stub provider in its own process, so it never shares a GIL with the clients."""
+class LineProcess:
+    """A child process that prints ``PREFIX=value`` once it is ready; stopped on exit."""
 
-    def __init__(self, *, tokens: int, delay_ms: float) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "chat.stub_provider",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--delay-ms",
-            str(delay_ms),
-            "--reply-tokens",
-            str(tokens),
-            "--timestamp-tokens",
-        ]
+    prefix = ""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
         self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.model = STUB_MODEL
+        self.value = ""
 
-    def __enter__(self) -> StubProcess:
-        """Start it and wait (bounded) for the ``STUB_URL=...`` line."""
+    def __enter__(self) -> LineProcess:
+        """Start it and wait (bounded) for its ``PREFIX=...`` line."""
         self.process = subprocess.Popen(self.command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         try:
-            readable, _, _ = select.select([self.process.stdout], [], [], 20)
+            readable, _, _ = select.select([self.process.stdout], [], [], 30)
             line = self.process.stdout.readline().strip() if readable else ""
-            if not line.startswith("STUB_URL="):
-                raise RuntimeError(f"the stub provider did not start (said {line!r})")
-            self.url = line.removeprefix("STUB_URL=")
+            if not line.startswith(self.prefix + "="):
+                raise RuntimeError(f"{self.command[2]} did not start (said {line!r})")
+            self.value = line.removeprefix(self.prefix + "=")
+            self.started()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def started(self) -> None:
+        """Called once the process said it is ready."""
 
     def __exit__(self, *exc_info: object) -> None:
         """Stop it."""
@@ -102,7 +139,7 @@ class StubProcess:
         return self.process.pid
 
     def stop(self) -> None:
-        """SIGTERM (it closes its streams and exits), SIGKILL if it lingers."""
+        """SIGTERM, SIGKILL if it lingers."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
@@ -111,6 +148,100 @@ class StubProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: for a process whose figures are taken, a graceful stop is only a wait."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class StubProcess(LineProcess):
+    """The stub provider in its own process, so it never shares a GIL with the clients."""
+
+    prefix = "STUB_URL"
+
+    def __init__(self, *, tokens: int, delay_ms: float, token_chars: int = 4) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "chat.stub_provider",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--delay-ms",
+                str(delay_ms),
+                "--reply-tokens",
+                str(tokens),
+                "--timestamp-tokens",
+                "--token-chars",
+                str(token_chars),
+            ]
+        )
+        self.model = STUB_MODEL
+
+    @property
+    def url(self) -> str:
+        """The stub's base URL, ending in ``/v1``."""
+        return self.value
+
+
+class RelayProcess(LineProcess):
+    """The seed's relay (bench/seed_relay.py) under uvicorn, one worker, on the stub."""
+
+    prefix = "RELAY_URL"
+
+    def __init__(self, stub_url: str) -> None:
+        super().__init__(
+            [sys.executable, "-m", "bench.seed_relay", "--port", "0", "--base-url", stub_url]
+        )
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self.value
+
+
+class BalancerProcess(LineProcess):
+    """`make cluster`'s round-robin balancer (bench/balancer.py) in its own process, so it
+    shares no GIL with the clients; it tells which backend each connection went to."""
+
+    prefix = "BALANCER_URL"
+
+    def __init__(self, backends: list[int]) -> None:
+        super().__init__(
+            [sys.executable, "-m", "bench.balancer", "--backends", ",".join(map(str, backends))]
+        )
+        self._routes: dict[int, int] = {}
+        self._changed = threading.Condition()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self.value
+
+    def started(self) -> None:
+        """Read its ``CONN client-port backend-port`` lines from now on."""
+        threading.Thread(target=self._read, name="balancer-routes", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            kind, _, rest = line.partition(" ")
+            if kind == "CONN":
+                client, backend = map(int, rest.split())
+                with self._changed:
+                    self._routes[client] = backend
+                    self._changed.notify_all()
+
+    def backend_of(self, client_port: int, timeout: float = 5.0) -> int:
+        """The backend port the connection from ``client_port`` went to (blocks, bounded)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: client_port in self._routes, timeout):
+                raise RuntimeError(f"the balancer did not report connection {client_port}")
+            return self._routes.pop(client_port)
 
 
 class ProductStack:

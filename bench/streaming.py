@@ -24,8 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +44,7 @@ from bench.stack import (
     ProductStack,
     StubProcess,
     cpu_seconds,
+    machine_info,
     memory_mb,
     redis_cpu_seconds,
     wait_idle,
@@ -593,30 +592,6 @@ def table(summaries: list[dict[str, Any]]) -> str:
 # --- the run -------------------------------------------------------------------------------
 
 
-def _machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
-
-    # The product's files changed since the commit, if any: the figures are of those too.
-    dirty = [line[3:] for line in git("status", "--porcelain", "chat", "chatproject").splitlines()]
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "commit": git("rev-parse", "--short", "HEAD").strip(),
-        "uncommitted": dirty,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "loadavg_before": os.getloadavg(),
-    }
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.streaming", description=__doc__)
     parser.add_argument(
@@ -697,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.tokens} tokens x {args.delay_ms:g} ms per reply",
         flush=True,
     )
-    machine = _machine()
+    machine = machine_info()
     if machine["loadavg_before"][0] > 0.5 * (os.cpu_count() or 1):
         # Other work on the machine competes with the three processes measured here.
         print(f"warning: load average {machine['loadavg_before'][0]:.1f}: figures will be noisy")
