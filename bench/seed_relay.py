@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.seed_relay --port 0 --base-url http://127.0.0.1:PORT/v1
 
-``../shared/seed/streaming-quick-reference.md`` writes a FastAPI endpoint that runs an Agents
-SDK agent and relays each text delta as one SSE event. This module is that endpoint, kept in
+The streaming quick reference this product started from (its "seed") writes a FastAPI
+endpoint that runs an Agents SDK agent and relays each text delta as one SSE event. This module is that endpoint, kept in
 the seed's shape, with the parts the seed leaves out filled in as plainly as possible: the
 ``app``, and an ``agent`` whose model is an ``OpenAIChatCompletionsModel`` pointed at
 ``--base-url`` (the stub provider speaks Chat Completions). It serves with uvicorn, one worker,
