@@ -3,11 +3,12 @@
     .venv/bin/python -m bench.seed_relay --port 0 --base-url http://127.0.0.1:PORT/v1
 
 The streaming quick reference this product started from (its "seed") writes a FastAPI
-endpoint that runs an Agents SDK agent and relays each text delta as one SSE event. This module is that endpoint, kept in
-the seed's shape, with the parts the seed leaves out filled in as plainly as possible: the
-``app``, and an ``agent`` whose model is an ``OpenAIChatCompletionsModel`` pointed at
-``--base-url`` (the stub provider speaks Chat Completions). It serves with uvicorn, one worker,
-tracing off, and prints ``RELAY_URL=http://127.0.0.1:PORT`` once it listens. Development only:
+endpoint that runs an Agents SDK agent and relays each text delta as one SSE event. This
+module is that endpoint, kept in the seed's shape, with the parts the seed leaves out filled
+in as plainly as possible: the ``app``, and an ``agent`` whose model is an
+``OpenAIChatCompletionsModel`` pointed at ``--base-url`` (the stub provider speaks Chat
+Completions). It serves with uvicorn, one worker, tracing off, and prints
+``RELAY_URL=http://127.0.0.1:PORT`` once it listens. Development only:
 fastapi and uvicorn are in requirements-dev.txt.
 """
 
