@@ -95,9 +95,8 @@ class Registry:
         background = [t for t in (self._listener, self._beat, self._checkpoints) if t is not None]
         for task in background:
             task.cancel()
-        tasks_ = background
-        if tasks_:
-            await asyncio.wait(tasks_, timeout=timeout)
+        if background:
+            await asyncio.wait(background, timeout=timeout)
         self.channel = ""
 
     async def drain(self, seconds: float) -> None:
@@ -144,11 +143,7 @@ class Registry:
             try:
                 store = live.store()
                 await store.owner_beat(owner=self.channel)
-                streaming = {
-                    run.thread_id: run.stream
-                    for run in list(self.runs.values())
-                    if run.stream is not None and run.stream.terminal is None
-                }
+                streaming = self._streaming()
                 lost = await store.missing(
                     replies={t: stream.reply_id for t, stream in streaming.items()}
                 )
@@ -171,11 +166,9 @@ class Registry:
         while True:
             await asyncio.sleep(settings.CHECKPOINT_SECONDS)
             due = {
-                run.reply_id: (run.stream, run.stream.content)
-                for run in list(self.runs.values())
-                if run.stream is not None
-                and run.stream.terminal is None
-                and len(run.stream.content) > run.stream.checkpointed
+                stream.run.reply_id: (stream, stream.content)
+                for stream in self._streaming().values()
+                if len(stream.content) > stream.checkpointed
             }
             if not due:
                 continue
@@ -189,6 +182,14 @@ class Registry:
             health.succeeded()
             for stream, content in due.values():
                 stream.checkpointed = len(content)
+
+    def _streaming(self) -> dict[str, ReplyStream]:
+        """thread_id -> the stream of each of this process's replies still streaming."""
+        return {
+            run.thread_id: run.stream
+            for run in list(self.runs.values())
+            if run.stream is not None and run.stream.terminal is None
+        }
 
     def stop_local(self, thread_id: str) -> bool:
         """Stop the thread's reply if this process runs it."""

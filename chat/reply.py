@@ -9,6 +9,7 @@ text of all its replies together every CHECKPOINT_SECONDS (generation.Registry).
 import asyncio
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -249,7 +250,7 @@ class ReplyStream:
         the reply in flight (and, having joined the group first, gets the terminal frame) or
         reads the finished reply from the database: never a reply stuck `streaming` on screen.
         Each step is retried through an outage of up to OUTAGE_SECONDS; a final save that does
-        not land by then is handed to the registry, which keeps trying.
+        not land by then goes on being retried in the background until it does.
         """
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
         tokens = self.usage.output_tokens if self.usage.output_tokens is not None else self.deltas
@@ -274,7 +275,13 @@ class ReplyStream:
             lambda: publish_strictly(self.run.thread_id, terminal),
         )
         if not saved:
-            tasks.background(_keep_saving(self.reply_id, final), name=f"save-{self.reply_id}")
+            # Clients were told the outcome above; the live record holds the text meanwhile.
+            late = outage.retrying(
+                f"late final save of reply {self.reply_id}",
+                lambda: outage.off_loop(final)(),
+                seconds=math.inf,
+            )
+            tasks.background(late, name=f"save-{self.reply_id}")
         if self.run.new_title is not None:
             await publish(self.run.thread_id, frames.thread(thread=self.run.new_title))
             if outcome.status == "complete" and not self.run.provider.offline_demo:
@@ -347,21 +354,6 @@ async def _next(queue: asyncio.Queue, stop_wait: asyncio.Task, timeout: float) -
         return get.result()
     get.cancel()
     return _TICK
-
-
-async def _keep_saving(reply_id: str, final: Callable[[], None]) -> None:
-    """A final save that outlasted OUTAGE_SECONDS: tried every few seconds until it lands
-    (clients were told the outcome already; the live record holds the text meanwhile)."""
-    while True:
-        await asyncio.sleep(5)
-        try:
-            await outage.off_loop(final)()
-        except Exception as exc:
-            if not outage.is_transient(exc):
-                raise
-        else:
-            logger.warning("reply %s: final save landed late", reply_id)
-            return
 
 
 async def _retitle(run: Run) -> None:
