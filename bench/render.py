@@ -139,11 +139,15 @@ def chunked(tokens: list[str]) -> list[str]:
     return ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
 
 
+STUB_KEY = "bench"
+STUB_AUTH = {"Authorization": f"Bearer {STUB_KEY}"}
+
+
 @contextlib.contextmanager
 def stub_process() -> Iterator[str]:
     """The stub provider in its own process (so it never waits on this one's GIL): its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "chat.stub_provider", "--port", "0"],
+        [sys.executable, "-m", "scripts.stub_provider", "--port", "0", "--api-key", STUB_KEY],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -167,7 +171,7 @@ def stub_script(url: str, **script: Any) -> None:
     """
     control = url.removesuffix("/v1") + "/_stub/scripts"
     for body in (script, {"match": TITLE_PROMPT, "tokens": ["Render ", "benchmark"]}):
-        httpx.post(control, json=body, timeout=10).raise_for_status()
+        httpx.post(control, json=body, timeout=10, headers=STUB_AUTH).raise_for_status()
 
 
 @contextlib.contextmanager
@@ -178,9 +182,10 @@ def product(stub_url: str) -> Iterator[Daphne]:
             AGENT_PROVIDER="compatible",
             AGENT_MODEL="stub-model",
             OPENAI_BASE_URL=stub_url,
-            OPENAI_API_KEY="bench",
+            OPENAI_API_KEY=STUB_KEY,
             CHAT_VAR_DIR=var,
             REPLIES_PER_MINUTE="1000",
+            MAX_REPLIES_IN_FLIGHT="0",
             STREAM_TIMEOUT="600",
         )
         prepare(env, {USER: PASSWORD})

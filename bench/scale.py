@@ -17,7 +17,7 @@ Scenarios, each served by fresh processes for every run:
 PostgreSQL and Redis are private instances (scripts/instances.py) started for the sitting, so
 their CPU is ours alone. A load ``SxR`` is S replies started at once, the stub streaming each at
 R tokens/s: 200 tokens of 7 characters (one frame per token at BUFFER_SIZE=5, as the relay
-sends one event per token), each carrying its emission time and index (chat/stub_provider.py).
+sends one event per token), each carrying its emission time and index (scripts/stub_provider.py).
 Each load runs ``--runs`` times, the scenarios alternating (their order reversed every other
 run); each figure is reported as the median and the worst of the runs, and as a ratio to the
 seed relay's median at that load. Then a ramp measures each scenario's capacity (tokens/s with
@@ -57,6 +57,7 @@ from bench.stack import (
     BENCH_PASSWORD,
     BENCH_USER,
     ROOT,
+    STUB_API_KEY,
     BalancerProcess,
     ProductStack,
     RelayProcess,
@@ -68,9 +69,9 @@ from bench.stack import (
     redis_cpu_seconds,
     wait_idle,
 )
-from chat.stub_provider import timestamp_tokens_indexes, timestamp_tokens_times_ns
 from scripts.instances import PostgresInstance, RedisInstance
 from scripts.processes import Daphne, cookie_header, login, manage
+from scripts.stub_provider import timestamp_tokens_indexes, timestamp_tokens_times_ns
 
 SCENARIOS = ("seed", "memory", "redis", "redis2")
 DEFAULT_LOADS = "20x100,80x50,120x50,200x50"
@@ -235,11 +236,13 @@ async def _bounded(coros: list[Awaitable[Any]], limit: int) -> list[Any]:
 
 # --- the stub ------------------------------------------------------------------------------
 
+_STUB_AUTH = {"Authorization": f"Bearer {STUB_API_KEY}"}
+
 
 async def _stub_reset(stub: StubProcess) -> None:
     """Forget recorded requests; script the warm-up prompt's short reply again."""
     root = stub.url.removesuffix("/v1")
-    async with httpx.AsyncClient(base_url=root, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=root, timeout=10, headers=_STUB_AUTH) as http:
         (await http.post("/_stub/reset")).raise_for_status()
         script = {"match": WARM_UP, "tokens": ["x"] * WARM_UP_TOKENS}
         (await http.post("/_stub/scripts", json=script)).raise_for_status()
@@ -248,7 +251,7 @@ async def _stub_reset(stub: StubProcess) -> None:
 async def _stub_arrivals(stub: StubProcess) -> dict[str, int]:
     """Tag -> when the stub received the streamed request of that reply (ns)."""
     root = stub.url.removesuffix("/v1")
-    async with httpx.AsyncClient(base_url=root, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=root, timeout=30, headers=_STUB_AUTH) as http:
         answer = await http.get("/_stub/requests")
         answer.raise_for_status()
     arrivals: dict[str, int] = {}

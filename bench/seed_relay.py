@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from openai.types.responses import ResponseTextDeltaEvent
 
-from chat.stub_provider import STUB_MODEL
+from scripts.stub_provider import STUB_MODEL
 
 INSTRUCTIONS = "You are a helpful assistant."
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from chat.stub_provider import STUB_MODEL
+from scripts.stub_provider import STUB_MODEL
 from tests.servers import Daphne, new_database, prepare, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +156,10 @@ class LineProcess:
             self.process.wait(10)
 
 
+# The key the benchmark's stub answers, given to the product and to the relay alike.
+STUB_API_KEY = "x"
+
+
 class StubProcess(LineProcess):
     """The stub provider in its own process, so it never shares a GIL with the clients."""
 
@@ -166,7 +170,9 @@ class StubProcess(LineProcess):
             [
                 sys.executable,
                 "-m",
-                "chat.stub_provider",
+                "scripts.stub_provider",
+                "--api-key",
+                STUB_API_KEY,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -272,11 +278,12 @@ class ProductStack:
                 "AGENT_PROVIDER": "compatible",
                 "AGENT_MODEL": STUB_MODEL,
                 "OPENAI_BASE_URL": self.stub_url,
-                "OPENAI_API_KEY": "x",
+                "OPENAI_API_KEY": STUB_API_KEY,
                 # SQLite file, secret key and daphne logs all stay in the temporary dir.
                 "CHAT_VAR_DIR": str(self.workdir),
                 # One user starts every reply here; the per-user limit is not under test.
                 "REPLIES_PER_MINUTE": "0",
+                "MAX_REPLIES_IN_FLIGHT": "0",  # one user sends every reply
             }
             if self.redis_url:
                 redis_flush(self.redis_url)

@@ -49,7 +49,7 @@ from bench.stack import (
     redis_cpu_seconds,
     wait_idle,
 )
-from chat.stub_provider import TIMESTAMP_WIDTH, timestamp_tokens_times_ns
+from scripts.stub_provider import TIMESTAMP_WIDTH, timestamp_tokens_times_ns
 from tests.servers import Daphne, cookie_header, login
 
 SCENARIOS = ("baseline", "memory", "redis")

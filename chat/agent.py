@@ -17,7 +17,6 @@ from agents import (
     Agent,
     AgentsException,
     ModelSettings,
-    OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     Runner,
     set_tracing_disabled,
@@ -26,6 +25,7 @@ from django.conf import settings
 from openai.types.responses import ResponseTextDeltaEvent
 
 from chat import local_model
+from chat.chunks import LeanChatCompletionsModel
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ async def _client(name: str) -> openai.AsyncOpenAI:
                 url = await asyncio.to_thread(local_model.base_url)
             except local_model.LocalModelUnavailable as exc:
                 raise ProviderError(str(exc), recoverable=False) from exc
-            per_loop[key] = openai.AsyncOpenAI(base_url=url, api_key="local", max_retries=0)
+            per_loop[key] = openai.AsyncOpenAI(
+                base_url=url, api_key=local_model.api_key(), max_retries=0
+            )
         elif name == "compatible" and not settings.OPENAI_BASE_URL:
             raise ProviderError(
                 "AGENT_PROVIDER=compatible needs OPENAI_BASE_URL", recoverable=False
@@ -117,12 +119,14 @@ async def _agent(chosen: Provider) -> Agent:
     )
     if chosen.name == "openai":
         model = OpenAIResponsesModel(model=chosen.model, openai_client=client)
-        model_settings = ModelSettings()
+        model_settings = ModelSettings(max_tokens=settings.REPLY_MAX_TOKENS)
     else:
-        model = OpenAIChatCompletionsModel(model=chosen.model, openai_client=client)
+        model = LeanChatCompletionsModel(model=chosen.model, openai_client=client)
         model_settings = ModelSettings(
             include_usage=True,
-            max_tokens=LOCAL_MAX_TOKENS if chosen.name == "local" else None,
+            max_tokens=min(LOCAL_MAX_TOKENS, settings.REPLY_MAX_TOKENS)
+            if chosen.name == "local"
+            else settings.REPLY_MAX_TOKENS,
         )
     return Agent(
         name="Assistant",

@@ -8,16 +8,22 @@ A secret dies at its expiry, or at once when the user's password changes.
 """
 
 import time
+from dataclasses import dataclass
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core import signing
+from django.http.request import split_domain_port, validate_host
 from rest_framework import authentication, exceptions
+
+from chat import outage
 
 PREFIX = "cs_"
 SUBPROTOCOL = "chat"
@@ -57,6 +63,50 @@ def secret_user(secret: str) -> AbstractBaseUser | None:
     return user
 
 
+@dataclass(frozen=True)
+class Credential:
+    """What a socket or an event stream was opened with: a session, or a client secret. It
+    must stay valid for as long as the socket lives: logout, a password change, deactivation
+    or the secret's expiry ends it (checked every SESSION_CHECK_SECONDS, and before any reply
+    starts)."""
+
+    user_id: int
+    session_key: str = ""
+    secret: str = ""
+
+    def still_valid(self) -> bool:
+        """Whether it still authenticates the same user (reads the database)."""
+        if self.secret:
+            user = secret_user(self.secret)
+        elif self.session_key:
+            store = import_module(settings.SESSION_ENGINE).SessionStore(self.session_key)
+            # Django's own check: the session exists, names the user, and carries the hash
+            # of the user's current password; the user is active.
+            user = get_user(SimpleNamespace(session=store))
+        else:
+            return False
+        return user is not None and user.is_authenticated and user.pk == self.user_id
+
+    async def holds(self) -> bool:
+        """`still_valid`, off the event loop; an outage of the database is not a logout."""
+        try:
+            return await outage.off_loop(self.still_valid)()
+        except Exception as exc:
+            if not outage.is_transient(exc):
+                raise
+            return True
+
+
+def credential_of_scope(scope: dict[str, Any]) -> Credential:
+    """The credential a WebSocket was opened with."""
+    user_id = scope["user"].pk
+    secret = secret_from_subprotocols(scope.get("subprotocols", []))
+    if secret is not None:
+        return Credential(user_id, secret=secret)
+    session = scope.get("session")
+    return Credential(user_id, session_key=(session.session_key or "") if session else "")
+
+
 class ClientSecretAuthentication(authentication.BaseAuthentication):
     """DRF: `Authorization: Bearer <client secret>`; a bad secret is a 401, never a fallback."""
 
@@ -84,6 +134,46 @@ def secret_from_subprotocols(subprotocols: list[str]) -> str | None:
     return None
 
 
+def own_origin(origin: str | None, *, scheme: str, host: str) -> bool:
+    """Whether `origin` is this site: the request's own scheme, host and port (the host one of
+    ALLOWED_HOSTS), or one of CSRF_TRUSTED_ORIGINS. Not the host alone: another port or plain
+    http is another origin, and may be another program."""
+    if not origin or origin == "null":
+        return False
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    return origin == f"{scheme}://{host}"
+
+
+def _websocket_scheme(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
+    """The page's scheme for a WebSocket: wss is https; behind a TLS proxy, the header that
+    SECURE_PROXY_SSL_HEADER names says so, as it does for HTTP requests."""
+    proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy:
+        name = proxy[0].removeprefix("HTTP_").replace("_", "-").lower().encode()
+        if headers.get(name, b"").decode("latin-1").split(",")[0].strip() == proxy[1]:
+            return "https"
+    return "https" if scope.get("scheme") == "wss" else "http"
+
+
+class SameOriginOnly:
+    """Refuses a WebSocket whose Origin is not exactly this site (see `own_origin`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers", []))
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        host = headers.get(b"host", b"").decode("latin-1")
+        if own_origin(origin, scheme=_websocket_scheme(scope, headers), host=host):
+            return await self.inner(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
+
 class WebSocketAuth:
     """Who opens a WebSocket: a client secret offered as a subprotocol, else the session.
 
@@ -94,7 +184,7 @@ class WebSocketAuth:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.session_path = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+        self.session_path = SameOriginOnly(AuthMiddlewareStack(inner))
 
     async def __call__(self, scope, receive, send):
         secret = secret_from_subprotocols(scope.get("subprotocols", []))

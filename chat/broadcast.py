@@ -1,40 +1,218 @@
-"""Sending frames to a thread's subscribers, on any process, through the channel layer."""
+"""Sending frames to a thread's subscribers: this process's directly, the others' through Redis.
 
+Every process keeps a hub of its own subscribers (WebSocket consumers, SSE streams) by thread,
+and feeds them itself: a frame is serialized once and handed to each, with no channel-layer
+round trip per socket. With a shared live store (Redis) the hub also subscribes to a Redis
+channel per thread it has subscribers for; a frame goes out to the other processes as one
+PUBLISH (for token frames, in the same script that records the frame: live.py), tagged with
+its process so that the process does not deliver it twice.
+
+A frame published here is a wake-up, not the record (live.py): a subscriber that misses one
+sees a gap, or hears of it from a heartbeat, and resyncs from the live record.
+"""
+
+import asyncio
 import json
+import logging
 import uuid
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
-
+from chat import live, outage, tasks
 from chat.outage import Softly
 
+logger = logging.getLogger(__name__)
+
+# How long a new subscriber waits for Redis to confirm its thread's channel before retrying.
+_JOIN_SECONDS = 5
 _health = Softly("publishing frames")
 
 
-def thread_group(thread_id: str | uuid.UUID) -> str:
-    """The channel-layer group of a thread's subscribers."""
-    return f"thread.{thread_id}"
+class Subscriber(Protocol):
+    """Something that shows a thread's frames to a client."""
+
+    async def deliver(self, frame: dict[str, Any], text: str) -> None:
+        """Show the frame (`text` is its JSON); never blocks on the client."""
+
+
+class Hub:
+    """This process's subscribers by thread, and its link to the other processes."""
+
+    def __init__(self) -> None:
+        self.origin = uuid.uuid4().hex
+        self.local: dict[str, set[Subscriber]] = {}
+        store = live.store()
+        self.remote = _RemoteFrames(self, store.redis) if store.shared else None
+
+    async def subscribe(self, thread_id: str, subscriber: Subscriber) -> None:
+        """Deliver the thread's frames to `subscriber` from now on, whichever process
+        publishes them: once this returns, no later frame can miss it."""
+        subscribers = self.local.setdefault(thread_id, set())
+        subscribers.add(subscriber)
+        if self.remote is not None:
+            try:
+                await outage.retrying(
+                    f"subscribing to thread {thread_id}", lambda: self.remote.join(thread_id)
+                )
+            except BaseException:
+                self.unsubscribe(thread_id, subscriber)
+                raise
+
+    def unsubscribe(self, thread_id: str, subscriber: Subscriber) -> None:
+        """Stop delivering to `subscriber`."""
+        subscribers = self.local.get(thread_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self.local[thread_id]
+            if self.remote is not None:
+                self.remote.leave(thread_id)
+
+    def envelope(self, text: str) -> str:
+        """A frame's text as published to the other processes (tagged with this one)."""
+        return f"{self.origin} {text}"
+
+    async def publish(
+        self,
+        thread_id: str,
+        frame: dict[str, Any],
+        *,
+        text: str | None = None,
+        local: bool = True,
+        remote: bool = True,
+    ) -> None:
+        """Deliver the frame to this process's subscribers (unless `local` is False) and to the
+        other processes' (unless `remote` is False); raises if Redis cannot be reached."""
+        text = json.dumps(frame) if text is None else text
+        if local:
+            await self.deliver(thread_id, frame, text)
+        if remote and self.remote is not None:
+            await self.remote.publish(thread_id, self.envelope(text))
+
+    async def deliver(self, thread_id: str, frame: dict[str, Any], text: str) -> None:
+        """Hand the frame to this process's subscribers of the thread."""
+        for subscriber in tuple(self.local.get(thread_id, ())):
+            try:
+                await subscriber.deliver(frame, text)
+            except Exception:
+                logger.exception("thread %s: a subscriber failed a frame", thread_id)
+
+    async def received(self, thread_id: str, payload: str) -> None:
+        """A frame another process published."""
+        origin, _, text = payload.partition(" ")
+        if origin != self.origin and thread_id in self.local:
+            await self.deliver(thread_id, json.loads(text), text)
+
+
+class _RemoteFrames:
+    """The hub's Redis side: one pub/sub connection, a channel per thread with subscribers."""
+
+    def __init__(self, hub: Hub, redis: Any) -> None:
+        self.hub = hub
+        self.redis = redis
+        self.pubsub = redis.pubsub()
+        self.joined: set[str] = set()  # channels Redis confirmed (and not left since)
+        self.joining: dict[str, list[asyncio.Future]] = {}
+        self.listener: asyncio.Task | None = None
+        # Orders SUBSCRIBE and UNSUBSCRIBE: a leave racing a join can never unsubscribe a
+        # channel that has a subscriber again.
+        self._commands = asyncio.Lock()
+
+    async def join(self, thread_id: str) -> None:
+        """Subscribe to the thread's channel and wait for Redis to confirm it."""
+        channel = live.frames_channel(thread_id)
+        confirmed = asyncio.get_running_loop().create_future()
+        async with self._commands:
+            if channel in self.joined:
+                return
+            self.joining.setdefault(channel, []).append(confirmed)
+            await self.pubsub.subscribe(channel)
+            if self.listener is None:
+                self.listener = tasks.background(self._listen(), name="chat-frames-listener")
+        try:
+            await asyncio.wait_for(confirmed, _JOIN_SECONDS)
+        finally:
+            waiting = self.joining.get(channel, [])
+            if confirmed in waiting:
+                waiting.remove(confirmed)
+            if not waiting:
+                self.joining.pop(channel, None)
+        self.joined.add(channel)
+
+    def leave(self, thread_id: str) -> None:
+        """Unsubscribe from the thread's channel, in the background."""
+        tasks.background(self._leave(thread_id), name=f"leave-{thread_id}")
+
+    async def _leave(self, thread_id: str) -> None:
+        channel = live.frames_channel(thread_id)
+        async with self._commands:
+            if thread_id in self.hub.local:  # a subscriber came back meanwhile
+                return
+            self.joined.discard(channel)
+            try:
+                await self.pubsub.unsubscribe(channel)
+            except Exception as exc:  # stays subscribed: its frames are dropped on arrival
+                logger.debug("unsubscribing %s failed: %s", channel, exc)
+
+    async def publish(self, thread_id: str, payload: str) -> None:
+        await self.redis.publish(live.frames_channel(thread_id), payload)
+
+    async def _listen(self) -> None:
+        # redis-py subscribes the connection again to every channel when it reconnects, on
+        # the next read; frames published meanwhile are missed, and their subscribers resync.
+        await outage.receive_forever(
+            "receiving frames from other processes",
+            lambda: self.pubsub.get_message(timeout=None),
+            self._handle,
+            pause=0.5,
+        )
+
+    async def _handle(self, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        channel = message["channel"]
+        if message["type"] == "message":
+            thread_id = channel.removeprefix(live.frames_channel(""))
+            await self.hub.received(thread_id, message["data"])
+        elif message["type"] == "subscribe":
+            for confirmed in self.joining.pop(channel, []):
+                if not confirmed.done():
+                    confirmed.set_result(None)
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """This event loop's hub (one per daphne process)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = Hub()
+    return _hubs[loop]
 
 
 async def publish_strictly(thread_id: str, frame: dict[str, Any]) -> None:
-    """Send a frame to every subscriber of the thread; raises if the layer is unreachable.
-
-    The frame goes out serialized once, as `text`, beside the frame itself: every socket
-    sends that text as it is instead of encoding the same frame again.
-    """
-    event = {"type": "chat.frame", "frame": frame, "text": json.dumps(frame)}
-    await get_channel_layer().group_send(thread_group(thread_id), event)
+    """Send a frame to every subscriber of the thread; raises if Redis is unreachable."""
+    await hub().publish(str(thread_id), frame)
 
 
-async def publish(thread_id: str, frame: dict[str, Any]) -> bool:
-    """Send a frame to every subscriber of the thread, if the layer can be reached now.
+async def publish(
+    thread_id: str,
+    frame: dict[str, Any],
+    *,
+    text: str | None = None,
+    local: bool = True,
+    remote: bool = True,
+) -> bool:
+    """Send a frame to every subscriber of the thread, if Redis can be reached now.
 
-    A wake-up, not the record (see live.py): a subscriber that misses a frame sees a gap, or
-    hears of it from a heartbeat, and resyncs from the live record. So a failure here (Redis
-    restarting) is logged once per outage and the reply goes on; False says it failed.
+    A wake-up (see above), so a failure here (Redis restarting) is logged once per outage and
+    the reply goes on; False says it failed. `text`, `local` and `remote` as for
+    `Hub.publish`.
     """
     try:
-        await publish_strictly(thread_id, frame)
+        await hub().publish(str(thread_id), frame, text=text, local=local, remote=remote)
     except Exception as exc:
         _health.failed(exc)
         return False

@@ -4,6 +4,7 @@ No ORM and no streaming loop here: a reply runs as its own task (chat.generation
 consumer only subscribes to the thread's frames, filtering out any it already delivered.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable
@@ -12,7 +13,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import auth, broadcast, frames, generation, outage, selectors
+from chat import auth, broadcast, frames, generation, inputs, outage, selectors
 from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,14 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync (DESIGN.md), and
     regenerate and edit (README's protocol section)."""
 
+    # Frames come from this process's hub (broadcast.py), not through the channel layer: no
+    # channel, no receive task and no layer round trip per socket.
+    channel_layer_alias = None
     thread_id = ""
+    # Frames that arrive while a `ready` is being made wait here, then pass the filter that
+    # its snapshot set: a client never gets a frame ahead of its `ready`.
+    held: list[tuple[dict[str, Any], str]] | None = None
+    watcher: asyncio.Task | None = None
 
     async def connect(self) -> None:
         # Accept first: a close before accepting reaches the browser as a bare handshake
@@ -45,22 +53,32 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if thread is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.thread_id = str(thread.id)
         self.user_id = user.pk
+        self.credential = auth.credential_of_scope(self.scope)
         self.filter = FrameFilter()
+        self.held = []
         # Join before reading the snapshot, so no frame falls between the two.
-        await self.channel_layer.group_add(
-            broadcast.thread_group(self.thread_id), self.channel_name
-        )
+        await broadcast.hub().subscribe(str(thread.id), self)
+        self.thread_id = str(thread.id)
         await generation.thread_sweep(thread_id=self.thread_id)
         await self._send_ready()
+        self.watcher = asyncio.create_task(self._watch_credential())
 
     async def disconnect(self, code: int) -> None:
         # Leaving never stops a reply: it runs to its end and is saved.
         if self.thread_id:
-            await self.channel_layer.group_discard(
-                broadcast.thread_group(self.thread_id), self.channel_name
-            )
+            broadcast.hub().unsubscribe(self.thread_id, self)
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every handler; this consumer
+        # makes no database call on its own thread (the engine's run off the loop), so that
+        # thread hop per frame received is skipped.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.thread_id:
@@ -70,6 +88,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self._send(problem)
             return
         name = command.get("command")
+        if name in ("start", "regenerate", "edit") and not await self.credential.holds():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         try:
             if name == "start":
                 await self._started(
@@ -115,6 +136,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 frames.error(code="internal", message="The server failed.", recoverable=True)
             )
 
+    async def _watch_credential(self) -> None:
+        while await asyncio.sleep(settings.SESSION_CHECK_SECONDS, True):
+            if not await self.credential.holds():
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+
     async def _heartbeat(self) -> dict[str, Any]:
         # Also a chance to notice that the process running this thread's reply died.
         try:
@@ -125,10 +152,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return frames.heartbeat(known=False)
         return frames.heartbeat(active=active)
 
-    async def chat_frame(self, event: dict[str, Any]) -> None:
-        """A frame published to the thread's group."""
-        if self.filter.admit(event["frame"]):
-            await self.send(text_data=event["text"])
+    async def deliver(self, frame: dict[str, Any], text: str) -> None:
+        """A frame published to the thread (broadcast.Subscriber)."""
+        if self.held is not None:
+            self.held.append((frame, text))
+        elif self.filter.admit(frame):
+            await self.send(text_data=text)
 
     async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
         result = await beginning
@@ -139,11 +168,18 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def _send_ready(self) -> None:
         # Through an outage: a client that asked for `resync` ignores every frame until its
         # `ready` comes, so an error in its place would leave it frozen.
-        ready = await outage.retrying(
-            f"ready frame of thread {self.thread_id}",
-            lambda: ready_frame(self.thread_id, self.filter),
-        )
-        await self._send(ready)
+        if self.held is None:
+            self.held = []
+        try:
+            ready = await outage.retrying(
+                f"ready frame of thread {self.thread_id}",
+                lambda: ready_frame(self.thread_id, self.filter),
+            )
+            await self._send(ready)
+        finally:
+            held, self.held = self.held, None
+            for frame, text in held:
+                await self.deliver(frame, text)
 
     async def _bad_request(self, text: str) -> None:
         await self._send(frames.error(code="bad_request", message=text, recoverable=False))
@@ -165,9 +201,9 @@ def _decode(
         )
     else:
         try:
-            command = json.loads(text_data)
-        except ValueError:
-            problem = "Frames must be JSON."
+            command = inputs.loads(text_data)
+        except ValueError as exc:
+            problem = f"Frames must be JSON: {exc}"
         else:
             if isinstance(command, dict):
                 return command, None

@@ -18,7 +18,18 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
-from chat import agent, frames, limits, live, outage, selectors, services, shutdown, tasks
+from chat import (
+    agent,
+    frames,
+    inputs,
+    limits,
+    live,
+    outage,
+    selectors,
+    services,
+    shutdown,
+    tasks,
+)
 from chat.broadcast import publish, publish_strictly
 from chat.models import Message
 from chat.outage import Softly
@@ -121,19 +132,13 @@ class Registry:
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
-        health = Softly("owner channel")
-        while True:
-            try:
-                event = await layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                health.failed(exc)
-                await asyncio.sleep(1)
-                continue
-            health.succeeded()
-            if event.get("type") == "reply.stop":
-                self.stop_local(event["thread_id"])
+        await outage.receive_forever(
+            "owner channel", lambda: layer.receive(self.channel), self._handle
+        )
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "reply.stop":
+            self.stop_local(event["thread_id"])
 
     async def _keep_alive(self) -> None:
         """Say this process lives, and write back the live records of its replies that a
@@ -227,6 +232,8 @@ class StartResult:
 def _validate_text(text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise GenerationError("bad_request", "`message` must be a non-empty string.")
+    if (problem := inputs.text_problem(text)) is not None:
+        raise GenerationError("bad_request", problem)
     if len(text) > settings.MAX_MESSAGE_CHARS:
         raise GenerationError(
             "too_large",
@@ -342,6 +349,44 @@ async def _begin(
     chosen = _provider()
     owner = await reg.owner()
     reply_id = uuid.uuid4()
+    if not await outage.retrying(
+        "counting replies in flight",
+        lambda: limits.in_flight_begin(user_id=user_id, reply_id=str(reply_id)),
+    ):
+        raise GenerationError(
+            "rate_limited",
+            f"At most {settings.MAX_REPLIES_IN_FLIGHT} replies at once; wait for one to end.",
+            recoverable=True,
+        )
+    try:
+        result = await _claim_and_commit(
+            user_id, thread_id, client_uuid, write, chosen, owner, reply_id
+        )
+    except BaseException:
+        await _in_flight_end(user_id, reply_id)
+        raise
+    if result.duplicate:
+        await _in_flight_end(user_id, reply_id)
+    return result
+
+
+async def _in_flight_end(user_id: int, reply_id: uuid.UUID) -> None:
+    await outage.attempt(
+        f"counting reply {reply_id} out of the replies in flight",
+        lambda: limits.in_flight_end(user_id=user_id, reply_id=str(reply_id)),
+    )
+
+
+async def _claim_and_commit(
+    user_id: int,
+    thread_id: str,
+    client_uuid: uuid.UUID,
+    write: Callable[..., services.Begun],
+    chosen: agent.Provider,
+    owner: str,
+    reply_id: uuid.UUID,
+) -> StartResult:
+    reg = registry()
     store = live.store()
     # Claim the thread before the database knows the reply, so a `streaming` row always has
     # a live record while its owner lives (that is how dead owners are told apart). A retried
@@ -376,6 +421,7 @@ async def _begin(
         reply_id=begun.reply.id,
         provider=chosen,
         owner=owner,
+        user_id=user_id,
         new_title=selectors.thread_payload(begun.thread) if begun.thread else None,
         first_message=begun.user_message.content if begun.thread else "",
         history=begun.history,
@@ -420,13 +466,10 @@ async def _commit(
 
 
 async def _release(store: live.LiveStore, thread_id: str, reply_id: uuid.UUID) -> None:
-    try:
-        await outage.retrying(
-            f"releasing thread {thread_id}",
-            lambda: store.release(thread_id=thread_id, message_id=str(reply_id)),
-        )
-    except Exception:
-        logger.exception("thread %s: claim of reply %s not released", thread_id, reply_id)
+    await outage.attempt(
+        f"releasing the claim of reply {reply_id} on thread {thread_id}",
+        lambda: store.release(thread_id=thread_id, message_id=str(reply_id)),
+    )
 
 
 async def _own(run: Run) -> None:
@@ -439,6 +482,7 @@ async def _own(run: Run) -> None:
         reg = registry()
         if reg.runs.get(run.thread_id) is run:  # a next reply may already be registered
             del reg.runs[run.thread_id]
+        await _in_flight_end(run.user_id, run.reply_id)
 
 
 def _provider() -> agent.Provider:
@@ -479,9 +523,21 @@ async def reply_force_stop(*, thread_id: str, reply_id: uuid.UUID) -> bool:
     return False
 
 
+def _running_here(thread_id: str) -> live.LiveReply | None:
+    """The record of the thread's reply if this process streams it, from the stream itself:
+    the same record as the live store's, and ahead of it by the frame being recorded, which
+    this process's subscribers were handed already (ReplyStream._flush)."""
+    run = registry().runs.get(thread_id)
+    if run is None or run.stream is None or run.stream.terminal is not None:
+        return None
+    return run.stream.live_record()
+
+
 async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:
     """The thread's reply in flight as `ready.active`, after marking dead owners' replies."""
     thread_id = str(thread_id)
+    if (here := _running_here(thread_id)) is not None:
+        return _snapshot_frame(here)
     reply = await live.snapshot(live.store(), thread_id=thread_id)
     if reply is not None and not await _alive(reply):
         await _interrupt(thread_id, reply, reply_id=uuid.UUID(reply.message_id))
@@ -601,7 +657,7 @@ async def thread_replay(
     None when that reply is no longer recorded (the caller starts over from `ready`). With no
     `message_id`, the latest reply is meant.
     """
-    reply = await live.store().record(thread_id=str(thread_id))
+    reply = _running_here(str(thread_id)) or await live.store().record(thread_id=str(thread_id))
     if reply is None or (message_id is not None and reply.message_id != message_id):
         return None
     if after_seq > reply.seq + (1 if reply.done else 0):

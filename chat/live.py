@@ -4,8 +4,11 @@ The channel layer only wakes subscribers up; this store is the record a reconnec
 resumes from (DESIGN.md "Known limits": group_send may drop frames). Without Redis it lives in
 this process; with REDIS_URL it lives in Redis so any process can serve a snapshot.
 
-Ordering promise: a frame is recorded here before it is published, and a subscriber joins the
-thread's group before it reads a snapshot, so snapshot + later frames never leave a gap.
+Ordering promise: a subscriber joins the thread before it reads a snapshot, and reads it where
+the frames it gets are already counted, so snapshot + later frames never leave a gap. Another
+process's subscribers read this store, and a frame reaches them only once it is recorded here;
+the owning process's read the reply's own state (generation.thread_snapshot), which it updates
+before it hands them the frame.
 
 A finished reply's record stays (marked done, with its terminal frame) for a few minutes, so an
 EventSource cut off near the end can still be replayed exactly; it no longer counts as active.
@@ -31,6 +34,11 @@ def record_ttl() -> int:
     a crash leaves behind.
     """
     return int(settings.STREAM_TIMEOUT) + 60
+
+
+def frames_channel(thread_id: str) -> str:
+    """The Redis channel of a thread's frames, for the other processes (broadcast.py)."""
+    return f"chat:frames:{thread_id}"
 
 
 def owner_beat_seconds() -> float:
@@ -76,9 +84,12 @@ class LiveStore(Protocol):
     async def claim(self, *, thread_id: str, message_id: str, owner: str, model: str) -> bool:
         """Record a new reply for the thread; False if one is already in flight there."""
 
-    async def append(self, *, thread_id: str, message_id: str, seq: int, text: str) -> bool:
+    async def append(
+        self, *, thread_id: str, message_id: str, seq: int, text: str, announce: str = ""
+    ) -> bool:
         """Record frame `seq` of the reply, whose text adds `text`; False when the record is
-        missing or lacks frame `seq - 1` (the caller then restores it whole)."""
+        missing or lacks frame `seq - 1` (the caller then restores it whole). A shared store
+        publishes `announce` (the frame for other processes, broadcast.py) with the record."""
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
         """Write the reply's record whole (after a loss), unless another reply holds the
@@ -127,7 +138,9 @@ class MemoryStore:
         self._expiry.pop(thread_id, None)
         return True
 
-    async def append(self, *, thread_id: str, message_id: str, seq: int, text: str) -> bool:
+    async def append(
+        self, *, thread_id: str, message_id: str, seq: int, text: str, announce: str = ""
+    ) -> bool:
         reply = self._replies.get(thread_id)
         if reply is None or reply.message_id != message_id or reply.seq != seq - 1:
             return False
@@ -168,8 +181,17 @@ class MemoryStore:
         if reply is None or reply.message_id != message_id:
             return False
         reply.terminal = terminal
-        self._expiry[thread_id] = asyncio.get_running_loop().time() + REPLAY_SECONDS
+        loop = asyncio.get_running_loop()
+        self._expiry[thread_id] = loop.time() + REPLAY_SECONDS
+        # Forgotten when the replay window ends, whether or not anyone reads it again.
+        loop.call_later(REPLAY_SECONDS, self._forget, thread_id, message_id)
         return True
+
+    def _forget(self, thread_id: str, message_id: str) -> None:
+        reply = self._replies.get(thread_id)
+        if reply is not None and reply.message_id == message_id and reply.done:
+            del self._replies[thread_id]
+            self._expiry.pop(thread_id, None)
 
     async def release(self, *, thread_id: str, message_id: str) -> None:
         reply = self._replies.get(thread_id)
@@ -203,6 +225,7 @@ return 1
 """
 # Appends only to its own reply's record, and only the next frame: a record lost in a restart,
 # or one that missed a frame because a write timed out, is restored whole by its owner instead.
+# A recorded frame is published to the other processes in the same step (ARGV 5 and 6).
 _APPEND = """
 if redis.call('hget', KEYS[1], 'message_id') ~= ARGV[1] then return 0 end
 if redis.call('hexists', KEYS[1], 'terminal') == 1 then return 1 end
@@ -211,6 +234,7 @@ local length = redis.call('append', KEYS[2], ARGV[3])
 redis.call('rpush', KEYS[3], length)
 redis.call('hset', KEYS[1], 'seq', ARGV[2])
 for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('publish', ARGV[5], ARGV[6]) end
 return 1
 """
 # ARGV: message_id, owner, seq, model, text, terminal ('' if none), ttl, owner_ttl, offsets...
@@ -261,8 +285,10 @@ class RedisStore:
         import redis.asyncio as redis
 
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10)
+        self.redis = self._redis  # shared with the hub's pub/sub (broadcast.py)
         self._claim = self._redis.register_script(_CLAIM)
         self._append = self._redis.register_script(_APPEND)
+        self._appends = _Batched(self._redis, self._append)
         self._restore = self._redis.register_script(_RESTORE)
         self._finish = self._redis.register_script(_FINISH)
         self._release = self._redis.register_script(_RELEASE)
@@ -281,9 +307,12 @@ class RedisStore:
         args = [message_id, owner, record_ttl(), model]
         return bool(await self._claim(keys=self._keys(thread_id), args=args))
 
-    async def append(self, *, thread_id: str, message_id: str, seq: int, text: str) -> bool:
-        args = [message_id, seq, text, record_ttl()]
-        return bool(await self._append(keys=self._keys(thread_id), args=args))
+    async def append(
+        self, *, thread_id: str, message_id: str, seq: int, text: str, announce: str = ""
+    ) -> bool:
+        channel = frames_channel(thread_id) if announce else ""
+        args = [message_id, seq, text, record_ttl(), channel, announce]
+        return bool(await self._appends.call(self._keys(thread_id), args))
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
         terminal = json.dumps(reply.terminal) if reply.terminal is not None else ""
@@ -350,6 +379,69 @@ class RedisStore:
 
     async def owner_alive(self, *, owner: str) -> bool:
         return bool(await self._redis.exists(self._owner_key(owner)))
+
+
+class _Batched:
+    """Calls of one script from every reply of this process, sent to Redis together: the calls
+    made in one turn of the event loop go as one pipeline, one round trip. A quiet process sends
+    each alone; a busy one sends many per trip, at a fraction of the CPU each (redis-py's cost
+    is per trip more than per command). Each reply still awaits its own call, in order."""
+
+    def __init__(self, redis: Any, script: Any) -> None:
+        self._redis = redis
+        self._script = script
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future]] = []
+        self._sending: asyncio.Task | None = None
+
+    def call(self, keys: list[str], args: list[Any]) -> asyncio.Future:
+        """The script's result for these keys and args, once its batch is sent."""
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        self._pending.append((keys, args, result))
+        if self._sending is None:
+            # Starts on the loop's next turn: the calls made in this one join the batch.
+            self._sending = loop.create_task(self._send())
+        return result
+
+    async def _send(self) -> None:
+        import redis.exceptions
+
+        batch, self._pending, self._sending = self._pending, [], None
+        if len(batch) == 1:  # a pipeline of one costs more than the call itself
+            keys, args, result = batch[0]
+            await self._settle(result, self._script(keys=keys, args=args))
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        try:
+            answers = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for _, _, result in batch:
+                if not result.done():
+                    result.set_exception(exc)
+            return
+        for (keys, args, result), answer in zip(batch, answers, strict=True):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                # Redis restarted and forgot the script: the plain call loads it again.
+                await self._settle(result, self._script(keys=keys, args=args))
+            elif result.done():  # its caller was cancelled meanwhile
+                continue
+            elif isinstance(answer, Exception):
+                result.set_exception(answer)
+            else:
+                result.set_result(answer)
+
+    @staticmethod
+    async def _settle(result: asyncio.Future, call: Any) -> None:
+        try:
+            answer = await call
+        except Exception as exc:
+            if not result.done():
+                result.set_exception(exc)
+        else:
+            if not result.done():
+                result.set_result(answer)
 
 
 # One store per event loop: a Redis connection pool belongs to the loop that made it.

@@ -7,6 +7,7 @@ reaches it through the same code path as any OpenAI-compatible server.
 import importlib.util
 import logging
 import os
+import secrets
 import threading
 from pathlib import Path
 
@@ -21,6 +22,7 @@ CONTEXT_PER_SLOT = 2048
 _lock = threading.Lock()
 _server = None
 _base_url = ""
+_API_KEY = secrets.token_urlsafe(32)
 
 
 class LocalModelUnavailable(RuntimeError):
@@ -41,6 +43,11 @@ def model_path() -> Path:
     raise LocalModelUnavailable(f"No .gguf file in the {MODEL_PACKAGE} package")
 
 
+def api_key() -> str:
+    """The key the embedded server answers (made afresh by each process)."""
+    return _API_KEY
+
+
 def base_url() -> str:
     """The embedded server's OpenAI base URL, starting the server on first call (blocking)."""
     global _server, _base_url
@@ -55,6 +62,13 @@ def base_url() -> str:
             params.model_alias = {MODEL_NAME}
             params.hostnames = ["127.0.0.1"]
             params.port = 0
+            # Loopback is not private: any local process, or a web page whose name was rebound
+            # to 127.0.0.1, could use the server. It answers only this process's key, and no
+            # other site may read its answers (no CORS origin, no credentials).
+            params.api_keys = [_API_KEY]
+            params.cors_origins = ""
+            params.cors_origins_explicit = True
+            params.cors_credentials = False
             params.n_parallel = PARALLEL
             params.n_ctx = CONTEXT_PER_SLOT * PARALLEL
             params.verbosity = int(os.environ.get("LOCAL_MODEL_VERBOSITY", 0))

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.exceptions
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+
+from chat import dbthread
 
 logger = logging.getLogger(__name__)
 
@@ -76,19 +77,49 @@ async def retrying(
             return result
 
 
-def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """A synchronous ORM function as a coroutine function, run in the thread pool.
+async def attempt(what: str, call: Callable[[], Awaitable[object]]) -> bool:
+    """`call()` through an outage; False, logged, if it still fails when OUTAGE_SECONDS pass
+    (for a step whose failure must not stop what follows it)."""
+    try:
+        await retrying(what, call)
+    except Exception:
+        logger.exception("%s failed", what)
+        return False
+    return True
 
-    Not channels' default single thread: there every start, checkpoint and final save of
-    every reply queued behind the others (thread-sensitive calls share one thread). Each call
-    gets its connection afresh (SQLite) or from the pool (PostgreSQL) and gives it back.
-    """
-    return database_sync_to_async(function, thread_sensitive=False)
+
+def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A synchronous ORM function as a coroutine function, run off the event loop (see
+    dbthread.py for where, per database)."""
+    return dbthread.off_loop(function)
 
 
 async def db(what: str, function: Callable[..., T], /, **kwargs: object) -> T:
     """A synchronous ORM function run off the event loop, retried through an outage."""
     return await retrying(what, lambda: off_loop(function)(**kwargs))
+
+
+async def receive_forever(
+    what: str,
+    receive: Callable[[], Awaitable[T]],
+    handle: Callable[[T], Awaitable[None]],
+    *,
+    pause: float = 1.0,
+) -> None:
+    """`handle(await receive())` for ever; a receive that fails (Redis restarting) is tried
+    again after `pause` seconds, logged once per outage, so the loop never goes deaf."""
+    health = Softly(what)
+    while True:
+        try:
+            received = await receive()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            health.failed(exc)
+            await asyncio.sleep(pause)
+            continue
+        health.succeeded()
+        await handle(received)
 
 
 class Softly:

@@ -8,17 +8,18 @@ text of all its replies together every CHECKPOINT_SECONDS (generation.Registry).
 
 import asyncio
 import functools
+import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from chat import agent, frames, live, outage, selectors, services, tasks
+from chat import agent, broadcast, frames, live, outage, selectors, services, tasks
 from chat.broadcast import publish, publish_strictly
 from chat.outage import Softly
 
@@ -33,10 +34,11 @@ class Run:
     reply_id: uuid.UUID
     provider: agent.Provider
     owner: str = ""  # this process's control channel, as the live record names it
+    user_id: int = 0  # who asked: the reply counts among their replies in flight
     task: asyncio.Task | None = None
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
-    # Why `stopped` was set: a user's `stop` (cancelled) or this process shutting down.
+    # Set by `stop`: a user's `stop` (cancelled) or this process shutting down.
     stop_outcome: "Outcome | None" = None
+    inbox: "_Inbox | None" = None  # set while the reply streams: woken by `stop`
     stream: "ReplyStream | None" = None  # set while the reply streams: its live state
     # Set when this reply's message titled the thread: told after the reply's last frame (so
     # DESIGN's frame order is kept), and maybe replaced by a model-made title.
@@ -44,11 +46,17 @@ class Run:
     first_message: str = ""
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the reply was asked to end."""
+        return self.stop_outcome is not None
+
     def stop(self, outcome: "Outcome") -> None:
         """End the reply soon with this outcome (the first reason given wins)."""
         if self.stop_outcome is None:
             self.stop_outcome = outcome
-        self.stopped.set()
+        if self.inbox is not None:
+            self.inbox.wake()
 
 
 @dataclass(frozen=True)
@@ -130,9 +138,8 @@ class ReplyStream:
             self.run.thread_id,
             frames.start(message_id=self.reply_id, model=self.run.provider.model),
         )
-        queue: asyncio.Queue = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(self.run.history, queue))
-        stop_wait = asyncio.create_task(self.run.stopped.wait())
+        self.run.inbox = inbox = _Inbox()
+        producer = asyncio.create_task(self._produce(self.run.history, inbox))
         window = settings.FLUSH_INTERVAL_MS / 1000
         deadline = self.started + settings.STREAM_TIMEOUT
         last_chunk = self.started
@@ -142,10 +149,10 @@ class ReplyStream:
                 wake = min(deadline, last_chunk + settings.STREAM_IDLE_TIMEOUT)
                 if self.buffer:
                     wake = min(wake, buffer_since + window)
-                item = await _next(queue, stop_wait, wake - time.monotonic())
+                item = await self._next(inbox, wake - time.monotonic())
                 now = time.monotonic()
                 if item is _STOPPED:
-                    return self.run.stop_outcome or CANCELLED
+                    return self.run.stop_outcome
                 if item is _END:
                     return Outcome("complete")
                 if isinstance(item, Exception):
@@ -159,9 +166,9 @@ class ReplyStream:
                         continue
                     # Deltas that queued up while the last frame was being published join
                     # this one: under load frames grow instead of falling behind.
-                    ending = self._drain(queue)
+                    ending = self._drain(inbox)
                     if ending is not None:
-                        queue.put_nowait(ending)
+                        inbox.items.appendleft(ending)
                 elif now >= deadline:
                     raise agent.ProviderError(
                         f"The reply took longer than {settings.STREAM_TIMEOUT:g} s.", code="timeout"
@@ -176,27 +183,35 @@ class ReplyStream:
                 await self._flush()
         finally:
             producer.cancel()
-            stop_wait.cancel()
+            self.run.inbox = None
             await self._flush()  # what was received is shown before the terminal frame
 
-    async def _produce(self, history: list[dict[str, str]], queue: asyncio.Queue) -> None:
-        """Read the provider's stream into the queue; `_stream` decides when to flush."""
+    async def _produce(self, history: list[dict[str, str]], inbox: "_Inbox") -> None:
+        """Read the provider's stream into the inbox; `_stream` decides when to flush."""
         try:
             async for delta in agent.stream_reply(
                 history, chosen=self.run.provider, usage=self.usage
             ):
-                queue.put_nowait(delta)
-            queue.put_nowait(_END)
+                inbox.put(delta)
+            inbox.put(_END)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # handed over: `run_to_end` owns the error policy
-            queue.put_nowait(exc)
+            inbox.put(exc)
 
-    def _drain(self, queue: asyncio.Queue) -> Any:
+    async def _next(self, inbox: "_Inbox", timeout: float) -> Any:
+        """The next delta (or end, or failure) from the provider, `_STOPPED`, or `_TICK`."""
+        if not self.run.stopped and not inbox.items:
+            await inbox.wait(timeout)
+        if self.run.stopped:
+            return _STOPPED
+        return inbox.items.popleft() if inbox.items else _TICK
+
+    def _drain(self, inbox: "_Inbox") -> Any:
         """Take every delta already waiting; return the end or failure met, if any."""
         now = time.monotonic()
-        while not queue.empty():
-            item = queue.get_nowait()
+        while inbox.items:
+            item = inbox.items.popleft()
             if not isinstance(item, str):
                 return item
             self._received(item, now)
@@ -216,22 +231,32 @@ class ReplyStream:
         self.seq += 1
         self.content += chunk
         self.offsets.append(len(self.content))
-        await self._record(chunk)
-        # A wake-up only: a subscriber that misses it sees a gap and resyncs from the record.
-        await publish(
-            self.run.thread_id, frames.token(message_id=self.reply_id, seq=self.seq, text=chunk)
-        )
+        frame = frames.token(message_id=self.reply_id, seq=self.seq, text=chunk)
+        text = json.dumps(frame)
+        hub = broadcast.hub()
+        # This process's subscribers first: they read snapshots from this stream's own state
+        # (generation.thread_snapshot), so they need not wait for the record. The other
+        # processes' read the record, so theirs goes out with it (or after it).
+        await hub.deliver(self.run.thread_id, frame, text)
+        announce = hub.envelope(text) if hub.remote is not None else ""
+        announced = await self._record(chunk, announce)
+        if announce and not announced:
+            # A wake-up only: a subscriber that misses it sees a gap and resyncs.
+            await publish(self.run.thread_id, frame, text=text, local=False)
 
-    async def _record(self, chunk: str) -> None:
+    async def _record(self, chunk: str, announce: str) -> bool:
         """Append the frame to the live record, or write the record whole if it fell behind
-        (Redis restarted, or a write failed); an outage only defers this to the next frame."""
+        (Redis restarted, or a write failed); an outage only defers this to the next frame.
+        True when the append also published `announce` to the other processes."""
+        appended = False
         try:
             if self.recorded:
-                self.recorded = await self.store.append(
+                appended = self.recorded = await self.store.append(
                     thread_id=self.run.thread_id,
                     message_id=self.reply_id,
                     seq=self.seq,
                     text=chunk,
+                    announce=announce,
                 )
             if not self.recorded:
                 self.recorded = await self.store.restore(
@@ -242,6 +267,7 @@ class ReplyStream:
             self._record_health.failed(exc)
         else:
             self._record_health.succeeded()
+        return appended and bool(announce)
 
     async def _finish(self, outcome: Outcome) -> None:
         """The one final write, then the terminal frame; the live record is closed in between.
@@ -266,11 +292,13 @@ class ReplyStream:
             first_token_ms=self.first_token_ms,
             elapsed_ms=elapsed_ms,
         )
-        saved = await _attempt(
+        saved = await outage.attempt(
             f"final save of reply {self.reply_id}", lambda: outage.off_loop(final)()
         )
-        await _attempt(f"closing the live record of reply {self.reply_id}", self._close_record)
-        await _attempt(
+        await outage.attempt(
+            f"closing the live record of reply {self.reply_id}", self._close_record
+        )
+        await outage.attempt(
             f"terminal frame of reply {self.reply_id}",
             lambda: publish_strictly(self.run.thread_id, terminal),
         )
@@ -326,34 +354,34 @@ class ReplyStream:
         )
 
 
-async def _attempt(what: str, call: Callable[[], Awaitable[Any]]) -> bool:
-    """`call()` through an outage; False, logged, if it still fails when OUTAGE_SECONDS pass."""
-    try:
-        await outage.retrying(what, call)
-    except Exception:
-        logger.exception("%s failed", what)
-        return False
-    return True
+class _Inbox:
+    """What the provider sent, for the reply loop: one waiter at a time, no task per delta."""
 
+    def __init__(self) -> None:
+        self.items: deque[Any] = deque()
+        self._waiter: asyncio.Future | None = None
 
-async def _next(queue: asyncio.Queue, stop_wait: asyncio.Task, timeout: float) -> Any:
-    """The next delta (or end, or failure) from the provider, `_STOPPED`, or `_TICK`."""
-    # What is already there needs no task and no wait: the common case under load.
-    if stop_wait.done():
-        return _STOPPED
-    if not queue.empty():
-        return queue.get_nowait()
-    get = asyncio.ensure_future(queue.get())
-    done, _ = await asyncio.wait(
-        {get, stop_wait}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
-    )
-    if stop_wait in done:
-        get.cancel()
-        return _STOPPED
-    if get in done:
-        return get.result()
-    get.cancel()
-    return _TICK
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """End the current `wait()` (an item came, or the reply was stopped)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until an item comes, `wake()` is called, or `timeout` seconds pass."""
+        if timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, self.wake)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
 
 async def _retitle(run: Run) -> None:

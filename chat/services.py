@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from chat.models import Message, Thread
@@ -122,14 +123,14 @@ def _begin(
     """Inside the caller's transaction: the user message (when there is text) and the reply."""
     user_message = None
     if text is not None:
-        user_message = Message.objects.create(
+        user_message = Message(
             thread=thread,
             role=Message.Role.USER,
             content=text,
             status=Message.Status.COMPLETE,
             client_id=client_id,
         )
-    reply = Message.objects.create(
+    reply = Message(
         id=reply_id,
         thread=thread,
         role=Message.Role.ASSISTANT,
@@ -138,11 +139,18 @@ def _begin(
         # A regenerated reply carries the command's client_id, so a retried command is a no-op.
         client_id=None if user_message else client_id,
     )
+    # One INSERT for both (created_at is stamped in order: the reply after its message).
+    Message.objects.bulk_create([m for m in (user_message, reply) if m is not None])
     retitled = not thread.title and text is not None
     if retitled:
         thread.title = title_from_text(text)
     thread.save(update_fields=["title", "updated_at"])
     return Begun(reply=reply, user_message=user_message, thread=thread if retitled else None)
+
+
+def thread_discard_if_empty(*, thread_id: uuid.UUID) -> None:
+    """Delete a thread that has no message (made for a send that was then refused)."""
+    Thread.objects.filter(pk=thread_id, messages__isnull=True).delete()
 
 
 def thread_retitle(*, thread_id: uuid.UUID, title: str, expected: str) -> Thread | None:
@@ -156,20 +164,17 @@ def thread_retitle(*, thread_id: uuid.UUID, title: str, expected: str) -> Thread
     return Thread.objects.get(pk=thread_id) if updated else None
 
 
-def reply_checkpoint(*, reply_id: uuid.UUID, content: str) -> None:
-    """Save the text shown so far of a reply still in flight."""
-    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(content=content)
-
-
 def replies_checkpoint(*, contents: dict[uuid.UUID, str]) -> None:
-    """Save the text shown so far of several replies in flight, in one transaction.
+    """Save the text shown so far of several replies in flight, in one UPDATE.
 
     Only rows still `streaming` are written, so a checkpoint that lands after a reply's final
     save cannot roll its text back.
     """
-    with transaction.atomic():
-        for reply_id, content in contents.items():
-            reply_checkpoint(reply_id=reply_id, content=content)
+    if not contents:
+        return
+    Message.objects.filter(pk__in=list(contents), status=Message.Status.STREAMING).update(
+        content=Case(*(When(pk=pk, then=Value(text)) for pk, text in contents.items()))
+    )
 
 
 def reply_finish(

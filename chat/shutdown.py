@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 _draining: asyncio.Task | None = None
 _installed = False
-# After the drain, before daphne closes every socket: time for the terminal frames, which go
-# out through the channel layer (Redis and back), to reach this process's own sockets.
+# After the drain, before daphne closes every socket: time for the terminal frames written to
+# this process's sockets to leave their send buffers.
 DELIVERY_GRACE_SECONDS = 1.0
 
 

@@ -1,15 +1,11 @@
 """Subscribing to a thread's frames: the filter every subscriber applies, and a subscription
-with its own channel for HTTP streams (SSE), which have no consumer to receive group sends.
+for HTTP streams (SSE), which have no consumer of their own.
 """
 
 import asyncio
-import contextlib
 from typing import Any
 
-from channels.layers import get_channel_layer
-
 from chat import broadcast, frames, generation
-from chat.outage import Softly
 
 
 class FrameFilter:
@@ -52,43 +48,17 @@ class Subscription:
         self.thread_id = str(thread_id)
         self.filter = FrameFilter()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._channel = ""
-        self._reader: asyncio.Task | None = None
 
     async def __aenter__(self) -> "Subscription":
-        layer = get_channel_layer()
-        self._channel = await layer.new_channel()
-        await layer.group_add(broadcast.thread_group(self.thread_id), self._channel)
-        self._reader = asyncio.create_task(self._read(), name=f"sse-{self.thread_id}")
+        await broadcast.hub().subscribe(self.thread_id, self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        with contextlib.suppress(Exception):
-            await get_channel_layer().group_discard(
-                broadcast.thread_group(self.thread_id), self._channel
-            )
+        broadcast.hub().unsubscribe(self.thread_id, self)
 
-    async def _read(self) -> None:
-        # One long-lived receive loop: cancelling a layer receive mid-way can lose a message,
-        # so waits with a timeout happen on the queue instead.
-        # A receive that fails (Redis restarting) is tried again: the stream goes quiet for a
-        # while, and its client catches up from the live record, instead of going deaf.
-        layer = get_channel_layer()
-        health = Softly(f"event stream of thread {self.thread_id}")
-        while True:
-            try:
-                event = await layer.receive(self._channel)
-            except Exception as exc:
-                health.failed(exc)
-                await asyncio.sleep(1)
-                continue
-            health.succeeded()
-            if event.get("type") == "chat.frame":
-                self._queue.put_nowait(event["frame"])
+    async def deliver(self, frame: dict[str, Any], text: str) -> None:
+        """A frame published to the thread (broadcast.Subscriber); `next()` filters it."""
+        self._queue.put_nowait(frame)
 
     async def ready(self) -> dict[str, Any]:
         """The `ready` frame, its snapshot noted in the filter."""

@@ -10,7 +10,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from chat.auth import WebSocketAuth  # noqa: E402  (needs Django set up first)
 from chat.routing import websocket_urlpatterns  # noqa: E402
@@ -20,7 +19,6 @@ if settings.AGENT_PROVIDER == "local":
 
     warm_up_in_background()
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
 
 import gc  # noqa: E402
 
@@ -32,7 +30,7 @@ gc.freeze()
 
 application = ProtocolTypeRouter(
     {
-        "http": http_app,
+        "http": django_asgi_app,
         "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
     }
 )

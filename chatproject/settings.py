@@ -5,6 +5,7 @@ DESIGN.md's configuration table is the contract for the variable names.
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -32,11 +33,21 @@ def _laptop_secret_key() -> str:
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
+        pass
+    VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Written private from its first byte, and linked into place whole: two processes starting
+    # together agree on one key, and no other user can ever read it.
+    draft = VAR_DIR / f".secret_key.{os.getpid()}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(50))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another process was first: use its key
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -58,6 +69,23 @@ if SECURE_HTTPS:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Every asset is served from this site, and the page has no inline script or style: a strict
+# policy fits (django-csp). Model output is sanitized markdown; this is the second line.
+# Only the API's Swagger page relaxes it (chat/api/urls.py: its inline start-up script).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 INSTALLED_APPS = [
     "daphne",
@@ -72,6 +100,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "chat",
+    "csp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -82,6 +112,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "chatproject.urls"
@@ -127,6 +159,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         }
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The file holds every user's messages: created private (SQLite gives its -wal and -shm
+    # files the database file's mode).
+    _sqlite = Path(str(DATABASES["default"]["NAME"]))
+    if ":" not in _sqlite.name and not _sqlite.exists() and _sqlite.parent.exists():
+        os.close(os.open(_sqlite, os.O_WRONLY | os.O_CREAT, 0o600))
     # WAL and IMMEDIATE transactions let the streaming task and page requests write without
     # "database is locked" errors on a laptop.
     DATABASES["default"]["OPTIONS"] = {
@@ -144,6 +181,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password guessing, on the login page and the admin's alike (django-axes): after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused
+# (429), the right password included, for LOGIN_COOLOFF_MINUTES. A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# Replies one user may have running at once, over all threads and processes (0: no limit).
+MAX_REPLIES_IN_FLIGHT = int(os.environ.get("MAX_REPLIES_IN_FLIGHT", "3"))
+
+# The most tokens one reply may cost (the provider's max_tokens / max_output_tokens): a reply
+# cannot run up a bill without end.
+REPLY_MAX_TOKENS = int(os.environ.get("REPLY_MAX_TOKENS", "4096"))
+
+# How often an open WebSocket or event stream checks that its session or client secret is still
+# valid (logout, password change, deactivation, expiry end it with 4401 on every process).
+SESSION_CHECK_SECONDS = float(os.environ.get("SESSION_CHECK_SECONDS", "10"))
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -156,18 +217,26 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
-# daphne serves /static/ itself unless a proxy in front does (SERVE_STATIC=0).
+# daphne serves /static/ itself (whitenoise, from the source folders: no collectstatic needed)
+# unless a proxy in front does (SERVE_STATIC=0). Whitenoise serves only the files it indexed,
+# so a path like /static/..%2fchatproject/settings.py is a plain 404.
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
+if SERVE_STATIC:
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    WHITENOISE_USE_FINDERS = True
+    # Whitenoise also serves STATIC_ROOT, and warns while collectstatic has not made it.
+    warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise")
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 
 def redis_channel_layer(url: str, kind: str | None = None) -> dict:
-    """The Redis channel layer, chosen and tuned by measurement (bench/streaming.py).
+    """The Redis channel layer: it carries `stop` to the process that runs a reply. Frames do
+    not go through it (chat/broadcast.py); the choice was measured when they did
+    (bench/streaming.py, docs/performance.md).
 
-    `pubsub` (the default): Redis pub/sub, fire-and-forget with no per-process queue. Frames
-    carry seq and clients resync from the live state, so a lost message costs a resync, never
-    text; it streamed with 27x lower p50 latency than `core` at 10 streams.
+    `pubsub` (the default): Redis pub/sub, fire-and-forget with no per-process queue; it
+    streamed with 27x lower p50 latency than `core` at 10 streams.
     `core` (CHANNEL_LAYER=core): channels-redis's list-based layer. All sockets of a process
     share one list, so its capacity is per process (CHANNEL_CAPACITY), and redis-py's default
     5 s socket timeout equals its 5 s blocking read, which then fails at random: give the
@@ -209,6 +278,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.inputs.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # `?format=` is ours (thread export), not DRF's renderer switch.
     "URL_FORMAT_OVERRIDE": None,
 }

@@ -52,6 +52,7 @@ TERMINAL = frozenset({"complete", "cancelled", "error", "interrupted"})
 OWNER_TTL_SECONDS = 3
 PASSWORD = "chaos-password-4711"
 STUB_MODEL = "stub-model"
+STUB_KEY = "chaos-key"  # the key the private stub answers, given to the product
 # The round (0-based) during which the fault hits: every user starts round 0 at the same
 # moment (a barrier), so that is when the most replies are in flight together.
 FAULT_ROUND = 0
@@ -678,7 +679,7 @@ class Deployment:
             AGENT_PROVIDER="compatible",
             AGENT_MODEL=STUB_MODEL,
             OPENAI_BASE_URL=self.stub_url,
-            OPENAI_API_KEY="chaos-key",
+            OPENAI_API_KEY=STUB_KEY,
             OPENAI_AGENTS_DISABLE_TRACING="1",
             CHAT_VAR_DIR=str(self.workdir),
             DATABASE_URL=database_url,
@@ -686,6 +687,7 @@ class Deployment:
             OWNER_TTL_SECONDS=str(OWNER_TTL_SECONDS),
             CHECKPOINT_SECONDS="2",
             REPLIES_PER_MINUTE="0",
+            MAX_REPLIES_IN_FLIGHT="0",
             SECRET_KEY=secrets.token_urlsafe(48),
             LOG_LEVEL="info",
             **self.overrides,
@@ -712,7 +714,17 @@ class Deployment:
         out = self.workdir / "stub.log"
         with out.open("wb") as sink:
             self.stub = subprocess.Popen(
-                [sys.executable, "-m", "chat.stub_provider", "--host", "127.0.0.1", "--port", "0"],
+                [
+                    sys.executable,
+                    "-m",
+                    "scripts.stub_provider",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--api-key",
+                    STUB_KEY,
+                ],
                 cwd=ROOT,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -864,7 +876,11 @@ class Scenario:
                 "first_token_delay_ms": first,
             }
             async with gate:
-                answer = await self.http.post(f"{root}/_stub/scripts", json=body)
+                answer = await self.http.post(
+                    f"{root}/_stub/scripts",
+                    json=body,
+                    headers={"Authorization": f"Bearer {STUB_KEY}"},
+                )
                 answer.raise_for_status()
 
         await asyncio.gather(*(script(s) for u in self.users for s in u.sends))

@@ -16,8 +16,8 @@ from channels.layers import channel_layers
 from django.conf import settings as django_settings
 
 from chat import generation
-from chat.stub_provider import StubServer
 from chatproject.settings import redis_channel_layer
+from scripts.stub_provider import StubServer
 
 # No trace of a test goes to OpenAI, even on the `openai` provider's path.
 os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
@@ -51,7 +51,7 @@ def tcp_open(url: str, default_port: int) -> bool:
 @pytest.fixture(scope="session")
 def stub_server():
     """One scripted OpenAI-compatible server for the whole run."""
-    with StubServer() as server:
+    with StubServer(api_key="test-key") as server:
         yield server
 
 

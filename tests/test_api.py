@@ -253,13 +253,78 @@ def test_unknown_thread_ids_are_404_not_500(alice_client):
     assert alice_client.get("/api/threads/not-a-uuid/").status_code == 404
 
 
-def test_a_foreign_origin_cannot_stand_in_for_the_csrf_token(csrf_client, alice):
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://testserver:9999", "https://testserver", "null"]
+)
+def test_a_foreign_origin_cannot_stand_in_for_the_csrf_token(csrf_client, alice, origin):
     thread = make_thread(alice, "mine")
     answer = csrf_client.post(
         "/api/stream/message",
         {"message": "hi", "thread_id": str(thread.id)},
         content_type="application/json",
-        HTTP_ORIGIN="https://evil.example",
+        HTTP_ORIGIN=origin,
     )
     assert answer.status_code == 403
     assert Message.objects.count() == 0
+
+
+def test_the_secret_key_and_the_database_are_created_private(tmp_path):
+    """A fresh var/ on a laptop: the key and the SQLite file are 0600 from the start."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
+    env.update(CHAT_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="chatproject.settings")
+    code = "import django; django.setup()"
+    for _ in range(2):  # the second start reads the key the first wrote
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    var = tmp_path / "var"
+    assert stat.S_IMODE(os.stat(var / "secret_key").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(var / "db.sqlite3").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(var).st_mode) == 0o700
+    assert [p.name for p in var.iterdir() if p.name.startswith(".secret_key")] == []
+
+
+def test_the_page_login_and_admin_carry_a_strict_content_security_policy(alice_client):
+    for url in ("/", "/accounts/login/", "/admin/login/"):
+        policy = Client().get(url).headers.get("Content-Security-Policy", "")
+        if url == "/":
+            policy = alice_client.get(url).headers["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+        assert directives["default-src"] == "'self'", url
+        assert directives["script-src"] == "'self'", url
+        assert directives["frame-ancestors"] == "'none'", url
+        assert "unsafe" not in policy, url
+
+
+@pytest.mark.parametrize("login_url", ["/accounts/login/", "/admin/login/"])
+def test_password_guessing_locks_the_username_out_even_for_the_right_password(
+    alice, settings, login_url
+):
+    """After LOGIN_FAILURE_LIMIT wrong passwords the right one is refused too (from there);
+    another user, and the same user from another address, still get in."""
+    from django.contrib.auth.models import User
+
+    alice.is_staff = True  # the admin's login takes staff only
+    alice.set_password("right-password")
+    alice.save()
+    User.objects.create_user("bob", password="bobs-password", is_staff=True)
+    client = Client(REMOTE_ADDR="10.0.0.7")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        guess = client.post(login_url, {"username": "alice", "password": "wrong"})
+        assert guess.status_code in (200, 429)
+    locked = client.post(login_url, {"username": "alice", "password": "right-password"})
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+    other_user = Client(REMOTE_ADDR="10.0.0.7")
+    assert (
+        other_user.post(login_url, {"username": "bob", "password": "bobs-password"}).status_code
+        == 302
+    )
+    elsewhere = Client(REMOTE_ADDR="10.0.0.8")
+    answer = elsewhere.post(login_url, {"username": "alice", "password": "right-password"})
+    assert answer.status_code == 302

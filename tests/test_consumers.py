@@ -206,7 +206,9 @@ async def test_the_same_client_id_twice_gives_one_user_message_and_one_reply(
     await send(ws, command)
     await frames_until_end(ws)
     await send(ws, command)
-    frame = await receive(ws)
+    # (`thread` frames of the first send may come first: the cut title, then the model's.)
+    while (frame := await receive(ws))["type"] == "thread":
+        pass
     assert frame["type"] == "ready" and frame["active"] is None
     assert [m.role for m in await messages_of(thread)] == ["user", "assistant"]
     await ws.disconnect()
@@ -381,7 +383,23 @@ async def test_a_client_secret_opens_the_socket_as_a_subprotocol_without_origin(
         assert (await ws.receive_output(timeout=5))["code"] == code
 
 
-async def test_a_session_socket_from_a_foreign_origin_is_refused(memory_layer, alice):
+@pytest.mark.parametrize(
+    "origin, forwarded, accepted",
+    [
+        (b"https://evil.example", b"", False),
+        (b"http://127.0.0.1:9999", b"", False),  # another port is another origin
+        (b"https://127.0.0.1:8000", b"", False),  # and another scheme
+        (b"http://localhost:8000", b"", False),  # and another host, allowed or not
+        (b"null", b"", False),
+        (b"http://127.0.0.1:8000", b"", True),
+        (b"https://127.0.0.1:8000", b"https", True),  # behind a TLS proxy that says so
+        (b"http://127.0.0.1:8000", b"https", False),
+    ],
+)
+async def test_a_session_socket_opens_only_from_the_sites_own_origin(
+    memory_layer, alice, settings, origin, forwarded, accepted
+):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     thread = await make_thread(alice)
     from channels.testing import WebsocketCommunicator
 
@@ -389,13 +407,19 @@ async def test_a_session_socket_from_a_foreign_origin_is_refused(memory_layer, a
     from tests.helpers import session_cookie
 
     headers = [
-        (b"origin", b"https://evil.example"),
+        (b"origin", origin),
         (b"host", b"127.0.0.1:8000"),
         (b"cookie", (await session_cookie(alice)).encode()),
     ]
+    if forwarded:
+        headers.append((b"x-forwarded-proto", forwarded))
     ws = WebsocketCommunicator(application, f"/ws/threads/{thread.id}/", headers=headers)
     connected, _ = await ws.connect(timeout=5)
-    assert not connected
+    if accepted:
+        assert connected and (await receive(ws))["type"] == "ready"
+        await ws.disconnect()
+    else:
+        assert not connected
 
 
 async def test_starting_more_replies_a_minute_than_allowed_is_rate_limited(
@@ -432,3 +456,44 @@ async def test_a_heartbeat_tells_where_the_threads_reply_stands(stub, memory_lay
     await send(ws, {"command": "heartbeat"})
     assert (await receive(ws)) | {"ts": 0} == {"type": "heartbeat", "ts": 0, "active": None}
     await ws.disconnect()
+
+
+async def test_one_user_has_at_most_max_replies_in_flight_over_all_threads(
+    stub, layer, alice, bob, settings
+):
+    settings.MAX_REPLIES_IN_FLIGHT = 2
+    stub.script("long-running", tokens=["z"] * 200, delay_ms=20)
+    sockets = []
+    for _ in range(3):
+        ws = await connect((await make_thread(alice)).id, alice)
+        await receive(ws)
+        sockets.append(ws)
+    for ws in sockets[:2]:
+        await send(ws, start_command("long-running"))
+        assert (await receive(ws))["type"] == "message"
+    await send(sockets[2], start_command("long-running"))
+    while (frame := await receive(sockets[2]))["type"] != "error":
+        pass
+    assert frame["code"] == "rate_limited" and frame["recoverable"] is True
+    # Another user is not held back by alice's replies.
+    bobs = await connect((await make_thread(bob)).id, bob)
+    await receive(bobs)
+    await send(bobs, start_command("short"))
+    assert (await frames_until_end(bobs))[-1]["type"] == "complete"
+    # Once one of alice's replies ends, she may start another.
+    await send(sockets[0], {"command": "stop"})
+    while (await receive(sockets[0]))["type"] not in ("complete", "error"):
+        pass
+    for _ in range(50):  # its count ends just after its last frame
+        await send(sockets[2], start_command("again"))
+        first = await receive(sockets[2])
+        if first["type"] != "error":  # accepted (a refusal is an error frame of its own)
+            break
+        assert first["code"] == "rate_limited"
+        await asyncio.sleep(0.1)
+    assert first["type"] == "message"
+    assert reply_text(await frames_until_end(sockets[2])) == "Echo: again"
+    await send(sockets[1], {"command": "stop"})
+    await frames_until_end(sockets[1])
+    for ws in (*sockets, bobs):
+        await ws.disconnect()

@@ -100,13 +100,13 @@ async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(
     saved: list[str] = []
     from chat import services
 
-    real = services.reply_checkpoint
+    real = services.replies_checkpoint
 
-    def spy(*, reply_id, content):
-        saved.append(content)
-        real(reply_id=reply_id, content=content)
+    def spy(*, contents):
+        saved.extend(contents.values())
+        real(contents=contents)
 
-    monkeypatch.setattr(services, "reply_checkpoint", spy)
+    monkeypatch.setattr(services, "replies_checkpoint", spy)
     stub.script("checkpointed", tokens=["x"] * 100, delay_ms=10)
     received, _, reply = await run_reply(alice, "checkpointed")
     tokens = sum(f["type"] == "token" for f in received)
@@ -132,6 +132,7 @@ async def test_the_replies_of_a_process_are_checkpointed_together_in_one_write_p
 
     monkeypatch.setattr(services, "replies_checkpoint", spy)
     stub.script("together", tokens=["y"] * 100, delay_ms=10)
+    settings.MAX_REPLIES_IN_FLIGHT = 4
     results = await asyncio.gather(*(run_reply(alice, "together") for _ in range(4)))
     assert max(len(batch) for batch in batches) >= 2, "replies in flight share a write"
     per_reply = sum(len(batch) for batch in batches)
@@ -153,7 +154,8 @@ async def test_the_openai_provider_streams_through_the_responses_api(
     assert reply.model == "gpt-test" and reply.token_count == 4
     sent = [r for r in stub.requests if r["path"] == "/v1/responses"][0]
     assert sent["body"]["stream"] is True and sent["body"]["model"] == "gpt-test"
-    assert sent["headers"]["authorization"] == "Bearer test-key"
+    # The stub records only requests that carried its key (test-key), and never shows it.
+    assert sent["headers"]["authorization"] == "Bearer <redacted>"
 
 
 async def test_the_openai_provider_saves_an_in_stream_error_with_the_text_shown(
@@ -178,6 +180,7 @@ async def test_replies_started_together_on_a_fresh_process_name_one_owner_that_b
     from tests.conftest import _close_layer, _use_layer
 
     _use_layer(settings, redis_url, "pubsub")
+    settings.MAX_REPLIES_IN_FLIGHT = 0  # six at once, from one user
     stub.script("together", tokens=["x"] * 50, delay_ms=20)
     threads = [await database_sync_to_async(Thread.objects.create)(owner=alice) for _ in range(6)]
     try:
@@ -193,3 +196,22 @@ async def test_replies_started_together_on_a_fresh_process_name_one_owner_that_b
         assert await store.owner_alive(owner=generation.registry().channel)
     finally:
         await _close_layer()
+
+
+@pytest.mark.parametrize(
+    "provider, path, field",
+    [
+        ("compatible", "/v1/chat/completions", "max_tokens"),
+        ("openai", "/v1/responses", "max_output_tokens"),
+    ],
+)
+async def test_every_reply_asks_the_provider_for_at_most_reply_max_tokens(
+    stub, memory_layer, alice, settings, provider, path, field
+):
+    settings.AGENT_PROVIDER = provider
+    settings.REPLY_MAX_TOKENS = 321
+    stub.script("bounded", tokens=["ok"], delay_ms=1)
+    received, _, _ = await run_reply(alice, "bounded")
+    assert received[-1]["type"] == "complete"
+    sent = [r for r in stub.requests if r["path"] == path and r["body"].get("stream")]
+    assert sent and sent[-1]["body"][field] == 321

@@ -101,3 +101,46 @@ async def test_missing_names_the_threads_whose_record_is_not_the_replys_own(stor
     assert await store.claim(thread_id="t2", message_id="r2", owner="o", model="m")
     replies = {"t1": "r1", "t2": "r9", "t3": "r3"}
     assert await store.missing(replies=replies) == {"t2", "t3"}
+
+
+async def test_appends_of_many_replies_at_once_each_land_in_their_own_record(store):
+    """Appends made together go to Redis as one batch: each answered as if sent alone."""
+    import asyncio
+
+    threads = [f"t{i}" for i in range(30)]
+    for thread_id in threads:
+        assert await store.claim(thread_id=thread_id, message_id="r", owner="o", model="m")
+
+    async def write(thread_id: str) -> list[bool]:
+        return [
+            await store.append(thread_id=thread_id, message_id="r", seq=seq, text=f"{seq},")
+            for seq in range(1, 21)
+        ]
+
+    results = await asyncio.gather(*(write(thread_id) for thread_id in threads))
+    assert all(all(appended) for appended in results)
+    # One refused append among accepted ones is answered False, the others True.
+    refused = await asyncio.gather(
+        store.append(thread_id="t0", message_id="r", seq=21, text="ok"),
+        store.append(thread_id="t1", message_id="r", seq=99, text="gap"),
+        store.append(thread_id="t2", message_id="not-mine", seq=21, text="x"),
+    )
+    assert refused == [True, False, False]
+    for thread_id in threads[1:]:
+        record = await store.record(thread_id=thread_id)
+        assert record.seq == 20 and record.content == "".join(f"{s}," for s in range(1, 21))
+
+
+async def test_a_finished_record_is_forgotten_when_its_replay_window_ends_unread(monkeypatch):
+    """In-process: a finished reply's text does not stay in memory until someone reads it."""
+    import asyncio
+
+    monkeypatch.setattr(live, "REPLAY_SECONDS", 0.05)
+    store = live.MemoryStore()
+    for thread_id in ("t1", "t2"):
+        assert await store.claim(thread_id=thread_id, message_id="r", owner="o", model="m")
+        assert await store.append(thread_id=thread_id, message_id="r", seq=1, text="x" * 1000)
+        await store.finish(thread_id=thread_id, message_id="r", terminal={"seq": 2})
+    assert await store.claim(thread_id="t3", message_id="r", owner="o", model="m")
+    await asyncio.sleep(0.2)
+    assert set(store._replies) == {"t3"}, "only the reply in flight is kept"

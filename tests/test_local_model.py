@@ -41,3 +41,23 @@ async def test_the_local_provider_streams_real_replies_from_the_embedded_model_a
         assert reply.token_count and reply.token_count > 0
     for ws in sockets:
         await ws.disconnect()
+
+
+async def test_the_embedded_server_answers_only_its_own_process():
+    """No key, no answer (any local process, or a page rebound to 127.0.0.1), and no other
+    site may read what it says."""
+    import httpx
+
+    from chat import local_model
+
+    url = await asyncio.to_thread(local_model.base_url)
+    async with httpx.AsyncClient() as client:
+        anonymous = await client.get(url + "/models", headers={"Origin": "http://evil.example"})
+        assert anonymous.status_code == 401
+        keyed = await client.get(
+            url + "/models",
+            headers={"Authorization": f"Bearer {local_model.api_key()}", "Origin": "http://x"},
+        )
+        assert keyed.status_code == 200
+        assert keyed.headers.get("access-control-allow-origin", "") in ("", "null")
+        assert keyed.headers.get("access-control-allow-credentials", "false") == "false"

@@ -146,14 +146,14 @@ def test_an_eventsource_cut_off_mid_reply_resumes_with_last_event_id_to_the_save
         }""",
         thread_id,
     )
-    page.wait_for_function("window.log.opens === 1")
+    page.wait_for_function("() => window.log.opens === 1")
     with client.stream(
         "POST", "/api/stream/message", json={"message": "cut-me", "thread_id": thread_id}
     ) as response:
-        page.wait_for_function("window.log.seqs.length >= 20")
+        page.wait_for_function("() => window.log.seqs.length >= 20")
         site.cut()  # every connection drops, the EventSource's too
-        page.wait_for_function("window.log.opens >= 2", timeout=10000)
-        page.wait_for_function("window.log.ends === 1", timeout=20000)
+        page.wait_for_function("() => window.log.opens >= 2", timeout=10000)
+        page.wait_for_function("() => window.log.ends === 1", timeout=20000)
         response.close()
     log = page.evaluate("window.log")
     assert log["seqs"] == list(range(1, len(log["seqs"]) + 1)), "no gap, no duplicate"

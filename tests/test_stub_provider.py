@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from chat.stub_provider import StubServer
+from scripts.stub_provider import StubServer
 
 MESSAGES = [{"role": "user", "content": "hello world"}]
 
@@ -18,7 +18,7 @@ MESSAGES = [{"role": "user", "content": "hello world"}]
 @pytest.fixture
 def stub():
     """A stub server running for one test."""
-    with StubServer() as server:
+    with StubServer(api_key="test") as server:
         yield server
 
 
@@ -91,7 +91,7 @@ async def test_an_unscripted_request_gets_an_echo_of_the_last_user_message(stub)
 
 @pytest.mark.asyncio
 async def test_reply_tokens_makes_the_default_reply_that_many_lorem_words():
-    with StubServer(reply_tokens=5) as stub:
+    with StubServer(reply_tokens=5, api_key="test") as stub:
         tokens = []
         async with client_for(stub) as client:
             await collect(await stream_chat(client), tokens)
@@ -169,7 +169,7 @@ async def test_stall_after_yields_a_token_then_raises_a_timeout_error(stub):
 
 @pytest.mark.asyncio
 async def test_stop_closes_a_stalled_connection_instead_of_waiting_for_it():
-    stub = StubServer().start()
+    stub = StubServer(api_key="test").start()
     stub.script("hello", tokens=["a", "b"], stall_after=1)
     tokens = []
     async with client_for(stub, timeout=60.0) as client:
@@ -204,7 +204,7 @@ async def test_requests_are_recorded_with_headers_and_chatkit_sessions_return_a_
     assert recorded["method"] == "POST"
     assert recorded["path"] == "/v1/chatkit/sessions"
     assert recorded["headers"]["openai-beta"] == "chatkit_beta=v1"
-    assert recorded["headers"]["authorization"] == "Bearer test"
+    assert recorded["headers"]["authorization"] == "Bearer <redacted>", "the key is never shown"
     assert recorded["headers"]["x-trace"] == "t1"
     assert recorded["body"] == {"user": "user-1", "workflow": {"id": "wf_123"}}
     assert isinstance(recorded["received_at"], float)
@@ -221,7 +221,11 @@ async def test_a_scripted_chatkit_status_fails_session_creation(stub):
 
 def test_control_endpoints_script_record_and_reset_over_http(stub):
     base = stub.url.removesuffix("/v1")
-    with httpx.Client(base_url=base) as http:
+    with httpx.Client(base_url=base) as anonymous:
+        for path in ("/_stub/requests", "/v1/models"):
+            assert anonymous.get(path).status_code == 401
+        assert anonymous.post("/_stub/scripts", json={"tokens": ["x"]}).status_code == 401
+    with httpx.Client(base_url=base, headers={"Authorization": "Bearer test"}) as http:
         script = {"match": "ping", "tokens": ["pong"]}
         assert http.post("/_stub/scripts", json=script).status_code == 200
         assert http.post("/_stub/scripts", json={"mtach": "typo"}).status_code == 400
@@ -253,18 +257,31 @@ def test_control_endpoints_script_record_and_reset_over_http(stub):
         assert stub.chatkit_status is None
 
 
-def test_the_cli_prints_its_url_and_serves_requests():
+def test_the_cli_prints_its_url_and_key_and_serves_only_that_key():
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "chat.stub_provider", "--port", "0"]
+    command = [sys.executable, "-m", "scripts.stub_provider", "--port", "0"]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as proc:
         try:
             line = proc.stdout.readline().strip()
-            reply = httpx.get(f"{line.removeprefix('STUB_URL=')}/models", timeout=5)
+            key = proc.stdout.readline().strip().removeprefix("STUB_API_KEY=")
+            url = line.removeprefix("STUB_URL=")
+            anonymous = httpx.get(f"{url}/models", timeout=5)
+            reply = httpx.get(
+                f"{url}/models", timeout=5, headers={"Authorization": f"Bearer {key}"}
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=10)
     assert line.startswith("STUB_URL=http://127.0.0.1:")
     assert line.endswith("/v1")
+    assert len(key) >= 16, "a random key when none is given"
+    assert anonymous.status_code == 401
     assert reply.status_code == 200
     assert reply.json()["data"][0]["object"] == "model"
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_the_stub_serves_loopback_only(host):
+    with pytest.raises(ValueError, match="loopback"):
+        StubServer(host=host)

@@ -50,15 +50,20 @@ def context(browser, site, session_state):
     context.close()
 
 
-def scripted(stub, *scripts: dict) -> None:
+def scripted(stub, *scripts: dict, title_delay_ms: float = 0) -> None:
     """Script the stub's replies, then the thread title the product asks a real provider for.
 
     The title prompt holds the first message, so it would match that message's script too;
-    the title script, registered last, wins.
+    the title script, registered last, wins. `title_delay_ms` holds the title back, for a test
+    that looks at the thread before its title arrives.
     """
     for script in scripts:
         stub.script(**script)
-    stub.script("Write a short title", tokens=["Title ", "by ", "model"])
+    stub.script(
+        "Write a short title",
+        tokens=["Title ", "by ", "model"],
+        first_token_delay_ms=title_delay_ms,
+    )
 
 
 def open_chat(context, site, path: str = "/"):
@@ -220,6 +225,7 @@ def test_regenerate_edit_copy_rename_search_export_and_delete_a_thread(site, stu
         dict(match="first question", tokens=["Answer ", "two"]),
         dict(match="first question", tokens=["Answer ", "one"], times=1),
         dict(match="edited question", tokens=["Answer ", "three ", "`code`"]),
+        title_delay_ms=2000,
     )
     page = open_chat(context, site)
     send(page, "first question")
@@ -239,7 +245,7 @@ def test_regenerate_edit_copy_rename_search_export_and_delete_a_thread(site, stu
     page.fill('textarea[name="edit"]', "edited question")
     page.keyboard.press("Enter")
     page.locator(REPLY_DONE).filter(has_text="Answer three").wait_for()
-    page.wait_for_function("document.querySelectorAll('[data-message-id]').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('[data-message-id]').length === 2")
     assert page.locator('[data-role="user"] [data-content]').inner_text() == "edited question"
     assert [m["content"] for m in saved_messages(page, thread)] == [
         "edited question",
@@ -258,7 +264,7 @@ def test_regenerate_edit_copy_rename_search_export_and_delete_a_thread(site, stu
 
     page.fill("[data-thread-search]", "edited question")
     page.wait_for_function(
-        "document.querySelectorAll('[data-thread-list] [data-thread-id]').length === 1"
+        "() => document.querySelectorAll('[data-thread-list] [data-thread-id]').length === 1"
     )
     page.fill("[data-thread-search]", "no such words anywhere")
     page.get_by_text("No thread matches.").wait_for()
@@ -301,12 +307,18 @@ def test_the_page_is_usable_at_phone_width(site, stub, context):
     scripted(stub, dict(match="phone", tokens=["Small ", "screen ", "reply"]))
     page = open_chat(context, site)
     page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+    page.wait_for_function(
+        "() => document.querySelector('#sidebar').getBoundingClientRect().right <= 0"
+    )
     send(page, "phone")
     page.locator(REPLY_DONE).wait_for(timeout=10000)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "nothing overflows sideways"
     page.click('[data-action="toggle-sidebar"]')
-    page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().left >= 0")
+    page.wait_for_function(
+        "() => document.querySelector('#sidebar').getBoundingClientRect().left >= 0"
+    )
     page.keyboard.press("Escape")
-    page.wait_for_function("document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+    page.wait_for_function(
+        "() => document.querySelector('#sidebar').getBoundingClientRect().right <= 0"
+    )

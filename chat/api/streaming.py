@@ -8,6 +8,7 @@ the request never stops a reply (Django cancels the generator; the reply task go
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +21,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import auth, frames, generation, selectors, services
+from chat import auth, frames, generation, inputs, outage, selectors, services
 from chat.models import Message
 from chat.subscription import Subscription
 
@@ -78,19 +79,16 @@ def _same_origin(request: HttpRequest) -> bool:
     `fetch('/api/stream/message', {method: 'POST', body})` stream without a token. A request
     with no Origin (curl, scripts) or a foreign one still needs the CSRF token.
     """
-    origin = request.headers.get("Origin")
-    if not origin or origin == "null":
-        return False
     try:
-        own = f"{request.scheme}://{request.get_host()}"
+        host = request.get_host()
     except DisallowedHost:
         return False
-    return origin == own or origin in settings.CSRF_TRUSTED_ORIGINS
+    return auth.own_origin(request.headers.get("Origin"), scheme=request.scheme, host=host)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any] | None:
     try:
-        body = json.loads(request.body or b"{}")
+        body = inputs.loads(request.body or b"{}")
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
@@ -139,7 +137,8 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
     thread_id = body.get("thread_id")
     if thread_id is None and thread_required:
         return _refusal("bad_request", "`thread_id` is required.", 400)
-    if thread_id is None:
+    created = thread_id is None
+    if created:
         thread = await database_sync_to_async(services.thread_create)(owner=user)
     else:
         thread = await database_sync_to_async(selectors.thread_get_for_user)(
@@ -158,6 +157,8 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         )
     except generation.GenerationError as exc:
         await subscription.__aexit__(None, None, None)
+        if created:  # a refused send leaves no empty thread behind
+            await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
         return JsonResponse(exc.frame(), status=STATUS.get(exc.code, 400))
     except BaseException:
         await subscription.__aexit__(None, None, None)
@@ -229,7 +230,15 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
     subscription = Subscription(str(thread.id))
     await subscription.__aenter__()
-    return _sse(_thread_events(subscription, last_event_id))
+    return _sse(_thread_events(subscription, last_event_id, _credential(request, user)))
+
+
+def _credential(request: HttpRequest, user: Any) -> auth.Credential:
+    """What the stream was opened with: the Bearer client secret, else the session."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return auth.Credential(user.pk, secret=secret.strip())
+    return auth.Credential(user.pk, session_key=request.session.session_key or "")
 
 
 def _parse_event_id(value: str) -> tuple[str | None, int] | None:
@@ -240,7 +249,9 @@ def _parse_event_id(value: str) -> tuple[str | None, int] | None:
         return None
 
 
-async def _thread_events(subscription: Subscription, last_event_id: str) -> AsyncIterator[str]:
+async def _thread_events(
+    subscription: Subscription, last_event_id: str, credential: auth.Credential
+) -> AsyncIterator[str]:
     try:
         yield "retry: 1000\n\n"
         replayed = None
@@ -257,8 +268,13 @@ async def _thread_events(subscription: Subscription, last_event_id: str) -> Asyn
         for frame in replayed:
             if subscription.filter.admit(frame):
                 yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
+        checked = time.monotonic()
         while True:
-            frame = await subscription.next(HEARTBEAT_SECONDS)
+            frame = await subscription.next(min(HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS))
+            if time.monotonic() - checked >= settings.SESSION_CHECK_SECONDS:
+                checked = time.monotonic()
+                if not await credential.holds():
+                    return  # logged out, password changed, secret expired: the stream ends
             if frame is None:
                 yield ": heartbeat\n\n"
             elif "seq" in frame:

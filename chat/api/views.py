@@ -2,6 +2,7 @@
 
 import openai
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponse
 from django.utils.text import slugify
@@ -10,6 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,14 +23,28 @@ from chat.api.serializers import MessageSerializer, ThreadSerializer
 from chat.models import Message, Thread
 
 
-class ThreadPagination(CursorPagination):
+class CheckedCursorPagination(CursorPagination):
+    """A cursor pagination that answers a forged cursor with 404, as DRF does a garbled one.
+
+    DRF decodes the cursor but passes its position to the query unchecked: a position that is
+    no date, or no UUID, failed in the database layer as a 500.
+    """
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError, TypeError, OverflowError):
+            raise NotFound(self.invalid_cursor_message) from None
+
+
+class ThreadPagination(CheckedCursorPagination):
     """Newest threads first."""
 
     ordering = ("-updated_at", "-id")
     page_size = 50
 
 
-class MessagePagination(CursorPagination):
+class MessagePagination(CheckedCursorPagination):
     """Newest page first; each page oldest first, with `previous` leading to older messages."""
 
     ordering = ("-created_at", "-id")
@@ -68,7 +84,8 @@ class ThreadViewSet(
             return Thread.objects.none()
         # Another user's thread is simply not found (404), never forbidden (403).
         threads = Thread.objects.filter(owner=self.request.user)
-        search = self.request.query_params.get("search", "").strip()
+        # No NUL: PostgreSQL cannot take one in a query, and no stored text has one.
+        search = self.request.query_params.get("search", "").replace("\x00", "").strip()
         if search and self.action == "list":
             in_text = Message.objects.filter(thread=OuterRef("pk"), content__icontains=search)
             threads = threads.filter(Q(title__icontains=search) | Q(Exists(in_text)))

@@ -1,4 +1,9 @@
-"""Scripted OpenAI-compatible HTTP stub server for tests and benchmarks (stdlib only)."""
+"""Scripted OpenAI-compatible HTTP stub server for tests and benchmarks (stdlib only).
+
+A development tool, not part of the product: it serves loopback only, and run as a command it
+answers only the key it is given (or prints the random one it made, as ``STUB_API_KEY=``),
+control endpoints (``/_stub/...``) included. Recorded requests never show the key.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import ipaddress
 import json
+import os
 import re
+import secrets
 import signal
 import string
 import threading
@@ -246,6 +254,15 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     return _Request(method.upper(), target, version.upper(), headers, body)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class StubServer:
     """OpenAI-compatible stub server on loopback, driven by registered ``Script`` objects."""
 
@@ -257,14 +274,21 @@ class StubServer:
         reply_tokens: int | None = None,
         timestamp_tokens: bool = False,
         token_chars: int = TIMESTAMP_WIDTH,
+        api_key: str | None = None,
     ) -> None:
         """Configure the server; nothing listens until ``start()`` (or ``open()``).
+
+        ``host`` must be a loopback address. With ``api_key``, every request must carry
+        ``Authorization: Bearer <api_key>`` (401 otherwise).
 
         ``timestamp_tokens`` replaces the text of every streamed token by
         ``timestamp_token(time of sending)``, for benchmarks that time each token's trip;
         ``token_chars`` sets their length (see ``timestamp_token``).
         """
+        if not _loopback(host):
+            raise ValueError(f"The stub serves loopback only, not {host!r}.")
         self.host, self.port = host, port
+        self.api_key = api_key
         self.delay_ms, self.reply_tokens = delay_ms, reply_tokens
         self.timestamp_tokens = timestamp_tokens
         timestamp_token(0, 0, token_chars)  # a bad length fails here, not mid-stream
@@ -402,11 +426,18 @@ class StubServer:
     ) -> bool:
         """Answer one request; return whether the connection may be reused."""
         keep, body, route = request.keep_alive, request.json(), (request.method, request.path)
+        if self.api_key is not None and not secrets.compare_digest(
+            request.headers.get("authorization", ""), f"Bearer {self.api_key}"
+        ):
+            return await _send_json(writer, 401, _error_body(401, "Incorrect API key."), keep)
         # Control traffic is not recorded so it never pollutes assertions on client requests.
         if request.path.startswith("/_stub/"):
             return await self._control(route, body, writer, keep)
         record = {"method": request.method, "path": request.target, "body": body}
-        record.update(headers=dict(request.headers), received_at=time.time())
+        headers = dict(request.headers)
+        if "authorization" in headers:
+            headers["authorization"] = "Bearer <redacted>"
+        record.update(headers=headers, received_at=time.time())
         with self._lock:
             self._recorded.append(record)
         body = body if isinstance(body, dict) else {}
@@ -658,8 +689,13 @@ async def _stall(reader: asyncio.StreamReader, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run in the foreground, print ``STUB_URL=...`` once listening, exit on SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m chat.stub_provider", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(prog="python -m scripts.stub_provider", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("STUB_API_KEY"),
+        help="the key clients must send (default: $STUB_API_KEY, else a random one, printed)",
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0)
     parser.add_argument("--reply-tokens", type=int, default=None)
@@ -683,6 +719,7 @@ def main(argv: list[str] | None = None) -> None:
         args.reply_tokens,
         args.timestamp_tokens,
         args.token_chars,
+        api_key=args.api_key or secrets.token_urlsafe(16),
     )
 
     async def serve() -> None:
@@ -691,6 +728,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
         await server.open()
         print(f"STUB_URL={server.url}", flush=True)
+        print(f"STUB_API_KEY={server.api_key}", flush=True)
         await stopping.wait()
         await server.close()
 

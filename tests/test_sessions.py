@@ -1,0 +1,128 @@
+"""A socket or event stream lives only as long as what opened it: logout, a password change,
+deactivation and a client secret's expiry end it (4401), not just the next connection."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chat import auth
+from chat.models import Thread
+from chatproject.asgi import application
+from tests.helpers import ORIGIN, receive, send, start_command
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+@database_sync_to_async
+def logged_in_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def session_socket(thread_id, client: Client) -> WebsocketCommunicator:
+    headers = [
+        (b"origin", ORIGIN),
+        (b"host", b"127.0.0.1:8000"),
+        (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+    ]
+    ws = WebsocketCommunicator(application, f"/ws/threads/{thread_id}/", headers=headers)
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    assert (await receive(ws))["type"] == "ready"
+    return ws
+
+
+async def closed_with(ws: WebsocketCommunicator, timeout: float = 5) -> int:
+    """The close code the server ends the socket with (frames before it are skipped)."""
+    while True:
+        output = await ws.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return output["code"]
+
+
+def set_password(user, password: str) -> None:
+    user.set_password(password)
+    user.save()
+
+
+def deactivate(user) -> None:
+    user.is_active = False
+    user.save()
+
+
+@pytest.mark.parametrize("ending", ["logout", "password change", "deactivation"])
+async def test_a_session_socket_is_closed_when_its_session_ends(
+    memory_layer, alice, settings, ending
+):
+    settings.SESSION_CHECK_SECONDS = 0.2
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    client = await logged_in_client(alice)
+    ws = await session_socket(thread.id, client)
+    other = await session_socket(thread.id, await logged_in_client(alice))
+    if ending == "logout":
+        await database_sync_to_async(client.post)("/accounts/logout/")
+    elif ending == "password change":
+        await database_sync_to_async(set_password)(alice, "a-new-password-42")
+    else:
+        await database_sync_to_async(deactivate)(alice)
+    assert await closed_with(ws) == 4401
+    if ending == "logout":  # another session of the same user lives on
+        await send(other, {"command": "heartbeat"})
+        assert (await receive(other))["type"] == "heartbeat"
+    else:
+        assert await closed_with(other) == 4401
+
+
+async def test_a_start_after_logout_is_refused_at_once(stub, memory_layer, alice, settings):
+    settings.SESSION_CHECK_SECONDS = 3600  # not the periodic check: the start's own
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    client = await logged_in_client(alice)
+    ws = await session_socket(thread.id, client)
+    await database_sync_to_async(client.post)("/accounts/logout/")
+    await send(ws, start_command("after logout"))
+    assert await closed_with(ws) == 4401
+    assert await database_sync_to_async(thread.messages.count)() == 0
+
+
+async def test_a_client_secret_socket_is_closed_when_the_secret_expires(
+    memory_layer, alice, settings
+):
+    settings.SESSION_CHECK_SECONDS = 0.2
+    settings.CLIENT_SECRET_TTL = 2  # (whole seconds: it ends 1-2 s from now)
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    secret, _ = await database_sync_to_async(auth.secret_issue)(user=alice)
+    ws = WebsocketCommunicator(
+        application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{secret}"]
+    )
+    connected, _ = await ws.connect(timeout=5)
+    assert connected and (await receive(ws))["type"] == "ready"
+    await asyncio.sleep(0.3)
+    await send(ws, {"command": "heartbeat"})
+    assert (await receive(ws))["type"] == "heartbeat", "alive before expiry"
+    assert await closed_with(ws, timeout=5) == 4401
+
+
+async def test_a_thread_event_stream_ends_at_logout(memory_layer, alice, settings):
+    from django.test import AsyncClient
+
+    settings.SESSION_CHECK_SECONDS = 0.2
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    client = await logged_in_client(alice)
+    streaming = AsyncClient()
+    streaming.cookies["sessionid"] = client.cookies["sessionid"].value
+    response = await streaming.get(f"/api/threads/{thread.id}/events/")
+    assert response.status_code == 200
+    chunks = response.streaming_content
+    first = await asyncio.wait_for(anext(chunks), 5)
+    assert b"retry" in first
+    await database_sync_to_async(client.post)("/accounts/logout/")
+
+    async def drain() -> None:
+        async for _ in chunks:
+            pass
+
+    await asyncio.wait_for(drain(), 5)  # the stream ends by itself
