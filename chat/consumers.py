@@ -7,19 +7,21 @@ consumer only subscribes to the thread's frames, filtering out any it already de
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import auth, broadcast, frames, generation, inputs, outage, selectors
+from chat import auth, broadcast, frames, generation, inputs, limits, outage, selectors
 from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
 
 
 class ThreadConsumer(AsyncWebsocketConsumer):
@@ -34,6 +36,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # its snapshot set: a client never gets a frame ahead of its `ready`.
     held: list[tuple[dict[str, Any], str]] | None = None
     watcher: asyncio.Task | None = None
+    counted = False  # this socket counts against MAX_SOCKETS_PER_USER
 
     async def connect(self) -> None:
         # Accept first: a close before accepting reaches the browser as a bare handshake
@@ -54,6 +57,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.user_id = user.pk
+        self.socket_id = uuid.uuid4().hex
+        if not await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id):
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        self.counted = True
+        self.commands = limits.CommandBudget()
         self.credential = auth.credential_of_scope(self.scope)
         self.filter = FrameFilter()
         self.held = []
@@ -70,6 +79,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             broadcast.hub().unsubscribe(self.thread_id, self)
         if self.watcher is not None:
             self.watcher.cancel()
+        if self.counted:
+            await limits.socket_closed(user_id=self.user_id, socket_id=self.socket_id)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler; this consumer
@@ -82,6 +93,17 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.thread_id:
+            return
+        if not self.commands.take():
+            if self.commands.tell():
+                await self._send(
+                    frames.error(
+                        code="rate_limited",
+                        message=f"At most {settings.COMMANDS_PER_SECOND:g} commands a second "
+                        "on one socket; commands past it are dropped.",
+                        recoverable=True,
+                    )
+                )
             return
         command, problem = _decode(text_data)
         if problem is not None:
@@ -141,6 +163,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             if not await self.credential.holds():
                 await self.close(code=CLOSE_UNAUTHENTICATED)
                 return
+            await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id)  # renew
 
     async def _heartbeat(self) -> dict[str, Any]:
         # Also a chance to notice that the process running this thread's reply died.

@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 
 from chat.auth import WebSocketAuth  # noqa: E402  (needs Django set up first)
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.slow_readers import DropSlowReaders  # noqa: E402
 
 if settings.AGENT_PROVIDER == "local":
     from chat.local_model import warm_up_in_background  # noqa: E402
@@ -28,9 +29,11 @@ import gc  # noqa: E402
 # collection thresholds on top gained nothing more).
 gc.freeze()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
-    }
+application = DropSlowReaders(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

@@ -201,6 +201,24 @@ MAX_REPLIES_IN_FLIGHT = int(os.environ.get("MAX_REPLIES_IN_FLIGHT", "3"))
 # cannot run up a bill without end.
 REPLY_MAX_TOKENS = int(os.environ.get("REPLY_MAX_TOKENS", "4096"))
 
+# Output tokens one user may spend per UTC day, titles included (0: no budget). A reply
+# reserves REPLY_MAX_TOKENS when it starts and settles to the provider's count when it ends.
+DAILY_TOKEN_BUDGET = int(os.environ.get("DAILY_TOKEN_BUDGET", "200000"))
+
+# WebSockets and thread event streams one user may hold open at once, over all processes
+# (0: no limit): one more WebSocket is closed with 4429, one more event stream gets 429.
+MAX_SOCKETS_PER_USER = int(os.environ.get("MAX_SOCKETS_PER_USER", "20"))
+
+# Commands one WebSocket may send per second, in bursts of twice that (0: no limit).
+COMMANDS_PER_SECOND = float(os.environ.get("COMMANDS_PER_SECOND", "10"))
+
+# Bytes a client may leave unread on its connection before it is dropped as too slow: a
+# WebSocket is closed with 1013 (it reconnects and resumes from `ready`), an event stream ends.
+SLOW_READER_BYTES = int(os.environ.get("SLOW_READER_BYTES", str(1024 * 1024)))
+
+# The longest a thread event stream (SSE) stays open; EventSource reconnects and resumes.
+SSE_MAX_SECONDS = float(os.environ.get("SSE_MAX_SECONDS", "3600"))
+
 # How often an open WebSocket or event stream checks that its session or client secret is still
 # valid (logout, password change, deactivation, expiry end it with 4401 on every process).
 SESSION_CHECK_SECONDS = float(os.environ.get("SESSION_CHECK_SECONDS", "10"))

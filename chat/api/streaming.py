@@ -21,7 +21,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import auth, frames, generation, inputs, outage, selectors, services
+from chat import auth, frames, generation, inputs, limits, outage, selectors, services
 from chat.models import Message
 from chat.subscription import Subscription
 
@@ -228,9 +228,39 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
     if thread is None:
         return _detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
+    opened = _OpenStream(user.pk, uuid.uuid4().hex, _credential(request, user))
+    if not await limits.socket_open(user_id=user.pk, socket_id=opened.socket_id):
+        return _refusal(
+            "rate_limited",
+            f"At most {settings.MAX_SOCKETS_PER_USER} sockets and event streams open at once; "
+            "close one.",
+            429,
+        )
     subscription = Subscription(str(thread.id))
-    await subscription.__aenter__()
-    return _sse(_thread_events(subscription, last_event_id, _credential(request, user)))
+    try:
+        await subscription.__aenter__()
+    except BaseException:
+        await opened.closed()
+        raise
+    return _sse(_thread_events(subscription, last_event_id, opened))
+
+
+class _OpenStream:
+    """An event stream's standing: who opened it with what, counted among the user's sockets."""
+
+    def __init__(self, user_id: int, socket_id: str, credential: auth.Credential) -> None:
+        self.user_id, self.socket_id, self.credential = user_id, socket_id, credential
+        self.ends = time.monotonic() + settings.SSE_MAX_SECONDS
+
+    async def holds(self) -> bool:
+        """The credential still holds (the stream's count renewed); False ends the stream."""
+        if not await self.credential.holds():
+            return False
+        await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id)
+        return True
+
+    async def closed(self) -> None:
+        await limits.socket_closed(user_id=self.user_id, socket_id=self.socket_id)
 
 
 def _credential(request: HttpRequest, user: Any) -> auth.Credential:
@@ -250,7 +280,7 @@ def _parse_event_id(value: str) -> tuple[str | None, int] | None:
 
 
 async def _thread_events(
-    subscription: Subscription, last_event_id: str, credential: auth.Credential
+    subscription: Subscription, last_event_id: str, opened: _OpenStream
 ) -> AsyncIterator[str]:
     try:
         yield "retry: 1000\n\n"
@@ -269,11 +299,13 @@ async def _thread_events(
             if subscription.filter.admit(frame):
                 yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
         checked = time.monotonic()
-        while True:
-            frame = await subscription.next(min(HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS))
+        while (left := opened.ends - time.monotonic()) > 0:  # SSE_MAX_SECONDS: EventSource
+            # reconnects with Last-Event-ID and resumes
+            wait = min(HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS, left)
+            frame = await subscription.next(wait)
             if time.monotonic() - checked >= settings.SESSION_CHECK_SECONDS:
                 checked = time.monotonic()
-                if not await credential.holds():
+                if not await opened.holds():
                     return  # logged out, password changed, secret expired: the stream ends
             if frame is None:
                 yield ": heartbeat\n\n"
@@ -286,3 +318,4 @@ async def _thread_events(
         yield event(_stream_failed())
     finally:
         await subscription.__aexit__(None, None, None)
+        await opened.closed()
