@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from scripts.processes import NO_USER_LIMITS
 from tests.servers import Daphne, prepare, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,9 +185,8 @@ def product(stub_url: str) -> Iterator[Daphne]:
             OPENAI_BASE_URL=stub_url,
             OPENAI_API_KEY=STUB_KEY,
             CHAT_VAR_DIR=var,
-            REPLIES_PER_MINUTE="1000",
-            MAX_REPLIES_IN_FLIGHT="0",
             STREAM_TIMEOUT="600",
+            **NO_USER_LIMITS,
         )
         prepare(env, {USER: PASSWORD})
         server = Daphne(env).start()

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from scripts.processes import NO_USER_LIMITS
 from scripts.stub_provider import STUB_MODEL
 from tests.servers import Daphne, new_database, prepare, server_env
 
@@ -281,9 +282,7 @@ class ProductStack:
                 "OPENAI_API_KEY": STUB_API_KEY,
                 # SQLite file, secret key and daphne logs all stay in the temporary dir.
                 "CHAT_VAR_DIR": str(self.workdir),
-                # One user starts every reply here; the per-user limit is not under test.
-                "REPLIES_PER_MINUTE": "0",
-                "MAX_REPLIES_IN_FLIGHT": "0",  # one user sends every reply
+                **NO_USER_LIMITS,  # one user starts every reply here
             }
             if self.redis_url:
                 redis_flush(self.redis_url)

@@ -1,10 +1,11 @@
 """Django admin for moderating threads: messages inline, metrics read-only."""
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib import admin, messages
 
 from chat import generation
-from chat.models import Message, ReplyInFlight, Thread
+from chat.models import Message, ReplyInFlight, Thread, TokenUsage
 
 METRIC_FIELDS = ("token_count", "first_token_ms", "elapsed_ms")
 
@@ -112,3 +113,25 @@ class ReplyInFlightAdmin(admin.ModelAdmin):
             f"{stopped} stop request(s) sent; {interrupted} orphaned repl(ies) marked interrupted.",
             messages.SUCCESS,
         )
+
+
+@admin.register(TokenUsage)
+class TokenUsageAdmin(admin.ModelAdmin):
+    """Output tokens per user and UTC day against DAILY_TOKEN_BUDGET; an operator may lower
+    `used` to give a user more for the day."""
+
+    list_display = ("user", "day", "used", "reserved", "remaining")
+    list_filter = ("day",)
+    search_fields = ("user__username",)
+    date_hierarchy = "day"
+    readonly_fields = ("user", "day", "reserved")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="remaining")
+    def remaining(self, obj: TokenUsage) -> str:
+        budget = settings.DAILY_TOKEN_BUDGET
+        if budget <= 0:
+            return "no budget"
+        return str(max(budget - obj.used - obj.reserved, 0))

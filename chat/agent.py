@@ -109,8 +109,10 @@ async def _client(name: str) -> openai.AsyncOpenAI:
     return per_loop[key]
 
 
-async def _agent(chosen: Provider) -> Agent:
-    """The agent with the provider's model."""
+async def _agent(chosen: Provider, *, max_tokens: int | None = None) -> Agent:
+    """The agent with the provider's model, asking for at most `max_tokens` (by default
+    REPLY_MAX_TOKENS; the embedded model: no more than LOCAL_MAX_TOKENS)."""
+    max_tokens = settings.REPLY_MAX_TOKENS if max_tokens is None else max_tokens
     client = await _client(chosen.name)
     # Traces go to OpenAI only when OpenAI is the provider anyway (DESIGN.md); the SDK's own
     # OPENAI_AGENTS_DISABLE_TRACING=1 turns them off there too (the tests set it).
@@ -119,14 +121,12 @@ async def _agent(chosen: Provider) -> Agent:
     )
     if chosen.name == "openai":
         model = OpenAIResponsesModel(model=chosen.model, openai_client=client)
-        model_settings = ModelSettings(max_tokens=settings.REPLY_MAX_TOKENS)
+        model_settings = ModelSettings(max_tokens=max_tokens)
     else:
         model = LeanChatCompletionsModel(model=chosen.model, openai_client=client)
         model_settings = ModelSettings(
             include_usage=True,
-            max_tokens=min(LOCAL_MAX_TOKENS, settings.REPLY_MAX_TOKENS)
-            if chosen.name == "local"
-            else settings.REPLY_MAX_TOKENS,
+            max_tokens=min(LOCAL_MAX_TOKENS, max_tokens) if chosen.name == "local" else max_tokens,
         )
     return Agent(
         name="Assistant",
@@ -144,11 +144,11 @@ class Usage:
 
 
 async def stream_reply(
-    history: list[dict[str, str]], *, chosen: Provider, usage: Usage
+    history: list[dict[str, str]], *, chosen: Provider, usage: Usage, max_tokens: int | None = None
 ) -> AsyncIterator[str]:
     """Text deltas of the agent's answer to the thread's history; fills `usage` at the end."""
     try:
-        agent = await _agent(chosen)
+        agent = await _agent(chosen, max_tokens=max_tokens)
         result = Runner.run_streamed(agent, input=history)
         try:
             async for event in result.stream_events():
@@ -192,10 +192,10 @@ TITLE_PROMPT = (
 )
 
 
-async def make_title(first_message: str, *, chosen: Provider) -> str:
-    """A short title for a thread, written by the model from its first message."""
+async def make_title(first_message: str, *, chosen: Provider, max_tokens: int, usage: Usage) -> str:
+    """A short title for a thread, written by the model from its first message; fills `usage`."""
     try:
-        titler = (await _agent(chosen)).clone(
+        titler = (await _agent(chosen, max_tokens=max_tokens)).clone(
             name="Titler", instructions="You write short, plain titles."
         )
         result = await Runner.run(
@@ -203,4 +203,5 @@ async def make_title(first_message: str, *, chosen: Provider) -> str:
         )
     except (openai.APIError, AgentsException) as exc:
         raise ProviderError(f"No title: {exc.__class__.__name__}") from exc
+    usage.output_tokens = result.context_wrapper.usage.output_tokens or None
     return str(result.final_output or "")

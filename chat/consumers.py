@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -180,7 +181,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if self.held is not None:
             self.held.append((frame, text))
         elif self.filter.admit(frame):
-            await self.send(text_data=text)
+            try:
+                await self.send(text_data=text)
+            except Disconnected:
+                # Dropped by the server (a frame that was not UTF-8, say) before its
+                # disconnect reached this consumer: it has left.
+                broadcast.hub().unsubscribe(self.thread_id, self)
 
     async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
         result = await beginning
@@ -232,3 +238,14 @@ def _decode(
                 return command, None
             problem = "A frame must be a JSON object with a `command`."
     return None, frames.error(code="bad_request", message=problem, recoverable=False)
+
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """Any WebSocket path but a thread's: accepted, then closed with 4404 (a refusal before
+    accepting reaches the browser as a bare handshake failure)."""
+
+    channel_layer_alias = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)

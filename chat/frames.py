@@ -12,6 +12,7 @@ ErrorCode = Literal[
     "too_large",
     "busy",
     "rate_limited",
+    "quota_exceeded",
     "provider_error",
     "timeout",
     "interrupted",

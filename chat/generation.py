@@ -25,6 +25,7 @@ from chat import (
     limits,
     live,
     outage,
+    quota,
     selectors,
     services,
     shutdown,
@@ -358,23 +359,44 @@ async def _begin(
             f"At most {settings.MAX_REPLIES_IN_FLIGHT} replies at once; wait for one to end.",
             recoverable=True,
         )
+    hold = None
     try:
+        hold = await outage.db(
+            "holding the reply's tokens",
+            quota.reserve,
+            user_id=user_id,
+            tokens=settings.REPLY_MAX_TOKENS,
+        )
+        if hold is None:
+            raise GenerationError(
+                "quota_exceeded",
+                f"Today's budget of {settings.DAILY_TOKEN_BUDGET} tokens is spent; "
+                "it renews at midnight UTC.",
+            )
         result = await _claim_and_commit(
-            user_id, thread_id, client_uuid, write, chosen, owner, reply_id
+            user_id, thread_id, client_uuid, write, chosen, owner, reply_id, hold
         )
     except BaseException:
-        await _in_flight_end(user_id, reply_id)
+        await _let_go(user_id, reply_id, hold, spent=0)
         raise
     if result.duplicate:
-        await _in_flight_end(user_id, reply_id)
+        await _let_go(user_id, reply_id, hold, spent=0)
     return result
 
 
-async def _in_flight_end(user_id: int, reply_id: uuid.UUID) -> None:
+async def _let_go(
+    user_id: int, reply_id: uuid.UUID, hold: quota.Hold | None, *, spent: int
+) -> None:
+    """The reply is no longer in flight: count it out, and settle its tokens."""
     await outage.attempt(
         f"counting reply {reply_id} out of the replies in flight",
         lambda: limits.in_flight_end(user_id=user_id, reply_id=str(reply_id)),
     )
+    if hold is not None:
+        await outage.attempt(
+            f"settling the tokens of reply {reply_id}",
+            lambda: outage.off_loop(quota.settle)(hold, spent=spent),
+        )
 
 
 async def _claim_and_commit(
@@ -385,6 +407,7 @@ async def _claim_and_commit(
     chosen: agent.Provider,
     owner: str,
     reply_id: uuid.UUID,
+    hold: quota.Hold,
 ) -> StartResult:
     reg = registry()
     store = live.store()
@@ -422,6 +445,7 @@ async def _claim_and_commit(
         provider=chosen,
         owner=owner,
         user_id=user_id,
+        hold=hold,
         new_title=selectors.thread_payload(begun.thread) if begun.thread else None,
         first_message=begun.user_message.content if begun.thread else "",
         history=begun.history,
@@ -474,15 +498,16 @@ async def _release(store: live.LiveStore, thread_id: str, reply_id: uuid.UUID) -
 
 async def _own(run: Run) -> None:
     """Run the reply as this process's task; it outlives the socket that asked for it."""
+    stream = ReplyStream(run)
     try:
-        await ReplyStream(run).run_to_end()
+        await stream.run_to_end()
     except Exception:
         logger.exception("reply %s: its task failed", run.reply_id)
     finally:
         reg = registry()
         if reg.runs.get(run.thread_id) is run:  # a next reply may already be registered
             del reg.runs[run.thread_id]
-        await _in_flight_end(run.user_id, run.reply_id)
+        await _let_go(run.user_id, run.reply_id, run.hold, spent=stream.tokens_spent)
 
 
 def _provider() -> agent.Provider:

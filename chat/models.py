@@ -103,3 +103,23 @@ class ReplyInFlight(Message):
         proxy = True
         verbose_name = "reply in flight"
         verbose_name_plural = "replies in flight"
+
+
+class TokenUsage(models.Model):
+    """Output tokens one user spent on one UTC day, and those held for replies still running
+    (quota.py: the day's budget is DAILY_TOKEN_BUDGET)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="token_usage"
+    )
+    day = models.DateField()
+    used = models.PositiveBigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "user"]
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_usage_a_day")]
+        verbose_name_plural = "token usage"
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.day}: {self.used} tokens"

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import agent, broadcast, frames, live, outage, selectors, services, tasks
+from chat import agent, broadcast, frames, live, outage, quota, selectors, services, tasks
 from chat.broadcast import publish, publish_strictly
 from chat.outage import Softly
 
@@ -35,6 +35,7 @@ class Run:
     provider: agent.Provider
     owner: str = ""  # this process's control channel, as the live record names it
     user_id: int = 0  # who asked: the reply counts among their replies in flight
+    hold: "quota.Hold | None" = None  # tokens held from the user's budget: its max_tokens
     task: asyncio.Task | None = None
     # Set by `stop`: a user's `stop` (cancelled) or this process shutting down.
     stop_outcome: "Outcome | None" = None
@@ -102,6 +103,11 @@ class ReplyStream:
         self.recorded = True  # whether the live record holds every frame sent
         self._record_health = Softly(f"live record of reply {self.reply_id}")
         self.checkpointed = 0  # len(content) last saved by a checkpoint
+
+    @property
+    def tokens_spent(self) -> int:
+        """Output tokens as the provider counted them, else one per delta received."""
+        return self.usage.output_tokens if self.usage.output_tokens is not None else self.deltas
 
     async def run_to_end(self) -> None:
         """Stream, then persist the outcome; never raises but for cancellation."""
@@ -189,8 +195,9 @@ class ReplyStream:
     async def _produce(self, history: list[dict[str, str]], inbox: "_Inbox") -> None:
         """Read the provider's stream into the inbox; `_stream` decides when to flush."""
         try:
+            max_tokens = self.run.hold.tokens if self.run.hold is not None else None
             async for delta in agent.stream_reply(
-                history, chosen=self.run.provider, usage=self.usage
+                history, chosen=self.run.provider, usage=self.usage, max_tokens=max_tokens
             ):
                 inbox.put(delta)
             inbox.put(_END)
@@ -279,7 +286,7 @@ class ReplyStream:
         not land by then goes on being retried in the background until it does.
         """
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
-        tokens = self.usage.output_tokens if self.usage.output_tokens is not None else self.deltas
+        tokens = self.tokens_spent
         self.terminal = terminal = self._terminal(outcome, tokens, elapsed_ms)
         final = functools.partial(
             services.reply_finish,
@@ -385,14 +392,31 @@ class _Inbox:
 
 
 async def _retitle(run: Run) -> None:
-    """Best effort: replace a title cut from the first message by one the model writes."""
+    """Best effort: replace a title cut from the first message by one the model writes, paid
+    from the user's token budget like a reply (none left: the cut title stays)."""
+    usage = agent.Usage()
+    hold = None
     try:
-        title = await agent.make_title(run.first_message, chosen=run.provider)
+        hold = await outage.off_loop(quota.reserve)(
+            user_id=run.user_id, tokens=quota.TITLE_MAX_TOKENS
+        )
+        if hold is None:
+            return
+        title = await agent.make_title(
+            run.first_message, chosen=run.provider, max_tokens=hold.tokens, usage=usage
+        )
         thread = await outage.off_loop(services.thread_retitle)(
             thread_id=uuid.UUID(run.thread_id), title=title, expected=run.new_title["title"]
         )
     except Exception:
         logger.warning("thread %s: no model-made title", run.thread_id, exc_info=True)
         return
+    finally:
+        if hold is not None:
+            spent = usage.output_tokens if usage.output_tokens is not None else hold.tokens
+            await outage.attempt(
+                f"settling the title's tokens of thread {run.thread_id}",
+                lambda: outage.off_loop(quota.settle)(hold, spent=spent),
+            )
     if thread is not None:
         await publish(run.thread_id, frames.thread(thread=selectors.thread_payload(thread)))

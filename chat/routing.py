@@ -1,9 +1,10 @@
-"""WebSocket URLs."""
+"""WebSocket URLs: a thread's socket; any other path is closed with 4404, not an error."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from chat.consumers import ThreadConsumer
+from chat.consumers import NoSuchSocket, ThreadConsumer
 
 websocket_urlpatterns = [
     path("ws/threads/<str:thread_id>/", ThreadConsumer.as_asgi()),
+    re_path(r"", NoSuchSocket.as_asgi()),
 ]

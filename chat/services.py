@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from chat import quota
 from chat.models import Message, Thread
 
 TITLE_CHARS = 60
@@ -203,18 +204,23 @@ def reply_finish(
 
 def reply_interrupt(*, reply_id: uuid.UUID, content: str | None) -> bool:
     """Mark a reply whose process died as `interrupted`, with the text its clients were shown
-    (from its live record) or, when that is gone, its last checkpoint (`content` None).
-    False if it had ended already."""
+    (from its live record) or, when that is gone, its last checkpoint (`content` None), and
+    give back the tokens it held. False if it had ended already."""
     fields = {"content": content} if content is not None else {}
-    return bool(
-        Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
+    with transaction.atomic():
+        interrupted = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
             status=Message.Status.INTERRUPTED,
             error_code="interrupted",
             error_message=INTERRUPTED_MESSAGE,
             completed_at=timezone.now(),
             **fields,
         )
-    )
+        if interrupted:
+            reply = Message.objects.select_related("thread").get(pk=reply_id)
+            quota.reply_hold_lost(
+                user_id=reply.thread.owner_id, day=reply.created_at.date(), content=reply.content
+            )
+    return bool(interrupted)
 
 
 def reply_begun(*, reply_id: uuid.UUID) -> Begun | None:

@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from scripts.instances import PostgresInstance, RedisInstance
-from scripts.processes import ROOT, Daphne, manage, new_database, server_env
+from scripts.processes import NO_USER_LIMITS, ROOT, Daphne, manage, new_database, server_env
 
 FAULTS: tuple[str, ...] = (
     "pg-restart",
@@ -686,8 +686,7 @@ class Deployment:
             REDIS_URL=self.redis.url,
             OWNER_TTL_SECONDS=str(OWNER_TTL_SECONDS),
             CHECKPOINT_SECONDS="2",
-            REPLIES_PER_MINUTE="0",
-            MAX_REPLIES_IN_FLIGHT="0",
+            **NO_USER_LIMITS,
             SECRET_KEY=secrets.token_urlsafe(48),
             LOG_LEVEL="info",
             **self.overrides,

@@ -27,6 +27,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Benchmarks, fault runs and the fuzzer drive many replies and sockets as one user: the
+# per-user limits (README's configuration) are not what they measure.
+NO_USER_LIMITS = {
+    "REPLIES_PER_MINUTE": "0",
+    "MAX_REPLIES_IN_FLIGHT": "0",
+    "MAX_SOCKETS_PER_USER": "0",
+    "COMMANDS_PER_SECOND": "0",
+    "DAILY_TOKEN_BUDGET": "0",
+}
+
+
 def server_env(**overrides: str) -> dict[str, str]:
     """The environment of a server process: this one's, minus anything pointing elsewhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENT_"))}

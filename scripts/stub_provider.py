@@ -509,7 +509,7 @@ class StubServer:
         script = self._script_for(messages)
         if script.status is not None:
             return await _send_json(writer, script.status, _error_body(script.status), keep)
-        tokens = script.tokens
+        tokens = _within(script.tokens, body.get("max_completion_tokens") or body.get("max_tokens"))
         delay = self._delay(script)
         first_delay = script.first_token_delay_ms / 1000
         usage = {
@@ -584,7 +584,7 @@ class StubServer:
         script = self._script_for(items)
         if script.status is not None:
             return await _send_json(writer, script.status, _error_body(script.status), keep)
-        tokens = script.tokens
+        tokens = _within(script.tokens, body.get("max_output_tokens"))
         delay = self._delay(script)
         cut, failure = _cut(script)
         text = "".join(tokens)
@@ -651,6 +651,11 @@ class StubServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return keep
+
+
+def _within(tokens: list[str], max_tokens: Any) -> list[str]:
+    """The script's tokens cut at the request's max_tokens, as a real model stops there."""
+    return tokens[:max_tokens] if isinstance(max_tokens, int) and max_tokens >= 0 else tokens
 
 
 def _cut(script: Script) -> tuple[int, str | None]:

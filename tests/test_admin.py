@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from django.urls import reverse
 
+from chat import quota
 from chat.models import Message, Thread
 from tests.helpers import connect, frames_until_end, receive, send, start_command
 
@@ -28,6 +29,19 @@ def test_threads_are_found_by_the_text_of_their_messages(operator, alice):
     assert "Trip" in page.text and "Other" not in page.text
     detail = operator.get(reverse("admin:chat_thread_change", args=[thread.pk]))
     assert "pack the umbrella" in detail.text
+
+
+@pytest.mark.django_db
+def test_an_operator_sees_each_users_tokens_today_and_what_is_left(operator, alice, settings):
+    settings.DAILY_TOKEN_BUDGET = 1000
+    hold = quota.reserve(user_id=alice.pk, tokens=300)
+    quota.settle(hold, spent=120)
+    quota.reserve(user_id=alice.pk, tokens=200)  # a reply still running
+    page = operator.get(reverse("admin:chat_tokenusage_changelist"))
+    assert page.status_code == 200
+    row = page.text[page.text.index("alice") :]
+    for shown in ("120", "200", "680"):  # used, held, remaining
+        assert f">{shown}<" in row[:2000], shown
 
 
 @pytest.mark.asyncio

@@ -63,6 +63,8 @@ async def test_the_queries_of_a_reply_do_not_grow_with_its_length(
     stub, memory_layer, alice, settings, monkeypatch
 ):
     settings.CHECKPOINT_SECONDS = 3600  # no checkpoint: count only the fixed cost
+    # A token budget adds one UPDATE at the start and one after the last frame (test_quota).
+    settings.DAILY_TOKEN_BUDGET = 0
     queries: list[str] = []
     real_execute = CursorWrapper.execute
 

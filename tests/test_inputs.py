@@ -7,10 +7,12 @@ import logging
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chat.models import Message, Thread
-from tests.helpers import connect, receive, send
+from chatproject.asgi import application
+from tests.helpers import ORIGIN, connect, receive, send
 
 DEEP = "[" * 5_000 + "]" * 5_000  # past Python's recursion limit in json.loads
 
@@ -30,6 +32,16 @@ def make_thread(owner) -> Thread:
 @database_sync_to_async
 def message_count(thread: Thread) -> int:
     return thread.messages.count()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/ws/nowhere/", "/ws/threads/", "/ws/threads/x/y/"])
+async def test_a_websocket_on_no_route_is_closed_with_4404_not_an_error(memory_layer, path):
+    headers = [(b"origin", ORIGIN), (b"host", b"127.0.0.1:8000")]
+    ws = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4404}
 
 
 @pytest.mark.asyncio

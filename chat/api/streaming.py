@@ -34,6 +34,7 @@ STATUS = {
     "too_large": 413,
     "busy": 409,
     "rate_limited": 429,
+    "quota_exceeded": 429,
     "provider_error": 503,
     "internal": 500,
 }

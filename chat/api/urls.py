@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from chat.api import streaming
-from chat.api.views import ChatKitSessionView, ThreadViewSet
+from chat.api.views import ChatKitSessionView, ThreadViewSet, UsageView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -17,6 +17,7 @@ urlpatterns = [
     path("stream/chatkit", streaming.stream_chatkit, name="stream-chatkit"),
     path("threads/<uuid:thread_id>/events/", streaming.thread_events, name="thread-events"),
     path("chatkit/session", ChatKitSessionView.as_view(), name="chatkit-session"),
+    path("usage/", UsageView.as_view(), name="usage"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "docs/",

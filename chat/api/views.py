@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import auth, selectors, services
+from chat import auth, quota, selectors, services
 from chat.api import export
 from chat.api.serializers import MessageSerializer, ThreadSerializer
 from chat.models import Message, Thread
@@ -189,3 +189,24 @@ class ChatKitSessionView(APIView):
                 status=status.HTTP_502_BAD_GATEWAY,
             )
         return Response({"client_secret": session.client_secret, "expires_at": session.expires_at})
+
+
+class UsageView(APIView):
+    """`GET /api/usage/`: the user's token budget today (DAILY_TOKEN_BUDGET; `remaining` is
+    null when there is none)."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Usage",
+            {
+                "day": serializers.DateField(),
+                "budget": serializers.IntegerField(),
+                "used": serializers.IntegerField(),
+                "reserved": serializers.IntegerField(),
+                "remaining": serializers.IntegerField(allow_null=True),
+                "resets_at": serializers.DateTimeField(),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        return Response(quota.standing(user_id=request.user.pk))

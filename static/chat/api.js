@@ -107,3 +107,11 @@ export function deleteThread(id) {
 export function listMessages(threadId, cursorUrl) {
   return request('GET', cursorUrl ? sameOrigin(cursorUrl) : `/api/threads/${encodeURIComponent(threadId)}/messages/`);
 }
+
+/**
+ * The user's token budget today: `remaining` is null when there is no budget.
+ * @returns {Promise<{day: string, budget: number, used: number, reserved: number, remaining: number|null, resets_at: string}>}
+ */
+export function getUsage() {
+  return request('GET', '/api/usage/');
+}

@@ -33,6 +33,7 @@ const ui = {
   provider: $('[data-provider]'),
   banner: $('[data-demo-banner]'),
   counter: $('[data-counter]'),
+  usage: $('[data-usage]'),
   exportMenu: $('[data-export-menu]'),
   announcer: $('[data-announcer]'),
   toggleSidebar: $('[data-action="toggle-sidebar"]'),
@@ -43,6 +44,7 @@ const NOTICES = {
   busy: 'A reply is already running in this thread. Wait for it to finish or press Stop.',
   too_large: `That message is too long: the limit is ${maxChars} characters.`,
   rate_limited: 'Too many messages in a short time. Wait a moment, then retry.',
+  quota_exceeded: "Today's token budget is spent. It renews at midnight UTC.",
 };
 const THREAD_PATH = /^\/t\/([0-9a-fA-F-]{36})\/?$/;
 // How close to the top (px) of the history starts loading older messages.
@@ -255,6 +257,7 @@ function connect(messages = []) {
   client.on('complete', ({ status }) => {
     announce(status === 'cancelled' ? 'Reply stopped.' : 'Reply finished.');
     bumpThread(app.threadId);
+    refreshUsage();
   });
   client.on('thread', ({ thread }) => upsertThread(thread));
   client.on('error', (error) => {
@@ -267,6 +270,7 @@ function connect(messages = []) {
       return;
     }
     showNotice(NOTICES[error.code] ?? error.message, { kind: error.kind });
+    if (error.code === 'quota_exceeded') refreshUsage();
   });
   client.on('fatal', ({ code }) => {
     if (code === 4401) {
@@ -578,6 +582,20 @@ async function loadMoreThreads() {
 }
 
 // Titles change in other tabs and by the model; the first page brings them up to date.
+/** The sidebar's "tokens left today", when the server has a daily budget. */
+async function refreshUsage() {
+  let usage;
+  try {
+    usage = await api.getUsage();
+  } catch {
+    return; // a hint, not worth a notice
+  }
+  ui.usage.hidden = usage.remaining === null;
+  if (usage.remaining === null) return;
+  ui.usage.textContent = `${usage.remaining.toLocaleString()} tokens left today`;
+  ui.usage.title = `A daily budget of ${usage.budget.toLocaleString()} output tokens; it renews at midnight UTC.`;
+}
+
 async function refreshThreads() {
   try {
     const page = await api.listThreads();
@@ -732,7 +750,10 @@ document.addEventListener('keydown', (event) => {
 });
 document.addEventListener('visibilitychange', () => {
   // The client re-checks its own thread; the sidebar catches up with other tabs' changes.
-  if (document.visibilityState === 'visible') refreshThreads();
+  if (document.visibilityState === 'visible') {
+    refreshThreads();
+    refreshUsage();
+  }
 });
 window.addEventListener('popstate', route);
 
@@ -744,5 +765,6 @@ if (!app.threadId) view.reset(app.blank);
 syncComposer();
 syncJump();
 fetchCursor();
+refreshUsage();
 // Tests and automation wait for this before they type.
 document.documentElement.dataset.ready = 'true';
