@@ -322,3 +322,31 @@ def test_the_page_is_usable_at_phone_width(site, stub, context):
     page.wait_for_function(
         "() => document.querySelector('#sidebar').getBoundingClientRect().right <= 0"
     )
+
+
+@pytest.fixture(scope="module")
+def budget_site(stub_server, tmp_path_factory):
+    """A server whose daily token budget is one reply of 10 tokens."""
+    var = tmp_path_factory.mktemp("var")
+    server = stub_site(
+        stub_server.url, var, {USER: PASSWORD}, DAILY_TOKEN_BUDGET="10", REPLY_MAX_TOKENS="10"
+    )
+    yield server
+    server.stop()
+
+
+def test_the_tokens_left_today_are_shown_and_a_spent_budget_is_told(budget_site, stub, browser):
+    scripted(stub, dict(match="spend", tokens=["t "] * 10))
+    context = browser.new_context(base_url=budget_site.url)
+    page = context.new_page()
+    log_in(page, budget_site, USER, PASSWORD)
+    page.wait_for_selector("html[data-ready]")
+    usage = page.locator("[data-usage]")
+    usage.filter(has_text="10 tokens left today").wait_for()
+    send(page, "spend")
+    page.locator(REPLY_DONE).wait_for()
+    usage.filter(has_text="0 tokens left today").wait_for()
+    send(page, "spend again")
+    page.locator("[data-notice-text]").filter(has_text="token budget is spent").wait_for()
+    assert page.locator("[data-role=assistant]").count() == 1, "nothing was started"
+    context.close()

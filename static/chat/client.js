@@ -212,6 +212,14 @@ export function createChatClient({
     onFrame,
     onState: (connection) => emit('connection', { state: connection }),
     onFatal: (code) => emit('fatal', { code }),
+    onRefused: () =>
+      emit('error', {
+        code: 'too_many_sockets',
+        message: 'Too many open chat tabs or connections; retrying.',
+        recoverable: true,
+        kind: 'limit',
+        messageId: null,
+      }),
     WebSocketImpl,
     timing,
     url,

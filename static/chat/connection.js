@@ -23,6 +23,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 15_000;
 // Close codes after which retrying cannot help (DESIGN.md "Wire protocol").
 const FATAL_CODES = new Set([4401, 4404]);
+const TOO_MANY_SOCKETS = 4429;
 
 /**
  * Build the WebSocket URL of a thread from the page's location.
@@ -53,6 +54,8 @@ export function backoffDelay(attempt, random = Math.random, base = BACKOFF_BASE_
  * @param {(frame: object) => void} options.onFrame  every parsed server frame, in order
  * @param {(state: ConnectionState) => void} [options.onState]
  * @param {(code: number) => void} [options.onFatal] 4401 (log in again) or 4404 (no such thread)
+ * @param {(code: number) => void} [options.onRefused] 4429 (too many sockets for this user):
+ *   the connection retries with backoff meanwhile
  * @param {typeof WebSocket} [options.WebSocketImpl] injectable for tests
  * @param {Timing} [options.timing]
  * @param {string} [options.url] defaults to threadSocketUrl(threadId)
@@ -64,6 +67,7 @@ export function connectThread({
   onFrame,
   onState = () => {},
   onFatal = () => {},
+  onRefused = () => {},
   WebSocketImpl = globalThis.WebSocket,
   timing = {},
   url = threadSocketUrl(threadId),
@@ -156,6 +160,7 @@ export function connectThread({
         onFatal(event.code);
         return;
       }
+      if (event.code === TOO_MANY_SOCKETS) onRefused(event.code);
       reconnectSoon();
     };
   }

@@ -45,6 +45,7 @@ const NOTICES = {
   too_large: `That message is too long: the limit is ${maxChars} characters.`,
   rate_limited: 'Too many messages in a short time. Wait a moment, then retry.',
   quota_exceeded: "Today's token budget is spent. It renews at midnight UTC.",
+  too_many_sockets: 'Too many chat tabs are open for your account. Close some; this one keeps retrying.',
 };
 const THREAD_PATH = /^\/t\/([0-9a-fA-F-]{36})\/?$/;
 // How close to the top (px) of the history starts loading older messages.

@@ -229,6 +229,24 @@ test('errors carry their class; a thread frame reports the title; fatal closes s
   client.dispose();
 });
 
+test('too many sockets (4429) is told once and retried with backoff, not fatal', () => {
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  try {
+    const { client, events } = makeClient();
+    latest().drop(4429);
+    assert.deepEqual(named(events, 'error').map((e) => [e.code, e.kind]), [['too_many_sockets', 'limit']]);
+    assert.deepEqual(named(events, 'fatal'), []);
+    assert.notEqual(client.connection(), 'offline');
+    mock.timers.tick(600);
+    assert.equal(FakeSocket.all.length, 2, 'a new socket after the backoff');
+    latest().accept();
+    assert.equal(client.connection(), 'open');
+    client.dispose();
+  } finally {
+    mock.timers.reset();
+  }
+});
+
 test('no event fires after dispose', () => {
   const { client, events } = makeClient();
   const socket = latest();
