@@ -1,5 +1,8 @@
 """Real daphne processes for end-to-end tests: the same helpers `make cluster` uses."""
 
+import contextlib
+from collections.abc import Iterator
+
 from scripts.processes import (  # noqa: F401
     Daphne,
     TcpProxy,
@@ -31,3 +34,34 @@ def stub_site(stub_url: str, var_dir, users: dict[str, str], **overrides: str) -
     env = stub_env(stub_url, var_dir, **overrides)
     prepare(env, users)
     return Daphne(env).start()
+
+
+@contextlib.contextmanager
+def shared_sites(
+    stub_url: str, var_dir, users: dict[str, str], count: int = 2, **overrides: str
+) -> Iterator[tuple[Daphne, ...]]:
+    """`count` daphne processes on one fresh PostgreSQL database and the test Redis, as a
+    deployment runs them (one SECRET_KEY), the stub as their model; stopped and dropped after."""
+    from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
+
+    require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
+    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
+    database_url, drop = new_database(POSTGRES_TEST_URL)
+    env = stub_env(
+        stub_url,
+        var_dir,
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_TEST_URL,
+        SECRET_KEY="test-secret-key-shared-by-every-process-of-the-site",
+        **overrides,
+    )
+    prepare(env, users)
+    servers: list[Daphne] = []
+    try:
+        for _ in range(count):
+            servers.append(Daphne(env).start())
+        yield tuple(servers)
+    finally:
+        for server in servers:
+            server.stop()
+        drop()

@@ -9,8 +9,8 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
-from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
-from tests.servers import Daphne, cookie_header, login, new_database, prepare, stub_env
+from tests.conftest import REDIS_TEST_URL, require, tcp_open
+from tests.servers import Daphne, cookie_header, login, shared_sites
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
 
@@ -20,27 +20,18 @@ OWNER_TTL = 2
 @pytest.fixture(scope="module")
 def cluster(stub_server, tmp_path_factory):
     """Processes A and B sharing PostgreSQL and Redis, the stub as their model provider."""
-    require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
     require("Redis", tcp_open(REDIS_TEST_URL, 6379))
     import redis
 
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-    database_url, drop = new_database(POSTGRES_TEST_URL)
-    env = stub_env(
+    with shared_sites(
         stub_server.url,
         tmp_path_factory.mktemp("var"),
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_TEST_URL,
+        {"alice": "alice-pw"},
         OWNER_TTL_SECONDS=str(OWNER_TTL),
         CHECKPOINT_SECONDS="2",
-        SECRET_KEY="cluster-test-secret-key-shared-by-both-processes",
-    )
-    prepare(env, {"alice": "alice-pw"})
-    a, b = Daphne(env).start(), Daphne(env).start()
-    yield a, b
-    for server in (a, b):
-        server.stop()
-    drop()
+    ) as (a, b):
+        yield a, b
 
 
 class Socket:

@@ -12,9 +12,8 @@ from django.test import Client
 
 from chat import quota, services
 from chat.models import Message, Thread
-from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
 from tests.helpers import connect, frames_until_end, receive, reply_text, send, start_command
-from tests.servers import Daphne, login, new_database, prepare, stub_env
+from tests.servers import Daphne, login, shared_sites
 
 pytestmark = [pytest.mark.asyncio]
 
@@ -101,26 +100,16 @@ async def test_replies_and_titles_spend_the_budget_then_starts_are_refused(
 @pytest.fixture(scope="module")
 def two_processes(stub_server, tmp_path_factory):
     """Processes A and B on PostgreSQL and Redis, with a budget of five replies' max_tokens."""
-    require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
-    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
-    database_url, drop = new_database(POSTGRES_TEST_URL)
-    env = stub_env(
+    with shared_sites(
         stub_server.url,
         tmp_path_factory.mktemp("var"),
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_TEST_URL,
-        SECRET_KEY="quota-test-secret-key-shared-by-both-processes",
+        {"quinn": "quinn-pw"},
         DAILY_TOKEN_BUDGET="500",
         REPLY_MAX_TOKENS="100",
         REPLIES_PER_MINUTE="0",
         MAX_REPLIES_IN_FLIGHT="0",
-    )
-    prepare(env, {"quinn": "quinn-pw"})
-    servers = Daphne(env).start(), Daphne(env).start()
-    yield servers
-    for server in servers:
-        server.stop()
-    drop()
+    ) as servers:
+        yield servers
 
 
 @pytest.mark.slow

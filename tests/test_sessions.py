@@ -2,16 +2,20 @@
 deactivation and a client secret's expiry end it (4401), not just the next connection."""
 
 import asyncio
+import json
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from chat import auth
 from chat.models import Thread
 from chatproject.asgi import application
 from tests.helpers import ORIGIN, receive, send, start_command
+from tests.servers import cookie_header, login, shared_sites
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -126,3 +130,43 @@ async def test_a_thread_event_stream_ends_at_logout(memory_layer, alice, setting
             pass
 
     await asyncio.wait_for(drain(), 5)  # the stream ends by itself
+
+
+@pytest.fixture(scope="module")
+def two_processes(stub_server, tmp_path_factory):
+    with shared_sites(
+        stub_server.url,
+        tmp_path_factory.mktemp("var"),
+        {"lena": "lena-pw"},
+        SESSION_CHECK_SECONDS="0.5",
+    ) as servers:
+        yield servers
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_logout_on_one_process_closes_the_sessions_sockets_on_every_process(two_processes):
+    a, b = two_processes
+    user = login(a.url, "lena", "lena-pw")
+    other_session = login(b.url, "lena", "lena-pw")
+    thread = user.post("/api/threads/", json={}).json()["id"]
+
+    async def opened(server, client):
+        ws = await ws_connect(
+            f"{server.ws_url}/ws/threads/{thread}/",
+            origin=server.url,
+            additional_headers={"Cookie": cookie_header(client)},
+        )
+        assert json.loads(await ws.recv())["type"] == "ready"
+        return ws
+
+    on_a, on_b, kept = await opened(a, user), await opened(b, user), await opened(b, other_session)
+    assert user.post("/accounts/logout/").status_code in (200, 302)
+    for ws in (on_a, on_b):
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd.code == 4401
+    await kept.send(json.dumps({"command": "heartbeat"}))
+    assert json.loads(await kept.recv())["type"] == "heartbeat", "another session lives on"
+    await kept.close()
