@@ -1,8 +1,8 @@
 """The agent and its provider: one OpenAI-API code path for OpenAI, any compatible server and
-the embedded model (DESIGN.md "The agent").
+the embedded model.
 
 `stream_reply()` yields text deltas from the OpenAI Agents SDK and maps every provider failure
-to a `ProviderError` that carries DESIGN.md's error code and whether a retry may help.
+to a `ChatError` (errors.py) that carries its error code and whether a retry may help.
 """
 
 import asyncio
@@ -26,6 +26,7 @@ from openai.types.responses import ResponseTextDeltaEvent
 
 from chat import local_model
 from chat.chunks import LeanChatCompletionsModel
+from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +51,12 @@ class Provider:
     history_chars: int
 
 
-class ProviderError(Exception):
-    """A failure of the model provider, as DESIGN.md's error code."""
-
-    def __init__(self, message: str, *, code: str = "provider_error", recoverable: bool = True):
-        super().__init__(message)
-        self.code = code
-        self.recoverable = recoverable
-
-
 def provider() -> Provider:
     """The provider chosen by AGENT_PROVIDER and AGENT_MODEL."""
     name = settings.AGENT_PROVIDER
     if name not in PROVIDERS:
-        raise ProviderError(
+        raise ChatError(
+            "provider_error",
             f"AGENT_PROVIDER must be one of {', '.join(PROVIDERS)}, not {name!r}",
             recoverable=False,
         )
@@ -88,19 +81,25 @@ async def _client(name: str) -> openai.AsyncOpenAI:
             try:
                 url = await asyncio.to_thread(local_model.base_url)
             except local_model.LocalModelUnavailable as exc:
-                raise ProviderError(str(exc), recoverable=False) from exc
+                raise ChatError("provider_error", str(exc), recoverable=False) from exc
             per_loop[key] = openai.AsyncOpenAI(
                 base_url=url, api_key=local_model.api_key(), max_retries=0
             )
         elif name == "compatible" and not settings.OPENAI_BASE_URL:
-            raise ProviderError(
-                "AGENT_PROVIDER=compatible needs OPENAI_BASE_URL", recoverable=False
+            raise ChatError(
+                "provider_error",
+                "AGENT_PROVIDER=compatible needs OPENAI_BASE_URL",
+                recoverable=False,
             )
         else:
             # A compatible server may need no key at all; OpenAI itself always does.
             api_key = settings.OPENAI_API_KEY or ("unused" if name == "compatible" else None)
             if api_key is None:
-                raise ProviderError("AGENT_PROVIDER=openai needs OPENAI_API_KEY", recoverable=False)
+                raise ChatError(
+                    "provider_error",
+                    "AGENT_PROVIDER=openai needs OPENAI_API_KEY",
+                    recoverable=False,
+                )
             per_loop[key] = openai.AsyncOpenAI(
                 api_key=api_key,
                 base_url=settings.OPENAI_BASE_URL or None,
@@ -114,8 +113,9 @@ async def _agent(chosen: Provider, *, max_tokens: int | None = None) -> Agent:
     REPLY_MAX_TOKENS; the embedded model: no more than LOCAL_MAX_TOKENS)."""
     max_tokens = settings.REPLY_MAX_TOKENS if max_tokens is None else max_tokens
     client = await _client(chosen.name)
-    # Traces go to OpenAI only when OpenAI is the provider anyway (DESIGN.md); the SDK's own
-    # OPENAI_AGENTS_DISABLE_TRACING=1 turns them off there too (the tests set it).
+    # Traces go to OpenAI only when OpenAI is the provider anyway (no text leaves for a third
+    # party); the SDK's own OPENAI_AGENTS_DISABLE_TRACING=1 turns them off there too (the
+    # tests set it).
     set_tracing_disabled(
         chosen.name != "openai" or os.environ.get("OPENAI_AGENTS_DISABLE_TRACING") == "1"
     )
@@ -162,21 +162,30 @@ async def stream_reply(
             result.cancel()
         output_tokens = result.context_wrapper.usage.output_tokens
         usage.output_tokens = output_tokens or None
-    except ProviderError:
+    except ChatError:
         raise
     except openai.APITimeoutError as exc:
-        raise ProviderError("The model provider timed out.", code="timeout") from exc
+        raise ChatError("timeout", "The model provider timed out.") from exc
     except openai.APIStatusError as exc:
-        raise ProviderError(
+        raise ChatError(
+            "provider_error",
             f"The model provider answered HTTP {exc.status_code}: {_detail(exc)}",
             recoverable=exc.status_code >= 500 or exc.status_code in (408, 409, 429),
         ) from exc
     except openai.APIConnectionError as exc:
-        raise ProviderError("The model provider could not be reached.") from exc
+        raise ChatError(
+            "provider_error", "The model provider could not be reached.", recoverable=True
+        ) from exc
     except openai.APIError as exc:
-        raise ProviderError(f"The model provider failed: {_detail(exc)}") from exc
+        raise ChatError(
+            "provider_error", f"The model provider failed: {_detail(exc)}", recoverable=True
+        ) from exc
     except AgentsException as exc:
-        raise ProviderError(f"The model provider failed: {exc.__class__.__name__}") from exc
+        raise ChatError(
+            "provider_error",
+            f"The model provider failed: {exc.__class__.__name__}",
+            recoverable=True,
+        ) from exc
 
 
 def _detail(exc: openai.APIError) -> str:
@@ -202,6 +211,8 @@ async def make_title(first_message: str, *, chosen: Provider, max_tokens: int, u
             titler, input=TITLE_PROMPT.format(message=first_message[:2000]), max_turns=1
         )
     except (openai.APIError, AgentsException) as exc:
-        raise ProviderError(f"No title: {exc.__class__.__name__}") from exc
+        raise ChatError(
+            "provider_error", f"No title: {exc.__class__.__name__}", recoverable=True
+        ) from exc
     usage.output_tokens = result.context_wrapper.usage.output_tokens or None
     return str(result.final_output or "")

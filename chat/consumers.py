@@ -15,19 +15,17 @@ from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import auth, broadcast, frames, generation, inputs, limits, outage, selectors
+from chat import auth, broadcast, errors, frames, generation, inputs, limits, outage, selectors
+from chat.errors import ChatError
+from chat.frames import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED
 from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_MANY = 4429
-
 
 class ThreadConsumer(AsyncWebsocketConsumer):
-    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync (DESIGN.md), and
-    regenerate and edit (README's protocol section)."""
+    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync, regenerate and edit
+    (docs/protocol.md)."""
 
     # Frames come from this process's hub (broadcast.py), not through the channel layer: no
     # channel, no receive task and no layer round trip per socket.
@@ -70,7 +68,6 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         # Join before reading the snapshot, so no frame falls between the two.
         await broadcast.hub().subscribe(str(thread.id), self)
         self.thread_id = str(thread.id)
-        await generation.thread_sweep(thread_id=self.thread_id)
         await self._send_ready()
         self.watcher = asyncio.create_task(self._watch_credential())
 
@@ -95,69 +92,61 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.thread_id:
             return
-        if not self.commands.take():
-            if self.commands.tell():
-                await self._send(
-                    frames.error(
-                        code="rate_limited",
-                        message=f"At most {settings.COMMANDS_PER_SECOND:g} commands a second "
-                        "on one socket; commands past it are dropped.",
-                        recoverable=True,
+        try:
+            if not self.commands.take():
+                if self.commands.tell():  # once a second: a flood is not echoed back
+                    raise ChatError(
+                        "rate_limited",
+                        f"At most {settings.COMMANDS_PER_SECOND:g} commands a second on one "
+                        "socket; commands past it are dropped.",
                     )
-                )
-            return
-        command, problem = _decode(text_data)
-        if problem is not None:
-            await self._send(problem)
-            return
+                return
+            await self._command(_decode(text_data))
+        except ChatError as exc:
+            await self._send(exc.frame())
+        except Exception:
+            await self._send(errors.unexpected(f"a command on thread {self.thread_id}").frame())
+
+    async def _command(self, command: dict[str, Any]) -> None:
         name = command.get("command")
         if name in ("start", "regenerate", "edit") and not await self.credential.holds():
             await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        try:
-            if name == "start":
-                await self._started(
-                    generation.reply_start(
-                        user_id=self.user_id,
-                        thread_id=self.thread_id,
-                        text=command.get("message"),
-                        client_id=command.get("client_id"),
-                    )
+        elif name == "start":
+            await self._started(
+                generation.reply_start(
+                    user_id=self.user_id,
+                    thread_id=self.thread_id,
+                    text=command.get("message"),
+                    client_id=command.get("client_id"),
                 )
-            elif name == "regenerate":
-                await self._started(
-                    generation.reply_regenerate(
-                        user_id=self.user_id,
-                        thread_id=self.thread_id,
-                        client_id=command.get("client_id"),
-                    )
-                )
-            elif name == "edit":
-                await self._started(
-                    generation.reply_edit(
-                        user_id=self.user_id,
-                        thread_id=self.thread_id,
-                        message_id=command.get("message_id"),
-                        text=command.get("message"),
-                        client_id=command.get("client_id"),
-                    )
-                )
-            elif name == "stop":
-                if not await generation.reply_stop(thread_id=self.thread_id):
-                    await self._send_ready()  # nothing running: let the client catch up
-            elif name == "heartbeat":
-                await self._send(await self._heartbeat())
-            elif name == "resync":
-                await self._send_ready()
-            else:
-                await self._bad_request(f"Unknown command {name!r}.")
-        except generation.GenerationError as exc:
-            await self._send(exc.frame())
-        except Exception:
-            logger.exception("command %r failed on thread %s", name, self.thread_id)
-            await self._send(
-                frames.error(code="internal", message="The server failed.", recoverable=True)
             )
+        elif name == "regenerate":
+            await self._started(
+                generation.reply_regenerate(
+                    user_id=self.user_id,
+                    thread_id=self.thread_id,
+                    client_id=command.get("client_id"),
+                )
+            )
+        elif name == "edit":
+            await self._started(
+                generation.reply_edit(
+                    user_id=self.user_id,
+                    thread_id=self.thread_id,
+                    message_id=command.get("message_id"),
+                    text=command.get("message"),
+                    client_id=command.get("client_id"),
+                )
+            )
+        elif name == "stop":
+            if not await generation.reply_stop(thread_id=self.thread_id):
+                await self._send_ready()  # nothing running: let the client catch up
+        elif name == "heartbeat":
+            await self._send(await self._heartbeat())
+        elif name == "resync":
+            await self._send_ready()
+        else:
+            raise ChatError("bad_request", f"Unknown command {name!r}.")
 
     async def _watch_credential(self) -> None:
         while await asyncio.sleep(settings.SESSION_CHECK_SECONDS, True):
@@ -167,8 +156,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id)  # renew
 
     async def _heartbeat(self) -> dict[str, Any]:
-        # Also a chance to notice that the process running this thread's reply died.
+        # Also where a reply whose process died is ended: its clients are told (`error`).
         try:
+            await generation.reap_orphan(thread_id=self.thread_id)
             active = await generation.thread_snapshot(thread_id=self.thread_id)
         except Exception as exc:
             if not outage.is_transient(exc):
@@ -210,34 +200,24 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             for frame, text in held:
                 await self.deliver(frame, text)
 
-    async def _bad_request(self, text: str) -> None:
-        await self._send(frames.error(code="bad_request", message=text, recoverable=False))
-
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame))
 
 
-def _decode(
-    text_data: str | None,
-) -> tuple[dict[str, Any], None] | tuple[None, dict[str, Any]]:
-    """The command object, or the `error` frame that answers a bad frame."""
+def _decode(text_data: str | None) -> dict[str, Any]:
+    """The command object of a frame; a bad frame raises the error that answers it."""
     if text_data is None:
-        problem = "Frames must be JSON text."
-    elif len(text_data) > settings.MAX_MESSAGE_CHARS * 6 + 1024:
+        raise ChatError("bad_request", "Frames must be JSON text.")
+    if len(text_data) > settings.MAX_MESSAGE_CHARS * 6 + 1024:
         # Far past any valid `start`, even with every character escaped: refuse unparsed.
-        return None, frames.error(
-            code="too_large", message="The frame is too large.", recoverable=False
-        )
-    else:
-        try:
-            command = inputs.loads(text_data)
-        except ValueError as exc:
-            problem = f"Frames must be JSON: {exc}"
-        else:
-            if isinstance(command, dict):
-                return command, None
-            problem = "A frame must be a JSON object with a `command`."
-    return None, frames.error(code="bad_request", message=problem, recoverable=False)
+        raise ChatError("too_large", "The frame is too large.")
+    try:
+        command = inputs.loads(text_data)
+    except ValueError as exc:
+        raise ChatError("bad_request", f"Frames must be JSON: {exc}") from None
+    if not isinstance(command, dict):
+        raise ChatError("bad_request", "A frame must be a JSON object with a `command`.")
+    return command
 
 
 class NoSuchSocket(AsyncWebsocketConsumer):

@@ -1,11 +1,26 @@
-"""The wire frames of DESIGN.md, defined once for the WebSocket, SSE and tests.
+"""The wire protocol, defined once for the WebSocket, SSE and tests (docs/protocol.md).
+
+Every server frame is a TypedDict whose `type` is a `Literal`; `Frame` is their union, and
+`Command` the union of what a client sends. docs/protocol.md's field tables and the protocol
+test's JSON Schema are derived from these classes (chat/frame_schema.py): a docstring is the
+doc's text for its frame or object, an `Annotated` note its field's meaning. Change a field
+here and the doc check (`python -m scripts.protocol_doc`) and the test follow.
 
 Every server frame has `type` and `ts` (epoch ms). Frames of a reply carry `message_id` and
 `seq`: 0 for `start`, then +1 per frame of that reply, so a client can detect a gap.
+
+Not here yet: `tool` frames (agent tool steps). The agent calls no tools today; when it does,
+add a `ToolFrame` to `Frame` and the doc and the test pick it up.
 """
 
 import time
-from typing import Any, Literal, TypedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple, NotRequired, TypedDict
+
+if TYPE_CHECKING:  # the data model is not imported at run time: frames.py needs no Django
+    from chat.models import Message, Thread
+
+# --- codes and statuses --------------------------------------------------------------------
 
 ErrorCode = Literal[
     "bad_request",
@@ -20,21 +35,312 @@ ErrorCode = Literal[
 ]
 
 
+class ErrorInfo(NamedTuple):
+    """What an error code means, and the `recoverable` it comes with (None: it depends)."""
+
+    recoverable: bool | None
+    meaning: str
+
+
+ERRORS: Final[dict[ErrorCode, ErrorInfo]] = {
+    "bad_request": ErrorInfo(
+        False,
+        "The command or body is malformed: not JSON, an unknown command, a missing or empty "
+        "`message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that "
+        "is not the thread's last user message, a `regenerate` with no reply to replace.",
+    ),
+    "too_large": ErrorInfo(
+        False,
+        "The message is longer than the server's limit, or the frame is far past any valid "
+        "command.",
+    ),
+    "busy": ErrorInfo(True, "A reply is already running on this thread; wait for its end."),
+    "rate_limited": ErrorInfo(
+        True,
+        "Too many replies a minute, too many at once, or too many commands a second on one "
+        "socket (those are dropped). On the 429 that refuses one event stream too many, "
+        "`recoverable` is false: close one first.",
+    ),
+    "quota_exceeded": ErrorInfo(
+        False, "The user's daily token budget is spent; it renews at midnight UTC."
+    ),
+    "provider_error": ErrorInfo(
+        None,
+        "The model provider failed. Recoverable when a retry may help (HTTP 5xx, 408, 409, "
+        "429, unreachable); not when the provider is misconfigured or refused the request.",
+    ),
+    "timeout": ErrorInfo(
+        True,
+        "The provider stayed silent too long, or the reply took longer than the server "
+        "allows; the text shown is kept.",
+    ),
+    "interrupted": ErrorInfo(
+        True,
+        "The process running the reply died or shut down; the text its clients were shown is "
+        "kept. Also a start refused while the server restarts.",
+    ),
+    "internal": ErrorInfo(True, "The server failed; the command or stream may be tried again."),
+}
+
+CLOSE_UNAUTHENTICATED: Final = 4401
+CLOSE_NOT_FOUND: Final = 4404
+CLOSE_TOO_MANY: Final = 4429
+CLOSE_TOO_SLOW: Final = 1013
+
+CLOSE_CODES: Final[dict[int, str]] = {
+    CLOSE_UNAUTHENTICATED: "Not logged in (no session, or a bad client secret), or the session "
+    "or secret that opened the socket ended: logout, password change, deactivation, expiry. "
+    "Log in again; reconnecting as is cannot help.",
+    CLOSE_NOT_FOUND: "Not the user's thread, no such thread, or no such socket path.",
+    CLOSE_TOO_MANY: "The user has too many sockets and event streams open; close one, then "
+    "reconnect.",
+    CLOSE_TOO_SLOW: "The client left too much unread; reconnect, and `ready` resumes the reply.",
+}
+
+Role = Literal["user", "assistant", "system"]
+MessageStatus = Literal["pending", "streaming", "complete", "cancelled", "error", "interrupted"]
+# How a reply ended: `complete` and `cancelled` end with a `complete` frame, the others with an
+# `error` frame that carries the reply's `message_id`.
+EndStatus = Literal["complete", "cancelled", "error", "interrupted"]
+
+# --- shared fields -------------------------------------------------------------------------
+
+Ts = Annotated[int, "Server time, epoch milliseconds."]
+ReplyId = Annotated[str, "The reply's message id (a UUID)."]
+Seq = Annotated[int, "This frame's number in its reply: `start` is 0, each next frame +1."]
+Uuid = Annotated[str, "A UUID."]
+ClientId = Annotated[
+    str,
+    "A UUID the client makes per send: sent again (a retry after a reconnect), it starts "
+    "nothing new. Optional; without it every command starts a reply.",
+]
+
+# --- objects inside frames and API answers -------------------------------------------------
+
+
 class Metrics(TypedDict):
     """What a finished reply measured."""
 
-    totalTokens: int
-    elapsedSeconds: float
+    totalTokens: Annotated[int, "Output tokens (the provider's count, else one per delta)."]
+    elapsedSeconds: Annotated[float, "From the start to the end of the reply."]
     throughputTokensPerSec: float
-    timeToFirstTokenMs: int | None
+    timeToFirstTokenMs: Annotated[int | None, "Null when no token came."]
+
+
+class ErrorDetail(TypedDict):
+    """Why a saved reply ended in error."""
+
+    code: ErrorCode
+    message: str
+
+
+class MessageObject(TypedDict):
+    """A saved message, as `message` frames and the HTTP API carry it."""
+
+    id: Uuid
+    role: Role
+    content: Annotated[str, "The text; a reply's text so far while it streams."]
+    status: Annotated[MessageStatus, "A user message is `complete`."]
+    client_id: Annotated[
+        str | None,
+        "The `client_id` of the command that sent it (a user message or a regenerated reply).",
+    ]
+    created_at: Annotated[str, "ISO 8601."]
+    model: NotRequired[Annotated[str, "Replies only: the model that wrote it."]]
+    metrics: NotRequired[Annotated[Metrics | None, "Replies only: null until it has ended."]]
+    error: NotRequired[Annotated[ErrorDetail | None, "Replies only: null unless it failed."]]
+
+
+class ThreadObject(TypedDict):
+    """A thread, as `thread` frames and the HTTP API carry it."""
+
+    id: Uuid
+    title: Annotated[str, "Empty until the first reply titles it."]
+    created_at: Annotated[str, "ISO 8601."]
+    updated_at: Annotated[str, "ISO 8601."]
 
 
 class Snapshot(TypedDict):
     """A reply in flight: its text up to and including frame `seq`."""
 
-    message_id: str
-    seq: int
-    content: str
+    message_id: ReplyId
+    seq: Annotated[int, "The last frame the text includes."]
+    content: Annotated[str, "The text of frames 1 to `seq`."]
+
+
+class Position(TypedDict):
+    """Where a reply in flight stands, without its text."""
+
+    message_id: ReplyId
+    seq: Annotated[int, "Its last frame sent."]
+
+
+# --- server frames -------------------------------------------------------------------------
+
+
+class ReadyFrame(TypedDict):
+    """The first frame on a socket, and the answer to `resync`; also the answer to a `stop`
+    with nothing running and to a `client_id` sent again."""
+
+    type: Literal["ready"]
+    ts: Ts
+    thread_id: Uuid
+    active: Annotated[
+        Snapshot | None,
+        "The reply in flight, or null: show its `content`, then apply only frames of that "
+        "reply with a larger `seq`.",
+    ]
+
+
+class MessageFrame(TypedDict):
+    """A user message was saved (every socket of the thread gets it, the sender's too)."""
+
+    type: Literal["message"]
+    ts: Ts
+    message: MessageObject
+
+
+class StartFrame(TypedDict):
+    """A reply began."""
+
+    type: Literal["start"]
+    ts: Ts
+    message_id: ReplyId
+    seq: Literal[0]
+    model: Annotated[str, "The model writing the reply."]
+
+
+class TokenFrame(TypedDict):
+    """A chunk of reply text: one or more model tokens, appended to the reply."""
+
+    type: Literal["token"]
+    ts: Ts
+    message_id: ReplyId
+    seq: Seq
+    token: Annotated[str, "The text to append."]
+
+
+class CompleteFrame(TypedDict):
+    """A reply ended normally, or by `stop`; it is saved with this status."""
+
+    type: Literal["complete"]
+    ts: Ts
+    message_id: ReplyId
+    seq: Seq
+    status: Literal["complete", "cancelled"]
+    metrics: Metrics
+
+
+class ErrorFrame(TypedDict):
+    """An error. With `message_id` it ends that reply, like `complete` (the text shown is kept
+    and saved); without, it answers a command, and the socket stays open."""
+
+    type: Literal["error"]
+    ts: Ts
+    code: Annotated[ErrorCode, "See Errors."]
+    message: Annotated[str, "For people, in English."]
+    recoverable: Annotated[bool, "Whether trying again may help."]
+    message_id: NotRequired[Annotated[str, "The reply this error ended (with `seq`)."]]
+    seq: NotRequired[Seq]
+
+
+class HeartbeatFrame(TypedDict):
+    """The answer to `heartbeat`, with where the thread's reply stands."""
+
+    type: Literal["heartbeat"]
+    ts: Ts
+    active: NotRequired[
+        Annotated[
+            Position | None,
+            "The reply in flight, or null when none runs. A client still showing a reply as "
+            "streaming that the server has finished lost frames: it sends `resync`. Left out "
+            "when the server cannot tell (its store is restarting).",
+        ]
+    ]
+
+
+class RemovedFrame(TypedDict):
+    """Messages left the thread: an `edit` or `regenerate` replaced them. Sent before the
+    frames of the new reply."""
+
+    type: Literal["removed"]
+    ts: Ts
+    message_ids: Annotated[list[str], "The ids of the messages removed."]
+
+
+class ThreadFrame(TypedDict):
+    """The thread changed: after its first reply, its title (cut from the first message, then,
+    with a real model, one the model wrote)."""
+
+    type: Literal["thread"]
+    ts: Ts
+    thread: ThreadObject
+
+
+Frame = (
+    ReadyFrame
+    | MessageFrame
+    | StartFrame
+    | TokenFrame
+    | CompleteFrame
+    | ErrorFrame
+    | HeartbeatFrame
+    | RemovedFrame
+    | ThreadFrame
+)
+
+# --- client commands -----------------------------------------------------------------------
+
+
+class StartCommand(TypedDict):
+    """Send a message and start the reply to it."""
+
+    command: Literal["start"]
+    message: Annotated[str, "Not empty; at most the server's `MAX_MESSAGE_CHARS`."]
+    client_id: NotRequired[ClientId]
+
+
+class StopCommand(TypedDict):
+    """Stop the thread's running reply, from any socket, whichever process runs it. Closing a
+    socket never stops a reply."""
+
+    command: Literal["stop"]
+
+
+class HeartbeatCommand(TypedDict):
+    """Ask for a `heartbeat` frame: a socket that gets no answer is dead."""
+
+    command: Literal["heartbeat"]
+
+
+class ResyncCommand(TypedDict):
+    """Ask for a fresh `ready` (after a `seq` gap, or a heartbeat that disagrees)."""
+
+    command: Literal["resync"]
+
+
+class RegenerateCommand(TypedDict):
+    """Replace the thread's last finished reply with a new answer to the same message."""
+
+    command: Literal["regenerate"]
+    client_id: NotRequired[ClientId]
+
+
+class EditCommand(TypedDict):
+    """Replace the thread's last user message (and the reply to it) with new text, and answer
+    it."""
+
+    command: Literal["edit"]
+    message_id: Annotated[str, "The thread's last user message."]
+    message: Annotated[str, "The new text."]
+    client_id: NotRequired[ClientId]
+
+
+Command = (
+    StartCommand | StopCommand | HeartbeatCommand | ResyncCommand | RegenerateCommand | EditCommand
+)
+
+# --- builders ------------------------------------------------------------------------------
 
 
 def now_ms() -> int:
@@ -53,27 +359,66 @@ def metrics(*, tokens: int, elapsed_ms: int, first_token_ms: int | None) -> Metr
     }
 
 
-def ready(*, thread_id: str, active: Snapshot | None) -> dict[str, Any]:
+def message_object(message: "Message") -> MessageObject:
+    """A saved message as frames and the API show it (the DRF serializer uses this too)."""
+    shaped: MessageObject = {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "client_id": str(message.client_id) if message.client_id else None,
+        "created_at": message.created_at.isoformat(),
+    }
+    if message.role == "assistant":
+        shaped["model"] = message.model
+        shaped["metrics"] = (
+            None
+            if message.elapsed_ms is None
+            else metrics(
+                tokens=message.token_count or 0,
+                elapsed_ms=message.elapsed_ms,
+                first_token_ms=message.first_token_ms,
+            )
+        )
+        shaped["error"] = (
+            {"code": message.error_code, "message": message.error_message}
+            if message.error_code
+            else None
+        )
+    return shaped
+
+
+def thread_object(thread: "Thread") -> ThreadObject:
+    """A thread as frames, the page and the API show it."""
+    return {
+        "id": str(thread.id),
+        "title": thread.title,
+        "created_at": thread.created_at.isoformat(),
+        "updated_at": thread.updated_at.isoformat(),
+    }
+
+
+def ready(*, thread_id: str, active: Snapshot | None) -> ReadyFrame:
     """The first frame on a socket, and the answer to `resync`."""
     return {"type": "ready", "ts": now_ms(), "thread_id": thread_id, "active": active}
 
 
-def message(*, message: dict[str, Any]) -> dict[str, Any]:
+def message(*, message: MessageObject) -> MessageFrame:
     """A persisted user message, for every tab of the thread."""
     return {"type": "message", "ts": now_ms(), "message": message}
 
 
-def removed(*, message_ids: list[str]) -> dict[str, Any]:
+def removed(*, message_ids: list[str]) -> RemovedFrame:
     """Messages gone from the thread (an edit or a regenerate replaced them)."""
     return {"type": "removed", "ts": now_ms(), "message_ids": message_ids}
 
 
-def thread(*, thread: dict[str, Any]) -> dict[str, Any]:
+def thread(*, thread: ThreadObject) -> ThreadFrame:
     """The thread itself changed (its title)."""
     return {"type": "thread", "ts": now_ms(), "thread": thread}
 
 
-def start(*, message_id: str, model: str) -> dict[str, Any]:
+def start(*, message_id: str, model: str) -> StartFrame:
     """A reply began."""
     return {
         "type": "start",
@@ -84,7 +429,7 @@ def start(*, message_id: str, model: str) -> dict[str, Any]:
     }
 
 
-def token(*, message_id: str, seq: int, text: str) -> dict[str, Any]:
+def token(*, message_id: str, seq: int, text: str) -> TokenFrame:
     """A chunk of reply text (one or more model tokens)."""
     return {
         "type": "token",
@@ -101,7 +446,7 @@ def complete(
     seq: int,
     status: Literal["complete", "cancelled"],
     metrics: Metrics,
-) -> dict[str, Any]:
+) -> CompleteFrame:
     """A reply ended normally or by `stop`."""
     return {
         "type": "complete",
@@ -120,9 +465,9 @@ def error(
     recoverable: bool,
     message_id: str | None = None,
     seq: int | None = None,
-) -> dict[str, Any]:
-    """An error; with `message_id` it ends that reply like `complete` does."""
-    frame: dict[str, Any] = {
+) -> ErrorFrame:
+    """An error; with `message_id` (and its `seq`) it ends that reply like `complete` does."""
+    frame: ErrorFrame = {
         "type": "error",
         "ts": now_ms(),
         "code": code,
@@ -130,12 +475,14 @@ def error(
         "recoverable": recoverable,
     }
     if message_id is not None:
+        if seq is None:
+            raise TypeError("an error that ends a reply needs its seq")
         frame["message_id"] = message_id
         frame["seq"] = seq
     return frame
 
 
-def heartbeat(*, active: Snapshot | None = None, known: bool = True) -> dict[str, Any]:
+def heartbeat(*, active: Snapshot | Position | None = None, known: bool = True) -> HeartbeatFrame:
     """The answer to a client's heartbeat, with where the thread's reply stands.
 
     `active` is `{message_id, seq}` of the reply in flight (no text), or null: a client still
@@ -144,7 +491,7 @@ def heartbeat(*, active: Snapshot | None = None, known: bool = True) -> dict[str
     state cannot be read (`known` false: Redis is restarting) `active` is left out, so no
     client takes the outage for the end of its reply.
     """
-    frame: dict[str, Any] = {"type": "heartbeat", "ts": now_ms()}
+    frame: HeartbeatFrame = {"type": "heartbeat", "ts": now_ms()}
     if known:
         frame["active"] = (
             None if active is None else {"message_id": active["message_id"], "seq": active["seq"]}
@@ -152,25 +499,30 @@ def heartbeat(*, active: Snapshot | None = None, known: bool = True) -> dict[str
     return frame
 
 
-def is_terminal(frame: dict[str, Any]) -> bool:
+def is_terminal(frame: Mapping[str, Any]) -> bool:
     """Whether the frame ends a reply."""
     return frame["type"] == "complete" or (frame["type"] == "error" and "message_id" in frame)
 
 
-def of_saved_reply(reply: dict[str, Any]) -> list[dict[str, Any]]:
+def of_saved_reply(reply: MessageObject) -> list[Frame]:
     """A finished reply, from its saved message object, as the frames that carried it."""
     message_id = reply["id"]
-    replayed = [start(message_id=message_id, model=reply.get("model") or "")]
+    replayed: list[Frame] = [start(message_id=message_id, model=reply.get("model") or "")]
     if reply["content"]:
         replayed.append(token(message_id=message_id, seq=1, text=reply["content"]))
     seq = len(replayed)
-    if reply["status"] in ("complete", "cancelled"):
+    status = reply["status"]
+    if status == "complete" or status == "cancelled":
         replayed.append(
             complete(
-                message_id=message_id, seq=seq, status=reply["status"], metrics=reply["metrics"]
+                message_id=message_id,
+                seq=seq,
+                status=status,
+                metrics=reply.get("metrics")
+                or metrics(tokens=0, elapsed_ms=0, first_token_ms=None),
             )
         )
-    elif reply["status"] in ("error", "interrupted"):
+    elif status == "error" or status == "interrupted":
         failure = reply.get("error") or {}
         replayed.append(
             error(

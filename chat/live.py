@@ -1,8 +1,9 @@
 """Live state of the replies in flight: text so far, frame boundaries, last `seq`, owner.
 
 The channel layer only wakes subscribers up; this store is the record a reconnecting client
-resumes from (DESIGN.md "Known limits": group_send may drop frames). Without Redis it lives in
-this process; with REDIS_URL it lives in Redis so any process can serve a snapshot.
+resumes from (a frame may be lost on the way: docs/protocol.md, "Sequence numbers"). Without
+Redis it lives in this process; with REDIS_URL it lives in Redis so any process can serve a
+snapshot.
 
 Ordering promise: a subscriber joins the thread before it reads a snapshot, and reads it where
 the frames it gets are already counted, so snapshot + later frames never leave a gap. Another

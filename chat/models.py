@@ -1,11 +1,9 @@
-"""Threads and messages (DESIGN.md "Data")."""
+"""Threads, messages and token usage: the data model (chat.frames shapes it for the wire)."""
 
 import uuid
 
 from django.conf import settings
 from django.db import models
-
-from chat import frames
 
 
 class Thread(models.Model):
@@ -76,24 +74,6 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
-
-    @property
-    def metrics(self) -> dict | None:
-        """The reply's metrics as DESIGN.md's `complete` frame names them, once it has ended."""
-        if self.role != self.Role.ASSISTANT or self.elapsed_ms is None:
-            return None
-        return frames.metrics(
-            tokens=self.token_count or 0,
-            elapsed_ms=self.elapsed_ms,
-            first_token_ms=self.first_token_ms,
-        )
-
-    @property
-    def error(self) -> dict | None:
-        """The error as `{code, message}`, or None."""
-        if not self.error_code:
-            return None
-        return {"code": self.error_code, "message": self.error_message}
 
 
 class ReplyInFlight(Message):

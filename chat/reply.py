@@ -3,7 +3,7 @@ frames, and end with one write and one terminal frame.
 
 Frames are recorded in the live store before they are published (see live.py). The database
 is written once at the end, never per token; meanwhile the process's registry checkpoints the
-text of all its replies together every CHECKPOINT_SECONDS (generation.Registry).
+text of all its replies together every CHECKPOINT_SECONDS (ownership.Registry).
 """
 
 import asyncio
@@ -19,8 +19,9 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import agent, broadcast, frames, live, outage, quota, selectors, services, tasks
+from chat import agent, broadcast, errors, frames, live, outage, quota, services, tasks
 from chat.broadcast import publish, publish_strictly
+from chat.errors import ChatError
 from chat.outage import Softly
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Run:
     inbox: "_Inbox | None" = None  # set while the reply streams: woken by `stop`
     stream: "ReplyStream | None" = None  # set while the reply streams: its live state
     # Set when this reply's message titled the thread: told after the reply's last frame (so
-    # DESIGN's frame order is kept), and maybe replaced by a model-made title.
+    # docs/protocol.md's frame order is kept), and maybe replaced by a model-made title.
     new_title: dict[str, Any] | None = None
     first_message: str = ""
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
@@ -64,7 +65,7 @@ class Run:
 class Outcome:
     """How a reply ended."""
 
-    status: str  # complete | cancelled | error | interrupted
+    status: frames.EndStatus
     code: str = ""
     message: str = ""
     recoverable: bool = False
@@ -118,11 +119,11 @@ class ReplyStream:
             # reply did not finish. A graceful shutdown stops replies with SHUT_DOWN instead.
             await self._finish(SHUT_DOWN)
             raise
-        except agent.ProviderError as exc:
-            outcome = Outcome("error", exc.code, str(exc), exc.recoverable)
+        except ChatError as exc:
+            outcome = Outcome("error", exc.code, exc.message, exc.recoverable)
         except Exception:
-            logger.exception("reply %s failed", self.reply_id)
-            outcome = Outcome("error", "internal", "Something went wrong on the server.", True)
+            exc = errors.unexpected(f"reply {self.reply_id}")
+            outcome = Outcome("error", exc.code, exc.message, exc.recoverable)
         await self._finish(outcome)
 
     def live_record(self) -> live.LiveReply:
@@ -176,13 +177,12 @@ class ReplyStream:
                     if ending is not None:
                         inbox.items.appendleft(ending)
                 elif now >= deadline:
-                    raise agent.ProviderError(
-                        f"The reply took longer than {settings.STREAM_TIMEOUT:g} s.", code="timeout"
+                    raise ChatError(
+                        "timeout", f"The reply took longer than {settings.STREAM_TIMEOUT:g} s."
                     )
                 elif now >= last_chunk + settings.STREAM_IDLE_TIMEOUT:
-                    raise agent.ProviderError(
-                        f"The model sent nothing for {settings.STREAM_IDLE_TIMEOUT:g} s.",
-                        code="timeout",
+                    raise ChatError(
+                        "timeout", f"The model sent nothing for {settings.STREAM_IDLE_TIMEOUT:g} s."
                     )
                 elif not (self.buffer and now >= buffer_since + window):
                     continue
@@ -419,4 +419,4 @@ async def _retitle(run: Run) -> None:
                 lambda: outage.off_loop(quota.settle)(hold, spent=spent),
             )
     if thread is not None:
-        await publish(run.thread_id, frames.thread(thread=selectors.thread_payload(thread)))
+        await publish(run.thread_id, frames.thread(thread=frames.thread_object(thread)))

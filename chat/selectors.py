@@ -1,7 +1,9 @@
-"""Reads: threads, messages and the agent's view of a thread. Synchronous ORM code."""
+"""Reads: threads, messages and the agent's view of a thread. Synchronous ORM code.
+
+Selectors return models and plain data; chat.frames shapes them for the wire and the API.
+"""
 
 import uuid
-from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -49,36 +51,28 @@ def thread_history(
     return history
 
 
-def message_payload(message: Message) -> dict[str, Any]:
-    """A message as DESIGN.md's message object (frames and API alike)."""
-    payload: dict[str, Any] = {
-        "id": str(message.id),
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "client_id": str(message.client_id) if message.client_id else None,
-        "created_at": message.created_at.isoformat(),
-    }
-    if message.role == Message.Role.ASSISTANT:
-        payload["model"] = message.model
-        payload["metrics"] = message.metrics
-        payload["error"] = message.error
-    return payload
-
-
-def thread_payload(thread: Thread) -> dict[str, Any]:
-    """A thread as the page and the API show it."""
-    return {
-        "id": str(thread.id),
-        "title": thread.title,
-        "created_at": thread.created_at.isoformat(),
-        "updated_at": thread.updated_at.isoformat(),
-    }
-
-
 def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
     """All messages of a thread, oldest first."""
     return list(Message.objects.filter(thread_id=thread_id).order_by("created_at", "id"))
+
+
+def reply_to_send(*, thread_id: str | uuid.UUID, client_id: uuid.UUID) -> Message | None:
+    """The reply that answered this `client_id` already (its user message's, or its own)."""
+    sent = Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
+    if sent is None or sent.role == Message.Role.ASSISTANT:
+        return sent
+    return (
+        Message.objects.filter(
+            thread_id=thread_id, role=Message.Role.ASSISTANT, created_at__gte=sent.created_at
+        )
+        .order_by("created_at", "id")
+        .first()
+    ) or sent
+
+
+def message_get(*, message_id: str | uuid.UUID) -> Message | None:
+    """A message by id (the caller has checked its thread is the user's)."""
+    return Message.objects.filter(pk=message_id).first()
 
 
 def replies_streaming(*, thread_id: uuid.UUID | None = None) -> list[Message]:

@@ -13,6 +13,7 @@ from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from chat import quota
+from chat.errors import ChatError
 from chat.models import Message, Thread
 
 TITLE_CHARS = 60
@@ -32,10 +33,6 @@ def thread_create(*, owner: AbstractBaseUser, title: str = "") -> Thread:
     return Thread.objects.create(owner=owner, title=title.strip()[:200])
 
 
-class Refused(Exception):
-    """A write that does not fit the thread's current state (e.g. editing an older message)."""
-
-
 class AlreadySent(Exception):
     """A command whose `client_id` the thread has already answered (a retried command)."""
 
@@ -49,6 +46,27 @@ class Begun:
     removed_ids: list[str] = field(default_factory=list)
     thread: Thread | None = None  # set when the thread's title changed
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a new reply answers: a new message (`text`), the same message again
+    (`regenerate`), or the thread's last message edited (`edited_id` and its new `text`)."""
+
+    client_id: uuid.UUID
+    text: str | None = None
+    edited_id: uuid.UUID | None = None
+    regenerate: bool = False
+
+
+def reply_open(*, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: str) -> Begun:
+    """Begin the reply that `ask` asks for, in one transaction (see the three below)."""
+    ids = {"thread_id": thread_id, "client_id": ask.client_id, "reply_id": reply_id, "model": model}
+    if ask.regenerate:
+        return reply_regenerate_begin(**ids)
+    if ask.edited_id is not None:
+        return reply_edit_begin(message_id=ask.edited_id, text=ask.text, **ids)
+    return reply_begin(text=ask.text, **ids)
 
 
 def reply_begin(
@@ -77,7 +95,7 @@ def reply_regenerate_begin(
         _not_sent_before(thread, client_id)
         last = thread.messages.order_by("-created_at", "-id").first()
         if last is None or last.role != Message.Role.ASSISTANT or last.status not in last.TERMINAL:
-            raise Refused("There is no finished reply to regenerate.")
+            raise ChatError("bad_request", "There is no finished reply to regenerate.")
         removed = [str(last.id)]
         last.delete()
         begun = _begin(thread, text=None, client_id=client_id, reply_id=reply_id, model=model)
@@ -102,7 +120,7 @@ def reply_edit_begin(
             thread.messages.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
         )
         if last_user is None or last_user.id != message_id:
-            raise Refused("Only the last message of the thread can be edited.")
+            raise ChatError("bad_request", "Only the last message of the thread can be edited.")
         later = thread.messages.filter(created_at__gte=last_user.created_at)
         removed = [str(pk) for pk in later.values_list("id", flat=True)]
         later.delete()

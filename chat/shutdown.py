@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 if TYPE_CHECKING:
-    from chat.generation import Registry
+    from chat.ownership import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-CLOSE_TOO_SLOW = 1013
+from chat.frames import CLOSE_TOO_SLOW
 
 
 def unsent_bytes(transport: Any) -> int:

@@ -34,7 +34,13 @@ class FrameFilter:
 
 
 async def ready_frame(thread_id: str, frame_filter: FrameFilter) -> dict[str, Any]:
-    """The `ready` frame of a thread, its snapshot noted in the subscriber's filter."""
+    """The `ready` frame of a thread, its snapshot noted in the subscriber's filter.
+
+    First the thread is reaped: a reply left `streaming` by a process that died is ended
+    (its `error` frame reaches the subscriber after this `ready`), so no client is handed a
+    reply that nobody will finish.
+    """
+    await generation.thread_reap(thread_id=thread_id)
     active = await generation.thread_snapshot(thread_id=thread_id)
     if active is not None:
         frame_filter.covered(active["message_id"], active["seq"])

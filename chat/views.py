@@ -8,7 +8,8 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from chat import agent, selectors, shutdown
+from chat import agent, frames, selectors, shutdown
+from chat.errors import ChatError
 
 PAGE_MESSAGES = 200
 
@@ -29,12 +30,12 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
             "model": chosen.model,
             "offlineDemo": chosen.offline_demo,
         }
-    except agent.ProviderError:
+    except ChatError:
         provider = {"name": settings.AGENT_PROVIDER, "model": "", "offlineDemo": False}
     chat_config = {
         "threadId": str(thread_id) if thread_id else None,
-        "threads": [selectors.thread_payload(t) for t in selectors.thread_list(user=request.user)],
-        "messages": [selectors.message_payload(m) for m in messages],
+        "threads": [frames.thread_object(t) for t in selectors.thread_list(user=request.user)],
+        "messages": [frames.message_object(m) for m in messages],
         "provider": provider,
         "maxMessageChars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),

@@ -60,7 +60,7 @@ LATER_COMMANDS = {"start", "regenerate", "edit", "stop"}
 # Closes a frame may cause: autobahn fails the connection (1009 past the size limit, 1007 on
 # invalid UTF-8) by dropping TCP, which the client sees as 1006.
 PROTOCOL_CLOSES = {1006, 1007, 1009}
-# A socket that does not read while it floods may be dropped as a slow reader (DESIGN.md).
+# A socket that does not read while it floods may be dropped as a slow reader (docs/protocol.md).
 SLOW_READER = 1013
 LOG_FAILURES = ("Traceback", "Exception inside application", "Internal Server Error")
 USER, PASSWORD = "fuzz", "fuzz-pw"

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from chat import selectors
+from chat import frames
 from chat.models import Message, Thread
 
 ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -26,7 +26,7 @@ def thread_markdown(thread: Thread, messages: list[Message]) -> str:
 
 
 def thread_json(thread: Thread, messages: list[Message]) -> str:
-    """The thread and its messages as DESIGN.md's objects."""
-    data: dict[str, Any] = selectors.thread_payload(thread)
-    data["messages"] = [selectors.message_payload(m) for m in messages]
+    """The thread and its messages as docs/protocol.md's objects."""
+    data: dict[str, Any] = dict(frames.thread_object(thread))
+    data["messages"] = [frames.message_object(m) for m in messages]
     return json.dumps(data, indent=2, ensure_ascii=False)

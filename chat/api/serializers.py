@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from chat import selectors
+from chat import frames
 from chat.models import Message, Thread
 
 
@@ -16,11 +16,11 @@ class ThreadSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    """DESIGN.md's message object."""
+    """The message object of docs/protocol.md, shaped by the same function as the frames."""
 
     class Meta:
         model = Message
         fields = ["id", "role", "content", "status", "client_id", "created_at"]
 
     def to_representation(self, instance: Message) -> dict:
-        return selectors.message_payload(instance)
+        return frames.message_object(instance)

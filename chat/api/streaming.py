@@ -1,11 +1,14 @@
-"""Server-sent events: a reply streamed over HTTP, and a thread's frames as an EventSource.
+"""Server-sent events: a reply streamed over HTTP, and a thread's frames as an EventSource
+(docs/protocol.md, "Server-sent events").
 
 Plain async Django views, because DRF views are synchronous and cannot stream without holding
 a thread. Each response is a subscriber of the generation service like a WebSocket is: it joins
-the thread's group before starting or reading anything, so no frame falls in between. Closing
+the thread's frames before starting or reading anything, so no frame falls in between, and
+hands that subscription to its event generator, which leaves it when the stream ends. Closing
 the request never stops a reply (Django cancels the generator; the reply task goes on).
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -21,27 +24,13 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import auth, frames, generation, inputs, limits, outage, selectors, services
-from chat.models import Message
+from chat import auth, errors, frames, generation, inputs, limits, outage, selectors, services
+from chat.errors import ChatError
 from chat.subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15
-# HTTP statuses of refusals that happen before a stream begins.
-STATUS = {
-    "bad_request": 400,
-    "too_large": 413,
-    "busy": 409,
-    "rate_limited": 429,
-    "quota_exceeded": 429,
-    "provider_error": 503,
-    "internal": 500,
-}
-
-
-def _refusal(code: frames.ErrorCode, message: str, status: int) -> JsonResponse:
-    return JsonResponse(frames.error(code=code, message=message, recoverable=False), status=status)
 
 
 def _detail(text: str, status: int) -> JsonResponse:
@@ -52,25 +41,25 @@ def _detail(text: str, status: int) -> JsonResponse:
     return response
 
 
-async def _authenticate(request: HttpRequest) -> tuple[Any, HttpResponse | None]:
-    """Bearer client secret, else the session with its CSRF check (as DRF does)."""
-    header = request.headers.get("Authorization", "")
-    if header:
-        scheme, _, secret = header.partition(" ")
+async def _authenticate(request: HttpRequest) -> tuple[Any, auth.Credential] | HttpResponse:
+    """The user and what they proved themselves with: a Bearer client secret, else the
+    session with its CSRF check (as DRF does). A stream is bound to that credential."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme:
         user = None
         if scheme.lower() == "bearer":
             user = await database_sync_to_async(auth.secret_user)(secret.strip())
         if user is None:
-            return None, _detail("The client secret is invalid or expired.", 401)
-        return user, None
+            return _detail("The client secret is invalid or expired.", 401)
+        return user, auth.Credential(user.pk, secret=secret.strip())
     user = await request.auser()
     if not user.is_authenticated:
-        return None, _detail("Log in, or send Authorization: Bearer <client secret>.", 401)
+        return _detail("Log in, or send Authorization: Bearer <client secret>.", 401)
     if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
         csrf = CsrfViewMiddleware(lambda r: None)
         if (rejected := csrf.process_view(request, None, (), {})) is not None:
-            return None, rejected
-    return user, None
+            return rejected
+    return user, auth.Credential(user.pk, session_key=request.session.session_key or "")
 
 
 def _same_origin(request: HttpRequest) -> bool:
@@ -87,18 +76,14 @@ def _same_origin(request: HttpRequest) -> bool:
     return auth.own_origin(request.headers.get("Origin"), scheme=request.scheme, host=host)
 
 
-def _json_body(request: HttpRequest) -> dict[str, Any] | None:
+def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = inputs.loads(request.body or b"{}")
     except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _stream_failed() -> dict[str, Any]:
-    return frames.error(
-        code="internal", message="The stream failed; reconnect to resume.", recoverable=True
-    )
+        body = None
+    if not isinstance(body, dict):
+        raise ChatError("bad_request", "The body must be a JSON object.")
+    return body
 
 
 def event(frame: dict[str, Any], *, event_id: str | None = None) -> str:
@@ -129,15 +114,17 @@ async def stream_chatkit(request: HttpRequest) -> HttpResponse:
 
 
 async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpResponse:
-    user, refusal = await _authenticate(request)
-    if refusal is not None:
-        return refusal
-    body = _json_body(request)
-    if body is None:
-        return _refusal("bad_request", "The body must be a JSON object.", 400)
-    thread_id = body.get("thread_id")
-    if thread_id is None and thread_required:
-        return _refusal("bad_request", "`thread_id` is required.", 400)
+    authenticated = await _authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    user, _ = authenticated
+    try:
+        body = _json_body(request)
+        thread_id = body.get("thread_id")
+        if thread_id is None and thread_required:
+            raise ChatError("bad_request", "`thread_id` is required.")
+    except ChatError as exc:
+        return exc.response()
     created = thread_id is None
     if created:
         thread = await database_sync_to_async(services.thread_create)(owner=user)
@@ -147,69 +134,56 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         )
         if thread is None:
             return _detail("No such thread.", 404)
-    subscription = Subscription(str(thread.id))
-    await subscription.__aenter__()
-    try:
-        started = await generation.reply_start(
-            user_id=user.pk,
-            thread_id=str(thread.id),
-            text=body.get("message"),
-            client_id=body.get("client_id"),
-        )
-    except generation.GenerationError as exc:
-        await subscription.__aexit__(None, None, None)
-        if created:  # a refused send leaves no empty thread behind
-            await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
-        return JsonResponse(exc.frame(), status=STATUS.get(exc.code, 400))
-    except BaseException:
-        await subscription.__aexit__(None, None, None)
-        raise
-    response = _sse(_reply_events(subscription, started))
+    async with contextlib.AsyncExitStack() as stack:
+        subscription = await stack.enter_async_context(Subscription(str(thread.id)))
+        try:
+            started = await generation.reply_start(
+                user_id=user.pk,
+                thread_id=str(thread.id),
+                text=body.get("message"),
+                client_id=body.get("client_id"),
+            )
+        except ChatError as exc:
+            if created:  # a refused send leaves no empty thread behind
+                await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
+            return exc.response()
+        # From here the event generator holds the subscription, and leaves it at its end.
+        response = _sse(_reply_events(subscription, started, stack.pop_all()))
     response["X-Thread-Id"] = str(thread.id)
     return response
 
 
 async def _reply_events(
-    subscription: Subscription, started: generation.StartResult
+    subscription: Subscription,
+    started: generation.StartResult,
+    resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[str]:
     """This reply's frames, `id:` being each frame's seq, ending with its last frame."""
-    try:
-        if started.duplicate:
-            # A retried send: what this reply has said so far, then whatever follows.
-            for frame in await _replay_reply(subscription.thread_id, started.reply_id):
-                subscription.filter.admit(frame)
-                yield event(frame, event_id=str(frame["seq"]))
-                if frames.is_terminal(frame):
+    async with resources:
+        try:
+            if started.duplicate:
+                # A retried send: what this reply has said so far, then whatever follows.
+                for frame in await generation.reply_frames(
+                    thread_id=subscription.thread_id, reply_id=started.reply_id
+                ):
+                    subscription.filter.admit(frame)
+                    yield event(frame, event_id=str(frame["seq"]))
+                    if frames.is_terminal(frame):
+                        return
+            while True:
+                frame = await subscription.next(HEARTBEAT_SECONDS)
+                if frame is None:
+                    yield ": heartbeat\n\n"
+                    continue
+                mine = frame.get("message_id") == started.reply_id
+                if frame["type"] == "message" or mine:
+                    yield event(frame, event_id=str(frame["seq"]) if mine else None)
+                if mine and frames.is_terminal(frame):
                     return
-        while True:
-            frame = await subscription.next(HEARTBEAT_SECONDS)
-            if frame is None:
-                yield ": heartbeat\n\n"
-                continue
-            mine = frame.get("message_id") == started.reply_id
-            if frame["type"] == "message" or mine:
-                yield event(frame, event_id=str(frame["seq"]) if mine else None)
-            if mine and frames.is_terminal(frame):
-                return
-    except Exception:
-        # The reply itself goes on (its task is not ours); this stream says it failed.
-        logger.exception("reply stream of thread %s failed", subscription.thread_id)
-        yield event(_stream_failed())
-    finally:
-        await subscription.__aexit__(None, None, None)
-
-
-async def _replay_reply(thread_id: str, reply_id: str) -> list[dict[str, Any]]:
-    """The reply's frames so far: from the live record, or rebuilt from the saved message."""
-    replayed = await generation.thread_replay(
-        thread_id=thread_id, message_id=reply_id, after_seq=-1
-    )
-    if replayed is not None:
-        return replayed
-    reply = await database_sync_to_async(Message.objects.filter(pk=reply_id).first)()
-    if reply is None:
-        return []
-    return frames.of_saved_reply(selectors.message_payload(reply))
+        except Exception:
+            # The reply itself goes on (its task is not ours); this stream says it failed.
+            failed = errors.unexpected(f"the reply stream of thread {subscription.thread_id}")
+            yield event(failed.frame())
 
 
 @require_GET
@@ -220,56 +194,56 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
     gets exactly the frames it missed (a finished reply stays replayable for a few minutes),
     or, when that is no longer known, a fresh `ready`.
     """
-    user, refusal = await _authenticate(request)
-    if refusal is not None:
-        return refusal
+    authenticated = await _authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    user, credential = authenticated
     thread = await database_sync_to_async(selectors.thread_get_for_user)(
         user=user, thread_id=thread_id
     )
     if thread is None:
         return _detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
-    opened = _OpenStream(user.pk, uuid.uuid4().hex, _credential(request, user))
-    if not await limits.socket_open(user_id=user.pk, socket_id=opened.socket_id):
-        return _refusal(
-            "rate_limited",
-            f"At most {settings.MAX_SOCKETS_PER_USER} sockets and event streams open at once; "
-            "close one.",
-            429,
-        )
-    subscription = Subscription(str(thread.id))
-    try:
-        await subscription.__aenter__()
-    except BaseException:
-        await opened.closed()
-        raise
-    return _sse(_thread_events(subscription, last_event_id, opened))
+    async with contextlib.AsyncExitStack() as stack:
+        opened = await stack.enter_async_context(_OpenStream(credential))
+        if not opened.counted:
+            return ChatError(
+                "rate_limited",
+                f"At most {settings.MAX_SOCKETS_PER_USER} sockets and event streams open at "
+                "once; close one.",
+                recoverable=False,
+            ).response()
+        subscription = await stack.enter_async_context(Subscription(str(thread.id)))
+        # From here the event generator holds both, and lets go of them at its end.
+        return _sse(_thread_events(subscription, last_event_id, opened, stack.pop_all()))
 
 
 class _OpenStream:
-    """An event stream's standing: who opened it with what, counted among the user's sockets."""
+    """An event stream's standing: counted among its user's sockets while it is open, bound
+    to what opened it, and ended after SSE_MAX_SECONDS (EventSource reconnects, resuming)."""
 
-    def __init__(self, user_id: int, socket_id: str, credential: auth.Credential) -> None:
-        self.user_id, self.socket_id, self.credential = user_id, socket_id, credential
+    def __init__(self, credential: auth.Credential) -> None:
+        self.credential = credential
+        self.socket_id = uuid.uuid4().hex
         self.ends = time.monotonic() + settings.SSE_MAX_SECONDS
+        self.counted = False
+
+    async def __aenter__(self) -> "_OpenStream":
+        self.counted = await limits.socket_open(
+            user_id=self.credential.user_id, socket_id=self.socket_id
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.counted:
+            await limits.socket_closed(user_id=self.credential.user_id, socket_id=self.socket_id)
 
     async def holds(self) -> bool:
         """The credential still holds (the stream's count renewed); False ends the stream."""
         if not await self.credential.holds():
             return False
-        await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id)
+        await limits.socket_open(user_id=self.credential.user_id, socket_id=self.socket_id)
         return True
-
-    async def closed(self) -> None:
-        await limits.socket_closed(user_id=self.user_id, socket_id=self.socket_id)
-
-
-def _credential(request: HttpRequest, user: Any) -> auth.Credential:
-    """What the stream was opened with: the Bearer client secret, else the session."""
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return auth.Credential(user.pk, secret=secret.strip())
-    return auth.Credential(user.pk, session_key=request.session.session_key or "")
 
 
 def _parse_event_id(value: str) -> tuple[str | None, int] | None:
@@ -281,42 +255,43 @@ def _parse_event_id(value: str) -> tuple[str | None, int] | None:
 
 
 async def _thread_events(
-    subscription: Subscription, last_event_id: str, opened: _OpenStream
+    subscription: Subscription,
+    last_event_id: str,
+    opened: _OpenStream,
+    resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[str]:
-    try:
-        yield "retry: 1000\n\n"
-        replayed = None
-        if (resume := _parse_event_id(last_event_id)) is not None:
-            message_id, seq = resume
-            replayed = await generation.thread_replay(
-                thread_id=subscription.thread_id, message_id=message_id, after_seq=seq
-            )
-            if replayed is not None and message_id is not None:
-                subscription.filter.covered(message_id, seq)
-        if replayed is None:
-            yield event(await subscription.ready())
-            replayed = []
-        for frame in replayed:
-            if subscription.filter.admit(frame):
-                yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
-        checked = time.monotonic()
-        while (left := opened.ends - time.monotonic()) > 0:  # SSE_MAX_SECONDS: EventSource
-            # reconnects with Last-Event-ID and resumes
-            wait = min(HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS, left)
-            frame = await subscription.next(wait)
-            if time.monotonic() - checked >= settings.SESSION_CHECK_SECONDS:
-                checked = time.monotonic()
-                if not await opened.holds():
-                    return  # logged out, password changed, secret expired: the stream ends
-            if frame is None:
-                yield ": heartbeat\n\n"
-            elif "seq" in frame:
-                yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
-            else:
-                yield event(frame)
-    except Exception:
-        logger.exception("event stream of thread %s failed", subscription.thread_id)
-        yield event(_stream_failed())
-    finally:
-        await subscription.__aexit__(None, None, None)
-        await opened.closed()
+    async with resources:
+        try:
+            yield "retry: 1000\n\n"
+            replayed = None
+            if (resume := _parse_event_id(last_event_id)) is not None:
+                message_id, seq = resume
+                replayed = await generation.thread_replay(
+                    thread_id=subscription.thread_id, message_id=message_id, after_seq=seq
+                )
+                if replayed is not None and message_id is not None:
+                    subscription.filter.covered(message_id, seq)
+            if replayed is None:
+                yield event(await subscription.ready())
+                replayed = []
+            for frame in replayed:
+                if subscription.filter.admit(frame):
+                    yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
+            checked = time.monotonic()
+            while (left := opened.ends - time.monotonic()) > 0:
+                frame = await subscription.next(
+                    min(HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS, left)
+                )
+                if time.monotonic() - checked >= settings.SESSION_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not await opened.holds():
+                        return  # logged out, password changed, secret expired: it ends
+                if frame is None:
+                    yield ": heartbeat\n\n"
+                elif "seq" in frame:
+                    yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
+                else:
+                    yield event(frame)
+        except Exception:
+            failed = errors.unexpected(f"the event stream of thread {subscription.thread_id}")
+            yield event(failed.frame())

@@ -1,31 +1,37 @@
 /**
- * Fetch helpers for the REST API (session cookie + CSRF header). Every helper throws an
- * Error with `status` (and the parsed body as `body`) when the answer is not 2xx.
+ * Fetch helpers for the REST API: the page's session cookie (+ CSRF header), or a client
+ * secret as a Bearer token for pages elsewhere. Every helper throws an Error with `status`
+ * (and the parsed body as `body`; the body's `recoverable`, when it has one) when the answer
+ * is not 2xx; a request that never got an answer throws without `status`. Nothing here
+ * touches the DOM until a request is made, so client.js can use it anywhere.
  *
  * @typedef {{id: string, title: string, created_at: string, updated_at: string}} Thread
  * @typedef {{next: string|null, previous: string|null, results: any[]}} Page
+ * @typedef {{baseUrl?: string, clientSecret?: string}} Auth  baseUrl: the product's origin
+ *   when the page is elsewhere; clientSecret: from `POST /api/chatkit/session`
  */
 
 function csrfToken() {
-  return document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+  return globalThis.document?.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
 }
 
 // DRF builds pagination links from the request's scheme and host; behind a TLS proxy
 // that is not configured for it they come back as http:// and the browser blocks them.
 // Keeping only path and query makes them same-origin by construction.
-function sameOrigin(url) {
-  const parsed = new URL(url, window.location.href);
+function pathOf(url, baseUrl) {
+  const parsed = new URL(url, baseUrl || globalThis.location.href);
   return parsed.pathname + parsed.search;
 }
 
-async function request(method, url, body) {
+async function request(method, url, body, { baseUrl = '', clientSecret } = {}) {
   const headers = { Accept: 'application/json' };
-  if (method !== 'GET') headers['X-CSRFToken'] = csrfToken();
+  if (clientSecret) headers.Authorization = `Bearer ${clientSecret}`;
+  else if (method !== 'GET') headers['X-CSRFToken'] = csrfToken();
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const response = await fetch(url, {
+  const response = await fetch(baseUrl.replace(/\/$/, '') + url, {
     method,
     headers,
-    credentials: 'same-origin',
+    credentials: clientSecret ? 'omit' : 'same-origin',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
@@ -38,10 +44,14 @@ async function request(method, url, body) {
     }
   }
   if (!response.ok) {
-    const detail = data && typeof data === 'object' && typeof data.detail === 'string' ? data.detail : response.statusText;
+    // DRF answers `{detail}`; a refusal as an error frame (chat/errors.py) has `message`.
+    const said = data && typeof data === 'object' ? data.detail ?? data.message : null;
+    const detail = typeof said === 'string' ? said : response.statusText;
     const error = new Error(detail || `Request failed (${response.status})`);
     error.status = response.status;
     error.body = data;
+    // The server's word on retrying wins over any guess (protocol.js errorClass).
+    if (typeof data?.recoverable === 'boolean') error.recoverable = data.recoverable;
     throw error;
   }
   return data;
@@ -54,7 +64,7 @@ async function request(method, url, body) {
  * @returns {Promise<Page>}
  */
 export function listThreads({ search = '', cursorUrl = null } = {}) {
-  if (cursorUrl) return request('GET', sameOrigin(cursorUrl));
+  if (cursorUrl) return request('GET', pathOf(cursorUrl));
   const query = search ? `?search=${encodeURIComponent(search)}` : '';
   return request('GET', `/api/threads/${query}`);
 }
@@ -98,14 +108,17 @@ export function deleteThread(id) {
 }
 
 /**
- * One page of a thread's messages, oldest first within the page. Without a cursor this is
- * the newest page; follow `previous` for older messages.
+ * One page of a thread's messages, oldest first within the page: the page's and client.js's
+ * one way to read them. Without a cursor this is the newest page; follow `previous` for
+ * older messages.
  * @param {string} threadId
- * @param {string|null} [cursorUrl] a `next`/`previous` link from an earlier page
+ * @param {{cursorUrl?: string|null} & Auth} [options] cursorUrl: a `next`/`previous` link
+ *   from an earlier page
  * @returns {Promise<Page>}
  */
-export function listMessages(threadId, cursorUrl) {
-  return request('GET', cursorUrl ? sameOrigin(cursorUrl) : `/api/threads/${encodeURIComponent(threadId)}/messages/`);
+export function listMessages(threadId, { cursorUrl = null, baseUrl = '', clientSecret } = {}) {
+  const url = cursorUrl ? pathOf(cursorUrl, baseUrl) : `/api/threads/${encodeURIComponent(threadId)}/messages/`;
+  return request('GET', url, undefined, { baseUrl, clientSecret });
 }
 
 /**

@@ -26,7 +26,7 @@
  * | `start`      | `{message}`: a reply began |
  * | `token`      | `{message, token, text}`: a chunk and the reply's whole text so far |
  * | `complete`   | `{message, status, metrics}`: a reply ended (`complete` or `cancelled`) |
- * | `error`      | `{code, message, recoverable, kind, messageId}`: `kind` from errorClass() |
+ * | `error`      | `{code, message, recoverable, kind, messageId}`: `kind` and `recoverable` from errorClass() |
  * | `removed`    | `{ids}`: messages deleted by a regenerate or an edit |
  * | `thread`     | `{thread}`: the thread's new title |
  * | `change`     | `{result}`: the protocol's FrameResult, for views that render the state |
@@ -50,6 +50,7 @@
  * @property {() => boolean} busy  a reply runs or a sent command awaits its answer
  * @property {() => void} dispose
  */
+import { listMessages } from './api.js';
 import { connectThread } from './connection.js';
 import {
   addLocalMessage,
@@ -65,21 +66,14 @@ import {
 } from './protocol.js';
 
 /**
- * The newest page of a thread's messages from the REST API: with the session cookie, or with
- * a client secret (`POST /api/chatkit/session`) as a Bearer token.
+ * The newest page of a thread's messages from the REST API (api.js listMessages): with the
+ * session cookie, or with a client secret (`POST /api/chatkit/session`) as a Bearer token.
  * @param {string} threadId
  * @param {{baseUrl?: string, clientSecret?: string}} [auth]
  * @returns {Promise<object[]>} message objects, oldest first
  */
 export async function fetchNewestMessages(threadId, { baseUrl = '', clientSecret } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (clientSecret) headers.Authorization = `Bearer ${clientSecret}`;
-  const response = await fetch(`${baseUrl}/api/threads/${encodeURIComponent(threadId)}/messages/`, {
-    headers,
-    credentials: clientSecret ? 'omit' : 'same-origin',
-  });
-  if (!response.ok) throw Object.assign(new Error(`messages: HTTP ${response.status}`), { status: response.status });
-  return (await response.json()).results ?? [];
+  return (await listMessages(threadId, { baseUrl, clientSecret })).results ?? [];
 }
 
 /**
@@ -149,7 +143,7 @@ export function createChatClient({
         const page = await loadMessages(threadId);
         if (!disposed) handle(mergeMessages(state, page));
       } catch (error) {
-        emit('error', { code: 'network', message: error?.message || 'Could not refresh the thread.', recoverable: true, kind: 'network', messageId: null });
+        emit('error', { code: 'network', message: error?.message || 'Could not refresh the thread.', ...errorClass({ code: 'network' }), messageId: null });
       } finally {
         refreshing = null;
         if (refreshAgain && !disposed) {
@@ -185,11 +179,11 @@ export function createChatClient({
           break;
         case 'error':
           if (frame.message_id == null || result.changed.length) {
+            const code = frame.code ?? 'internal';
             emit('error', {
-              code: frame.code ?? 'internal',
+              code,
               message: frame.message ?? 'Something went wrong.',
-              recoverable: Boolean(frame.recoverable),
-              kind: errorClass(frame.code),
+              ...errorClass({ code, recoverable: frame.recoverable }),
               messageId: frame.message_id != null ? String(frame.message_id) : null,
             });
           }
@@ -216,8 +210,7 @@ export function createChatClient({
       emit('error', {
         code: 'too_many_sockets',
         message: 'Too many open chat tabs or connections; retrying.',
-        recoverable: true,
-        kind: 'limit',
+        ...errorClass({ code: 'too_many_sockets' }),
         messageId: null,
       }),
     WebSocketImpl,

@@ -21,7 +21,7 @@ const HEARTBEAT_MS = 10_000;
 const DEAD_AFTER_MS = 25_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 15_000;
-// Close codes after which retrying cannot help (DESIGN.md "Wire protocol").
+// Close codes after which retrying cannot help (docs/protocol.md, "Close codes").
 const FATAL_CODES = new Set([4401, 4404]);
 const TOO_MANY_SOCKETS = 4429;
 

@@ -43,10 +43,48 @@
  * @property {object|null} thread     the thread's new {id, title, created_at, updated_at}
  */
 
-const TERMINAL = new Set(['complete', 'cancelled', 'error', 'interrupted']);
+/** The statuses of a message that has ended: the page's one list of them. */
+export const TERMINAL_STATUSES = Object.freeze(['complete', 'cancelled', 'error', 'interrupted']);
+const TERMINAL = new Set(TERMINAL_STATUSES);
 // Errors without message_id that answer a `start`: the optimistic message they refuse
-// must not stay "pending" forever.
-const START_REFUSALS = new Set(['busy', 'too_large', 'rate_limited', 'bad_request']);
+// must not stay "pending" forever. `interrupted` is a draining server's refusal, and
+// `quota_exceeded` a spent budget's (chat/generation.py `_begin`).
+const START_REFUSALS = new Set(['busy', 'too_large', 'rate_limited', 'bad_request', 'quota_exceeded', 'interrupted']);
+// Whether trying again as it is can help, for errors that do not say (`recoverable`): a
+// reply saved with an error carries only its code, and so do the client's own errors.
+const RECOVERABLE_CODES = new Set([
+  'network', 'timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy', 'too_many_sockets',
+]);
+// The server's title rule (chat/services.py `title_from_text`): whitespace as Python's
+// str.split() sees it, which is not quite JS's \s.
+const TITLE_CHARS = 60;
+const PY_WHITESPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+
+/**
+ * Whether a message has ended (complete, cancelled, error or interrupted).
+ * @param {string} status
+ * @returns {boolean}
+ */
+export function isTerminal(status) {
+  return TERMINAL.has(status);
+}
+
+/**
+ * A thread's title from its first message, cut exactly as the server cuts it: whitespace
+ * runs become one space, and past 60 characters it ends on a word boundary with "…".
+ * Lengths count code points, as Python's do.
+ * @param {string} text
+ * @returns {string}
+ */
+export function titleFromText(text) {
+  const line = text.split(PY_WHITESPACE).filter(Boolean).join(' ');
+  const chars = Array.from(line);
+  if (chars.length <= TITLE_CHARS) return line;
+  const head = chars.slice(0, TITLE_CHARS).join('');
+  const space = head.lastIndexOf(' ');
+  const cut = space === -1 ? head : head.slice(0, space);
+  return `${cut.replace(/[ ,.;:]+$/, '')}…`;
+}
 
 /** @returns {FrameResult} */
 function emptyResult() {
@@ -206,13 +244,10 @@ export function addLocalMessage(state, message) {
 }
 
 /**
- * The kind of a failure, for what the page shows and offers: `network` (the socket or a
- * request could not get through), `timeout`, `server` (the model or the server failed),
- * `rate_limit`, or `request` (the request itself was refused: too large, busy, bad).
- * @param {string} code an error frame's code, or `network`
- * @returns {'network'|'timeout'|'server'|'rate_limit'|'request'}
+ * @typedef {'network'|'timeout'|'server'|'rate_limit'|'limit'|'request'} ErrorKind
  */
-export function errorClass(code) {
+
+function kindOfCode(code) {
   switch (code) {
     case 'network':
       return 'network';
@@ -220,6 +255,8 @@ export function errorClass(code) {
       return 'timeout';
     case 'rate_limited':
       return 'rate_limit';
+    case 'too_many_sockets':
+      return 'limit';
     case 'provider_error':
     case 'internal':
     case 'interrupted':
@@ -227,6 +264,32 @@ export function errorClass(code) {
     default:
       return 'request';
   }
+}
+
+function kindOfStatus(status) {
+  if (!status) return 'network';
+  if (status === 429) return 'rate_limit';
+  return status >= 500 ? 'server' : 'request';
+}
+
+/**
+ * The page's one error policy: what kind of failure an error is, and whether trying again as
+ * it is can help. Kinds: `network` (the socket or a request could not get through),
+ * `timeout`, `server` (the model or the server failed), `rate_limit`, `limit` (too many open
+ * sockets), or `request` (the request itself was refused: too large, busy, bad). The
+ * server's `recoverable` wins whenever it sent one; only without it does the code (or the
+ * HTTP status) decide.
+ * @param {{code?: string, status?: number, recoverable?: boolean}} error an error frame, a
+ *   message's `error`, a client `error` event, or an Error thrown by api.js (`status`; none:
+ *   the network failed)
+ * @returns {{kind: ErrorKind, recoverable: boolean}}
+ */
+export function errorClass({ code, status, recoverable } = {}) {
+  // A DOMException's numeric `code` is no error code of ours.
+  const named = typeof code === 'string' && code !== '';
+  const kind = named ? kindOfCode(code) : kindOfStatus(status);
+  if (typeof recoverable === 'boolean') return { kind, recoverable };
+  return { kind, recoverable: named ? RECOVERABLE_CODES.has(code) : kind !== 'request' };
 }
 
 /**
@@ -512,22 +575,24 @@ function applyEnd(state, frame, result, end) {
 }
 
 function applyError(state, frame, result) {
-  const info = { code: frame.code ?? 'internal', message: frame.message ?? 'Something went wrong.', recoverable: !!frame.recoverable };
+  // `recoverable` is kept only as the server sent it: errorClass() guesses when it is absent.
+  const info = { code: frame.code ?? 'internal', message: frame.message ?? 'Something went wrong.' };
+  if (typeof frame.recoverable === 'boolean') info.recoverable = frame.recoverable;
   if (frame.message_id != null) {
     return applyEnd(state, frame, result, (msg) => {
       // The database calls a reply whose process died `interrupted`; match it so a reload
       // shows the same status.
       msg.status = info.code === 'interrupted' ? 'interrupted' : 'error';
-      msg.error = { code: info.code, message: info.message };
+      msg.error = { ...info };
     });
   }
   result.notice = info;
-  if (START_REFUSALS.has(info.code)) unsupersede(state, result);
   if (START_REFUSALS.has(info.code)) {
+    unsupersede(state, result);
     const refused = state.messages.find((m) => m.local && m.status === 'pending');
     if (refused) {
       refused.status = 'error';
-      refused.error = { code: info.code, message: info.message, recoverable: info.recoverable };
+      refused.error = { ...info };
       result.failed.push(refused.id);
       result.changed.push(refused.id);
     }
@@ -538,7 +603,7 @@ function applyError(state, frame, result) {
 /**
  * Apply one server frame to the thread state.
  * @param {ThreadState} state mutated in place
- * @param {object} frame a parsed server frame (DESIGN.md "Wire protocol")
+ * @param {object} frame a parsed server frame (docs/protocol.md)
  * @returns {FrameResult} what changed and what the caller must do next
  */
 export function applyFrame(state, frame) {

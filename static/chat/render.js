@@ -8,7 +8,7 @@
  * @typedef {import('./protocol.js').Metrics} Metrics
  * @typedef {import('./api.js').Thread} Thread
  */
-import { editable, errorClass, regenerable } from './protocol.js';
+import { editable, errorClass, isTerminal, regenerable } from './protocol.js';
 import { createRichText } from './richtext.js';
 
 const ROLE_LABELS = { user: 'You', assistant: 'Assistant', system: 'System' };
@@ -21,10 +21,9 @@ const ERROR_LABELS = {
   timeout: 'Timed out',
   server: 'Server error',
   rate_limit: 'Rate limited',
+  limit: 'Too many connections',
   request: 'Not sent',
 };
-// Errors worth trying again as they are (the request itself was fine).
-const RETRYABLE = new Set(['timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy']);
 // How close to the bottom (px) still counts as "following" the stream.
 const STICK_THRESHOLD = 48;
 // Rendering can be turned down for a benchmark's baselines (bench/render.py): `plain` shows
@@ -67,11 +66,11 @@ export function formatMetrics(metrics) {
 
 /**
  * What to tell the user about a failed message.
- * @param {{code: string, message?: string}} error
+ * @param {{code: string, message?: string, recoverable?: boolean}} error
  * @returns {string}
  */
 export function describeFailure(error) {
-  const kind = errorClass(error.code);
+  const { kind } = errorClass(error);
   if (error.code === 'interrupted') return STATUS_NOTES.interrupted;
   return `${ERROR_LABELS[kind]}: ${error.message || error.code}`;
 }
@@ -123,7 +122,7 @@ function updateText(rec, msg) {
   if (RENDER_MODE === 'none' && msg.role === 'assistant') return;
   if (rec.rich) {
     if (rec.rev !== msg.rev) rec.rich.update('', false);
-    rec.rich.update(msg.content, msg.status !== 'streaming' && msg.status !== 'pending');
+    rec.rich.update(msg.content, isTerminal(msg.status));
   } else if (rec.rev === msg.rev && msg.content.length >= rec.length) {
     // Streaming only ever appends, so extend the one text node; a snapshot or refetch
     // (a new rev) may change earlier text and rewrites it.
@@ -160,17 +159,17 @@ function updateMessage(rec, msg, flags) {
   setHidden(rec.note, !note);
   const alarming = Boolean(msg.error) || msg.status === 'interrupted';
   if (rec.note.classList.contains('message__note--error') !== alarming) rec.note.classList.toggle('message__note--error', alarming);
-  setData(rec.note, 'errorKind', msg.error ? errorClass(msg.error.code) : undefined);
+  setData(rec.note, 'errorKind', msg.error ? errorClass(msg.error).kind : undefined);
   const summary = msg.role === 'assistant' && msg.status !== 'streaming' ? formatMetrics(msg.metrics) : '';
   setText(rec.metrics, summary);
   setHidden(rec.metrics, !summary);
 
-  const terminal = msg.status !== 'streaming' && msg.status !== 'pending';
-  setHidden(rec.copy, !terminal || !msg.content || Boolean(msg.local));
+  setHidden(rec.copy, !isTerminal(msg.status) || !msg.content || Boolean(msg.local));
   setHidden(rec.regenerate, flags.regenerate !== msg.id);
   setHidden(rec.edit, flags.edit !== msg.id || rec.editing);
+  // Retry only what can succeed as it is: the server's `recoverable` decides (errorClass).
   const failed = msg.error && (msg.local || msg.role === 'assistant');
-  const retryable = failed && (msg.local ? msg.error.recoverable || RETRYABLE.has(msg.error.code) : RETRYABLE.has(msg.error.code));
+  const retryable = failed && errorClass(msg.error).recoverable;
   setHidden(rec.retry, !retryable || (msg.role === 'assistant' && flags.regenerate !== msg.id));
   setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden);
 }
@@ -182,6 +181,7 @@ function updateMessage(rec, msg, flags) {
  * @param {{onFollowChange?: (following: boolean) => void}} [options]
  * @returns {{reset(state: ThreadState): void, update(state: ThreadState, ids: string[]): void,
  *   rename(from: string, to: string): void, scrollToBottom(): void, keepPosition(): void,
+ *   following(): boolean,
  *   startEdit(id: string, onSave: (text: string) => void): void, record(id: string): object|undefined}}
  */
 export function createMessageView(list, scroller, { onFollowChange = () => {} } = {}) {
@@ -294,6 +294,8 @@ export function createMessageView(list, scroller, { onFollowChange = () => {} } 
     keepPosition() {
       anchor = scroller.scrollHeight - scroller.scrollTop;
     },
+    /** Whether the view sticks to the newest message (the user has not scrolled up). */
+    following: () => stick,
     startEdit(id, onSave) {
       const rec = records.get(id);
       const msg = state?.byId.get(id);

@@ -175,7 +175,7 @@ test('an error with message_id ends that reply with the error and keeps its text
   assert.equal(r.notice, null);
   const reply = state.byId.get(REPLY);
   assert.equal(reply.status, 'error');
-  assert.deepEqual(reply.error, { code: 'provider_error', message: 'upstream failed' });
+  assert.deepEqual(reply.error, { code: 'provider_error', message: 'upstream failed', recoverable: true });
   assert.equal(reply.content, 'partial');
   assert.equal(isBusy(state), false);
 });
@@ -359,7 +359,7 @@ test('a refused message can be retried with the same client_id', () => {
 
 test('errors are classed as network, timeout, server, rate limit or request', () => {
   const classes = Object.fromEntries(
-    ['network', 'timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy', 'too_large', 'bad_request', 'unknown'].map((c) => [c, errorClass(c)]),
+    ['network', 'timeout', 'provider_error', 'internal', 'interrupted', 'rate_limited', 'busy', 'too_large', 'bad_request', 'unknown'].map((c) => [c, errorClass({ code: c }).kind]),
   );
   assert.deepEqual(classes, {
     network: 'network',

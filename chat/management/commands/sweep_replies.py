@@ -12,5 +12,5 @@ class Command(BaseCommand):
     help = "Mark replies whose process died as interrupted, keeping their last checkpoint."
 
     def handle(self, *args, **options) -> None:
-        count = async_to_sync(generation.sweep_all)()
+        count = async_to_sync(generation.reap_all)()
         self.stdout.write(f"{count} interrupted repl{'y' if count == 1 else 'ies'} marked")

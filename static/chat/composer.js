@@ -1,0 +1,159 @@
+/**
+ * The composer: the message box and its keys, Send and Stop, the length counter, and the
+ * drafts (one per thread, kept in sessionStorage). It holds no thread state of its own: it
+ * asks the open thread (threadview.js) through the callbacks it is given.
+ *
+ * @typedef {object} ComposerThread  what the composer needs of the open thread
+ * @property {() => string|null} id        the open thread (null: none yet), for its draft
+ * @property {() => boolean} canSend       nothing is loading, being created, or replying
+ * @property {() => boolean} busy          a reply runs (Stop is offered)
+ * @property {(text: string) => Promise<void>} send  throws when a thread could not be created
+ * @property {() => void} stop
+ * @property {() => boolean} editLast      opens the last message's editor; false if none
+ * @typedef {object} Composer
+ * @property {() => void} send             send what is typed
+ * @property {() => void} sync             Send and Stop as the thread's state says
+ * @property {(from: string|null, to: string|null, options?: {carry?: boolean}) => void} switchThread
+ *   keep the draft of the thread left and bring back the next one's; carry: keep the text
+ *   (the thread was just made for it)
+ * @property {(options?: {keepTyped?: boolean}) => void} restore  bring back the open thread's draft
+ * @property {(text: string) => void} giveBack  put refused text back, unless something is typed
+ * @property {(text: string) => void} clearIf   empty the box if it holds exactly `text`
+ * @property {() => void} focus
+ */
+
+/**
+ * Wire the composer of the page under `root`.
+ * @param {ParentNode} root
+ * @param {{maxChars: number, notices: import('./notices.js').Notices, thread: ComposerThread}} options
+ * @returns {Composer}
+ */
+export function createComposer(root, { maxChars, notices, thread }) {
+  const form = root.querySelector('[data-composer]');
+  const input = root.querySelector('textarea[name="message"]');
+  const sendButton = root.querySelector('[data-action="send"]');
+  const stopButton = root.querySelector('[data-action="stop"]');
+  const counter = root.querySelector('[data-counter]');
+
+  const draftKey = (threadId) => `chat-draft:${threadId ?? 'new'}`;
+
+  // A draft survives reloads and thread switches, so nothing typed is lost. Storage can be
+  // disabled or full; a draft is a convenience, never worth an error.
+  function saveDraft(threadId = thread.id()) {
+    try {
+      if (input.value) sessionStorage.setItem(draftKey(threadId), input.value);
+      else sessionStorage.removeItem(draftKey(threadId));
+    } catch {
+      // See above.
+    }
+  }
+
+  function forgetDraft(threadId) {
+    try {
+      sessionStorage.removeItem(draftKey(threadId));
+    } catch {
+      // See above.
+    }
+  }
+
+  function loadDraft(threadId) {
+    try {
+      return sessionStorage.getItem(draftKey(threadId)) ?? '';
+    } catch {
+      return '';
+    }
+  }
+
+  function restore({ keepTyped = false } = {}) {
+    // Text typed before this script ran is newer than any saved draft.
+    if (!(keepTyped && input.value)) input.value = loadDraft(thread.id());
+    syncInput();
+  }
+
+  function syncInput() {
+    const length = input.value.length;
+    counter.hidden = length < maxChars * 0.9;
+    counter.textContent = `${length} / ${maxChars}`;
+    counter.classList.toggle('composer__counter--over', length > maxChars);
+    input.style.height = 'auto';
+    input.style.height = `${input.scrollHeight}px`;
+  }
+
+  function setText(text) {
+    input.value = text;
+    saveDraft();
+    syncInput();
+  }
+
+  async function send() {
+    const text = input.value.trim();
+    if (!text || !thread.canSend()) return;
+    if (text.length > maxChars) {
+      notices.tooLarge();
+      return;
+    }
+    notices.hide();
+    // Clear now so anything typed while the thread is created is not wiped afterwards.
+    setText('');
+    try {
+      await thread.send(text);
+    } catch (error) {
+      if (!input.value) input.value = text;
+      syncInput();
+      notices.failed(error, 'Could not create a thread', { retry: send });
+    }
+  }
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    send();
+  });
+  input.addEventListener('keydown', (event) => {
+    // isComposing: Enter also confirms an IME composition (Japanese, Chinese, ...).
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      send();
+    } else if (event.key === 'Escape' && thread.busy()) {
+      event.preventDefault();
+      thread.stop();
+    } else if (event.key === 'ArrowUp' && !input.value && thread.editLast()) {
+      event.preventDefault();
+    }
+  });
+  input.addEventListener('input', () => {
+    saveDraft();
+    syncInput();
+  });
+  stopButton.addEventListener('click', () => thread.stop());
+
+  return {
+    send,
+    // Runs after every frame, so it only writes cheap properties and never reads layout.
+    sync() {
+      sendButton.disabled = !thread.canSend();
+      stopButton.hidden = !thread.busy();
+    },
+    switchThread(from, to, { carry = false } = {}) {
+      if (carry) {
+        forgetDraft(from);
+        saveDraft(to);
+      } else {
+        saveDraft(from);
+        input.value = loadDraft(to);
+        syncInput();
+      }
+    },
+    restore,
+    giveBack(text) {
+      if (input.value) return;
+      input.value = text;
+      syncInput();
+    },
+    clearIf(text) {
+      if (input.value === text) setText('');
+    },
+    focus() {
+      input.focus();
+    },
+  };
+}
