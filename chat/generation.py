@@ -114,39 +114,11 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask) -> StartResult
     reg = registry()
     if reg.draining:
         raise ChatError("interrupted", "This server is restarting; send your message again.")
-    if not await outage.retrying(
-        "counting the reply rate", lambda: limits.reply_allowed(user_id=user_id)
-    ):
-        raise ChatError(
-            "rate_limited",
-            f"At most {settings.REPLIES_PER_MINUTE} replies a minute; try again shortly.",
-        )
     chosen = agent.provider()
     await reg.open()
     reply_id = uuid.uuid4()
     async with contextlib.AsyncExitStack() as undo:
-        if not await outage.retrying(
-            "counting replies in flight",
-            lambda: limits.in_flight_begin(user_id=user_id, reply_id=str(reply_id)),
-        ):
-            raise ChatError(
-                "rate_limited",
-                f"At most {settings.MAX_REPLIES_IN_FLIGHT} replies at once; wait for one to end.",
-            )
-        undo.push_async_callback(_let_go, user_id, reply_id, None, spent=0)
-        hold = await outage.db(
-            "holding the reply's tokens",
-            quota.reserve,
-            user_id=user_id,
-            tokens=settings.REPLY_MAX_TOKENS,
-        )
-        if hold is None:
-            raise ChatError(
-                "quota_exceeded",
-                f"Today's budget of {settings.DAILY_TOKEN_BUDGET} tokens is spent; "
-                "it renews at midnight UTC.",
-            )
-        undo.push_async_callback(_settle_tokens, hold, reply_id, spent=0)
+        hold = await _admit(undo, user_id, reply_id)
         claim = await undo.enter_async_context(reg.claim(thread_id, reply_id, chosen.model))
         # A retried send is told apart only when something refuses it (the claim: its reply
         # still runs; the commit: its client_id is taken), so a first send costs no lookup.
@@ -180,6 +152,41 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask) -> StartResult
         await publish(thread_id, frames.message(message=frames.message_object(begun.user_message)))
     run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
     return StartResult(reply_id=str(begun.reply.id), duplicate=False)
+
+
+async def _admit(undo: contextlib.AsyncExitStack, user_id: int, reply_id: uuid.UUID) -> quota.Hold:
+    """Count the reply against the user's limits: replies a minute, replies in flight, and
+    tokens (the hold, which is its `max_tokens`). What it takes, `undo` gives back."""
+    if not await outage.retrying(
+        "counting the reply rate", lambda: limits.reply_allowed(user_id=user_id)
+    ):
+        raise ChatError(
+            "rate_limited",
+            f"At most {settings.REPLIES_PER_MINUTE} replies a minute; try again shortly.",
+        )
+    if not await outage.retrying(
+        "counting replies in flight",
+        lambda: limits.in_flight_begin(user_id=user_id, reply_id=str(reply_id)),
+    ):
+        raise ChatError(
+            "rate_limited",
+            f"At most {settings.MAX_REPLIES_IN_FLIGHT} replies at once; wait for one to end.",
+        )
+    undo.push_async_callback(_let_go, user_id, reply_id, None, spent=0)
+    hold = await outage.db(
+        "holding the reply's tokens",
+        quota.reserve,
+        user_id=user_id,
+        tokens=settings.REPLY_MAX_TOKENS,
+    )
+    if hold is None:
+        raise ChatError(
+            "quota_exceeded",
+            f"Today's budget of {settings.DAILY_TOKEN_BUDGET} tokens is spent; "
+            "it renews at midnight UTC.",
+        )
+    undo.push_async_callback(_settle_tokens, hold, reply_id, spent=0)
+    return hold
 
 
 async def _existing_send(thread_id: str, client_id: uuid.UUID) -> Any:
