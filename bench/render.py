@@ -9,11 +9,15 @@ process; Debian's chromium shows it on the real chat page. While the reply strea
 mouse click (CDP input, like a user's) lands on a probe button every 50 ms; its handler
 records how long the click waited for the main thread (``performance.now() - event.timeStamp``).
 Long tasks (PerformanceObserver ``longtask``) and the largest gap between animation frames are
-recorded too. Three runs, side by side:
+recorded too. Four runs, side by side:
 
 - ``idle``: the same page with nothing streaming (what the machine and Chromium cost anyway);
+- ``none``: the same stream applied to the page's state, its model text never shown;
 - ``plain``: the same stream with model text rendered as a plain text node (no markdown);
 - ``markdown``: the product: incremental markdown, DOMPurify, highlighting, auto-scroll.
+
+The product has no switch for the two baselines: for them the benchmark serves the page a
+``static/chat/richtext.js`` whose ``createRichText`` does less (``BASELINE_RICHTEXT``).
 
 Results are printed as a table and written to ``var/bench-render.json``;
 docs/performance.md ("Browser render performance") explains the method and reports a run.
@@ -40,6 +44,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -97,6 +102,38 @@ addEventListener('DOMContentLoaded', () => {
   document.body.append(probe);
 });
 """
+
+# The baselines' stand-in for static/chat/richtext.js: the real module (served under another
+# URL) with `createRichText` replaced, since a module's own export wins over `export *`.
+# `plain` shows model text as one text node, as user text is shown; `none` never shows it.
+# Either drops the `markdown` class that render.js gave the container, so the page styles the
+# text as plain (pre-wrap, the streaming cursor).
+BASELINE_RICHTEXT = """
+export * from './richtext.js?bench=real';
+const MODE = '%s';
+export function createRichText(container) {
+  container.classList.remove('markdown');
+  const node = document.createTextNode('');
+  container.replaceChildren(node);
+  let shown = '';
+  return {
+    update(next) {
+      if (MODE === 'plain') {
+        if (next.startsWith(shown)) node.appendData(next.slice(shown.length));
+        else node.data = next;
+      }
+      shown = next;
+    },
+    text: () => shown,
+  };
+}
+"""
+
+
+def is_richtext(url: str) -> bool:
+    """The page's own request for richtext.js (not the baseline's for the real one)."""
+    parts = urlsplit(url)
+    return parts.path.endswith("/static/chat/richtext.js") and not parts.query
 
 
 def reply_markdown(kb: int) -> str:
@@ -216,7 +253,11 @@ async def open_page(
     context = await browser.new_context(storage_state=state, base_url=site.url, viewport=viewport)
     await context.add_init_script(PROBE)
     if mode in ("plain", "none"):
-        await context.add_init_script(f"window.CHAT_RENDER_MODE = '{mode}';")
+        body = BASELINE_RICHTEXT % mode
+        await context.route(
+            is_richtext,
+            lambda route: route.fulfill(status=200, content_type="text/javascript", body=body),
+        )
     page = await context.new_page()
     await page.goto("/")
     await page.wait_for_selector("html[data-ready]")

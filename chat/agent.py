@@ -1,16 +1,17 @@
 """The agent and its provider: one OpenAI-API code path for OpenAI, any compatible server and
 the embedded model.
 
-`stream_reply()` yields text deltas from the OpenAI Agents SDK and maps every provider failure
-to a `ChatError` (errors.py) that carries its error code and whether a retry may help.
+`stream_reply()` yields what the OpenAI Agents SDK streams (text deltas, and the tool calls the
+agent makes, as `ToolEvent`s) and maps every provider failure to a `ChatError` (errors.py)
+that carries its error code and whether a retry may help. The agent's tools are tools.py's;
+the embedded demo model gets none (it does not call them reliably).
 """
 
 import asyncio
 import logging
-import os
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 from agents import (
@@ -24,7 +25,7 @@ from agents import (
 from django.conf import settings
 from openai.types.responses import ResponseTextDeltaEvent
 
-from chat import local_model
+from chat import local_model, runtime, tools
 from chat.chunks import LeanChatCompletionsModel
 from chat.errors import ChatError
 
@@ -39,6 +40,8 @@ DEFAULT_MODELS = {
 # The embedded model has a 2k-token window per slot; real providers take much more history.
 HISTORY_CHARS = {"local": 4000, "openai": 60000, "compatible": 60000}
 LOCAL_MAX_TOKENS = 512
+# Model turns a reply may take: each round of tool calls is one more.
+MAX_TURNS = 10
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,10 @@ def provider() -> Provider:
     )
 
 
-# One client per event loop: an httpx pool must not be shared across loops (tests run many).
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
-
-
 async def _client(name: str) -> openai.AsyncOpenAI:
-    """The openai client for the provider, made once per event loop."""
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    """The openai client for the provider, made once per event loop (runtime.py): an httpx
+    pool must not be shared across loops (tests run many)."""
+    per_loop = runtime.openai_clients()
     key = (name, settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
     if key not in per_loop:
         if name == "local":
@@ -114,11 +114,9 @@ async def _agent(chosen: Provider, *, max_tokens: int | None = None) -> Agent:
     max_tokens = settings.REPLY_MAX_TOKENS if max_tokens is None else max_tokens
     client = await _client(chosen.name)
     # Traces go to OpenAI only when OpenAI is the provider anyway (no text leaves for a third
-    # party); the SDK's own OPENAI_AGENTS_DISABLE_TRACING=1 turns them off there too (the
-    # tests set it).
-    set_tracing_disabled(
-        chosen.name != "openai" or os.environ.get("OPENAI_AGENTS_DISABLE_TRACING") == "1"
-    )
+    # party); the SDK's own OPENAI_AGENTS_DISABLE_TRACING turns them off there too (the tests
+    # set it).
+    set_tracing_disabled(chosen.name != "openai" or settings.OPENAI_AGENTS_DISABLE_TRACING)
     if chosen.name == "openai":
         model = OpenAIResponsesModel(model=chosen.model, openai_client=client)
         model_settings = ModelSettings(max_tokens=max_tokens)
@@ -133,7 +131,32 @@ async def _agent(chosen: Provider, *, max_tokens: int | None = None) -> Agent:
         instructions=settings.AGENT_INSTRUCTIONS,
         model=model,
         model_settings=model_settings,
+        tools=[] if chosen.offline_demo else tools.enabled(),
     )
+
+
+@dataclass(frozen=True)
+class ToolEvent:
+    """The agent called a tool (`output` None), or the tool it called ended."""
+
+    call_id: str
+    name: str
+    arguments: str
+    output: str | None = None
+
+
+def _tool_event(event: Any) -> ToolEvent | None:
+    """A tool call or result from the SDK's run item events; None for anything else."""
+    if event.type != "run_item_stream_event" or event.name not in ("tool_called", "tool_output"):
+        return None
+    raw = event.item.raw_item
+    field = (
+        raw.get if isinstance(raw, dict) else lambda name, default="": getattr(raw, name, default)
+    )
+    call_id = str(field("call_id", "") or "")
+    if event.name == "tool_called":
+        return ToolEvent(call_id, str(field("name", "")), str(field("arguments", "") or ""))
+    return ToolEvent(call_id, "", "", output=str(event.item.output))
 
 
 @dataclass
@@ -144,12 +167,18 @@ class Usage:
 
 
 async def stream_reply(
-    history: list[dict[str, str]], *, chosen: Provider, usage: Usage, max_tokens: int | None = None
-) -> AsyncIterator[str]:
-    """Text deltas of the agent's answer to the thread's history; fills `usage` at the end."""
+    history: list[dict[str, str]],
+    *,
+    chosen: Provider,
+    usage: Usage,
+    max_tokens: int | None = None,
+    context: tools.ChatContext | None = None,
+) -> AsyncIterator[str | ToolEvent]:
+    """Text deltas of the agent's answer to the thread's history, and its tool calls as they
+    happen; fills `usage` at the end. `context` is what the tools of this reply may know."""
     try:
         agent = await _agent(chosen, max_tokens=max_tokens)
-        result = Runner.run_streamed(agent, input=history)
+        result = Runner.run_streamed(agent, input=history, context=context, max_turns=MAX_TURNS)
         try:
             async for event in result.stream_events():
                 if event.type == "raw_response_event" and isinstance(
@@ -157,6 +186,8 @@ async def stream_reply(
                 ):
                     if event.data.delta:
                         yield event.data.delta
+                elif (step := _tool_event(event)) is not None:
+                    yield step
         finally:
             # Stop the SDK's background task whether we finished, failed or were cancelled.
             result.cancel()
@@ -205,7 +236,7 @@ async def make_title(first_message: str, *, chosen: Provider, max_tokens: int, u
     """A short title for a thread, written by the model from its first message; fills `usage`."""
     try:
         titler = (await _agent(chosen, max_tokens=max_tokens)).clone(
-            name="Titler", instructions="You write short, plain titles."
+            name="Titler", instructions="You write short, plain titles.", tools=[]
         )
         result = await Runner.run(
             titler, input=TITLE_PROMPT.format(message=first_message[:2000]), max_turns=1

@@ -15,10 +15,9 @@ import asyncio
 import json
 import logging
 import uuid
-import weakref
 from typing import Any, Protocol
 
-from chat import live, outage, tasks
+from chat import live, outage, runtime, tasks
 from chat.outage import Softly
 
 logger = logging.getLogger(__name__)
@@ -38,11 +37,11 @@ class Subscriber(Protocol):
 class Hub:
     """This process's subscribers by thread, and its link to the other processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis: Any = None) -> None:
+        """`redis`: the process's Redis client (runtime.redis_client()), None for one process."""
         self.origin = uuid.uuid4().hex
         self.local: dict[str, set[Subscriber]] = {}
-        store = live.store()
-        self.remote = _RemoteFrames(self, store.redis) if store.shared else None
+        self.remote = _RemoteFrames(self, redis) if redis is not None else None
 
     async def subscribe(self, thread_id: str, subscriber: Subscriber) -> None:
         """Deliver the thread's frames to `subscriber` from now on, whichever process
@@ -104,6 +103,11 @@ class Hub:
         if origin != self.origin and thread_id in self.local:
             await self.deliver(thread_id, json.loads(text), text)
 
+    async def close(self) -> None:
+        """Stop hearing the other processes: the listener ends, its connection is closed."""
+        if self.remote is not None:
+            await self.remote.close()
+
 
 class _RemoteFrames:
     """The hub's Redis side: one pub/sub connection, a channel per thread with subscribers."""
@@ -158,6 +162,16 @@ class _RemoteFrames:
     async def publish(self, thread_id: str, payload: str) -> None:
         await self.redis.publish(live.frames_channel(thread_id), payload)
 
+    async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.cancel()
+            await asyncio.wait([self.listener], timeout=5)
+            self.listener = None
+        try:
+            await self.pubsub.aclose()
+        except Exception as exc:  # Redis already gone: nothing left to close
+            logger.debug("closing the frames pub/sub failed: %s", exc)
+
     async def _listen(self) -> None:
         # redis-py subscribes the connection again to every channel when it reconnects, on
         # the next read; frames published meanwhile are missed, and their subscribers resync.
@@ -181,15 +195,9 @@ class _RemoteFrames:
                     confirmed.set_result(None)
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
-
-
 def hub() -> Hub:
-    """This event loop's hub (one per daphne process)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _hubs:
-        _hubs[loop] = Hub()
-    return _hubs[loop]
+    """This event loop's hub (one per daphne process; kept by runtime.py)."""
+    return runtime.hub()
 
 
 async def publish_strictly(thread_id: str, frame: dict[str, Any]) -> None:

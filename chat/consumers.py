@@ -118,6 +118,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                     thread_id=self.thread_id,
                     text=command.get("message"),
                     client_id=command.get("client_id"),
+                    time_zone=command.get("time_zone"),
                 )
             )
         elif name == "regenerate":
@@ -126,6 +127,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                     user_id=self.user_id,
                     thread_id=self.thread_id,
                     client_id=command.get("client_id"),
+                    time_zone=command.get("time_zone"),
                 )
             )
         elif name == "edit":
@@ -136,6 +138,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                     message_id=command.get("message_id"),
                     text=command.get("message"),
                     client_id=command.get("client_id"),
+                    time_zone=command.get("time_zone"),
                 )
             )
         elif name == "stop":

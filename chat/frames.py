@@ -9,8 +9,6 @@ here and the doc check (`python -m scripts.protocol_doc`) and the test follow.
 Every server frame has `type` and `ts` (epoch ms). Frames of a reply carry `message_id` and
 `seq`: 0 for `start`, then +1 per frame of that reply, so a client can detect a gap.
 
-Not here yet: `tool` frames (agent tool steps). The agent calls no tools today; when it does,
-add a `ToolFrame` to `Frame` and the doc and the test pick it up.
 """
 
 import time
@@ -109,6 +107,10 @@ Ts = Annotated[int, "Server time, epoch milliseconds."]
 ReplyId = Annotated[str, "The reply's message id (a UUID)."]
 Seq = Annotated[int, "This frame's number in its reply: `start` is 0, each next frame +1."]
 Uuid = Annotated[str, "A UUID."]
+TimeZone = Annotated[
+    str,
+    "The user's IANA time zone (e.g. Europe/Paris), for the agent's clock tool. Optional: UTC.",
+]
 ClientId = Annotated[
     str,
     "A UUID the client makes per send: sent again (a retry after a reconnect), it starts "
@@ -134,6 +136,25 @@ class ErrorDetail(TypedDict):
     message: str
 
 
+StepStatus = Literal["running", "done", "error", "cancelled"]
+
+
+class Step(TypedDict):
+    """A tool the agent called while writing a reply: what it asked, and what came back."""
+
+    call_id: Annotated[str, "The call's id, as the model named it; one step per call."]
+    name: Annotated[str, "The tool."]
+    arguments: Annotated[str, "The call's arguments, as JSON text."]
+    status: Annotated[
+        StepStatus,
+        "`running` until it ends: `done`, `error` (it failed or timed out; the model was told), "
+        "or `cancelled` (the reply was stopped meanwhile).",
+    ]
+    output: NotRequired[Annotated[str, "What the model was given back (ended steps)."]]
+    offset: Annotated[int, "How much of the reply's text came before the call."]
+    elapsed_ms: NotRequired[Annotated[int, "How long the tool ran (ended steps)."]]
+
+
 class MessageObject(TypedDict):
     """A saved message, as `message` frames and the HTTP API carry it."""
 
@@ -149,6 +170,7 @@ class MessageObject(TypedDict):
     model: NotRequired[Annotated[str, "Replies only: the model that wrote it."]]
     metrics: NotRequired[Annotated[Metrics | None, "Replies only: null until it has ended."]]
     error: NotRequired[Annotated[ErrorDetail | None, "Replies only: null unless it failed."]]
+    steps: NotRequired[Annotated[list[Step], "Replies only: its tool steps, in call order."]]
 
 
 class ThreadObject(TypedDict):
@@ -166,6 +188,9 @@ class Snapshot(TypedDict):
     message_id: ReplyId
     seq: Annotated[int, "The last frame the text includes."]
     content: Annotated[str, "The text of frames 1 to `seq`."]
+    steps: NotRequired[
+        Annotated[list[Step], "Its tool steps as of frame `seq` (left out when none)."]
+    ]
 
 
 class Position(TypedDict):
@@ -218,6 +243,23 @@ class TokenFrame(TypedDict):
     message_id: ReplyId
     seq: Seq
     token: Annotated[str, "The text to append."]
+
+
+class ToolFrame(TypedDict):
+    """A tool step of a reply: sent when the agent calls the tool, and again when it ends
+    (the same `call_id`, a later `seq`). The newest frame of a step replaces the step."""
+
+    type: Literal["tool"]
+    ts: Ts
+    message_id: ReplyId
+    seq: Seq
+    call_id: Annotated[str, "The step's id."]
+    name: Annotated[str, "The tool."]
+    arguments: Annotated[str, "The call's arguments, as JSON text."]
+    status: StepStatus
+    output: NotRequired[Annotated[str, "What the model was given back (ended steps)."]]
+    offset: Annotated[int, "How much of the reply's text came before the call."]
+    elapsed_ms: NotRequired[Annotated[int, "How long the tool ran (ended steps)."]]
 
 
 class CompleteFrame(TypedDict):
@@ -282,6 +324,7 @@ Frame = (
     | MessageFrame
     | StartFrame
     | TokenFrame
+    | ToolFrame
     | CompleteFrame
     | ErrorFrame
     | HeartbeatFrame
@@ -298,6 +341,7 @@ class StartCommand(TypedDict):
     command: Literal["start"]
     message: Annotated[str, "Not empty; at most the server's `MAX_MESSAGE_CHARS`."]
     client_id: NotRequired[ClientId]
+    time_zone: NotRequired[TimeZone]
 
 
 class StopCommand(TypedDict):
@@ -324,6 +368,7 @@ class RegenerateCommand(TypedDict):
 
     command: Literal["regenerate"]
     client_id: NotRequired[ClientId]
+    time_zone: NotRequired[TimeZone]
 
 
 class EditCommand(TypedDict):
@@ -334,6 +379,7 @@ class EditCommand(TypedDict):
     message_id: Annotated[str, "The thread's last user message."]
     message: Annotated[str, "The new text."]
     client_id: NotRequired[ClientId]
+    time_zone: NotRequired[TimeZone]
 
 
 Command = (
@@ -385,6 +431,7 @@ def message_object(message: "Message") -> MessageObject:
             if message.error_code
             else None
         )
+        shaped["steps"] = list(message.steps or [])
     return shaped
 
 
@@ -438,6 +485,13 @@ def token(*, message_id: str, seq: int, text: str) -> TokenFrame:
         "seq": seq,
         "token": text,
     }
+
+
+def tool(*, message_id: str, seq: int, step: Step) -> ToolFrame:
+    """A tool step, as it starts or ends."""
+    frame: dict[str, Any] = {"type": "tool", "ts": now_ms(), "message_id": message_id, "seq": seq}
+    frame.update(step)
+    return frame  # type: ignore[return-value]
 
 
 def complete(

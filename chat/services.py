@@ -206,9 +206,11 @@ def reply_finish(
     token_count: int | None = None,
     first_token_ms: int | None = None,
     elapsed_ms: int | None = None,
+    steps: list[dict] | None = None,
 ) -> None:
-    """The one final write of a reply: its text, terminal status and metrics."""
+    """The one final write of a reply: its text, tool steps, terminal status and metrics."""
     Message.objects.filter(pk=reply_id).update(
+        steps=steps or [],
         content=content,
         status=status,
         error_code=error_code,
@@ -220,11 +222,18 @@ def reply_finish(
     )
 
 
-def reply_interrupt(*, reply_id: uuid.UUID, content: str | None) -> bool:
+def reply_interrupt(
+    *, reply_id: uuid.UUID, content: str | None, steps: list[dict] | None = None
+) -> bool:
     """Mark a reply whose process died as `interrupted`, with the text its clients were shown
     (from its live record) or, when that is gone, its last checkpoint (`content` None), and
     give back the tokens it held. False if it had ended already."""
     fields = {"content": content} if content is not None else {}
+    if steps is not None:  # a step still running when the process died never ended
+        fields["steps"] = [
+            {**step, "status": "cancelled"} if step["status"] == "running" else step
+            for step in steps
+        ]
     with transaction.atomic():
         interrupted = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
             status=Message.Status.INTERRUPTED,

@@ -6,33 +6,30 @@ task whose exception nobody retrieves fails silently. Every fire-and-forget task
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Coroutine
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from chat import runtime
 
-_running: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Task]]" = (
-    weakref.WeakKeyDictionary()
-)
+logger = logging.getLogger(__name__)
 
 
 def background(coroutine: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task:
     """Run the coroutine as a task of this loop; its failure is logged under `name`."""
     task = asyncio.get_running_loop().create_task(coroutine, name=name)
-    tasks = _running.setdefault(asyncio.get_running_loop(), set())
-    tasks.add(task)
+    kept = runtime.tasks()
+    kept.add(task)
+    task.add_done_callback(kept.discard)
     task.add_done_callback(_done)
     return task
 
 
 def running() -> set[asyncio.Task]:
     """This loop's background tasks still running."""
-    return set(_running.get(asyncio.get_running_loop(), ()))
+    return set(runtime.tasks())
 
 
 def _done(task: asyncio.Task) -> None:
-    _running.get(task.get_loop(), set()).discard(task)
     if task.cancelled():
         return
     if (exc := task.exception()) is not None:

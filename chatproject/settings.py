@@ -1,6 +1,8 @@
 """Settings, read from the environment; every default runs on a laptop with nothing installed.
 
-DESIGN.md's configuration table is the contract for the variable names.
+Every environment variable the product reads is read here and nowhere else, in the groups
+below; README's "Configuration" table lists each with its default and meaning, group by
+group (tests/test_settings.py checks that the two agree). Code reads `django.conf.settings`.
 """
 
 import os
@@ -11,7 +13,6 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -25,6 +26,107 @@ def env_bool(name: str, default: bool) -> bool:
 def env_list(name: str, default: str) -> list[str]:
     """A comma-separated variable."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# --- Django and the API (no variables) -----------------------------------------------------
+# The framework's wiring: what every deployment shares.
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "chat",
+    "csp",
+    "axes",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
+]
+
+ROOT_URLCONF = "chatproject.urls"
+ASGI_APPLICATION = "chatproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+REST_FRAMEWORK = {
+    # Bearer first, so an anonymous request gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chat.auth.ClientSecretAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.inputs.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # `?format=` is ours (thread export), not DRF's renderer switch.
+    "URL_FORMAT_OVERRIDE": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chat API",
+    "DESCRIPTION": "Threads, messages and streamed agent replies (see README: Protocol).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.api.schema.add_streaming_paths",
+    ],
+}
+
+
+# --- Site and security ---------------------------------------------------------------------
+# Who may reach the site and how: the secret, host names, HTTPS, logins and credentials, and
+# where a laptop keeps its files. Production sets SECRET_KEY, ALLOWED_HOSTS and
+# CSRF_TRUSTED_ORIGINS (docs/deploy.md).
+
+VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
 
 
 def _laptop_secret_key() -> str:
@@ -87,52 +189,48 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-INSTALLED_APPS = [
-    "daphne",
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "channels",
-    "rest_framework",
-    "drf_spectacular",
-    "drf_spectacular_sidecar",
-    "chat",
-    "csp",
-    "axes",
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
-    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
+# Password guessing, on the login page and the admin's alike (django-axes): after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused
+# (429), the right password included, for LOGIN_COOLOFF_MINUTES. A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
-ROOT_URLCONF = "chatproject.urls"
-ASGI_APPLICATION = "chatproject.asgi.application"
+# How often an open WebSocket or event stream checks that its session or client secret is still
+# valid (logout, password change, deactivation, expiry end it with 4401 on every process).
+SESSION_CHECK_SECONDS = float(os.environ.get("SESSION_CHECK_SECONDS", "10"))
+# Lifetime of a client secret from POST /api/chatkit/session.
+CLIENT_SECRET_TTL = int(os.environ.get("CLIENT_SECRET_TTL", "600"))
 
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ],
-        },
-    },
-]
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# daphne serves /static/ itself (whitenoise, from the source folders: no collectstatic needed)
+# unless a proxy in front does (SERVE_STATIC=0). Whitenoise serves only the files it indexed,
+# so a path like /static/..%2fchatproject/settings.py is a plain 404.
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+if SERVE_STATIC:
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    WHITENOISE_USE_FINDERS = True
+    # Whitenoise also serves STATIC_ROOT, and warns while collectstatic has not made it.
+    warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise")
+
+
+# --- Database ------------------------------------------------------------------------------
+# Threads, messages and token usage: SQLite under CHAT_VAR_DIR on a laptop, PostgreSQL shared
+# by every process in production.
 
 # Under ASGI every request may run in a different thread: persistent connections leak there.
 DATABASES = {
@@ -173,29 +271,106 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
-# Password guessing, on the login page and the admin's alike (django-axes): after
-# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused
-# (429), the right password included, for LOGIN_COOLOFF_MINUTES. A success resets the count.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
-AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
-AXES_VERBOSE = False
+# --- Redis and channel layers --------------------------------------------------------------
+# Without REDIS_URL everything lives in this one process; with it, the processes share live
+# replies, frames, counts and `stop` through Redis (one client per event loop: chat/runtime.py).
 
-# Replies one user may have running at once, over all threads and processes (0: no limit).
-MAX_REPLIES_IN_FLIGHT = int(os.environ.get("MAX_REPLIES_IN_FLIGHT", "3"))
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "pubsub")
+CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "20000"))
+
+
+def redis_channel_layer(url: str, kind: str | None = None) -> dict:
+    """The Redis channel layer: it carries `stop` to the process that runs a reply. Frames do
+    not go through it (chat/broadcast.py); the choice was measured when they did
+    (bench/streaming.py, docs/performance.md).
+
+    `pubsub` (the default): Redis pub/sub, fire-and-forget with no per-process queue; it
+    streamed with 27x lower p50 latency than `core` at 10 streams.
+    `core` (CHANNEL_LAYER=core): channels-redis's list-based layer. All sockets of a process
+    share one list, so its capacity is per process (CHANNEL_CAPACITY), and redis-py's default
+    5 s socket timeout equals its 5 s blocking read, which then fails at random: give the
+    socket slack.
+    """
+    kind = kind or CHANNEL_LAYER
+    host = {"address": url, "socket_timeout": 30, "socket_keepalive": True}
+    if kind == "pubsub":
+        return {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [host]},
+        }
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [host], "capacity": CHANNEL_CAPACITY, "expiry": 60},
+    }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000},
+        }
+    }
+
+
+# --- Provider and agent --------------------------------------------------------------------
+# Which model answers (chat/agent.py) and how to reach it; secrets come only from the
+# environment.
+
+AGENT_PROVIDER = os.environ.get("AGENT_PROVIDER", "local")
+AGENT_MODEL = os.environ.get("AGENT_MODEL", "")
+AGENT_INSTRUCTIONS = os.environ.get(
+    "AGENT_INSTRUCTIONS",
+    "You are a helpful assistant. Answer clearly and concisely; use Markdown when it helps.",
+)
+# Named as the openai SDK names them.
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+# The Agents SDK's own switch: traces go to OpenAI only when OpenAI is the provider anyway, and
+# not even then with this set (the tests set it).
+OPENAI_AGENTS_DISABLE_TRACING = env_bool("OPENAI_AGENTS_DISABLE_TRACING", False)
+# With a workflow id, POST /api/chatkit/session creates hosted OpenAI ChatKit sessions.
+CHATKIT_WORKFLOW_ID = os.environ.get("CHATKIT_WORKFLOW_ID", "")
+# The embedded model (chat/local_model.py): parallel slots, so several replies (threads,
+# users) stream from it at once, and llama.cpp's log verbosity.
+LOCAL_MODEL_PARALLEL = int(os.environ.get("LOCAL_MODEL_PARALLEL", 4))
+LOCAL_MODEL_VERBOSITY = int(os.environ.get("LOCAL_MODEL_VERBOSITY", 0))
+# The agent's tools (chat/tools.py), by dotted path, comma-separated; empty: none. The
+# embedded demo model gets none whatever this says. A tool that runs past TOOL_TIMEOUT_SECONDS
+# or raises is an error result the model reads; its output is cut at TOOL_OUTPUT_CHARS.
+AGENT_TOOLS = [
+    path.strip()
+    for path in os.environ.get(
+        "AGENT_TOOLS", "chat.tools.current_time,chat.tools.calculate,chat.tools.search_threads"
+    ).split(",")
+    if path.strip()
+]
+TOOL_TIMEOUT_SECONDS = float(os.environ.get("TOOL_TIMEOUT_SECONDS", "15"))
+TOOL_OUTPUT_CHARS = int(os.environ.get("TOOL_OUTPUT_CHARS", "4000"))
+
+
+# --- Streaming -----------------------------------------------------------------------------
+# How a reply streams: its time bounds, how tokens are coalesced into frames, and how often its
+# text is saved while it runs.
+
+STREAM_TIMEOUT = float(os.environ.get("STREAM_TIMEOUT", 120))
+# Longest silence allowed between two provider chunks before the reply ends as `timeout`.
+STREAM_IDLE_TIMEOUT = float(os.environ.get("STREAM_IDLE_TIMEOUT", 60))
+BUFFER_SIZE = int(os.environ.get("BUFFER_SIZE", 5))
+# A partial frame is flushed at most this long after its first character arrived.
+FLUSH_INTERVAL_MS = float(os.environ.get("FLUSH_INTERVAL_MS", 30))
+CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
+
+
+# --- Limits --------------------------------------------------------------------------------
+# What one user may use, on every transport and process (chat/limits.py, chat/quota.py,
+# chat/slow_readers.py; docs/security.md). 0 turns a count off where noted.
+
+MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", 16000))
 
 # The most tokens one reply may cost (the provider's max_tokens / max_output_tokens): a reply
 # cannot run up a bill without end.
@@ -204,6 +379,12 @@ REPLY_MAX_TOKENS = int(os.environ.get("REPLY_MAX_TOKENS", "4096"))
 # Output tokens one user may spend per UTC day, titles included (0: no budget). A reply
 # reserves REPLY_MAX_TOKENS when it starts and settles to the provider's count when it ends.
 DAILY_TOKEN_BUDGET = int(os.environ.get("DAILY_TOKEN_BUDGET", "200000"))
+
+# Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
+REPLIES_PER_MINUTE = int(os.environ.get("REPLIES_PER_MINUTE", "30"))
+
+# Replies one user may have running at once, over all threads and processes (0: no limit).
+MAX_REPLIES_IN_FLIGHT = int(os.environ.get("MAX_REPLIES_IN_FLIGHT", "3"))
 
 # WebSockets and thread event streams one user may hold open at once, over all processes
 # (0: no limit): one more WebSocket is closed with 4429, one more event stream gets 429.
@@ -219,122 +400,11 @@ SLOW_READER_BYTES = int(os.environ.get("SLOW_READER_BYTES", str(1024 * 1024)))
 # The longest a thread event stream (SSE) stays open; EventSource reconnects and resumes.
 SSE_MAX_SECONDS = float(os.environ.get("SSE_MAX_SECONDS", "3600"))
 
-# How often an open WebSocket or event stream checks that its session or client secret is still
-# valid (logout, password change, deactivation, expiry end it with 4401 on every process).
-SESSION_CHECK_SECONDS = float(os.environ.get("SESSION_CHECK_SECONDS", "10"))
 
-LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/accounts/login/"
+# --- Operations ----------------------------------------------------------------------------
+# Living with several processes, outages and restarts (docs/deploy.md, docs/reliability.md),
+# and the log.
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-
-STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
-# daphne serves /static/ itself (whitenoise, from the source folders: no collectstatic needed)
-# unless a proxy in front does (SERVE_STATIC=0). Whitenoise serves only the files it indexed,
-# so a path like /static/..%2fchatproject/settings.py is a plain 404.
-SERVE_STATIC = env_bool("SERVE_STATIC", True)
-if SERVE_STATIC:
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
-    WHITENOISE_USE_FINDERS = True
-    # Whitenoise also serves STATIC_ROOT, and warns while collectstatic has not made it.
-    warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise")
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
-
-
-def redis_channel_layer(url: str, kind: str | None = None) -> dict:
-    """The Redis channel layer: it carries `stop` to the process that runs a reply. Frames do
-    not go through it (chat/broadcast.py); the choice was measured when they did
-    (bench/streaming.py, docs/performance.md).
-
-    `pubsub` (the default): Redis pub/sub, fire-and-forget with no per-process queue; it
-    streamed with 27x lower p50 latency than `core` at 10 streams.
-    `core` (CHANNEL_LAYER=core): channels-redis's list-based layer. All sockets of a process
-    share one list, so its capacity is per process (CHANNEL_CAPACITY), and redis-py's default
-    5 s socket timeout equals its 5 s blocking read, which then fails at random: give the
-    socket slack.
-    """
-    kind = kind or os.environ.get("CHANNEL_LAYER", "pubsub")
-    host = {"address": url, "socket_timeout": 30, "socket_keepalive": True}
-    if kind == "pubsub":
-        return {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [host]},
-        }
-    return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [host],
-            "capacity": int(os.environ.get("CHANNEL_CAPACITY", "20000")),
-            "expiry": 60,
-        },
-    }
-
-
-if REDIS_URL:
-    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 1000},
-        }
-    }
-
-REST_FRAMEWORK = {
-    # Bearer first, so an anonymous request gets 401 with WWW-Authenticate, not 403.
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "chat.auth.ClientSecretAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "chat.inputs.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
-    # `?format=` is ours (thread export), not DRF's renderer switch.
-    "URL_FORMAT_OVERRIDE": None,
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Chat API",
-    "DESCRIPTION": "Threads, messages and streamed agent replies (see README: Protocol).",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "chat.api.schema.add_streaming_paths",
-    ],
-}
-
-# The product's own settings (DESIGN.md "Configuration").
-AGENT_PROVIDER = os.environ.get("AGENT_PROVIDER", "local")
-AGENT_MODEL = os.environ.get("AGENT_MODEL", "")
-AGENT_INSTRUCTIONS = os.environ.get(
-    "AGENT_INSTRUCTIONS",
-    "You are a helpful assistant. Answer clearly and concisely; use Markdown when it helps.",
-)
-# Read by the openai SDK's conventions; secrets come only from the environment.
-OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
-OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
-STREAM_TIMEOUT = float(os.environ.get("STREAM_TIMEOUT", 120))
-# Longest silence allowed between two provider chunks before the reply ends as `timeout`.
-STREAM_IDLE_TIMEOUT = float(os.environ.get("STREAM_IDLE_TIMEOUT", 60))
-BUFFER_SIZE = int(os.environ.get("BUFFER_SIZE", 5))
-# A partial frame is flushed at most this long after its first character arrived.
-FLUSH_INTERVAL_MS = float(os.environ.get("FLUSH_INTERVAL_MS", 30))
-CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
 # A process that has not said it is alive for this long is taken as dead, and the replies it
 # owned become `interrupted` (multi-process deployments only).
 OWNER_TTL_SECONDS = float(os.environ.get("OWNER_TTL_SECONDS", "10"))
@@ -344,12 +414,6 @@ OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "30"))
 # On SIGTERM a process stops taking new replies and lets its running ones go on for this long;
 # those still running then end as `interrupted`, their shown text saved (docs/deploy.md).
 DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "20"))
-# Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
-REPLIES_PER_MINUTE = int(os.environ.get("REPLIES_PER_MINUTE", "30"))
-# Lifetime of a client secret from POST /api/chatkit/session.
-CLIENT_SECRET_TTL = int(os.environ.get("CLIENT_SECRET_TTL", "600"))
-MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", 16000))
-CHATKIT_WORKFLOW_ID = os.environ.get("CHATKIT_WORKFLOW_ID", "")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "info").upper()
 LOGGING = {

@@ -140,6 +140,10 @@ class Script:
     stall_seconds: float = 600.0
     usage: dict[str, int] | None = None
     times: int | None = None
+    # Rounds of tool calls, each a list of {"name", "arguments" (dict or JSON text), "id"?}:
+    # a request is answered with round i when it holds i rounds of tool results after its
+    # last user message, and with ``tokens`` once every round has its results.
+    tool_calls: list[list[dict[str, Any]]] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Script:
@@ -539,11 +543,52 @@ class StubServer:
             completion = {**base, "object": "chat.completion", "choices": [choice]}
             return await _send_json(writer, 200, {**completion, "usage": usage}, keep)
 
+        calls = _tool_round(script, _chat_rounds_done(messages))
+        if calls is not None and not body.get("stream"):
+            await asyncio.sleep(first_delay)
+            tool_calls = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {k: c[k] for k in ("name", "arguments")},
+                }
+                for c in calls
+            ]
+            message = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+            choice = {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+            completion = {**base, "object": "chat.completion", "choices": [choice]}
+            return await _send_json(writer, 200, {**completion, "usage": usage}, keep)
+
         if (body.get("stream_options") or {}).get("include_usage"):
             base["usage"] = None  # OpenAI sends usage: null on every chunk but the last
 
-        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        if calls is not None:
+            writer.write(_head(200, "text/event-stream; charset=utf-8", keep))
+            await _send_event(writer, chunk({"role": "assistant", "content": None}))
+            await asyncio.sleep(first_delay)
+            for index, call in enumerate(calls):
+                opening = {"index": index, "id": call["id"], "type": "function"}
+                opening["function"] = {"name": call["name"], "arguments": ""}
+                await _send_event(writer, chunk({"tool_calls": [opening]}))
+                for piece in _pieces(call["arguments"]):
+                    await asyncio.sleep(delay)
+                    more = {"index": index, "function": {"arguments": piece}}
+                    await _send_event(writer, chunk({"tool_calls": [more]}))
+            await _send_event(writer, chunk({}, "tool_calls"))
+            if "usage" in base:
+                await _send_event(writer, {**base, "choices": [], "usage": usage})
+            await _send_event(writer, b"[DONE]")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return keep
 
         writer.write(_head(200, "text/event-stream; charset=utf-8", keep))
         await _send_event(writer, chunk({"role": "assistant", "content": ""}))
@@ -615,13 +660,54 @@ class StubServer:
             "tool_choice": "auto",
             "tools": [],
         }
+        calls = _tool_round(script, _responses_rounds_done(items))
+        call_items = [
+            {
+                "id": f"fc_{uuid.uuid4().hex[:24]}",
+                "type": "function_call",
+                "call_id": call["id"],
+                "name": call["name"],
+                "arguments": call["arguments"],
+                "status": "completed",
+            }
+            for call in calls or []
+        ]
         if not body.get("stream"):
-            completed = {**response, "status": "completed", "output": [done_item], "usage": usage}
+            output = call_items if calls is not None else [done_item]
+            completed = {**response, "status": "completed", "output": output, "usage": usage}
             return await _send_json(writer, 200, completed, keep)
         sequence = iter(range(1_000_000))
 
         async def send(kind: str, **fields: Any) -> None:
             await _send_event(writer, {"type": kind, "sequence_number": next(sequence), **fields})
+
+        if calls is not None:
+            writer.write(_head(200, "text/event-stream; charset=utf-8", keep))
+            await send("response.created", response=response)
+            await asyncio.sleep(script.first_token_delay_ms / 1000)
+            for index, item in enumerate(call_items):
+                opening = {**item, "arguments": "", "status": "in_progress"}
+                await send("response.output_item.added", output_index=index, item=opening)
+                for piece in _pieces(item["arguments"]):
+                    await asyncio.sleep(delay)
+                    await send(
+                        "response.function_call_arguments.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        delta=piece,
+                    )
+                await send(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    arguments=item["arguments"],
+                )
+                await send("response.output_item.done", output_index=index, item=item)
+            completed = {**response, "status": "completed", "output": call_items, "usage": usage}
+            await send("response.completed", response=completed)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return keep
 
         at = {"item_id": item_id, "output_index": 0, "content_index": 0}
         writer.write(_head(200, "text/event-stream; charset=utf-8", keep))
@@ -656,6 +742,55 @@ class StubServer:
 def _within(tokens: list[str], max_tokens: Any) -> list[str]:
     """The script's tokens cut at the request's max_tokens, as a real model stops there."""
     return tokens[:max_tokens] if isinstance(max_tokens, int) and max_tokens >= 0 else tokens
+
+
+def _tool_round(script: Script, done: int) -> list[dict[str, Any]] | None:
+    """The tool calls to answer with, when the script has a round left after ``done``."""
+    rounds = script.tool_calls or []
+    if done >= len(rounds):
+        return None
+    return [
+        {
+            "id": call.get("id") or f"call_{uuid.uuid4().hex[:20]}",
+            "name": call["name"],
+            "arguments": call["arguments"]
+            if isinstance(call.get("arguments"), str)
+            else json.dumps(call.get("arguments") or {}),
+        }
+        for call in rounds[done]
+    ]
+
+
+def _after_last_user(items: list[Any]) -> list[dict[str, Any]]:
+    items = [m for m in items if isinstance(m, dict)]
+    last = max((i for i, m in enumerate(items) if m.get("role") == "user"), default=-1)
+    return items[last + 1 :]
+
+
+def _chat_rounds_done(messages: list[Any]) -> int:
+    """Rounds of tool calls a Chat Completions request already holds (since its question)."""
+    return sum(
+        1
+        for m in _after_last_user(messages)
+        if m.get("role") == "assistant" and m.get("tool_calls")
+    )
+
+
+def _responses_rounds_done(items: list[Any]) -> int:
+    """The same for a Responses request: runs of ``function_call`` items since the question."""
+    rounds, previous = 0, None
+    for item in _after_last_user(items):
+        kind = item.get("type")
+        if kind == "function_call" and previous != "function_call":
+            rounds += 1
+        previous = kind
+    return rounds
+
+
+def _pieces(text: str) -> list[str]:
+    """JSON arguments in a few deltas, as a model streams them."""
+    third = max(len(text) // 3, 1)
+    return [text[i : i + third] for i in range(0, len(text), third)] or [""]
 
 
 def _cut(script: Script) -> tuple[int, str | None]:

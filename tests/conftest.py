@@ -15,12 +15,15 @@ import pytest_asyncio
 from channels.layers import channel_layers
 from django.conf import settings as django_settings
 
-from chat import generation
+from chat import runtime
 from chatproject.settings import redis_channel_layer
 from scripts.stub_provider import StubServer
+from tests.servers import stub_site
 
 # No trace of a test goes to OpenAI, even on the `openai` provider's path.
 os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+# Settings were read before this file (pytest-django): this process needs telling too.
+django_settings.OPENAI_AGENTS_DISABLE_TRACING = True
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_TEST_URL = os.environ.get(
@@ -111,7 +114,7 @@ def _use_layer(settings, redis: str | None, kind: str | None = None) -> None:
 async def _close_layer() -> None:
     """End this test's replies and listeners while its event loop still runs, then the layer:
     a task cancelled only when the loop closes can hang the teardown."""
-    await generation.registry().close()
+    await runtime.close()
     for layer in channel_layers.backends.values():
         with contextlib.suppress(Exception):
             if hasattr(layer, "close_pools"):
@@ -187,6 +190,17 @@ def browser():
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(request, stub_server, tmp_path_factory):
+    """One daphne process for the test module, on a laptop's defaults (SQLite, in-process
+    layer) with the stub as its model: `pytest.mark.site(users, **settings)` on the module
+    gives its users (name -> password) and settings. Stopped after the module's last test."""
+    marker = request.node.get_closest_marker("site")
+    users, overrides = (marker.args[0], marker.kwargs) if marker else ({}, {})
+    with stub_site(stub_server.url, tmp_path_factory.mktemp("var"), users, **overrides) as server:
+        yield server
 
 
 def pytest_configure(config):

@@ -1,17 +1,35 @@
-"""Helpers for driving the real ASGI application in-process."""
+"""Helpers for the in-process tests: threads to start from, and the real ASGI application
+driven in-process."""
 
 import json
 import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chat import frames
+from chat.models import Message, Thread
 from chatproject.asgi import application
 
 ORIGIN = b"http://127.0.0.1:8000"
+
+
+def make_thread(owner, title: str = "", *texts: str) -> Thread:
+    """A thread of the owner's with these messages, the user's and the assistant's in turn."""
+    thread = Thread.objects.create(owner=owner, title=title)
+    for i, text in enumerate(texts):
+        Message.objects.create(
+            thread=thread, role="user" if i % 2 == 0 else "assistant", content=text
+        )
+    return thread
+
+
+async def new_thread(owner, title: str = "", *texts: str) -> Thread:
+    """`make_thread` from an async test."""
+    return await database_sync_to_async(make_thread)(owner, title, *texts)
 
 
 @sync_to_async

@@ -28,12 +28,17 @@ def stub_env(stub_url: str, var_dir, **overrides: str) -> dict[str, str]:
     )
 
 
-def stub_site(stub_url: str, var_dir, users: dict[str, str], **overrides: str) -> Daphne:
+@contextlib.contextmanager
+def stub_site(stub_url: str, var_dir, users: dict[str, str], **overrides: str) -> Iterator[Daphne]:
     """One daphne process on laptop defaults (SQLite, in-process layer), the stub as its model,
-    with these users (name -> password); started."""
+    with these users (name -> password); stopped after. Most modules take conftest's `site`."""
     env = stub_env(stub_url, var_dir, **overrides)
     prepare(env, users)
-    return Daphne(env).start()
+    server = Daphne(env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from django.test import Client
 
 from chat import auth
 from chat.models import Message, Thread
+from tests.helpers import make_thread
 
 # Transactional: the async streaming views reach the database from their own threads.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,15 +28,6 @@ def csrf_client(alice):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     return client
-
-
-def make_thread(owner, title="", *texts):
-    thread = Thread.objects.create(owner=owner, title=title)
-    for i, text in enumerate(texts):
-        Message.objects.create(
-            thread=thread, role="user" if i % 2 == 0 else "assistant", content=text
-        )
-    return thread
 
 
 def test_threads_are_listed_newest_first_and_only_the_owners(alice_client, alice, bob):

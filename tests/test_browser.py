@@ -2,17 +2,9 @@
 
 import pytest
 
-from tests.servers import stub_site
+from tests.browser import log_in
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def site(stub_server, tmp_path_factory):
-    """The product on a laptop's defaults (SQLite, in-process layer), the stub as its model."""
-    server = stub_site(stub_server.url, tmp_path_factory.mktemp("var"), {"carol": "carol-pw"})
-    yield server
-    server.stop()
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.site({"carol": "carol-pw"})]
 
 
 @pytest.fixture
@@ -21,14 +13,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-def log_in(page, site, username: str, password: str) -> None:
-    page.goto(site.url + "/")
-    page.fill('input[name="username"]', username)
-    page.fill('input[name="password"]', password)
-    page.click('button[type="submit"], input[type="submit"]')
-    page.wait_for_selector('textarea[name="message"]')
 
 
 def test_a_user_logs_in_sends_hello_watches_the_reply_stream_and_finds_it_after_reload(

@@ -10,6 +10,7 @@ from chat.models import Message, Thread
 from tests.helpers import (
     connect,
     frames_until_end,
+    new_thread,
     receive,
     reply_text,
     send,
@@ -17,11 +18,6 @@ from tests.helpers import (
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@database_sync_to_async
-def make_thread(owner, title: str = "") -> Thread:
-    return Thread.objects.create(owner=owner, title=title)
 
 
 @database_sync_to_async
@@ -34,7 +30,7 @@ async def test_reply_frames_arrive_in_design_order_and_the_saved_reply_is_the_st
 ):
     tokens = ["Hello", " there", ",", " how", " are", " you", " doing", " today", "?"]
     stub.script("greet-me", tokens=tokens, delay_ms=5)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     ready = await receive(ws)
     assert ready["type"] == "ready" and ready["thread_id"] == str(thread.id)
@@ -64,7 +60,7 @@ async def test_reply_frames_arrive_in_design_order_and_the_saved_reply_is_the_st
 
 
 async def test_the_thread_history_goes_to_the_model_as_input(stub, memory_layer, alice):
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("first question"))
@@ -84,7 +80,7 @@ async def test_the_thread_history_goes_to_the_model_as_input(stub, memory_layer,
 
 
 async def test_an_anonymous_socket_is_closed_with_4401(memory_layer, alice):
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, None)
     assert (await ws.receive_output(timeout=5))["code"] == 4401
 
@@ -92,7 +88,7 @@ async def test_an_anonymous_socket_is_closed_with_4401(memory_layer, alice):
 async def test_another_users_thread_and_a_missing_thread_are_closed_with_4404(
     memory_layer, alice, bob
 ):
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     for thread_id in (thread.id, uuid.uuid4(), "not-a-uuid"):
         ws = await connect(thread_id, bob)
         assert (await ws.receive_output(timeout=5))["code"] == 4404
@@ -102,7 +98,7 @@ async def test_bad_frames_get_an_error_frame_and_the_socket_still_works(
     stub, memory_layer, alice, settings
 ):
     settings.MAX_MESSAGE_CHARS = 100
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
 
@@ -141,7 +137,7 @@ async def test_a_provider_error_mid_stream_saves_the_reply_as_error_with_the_tex
     stub, memory_layer, alice
 ):
     stub.script("break-please", tokens=["One", " two", " three", " four"], error_after=2)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("break-please"))
@@ -164,7 +160,7 @@ async def test_an_http_500_before_the_first_token_ends_the_reply_as_error(
     stub, memory_layer, alice
 ):
     stub.script("fail-now", status=500)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("fail-now"))
@@ -178,7 +174,7 @@ async def test_an_http_500_before_the_first_token_ends_the_reply_as_error(
 
 async def test_stop_ends_the_reply_as_cancelled_and_keeps_the_text_shown(stub, memory_layer, alice):
     stub.script("go-slow", tokens=[f" w{i}" for i in range(200)], delay_ms=20)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("go-slow"))
@@ -199,7 +195,7 @@ async def test_stop_ends_the_reply_as_cancelled_and_keeps_the_text_shown(stub, m
 async def test_the_same_client_id_twice_gives_one_user_message_and_one_reply(
     stub, memory_layer, alice
 ):
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     command = start_command("only once")
@@ -216,7 +212,7 @@ async def test_the_same_client_id_twice_gives_one_user_message_and_one_reply(
 
 async def test_a_second_start_while_a_reply_runs_is_busy(stub, memory_layer, alice):
     stub.script("long-one", tokens=["a"] * 50, delay_ms=20)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("long-one"))
@@ -235,7 +231,7 @@ async def test_a_socket_that_reconnects_mid_reply_continues_without_gap_or_dupli
 ):
     tokens = [f" t{i}" for i in range(60)]
     stub.script("resume-me", tokens=tokens, delay_ms=40)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     first = await connect(thread.id, alice)
     await receive(first)
     await send(first, start_command("resume-me"))
@@ -262,7 +258,7 @@ async def test_a_socket_that_reconnects_mid_reply_continues_without_gap_or_dupli
 
 async def test_closing_the_only_socket_does_not_stop_the_reply(stub, memory_layer, alice):
     stub.script("keep-going", tokens=["x"] * 20, delay_ms=10)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("keep-going"))
@@ -277,7 +273,7 @@ async def test_closing_the_only_socket_does_not_stop_the_reply(stub, memory_laye
 
 
 async def test_regenerate_replaces_the_last_reply_for_every_tab(stub, memory_layer, alice):
-    thread = await make_thread(alice, title="titled")
+    thread = await new_thread(alice, title="titled")
     ws, other_tab = await connect(thread.id, alice), await connect(thread.id, alice)
     await receive(ws), await receive(other_tab)
     await send(ws, start_command("say it"))
@@ -304,7 +300,7 @@ async def test_regenerate_replaces_the_last_reply_for_every_tab(stub, memory_lay
 
 
 async def test_edit_replaces_the_last_message_and_its_reply(stub, memory_layer, alice):
-    thread = await make_thread(alice, title="titled")
+    thread = await new_thread(alice, title="titled")
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("first"))
@@ -339,7 +335,7 @@ async def test_edit_replaces_the_last_message_and_its_reply(stub, memory_layer, 
 async def test_a_new_thread_is_titled_from_its_first_message_then_by_the_model(
     stub, memory_layer, alice
 ):
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("Plan a weekend in Lisbon with kids, on a small budget please"))
@@ -362,7 +358,7 @@ async def test_a_client_secret_opens_the_socket_as_a_subprotocol_without_origin(
     from chat import auth
     from chatproject.asgi import application
 
-    thread = await make_thread(alice, title="t")
+    thread = await new_thread(alice, title="t")
     secret, _ = await database_sync_to_async(auth.secret_issue)(user=alice)
     ws = WebsocketCommunicator(
         application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{secret}"]
@@ -400,7 +396,7 @@ async def test_a_session_socket_opens_only_from_the_sites_own_origin(
     memory_layer, alice, settings, origin, forwarded, accepted
 ):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     from channels.testing import WebsocketCommunicator
 
     from chatproject.asgi import application
@@ -426,7 +422,7 @@ async def test_starting_more_replies_a_minute_than_allowed_is_rate_limited(
     stub, memory_layer, alice, settings
 ):
     settings.REPLIES_PER_MINUTE = 2
-    thread = await make_thread(alice, title="t")
+    thread = await new_thread(alice, title="t")
     ws = await connect(thread.id, alice)
     await receive(ws)
     for text in ("one", "two"):
@@ -441,7 +437,7 @@ async def test_starting_more_replies_a_minute_than_allowed_is_rate_limited(
 
 async def test_a_heartbeat_tells_where_the_threads_reply_stands(stub, memory_layer, alice):
     stub.script("beat", tokens=["b"] * 100, delay_ms=10)
-    thread = await make_thread(alice, title="t")
+    thread = await new_thread(alice, title="t")
     ws = await connect(thread.id, alice)
     await receive(ws)
     await send(ws, start_command("beat"))
@@ -465,7 +461,7 @@ async def test_one_user_has_at_most_max_replies_in_flight_over_all_threads(
     stub.script("long-running", tokens=["z"] * 200, delay_ms=20)
     sockets = []
     for _ in range(3):
-        ws = await connect((await make_thread(alice)).id, alice)
+        ws = await connect((await new_thread(alice)).id, alice)
         await receive(ws)
         sockets.append(ws)
     for ws in sockets[:2]:
@@ -476,7 +472,7 @@ async def test_one_user_has_at_most_max_replies_in_flight_over_all_threads(
         pass
     assert frame["code"] == "rate_limited" and frame["recoverable"] is True
     # Another user is not held back by alice's replies.
-    bobs = await connect((await make_thread(bob)).id, bob)
+    bobs = await connect((await new_thread(bob)).id, bob)
     await receive(bobs)
     await send(bobs, start_command("short"))
     assert (await frames_until_end(bobs))[-1]["type"] == "complete"

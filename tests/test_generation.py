@@ -1,18 +1,29 @@
 """The generation service's promises: timeouts, failures, and a bounded number of queries."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from django.db.backends.utils import CursorWrapper
 
-from chat.models import Message, Thread
-from tests.helpers import connect, frames_until_end, receive, reply_text, send, start_command
+from chat import frames, generation, live
+from chat.models import Message
+from tests.helpers import (
+    connect,
+    frames_until_end,
+    new_thread,
+    receive,
+    reply_text,
+    send,
+    start_command,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 async def run_reply(user, message: str) -> tuple[list[dict], Message, Message]:
     """Send one message on a new thread; the frames, and the saved user message and reply."""
-    thread = await database_sync_to_async(Thread.objects.create)(owner=user)
+    thread = await new_thread(user)
     ws = await connect(thread.id, user)
     await receive(ws)
     await send(ws, start_command(message))
@@ -50,6 +61,27 @@ async def test_a_failing_reply_ends_in_a_terminal_status_with_the_shown_text_sav
     assert user_message.content == "fail-case" and user_message.status == "complete"
 
 
+async def test_a_fast_reply_is_sent_in_frames_of_buffer_size_characters(
+    stub, memory_layer, alice, settings
+):
+    settings.BUFFER_SIZE, settings.FLUSH_INTERVAL_MS = 6, 60_000
+    stub.script("fast", tokens=["ab"] * 10, delay_ms=5)
+    received, _, reply = await run_reply(alice, "fast")
+    texts = [f["token"] for f in received if f["type"] == "token"]
+    assert "".join(texts) == reply.content == "ab" * 10
+    assert all(len(text) >= 6 for text in texts[:-1]), texts
+    assert len(texts) <= 4, "20 characters: at most three full frames and the rest"
+
+
+async def test_a_slow_reply_is_sent_a_delta_at_a_time_flush_interval_ms_after_it_came(
+    stub, memory_layer, alice, settings
+):
+    settings.BUFFER_SIZE, settings.FLUSH_INTERVAL_MS = 1000, 20
+    stub.script("slow", tokens=["one ", "two ", "three"], delay_ms=150)
+    received, _, _ = await run_reply(alice, "slow")
+    assert [f["token"] for f in received if f["type"] == "token"] == ["one ", "two ", "three"]
+
+
 async def test_an_unreachable_provider_fails_the_reply_with_a_clear_error(
     memory_layer, alice, settings
 ):
@@ -77,7 +109,7 @@ async def test_the_queries_of_a_reply_do_not_grow_with_its_length(
     async def count_for(tokens: int) -> int:
         stub.script(f"size-{tokens}", tokens=["tok "] * tokens)
         # Titled already: no title work joins the count.
-        thread = await database_sync_to_async(Thread.objects.create)(owner=alice, title="t")
+        thread = await new_thread(alice, "t")
         ws = await connect(thread.id, alice)
         await receive(ws)
         queries.clear()
@@ -120,8 +152,6 @@ async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(
 async def test_the_replies_of_a_process_are_checkpointed_together_in_one_write_per_tick(
     stub, memory_layer, alice, settings, monkeypatch
 ):
-    import asyncio
-
     from chat import services
 
     settings.CHECKPOINT_SECONDS = 0.2
@@ -176,15 +206,12 @@ async def test_replies_started_together_on_a_fresh_process_name_one_owner_that_b
 ):
     """Their owner must be the channel the process says is alive, or another process takes
     them for dead once OWNER_TTL_SECONDS pass."""
-    import asyncio
-
-    from chat import generation, live
     from tests.conftest import _close_layer, _use_layer
 
     _use_layer(settings, redis_url, "pubsub")
     settings.MAX_REPLIES_IN_FLIGHT = 0  # six at once, from one user
     stub.script("together", tokens=["x"] * 50, delay_ms=20)
-    threads = [await database_sync_to_async(Thread.objects.create)(owner=alice) for _ in range(6)]
+    threads = [await new_thread(alice) for _ in range(6)]
     try:
         await asyncio.gather(
             *(
@@ -217,3 +244,58 @@ async def test_every_reply_asks_the_provider_for_at_most_reply_max_tokens(
     assert received[-1]["type"] == "complete"
     sent = [r for r in stub.requests if r["path"] == path and r["body"].get("stream")]
     assert sent and sent[-1]["body"][field] == 321
+
+
+def shown(replayed: list[dict] | None) -> list[tuple] | None:
+    """What a client is told by replayed frames, without their send times."""
+    if replayed is None:
+        return None
+    return [(f["type"], f["seq"], f.get("token", f.get("status"))) for f in replayed]
+
+
+async def record_reply(*texts: str, done: bool = False) -> None:
+    """Reply r1 on thread t in the live store with these frames, ended after them if `done`."""
+    store = live.store()
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    for seq, text in enumerate(texts, start=1):
+        assert await store.append(thread_id="t", message_id="r1", seq=seq, text=text)
+    if done:
+        metrics = frames.metrics(tokens=len(texts), elapsed_ms=5, first_token_ms=1)
+        terminal = frames.complete(
+            message_id="r1", seq=len(texts) + 1, status="complete", metrics=metrics
+        )
+        assert await store.finish(thread_id="t", message_id="r1", terminal=terminal)
+
+
+async def replay(after_seq: int, message_id: str | None = "r1") -> list[tuple] | None:
+    return shown(
+        await generation.thread_replay(thread_id="t", message_id=message_id, after_seq=after_seq)
+    )
+
+
+async def test_a_reply_in_flight_is_replayed_from_any_seq_it_has_sent(layer):
+    await record_reply("Hel", "lo ", "you")
+    tokens = [("token", 1, "Hel"), ("token", 2, "lo "), ("token", 3, "you")]
+    assert await replay(-1) == [("start", 0, None), *tokens], "from the start: `start` too"
+    assert await replay(0) == tokens
+    assert await replay(1) == tokens[1:]
+    assert await replay(3) == [], "up to date"
+    assert await replay(1, message_id=None) == tokens[1:], "no message_id: the latest reply"
+
+
+async def test_a_replay_that_cannot_be_exact_is_refused_so_the_client_starts_over(layer):
+    assert await replay(-1) is None, "nothing recorded"
+    await record_reply("Hel", "lo")
+    assert await replay(3) is None, "past the last frame sent"
+    assert await replay(0, message_id="another-reply") is None
+
+
+async def test_a_finished_reply_is_replayed_to_its_end_until_its_window_ends(layer, monkeypatch):
+    monkeypatch.setattr(live, "REPLAY_SECONDS", 1)
+    await record_reply("Hel", "lo", done=True)
+    assert await replay(0) == [("token", 1, "Hel"), ("token", 2, "lo"), ("complete", 3, "complete")]
+    assert await replay(2) == [("complete", 3, "complete")]
+    assert await replay(3) == [], "the end was seen"
+    assert await replay(4) is None
+    await asyncio.sleep(1.3)
+    assert await replay(0) is None, "forgotten: the saved message tells the rest"

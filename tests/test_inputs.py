@@ -12,7 +12,7 @@ from django.test import Client
 
 from chat.models import Message, Thread
 from chatproject.asgi import application
-from tests.helpers import ORIGIN, connect, receive, send
+from tests.helpers import ORIGIN, connect, make_thread, new_thread, receive, send
 
 DEEP = "[" * 5_000 + "]" * 5_000  # past Python's recursion limit in json.loads
 
@@ -22,11 +22,6 @@ def alice_client(alice):
     client = Client()
     client.force_login(alice)
     return client
-
-
-@database_sync_to_async
-def make_thread(owner) -> Thread:
-    return Thread.objects.create(owner=owner)
 
 
 @database_sync_to_async
@@ -58,7 +53,7 @@ async def test_a_websocket_on_no_route_is_closed_with_4404_not_an_error(memory_l
 async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_open(
     stub, memory_layer, alice, frame, expected
 ):
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     assert (await receive(ws))["type"] == "ready"
     await send(ws, frame)
@@ -97,7 +92,7 @@ def test_deep_json_and_bad_text_in_a_streaming_post_are_400s(stub, memory_layer,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_forged_cursor_is_a_404_not_a_500(alice_client, alice):
-    thread = Thread.objects.create(owner=alice)
+    thread = make_thread(alice)
     forged = [
         base64.b64encode(b"p=not-a-date").decode(),
         base64.b64encode(b"r=1&p=2026-13-45").decode(),
@@ -110,7 +105,7 @@ def test_a_forged_cursor_is_a_404_not_a_500(alice_client, alice):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_nul_in_a_search_is_ignored(alice_client, alice):
-    Thread.objects.create(owner=alice, title="apples")
+    make_thread(alice, "apples")
     response = alice_client.get("/api/threads/", {"search": "app\x00les"})
     assert response.status_code == 200
     assert [t["title"] for t in response.json()["results"]] == ["apples"]

@@ -4,19 +4,12 @@ and on how long an event stream lives (each a setting; README's configuration ta
 import asyncio
 
 import pytest
-from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from chat import limits
-from chat.models import Thread
-from tests.helpers import connect, receive, send, session_cookie
+from tests.helpers import connect, new_thread, receive, send, session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@database_sync_to_async
-def make_thread(owner) -> Thread:
-    return Thread.objects.create(owner=owner)
 
 
 async def forget_counts(layer: str, *users) -> None:
@@ -44,7 +37,7 @@ async def test_a_user_past_max_sockets_is_closed_with_4429_and_others_are_not(
 ):
     settings.MAX_SOCKETS_PER_USER = 3
     await forget_counts(layer, alice, bob)
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     sockets = [await connect(thread.id, alice) for _ in range(2)]
     for ws in sockets:
         assert (await receive(ws))["type"] == "ready"
@@ -59,7 +52,7 @@ async def test_a_user_past_max_sockets_is_closed_with_4429_and_others_are_not(
     status, response = await event_stream(alice, thread.id)
     assert status == 429 and b"rate_limited" in response.content
 
-    bobs = await connect((await make_thread(bob)).id, bob)  # bob is not held back by alice
+    bobs = await connect((await new_thread(bob)).id, bob)  # bob is not held back by alice
     assert (await receive(bobs))["type"] == "ready"
 
     await sockets[0].disconnect()  # one closes: another may open
@@ -74,7 +67,7 @@ async def test_commands_past_the_rate_are_refused_once_and_the_socket_stays_open
     memory_layer, alice, settings
 ):
     settings.COMMANDS_PER_SECOND = 1  # bursts of 2
-    ws = await connect((await make_thread(alice)).id, alice)
+    ws = await connect((await new_thread(alice)).id, alice)
     await receive(ws)
     for _ in range(12):
         await send(ws, {"command": "heartbeat"})
@@ -92,7 +85,7 @@ async def test_commands_past_the_rate_are_refused_once_and_the_socket_stays_open
 
 async def test_an_event_stream_ends_after_its_maximum_lifetime(memory_layer, alice, settings):
     settings.SSE_MAX_SECONDS = 0.5
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     status, stream = await event_stream(alice, thread.id)
     assert status == 200
 

@@ -1,4 +1,5 @@
-"""The live store: records written whole or not at all, healed after a Redis restart."""
+"""The live store, in process and in Redis (whose steps are Lua scripts): each step, records
+written whole or not at all, healed after a Redis restart, and how long they are kept."""
 
 import pytest
 import pytest_asyncio
@@ -144,3 +145,145 @@ async def test_a_finished_record_is_forgotten_when_its_replay_window_ends_unread
     assert await store.claim(thread_id="t3", message_id="r", owner="o", model="m")
     await asyncio.sleep(0.2)
     assert set(store._replies) == {"t3"}, "only the reply in flight is kept"
+
+
+def terminal_of(message_id: str, seq: int) -> dict:
+    return {"type": "complete", "message_id": message_id, "seq": seq, "status": "complete"}
+
+
+async def test_a_claim_starts_an_empty_record_and_waits_for_the_reply_in_flight_to_end(store):
+    assert await store.claim(thread_id="t", message_id="r1", owner="owner-a", model="m1")
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="old text")
+    assert not await store.claim(thread_id="t", message_id="r2", owner="owner-b", model="m2")
+    assert await store.finish(thread_id="t", message_id="r1", terminal=terminal_of("r1", 2))
+    assert await store.claim(thread_id="t", message_id="r2", owner="owner-b", model="m2")
+    record = await store.record(thread_id="t")
+    assert (record.message_id, record.owner, record.model) == ("r2", "owner-b", "m2")
+    assert (record.seq, record.content, record.offsets, record.done) == (0, "", [0], False)
+
+
+async def test_a_finished_reply_is_kept_for_replay_but_is_no_longer_in_flight(store):
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="done")
+    assert not await store.finish(thread_id="t", message_id="other", terminal=terminal_of("x", 2))
+    assert (await live.snapshot(store, thread_id="t")).message_id == "r1"
+    assert await store.finish(thread_id="t", message_id="r1", terminal=terminal_of("r1", 2))
+    assert await live.snapshot(store, thread_id="t") is None
+    record = await store.record(thread_id="t")
+    assert record.done and record.terminal == terminal_of("r1", 2) and record.content == "done"
+
+
+async def test_a_frame_appended_after_the_replys_end_changes_nothing(store):
+    """Another process ended the reply (its owner was taken for dead): the owner's late frame
+    is not written, and not refused either, so the owner does not write the record back."""
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="shown")
+    assert await store.finish(thread_id="t", message_id="r1", terminal=terminal_of("r1", 2))
+    assert await store.append(thread_id="t", message_id="r1", seq=2, text=" late")
+    record = await store.record(thread_id="t")
+    assert (record.seq, record.content, record.terminal) == (1, "shown", terminal_of("r1", 2))
+
+
+async def test_a_release_forgets_only_its_own_replys_record(store):
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    await store.release(thread_id="t", message_id="not-r1")
+    assert (await store.record(thread_id="t")).message_id == "r1"
+    await store.release(thread_id="t", message_id="r1")
+    assert await store.record(thread_id="t") is None
+    assert await store.claim(thread_id="t", message_id="r2", owner="o", model="m")
+
+
+async def test_a_restore_may_replace_a_finished_replys_record(store):
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert await store.finish(thread_id="t", message_id="r1", terminal=terminal_of("r1", 1))
+    assert await store.restore(thread_id="t", reply=whole("r2", ["new", " reply"]))
+    record = await store.record(thread_id="t")
+    assert (record.message_id, record.content, record.done) == ("r2", "new reply", False)
+
+
+async def test_a_finished_record_is_gone_once_its_replay_window_ends(store, monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(live, "REPLAY_SECONDS", 1)
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="x")
+    assert await store.finish(thread_id="t", message_id="r1", terminal=terminal_of("r1", 2))
+    assert (await store.record(thread_id="t")).done
+    await asyncio.sleep(1.3)
+    assert await store.record(thread_id="t") is None
+
+
+async def test_the_in_process_store_has_one_owner_and_it_is_alive():
+    store = live.MemoryStore()
+    await store.owner_beat(owner="owner-a")
+    assert await store.owner_alive(owner="owner-a")
+    assert await store.owner_alive(owner="anyone"), "the only process is this one"
+
+
+@pytest.mark.redis
+async def test_an_owner_is_alive_while_it_beats_and_dead_once_its_beats_stop(redis_url, settings):
+    import asyncio
+
+    settings.OWNER_TTL_SECONDS = 1
+    store = live.RedisStore(redis_url)
+    assert not await store.owner_alive(owner="owner-a")
+    await store.owner_beat(owner="owner-a")
+    assert await store.owner_alive(owner="owner-a")
+    assert not await store.owner_alive(owner="owner-b")
+    await asyncio.sleep(1.3)
+    assert not await store.owner_alive(owner="owner-a")
+    await store._redis.aclose()
+
+
+@pytest.mark.redis
+async def test_an_appended_frame_is_published_to_the_other_processes_with_its_record(
+    redis_url,
+):
+    store = live.RedisStore(redis_url)
+    raw = redis_asyncio.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = raw.pubsub()
+    await pubsub.subscribe(live.frames_channel("t"))
+    await pubsub.get_message(timeout=1)  # the subscription's confirmation
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="a", announce="one")
+    # Refused (a gap, or not this reply's record): recorded nowhere, so announced nowhere.
+    assert not await store.append(thread_id="t", message_id="r1", seq=3, text="c", announce="x")
+    assert not await store.append(thread_id="t", message_id="r9", seq=2, text="b", announce="y")
+    assert await store.append(thread_id="t", message_id="r1", seq=2, text="b")  # no announce
+    assert await store.append(thread_id="t", message_id="r1", seq=3, text="c", announce="two")
+    heard = []
+    while (message := await pubsub.get_message(timeout=0.5)) is not None:
+        heard.append(message["data"])
+    assert heard == ["one", "two"]
+    await pubsub.aclose()
+    await raw.aclose()
+    await store._redis.aclose()
+
+
+@pytest.mark.redis
+async def test_a_records_keys_expire_after_any_reply_could_run_or_its_replay_window(
+    redis_url, settings
+):
+    """The expiry only bounds what a crash leaves behind (liveness is the owner's beat)."""
+    settings.STREAM_TIMEOUT = 100
+    store = live.RedisStore(redis_url)
+    raw = redis_asyncio.Redis.from_url(redis_url, decode_responses=True)
+    keys = ["chat:live:t", "chat:live:t:text", "chat:live:t:offsets"]
+
+    async def ttls() -> set[int]:
+        return {await raw.ttl(key) for key in keys}
+
+    assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
+    assert await ttls() <= {159, 160}
+    await raw.expire("chat:live:t:text", 5)
+    assert await store.append(thread_id="t", message_id="r1", seq=1, text="x")
+    assert await ttls() <= {159, 160}, "each frame renews all three"
+    assert await store.finish(thread_id="t", message_id="r1", terminal=terminal_of("r1", 2))
+    assert await ttls() <= {live.REPLAY_SECONDS, live.REPLAY_SECONDS - 1}
+    assert await store.restore(thread_id="u", reply=whole("r2", ["y"], terminal_of("r2", 2)))
+    assert {await raw.ttl(f"chat:live:u{suffix}") for suffix in ("", ":text", ":offsets")} <= {
+        live.REPLAY_SECONDS,
+        live.REPLAY_SECONDS - 1,
+    }
+    await raw.aclose()
+    await store._redis.aclose()

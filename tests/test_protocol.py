@@ -102,9 +102,18 @@ async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defi
     assert ready["active"] is None
 
     # A reply that completes, in an untitled thread: the thread gets a title, then the model's.
-    first = start("Tell me about the protocol")
+    # It calls a tool on the way (`tool` frames) for a user in Tokyo.
+    stub.script(
+        "about the protocol",
+        tool_calls=[[{"name": "current_time", "arguments": {"time_zone": None}}]],
+        tokens=["Echo: ", "it ", "is ", "late."],
+    )
+    first = {**start("Tell me about the protocol"), "time_zone": "Asia/Tokyo"}
     await wire.send(first)
     reply = await wire.until(frames.is_terminal)
+    steps = [f for f in reply if f["type"] == "tool"]
+    assert [s["status"] for s in steps] == ["running", "done"]
+    assert "(Asia/Tokyo, UTC+0900)" in steps[-1]["output"]
     assert [f["type"] for f in reply][:2] == ["message", "start"]
     assert reply[-1]["type"] == "complete" and reply[-1]["status"] == "complete"
     assert [f["seq"] for f in reply[1:]] == list(range(len(reply) - 1))

@@ -12,15 +12,19 @@ from django.test import Client
 
 from chat import quota, services
 from chat.models import Message, Thread
-from tests.helpers import connect, frames_until_end, receive, reply_text, send, start_command
+from tests.helpers import (
+    connect,
+    frames_until_end,
+    make_thread,
+    new_thread,
+    receive,
+    reply_text,
+    send,
+    start_command,
+)
 from tests.servers import Daphne, login, shared_sites
 
 pytestmark = [pytest.mark.asyncio]
-
-
-@database_sync_to_async
-def make_thread(owner, title: str = "") -> Thread:
-    return Thread.objects.create(owner=owner, title=title)
 
 
 @database_sync_to_async
@@ -53,7 +57,7 @@ async def test_replies_and_titles_spend_the_budget_then_starts_are_refused(
     settings.REPLY_MAX_TOKENS = 6
     stub.script("spend", tokens=["a ", "b ", "c ", "d "])  # the provider counts 4 tokens
     stub.script("Write a short title", tokens=["Spending"])  # and 1 for the title
-    thread = await make_thread(alice)
+    thread = await new_thread(alice)
     ws = await connect(thread.id, alice)
     await receive(ws)
 
@@ -89,7 +93,7 @@ async def test_replies_and_titles_spend_the_budget_then_starts_are_refused(
     assert "message_id" not in refused and refused["recoverable"] is False
     assert await message_count(thread) == before, "a refused message is not saved"
 
-    bobs = await connect((await make_thread(bob, "titled")).id, bob)
+    bobs = await connect((await new_thread(bob, "titled")).id, bob)
     await receive(bobs)
     await send(bobs, start_command("spend"))
     assert reply_text(await frames_until_end(bobs)) == "a b c d "
@@ -152,7 +156,7 @@ def test_a_reply_whose_process_died_gives_its_held_tokens_back(alice, settings):
     settings.DAILY_TOKEN_BUDGET = 10_000
     settings.REPLY_MAX_TOKENS = 4000
     quota.reserve(user_id=alice.pk, tokens=4000)  # held by a reply whose process then died
-    thread = Thread.objects.create(owner=alice)
+    thread = make_thread(alice)
     reply = Message.objects.create(
         thread=thread, role="assistant", status="streaming", content="x" * 400
     )

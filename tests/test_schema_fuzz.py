@@ -7,26 +7,23 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
-from tests.servers import login, stub_site
+from tests.servers import login
 
-pytestmark = [pytest.mark.slow]
+# No throttle: fuzz the streaming paths, not the limit.
+pytestmark = [pytest.mark.slow, pytest.mark.site({"fuzz": "fuzz-pw"}, REPLIES_PER_MINUTE="0")]
 
 EXAMPLES_PER_OPERATION = 30
 
 
 @pytest.fixture(scope="module")
-def api(stub_server, tmp_path_factory):
-    """A server with a logged-in user's client secret, the stub as its model."""
-    # No throttle: fuzz the streaming paths, not the limit.
-    var = tmp_path_factory.mktemp("var")
-    server = stub_site(stub_server.url, var, {"fuzz": "fuzz-pw"}, REPLIES_PER_MINUTE="0")
-    client = login(server.url, "fuzz", "fuzz-pw")
+def api(site):
+    """The site's URL and a logged-in user's client secret."""
+    client = login(site.url, "fuzz", "fuzz-pw")
     secret = client.post("/api/chatkit/session").json()["client_secret"]
     # Some real threads, so generated ids sometimes hit and sometimes miss.
     for title in ("one", "two"):
         client.post("/api/threads/", json={"title": title})
-    yield server.url, {"Authorization": f"Bearer {secret}"}
-    server.stop()
+    return site.url, {"Authorization": f"Bearer {secret}"}
 
 
 def test_no_generated_request_makes_the_api_answer_5xx(api):

@@ -8,25 +8,17 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import cookie_header, login, stub_site
-
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
+from tests.servers import cookie_header, login
 
 BOUND = 256 * 1024
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio,
+    pytest.mark.site({"sam": "sam-pw"}, SLOW_READER_BYTES=str(BOUND)),
+]
+
 # 8 MiB in 64 KiB frames: far more than the kernel's socket buffers hold.
 TOKENS = [chr(ord("a") + i % 26) * 65536 for i in range(128)]
-
-
-@pytest.fixture(scope="module")
-def site(stub_server, tmp_path_factory):
-    server = stub_site(
-        stub_server.url,
-        tmp_path_factory.mktemp("var"),
-        {"sam": "sam-pw"},
-        SLOW_READER_BYTES=str(BOUND),
-    )
-    yield server
-    server.stop()
 
 
 def small_socket(port: int) -> socket.socket:

@@ -7,9 +7,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.servers import TcpProxy, login, stub_site
+from tests.browser import log_in
+from tests.servers import TcpProxy, login
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.site({"dora": "dora-pw"})]
 
 # The seed's ReadableStream reader (streaming-quick-reference.md), unchanged but for the URL
 # and the message it sends: it splits each chunk on newlines and adds up `data.token`.
@@ -44,24 +45,18 @@ SEED_FETCH_READER = """async ([userInput]) => {
 
 
 @pytest.fixture(scope="module")
-def site(stub_server, tmp_path_factory):
-    """The product on laptop defaults behind a proxy that can drop every connection."""
-    server = stub_site(stub_server.url, tmp_path_factory.mktemp("var"), {"dora": "dora-pw"})
-    proxy = TcpProxy([server.port]).start_in_thread()
+def proxy(site):
+    """The module's site behind a proxy that can drop every connection (`cut()`)."""
+    proxy = TcpProxy([site.port]).start_in_thread()
     yield proxy
     proxy.stop()
-    server.stop()
 
 
 @pytest.fixture
-def page(browser, site):
+def page(browser, proxy):
     context = browser.new_context()
     page = context.new_page()
-    page.goto(site.url + "/accounts/login/")
-    page.fill('input[name="username"]', "dora")
-    page.fill('input[name="password"]', "dora-pw")
-    page.click('button[type="submit"]')
-    page.wait_for_url(site.url + "/")
+    log_in(page, proxy, "dora", "dora-pw")
     yield page
     context.close()
 
@@ -70,19 +65,19 @@ def saved(client: httpx.Client, thread_id: str) -> dict:
     return client.get(f"/api/threads/{thread_id}/messages/").json()["results"][-1]
 
 
-def test_the_seeds_fetch_reader_accumulates_the_whole_reply(site, stub, page):
+def test_the_seeds_fetch_reader_accumulates_the_whole_reply(proxy, stub, page):
     tokens = ["Line one\n", "\n", "and *two*", ' with "quotes"', " and unicode é✓", "."] * 20
     stub.script("seed-reader", tokens=tokens, delay_ms=3)
     result = page.evaluate(SEED_FETCH_READER, ["seed-reader please"])
     assert result["status"] == 200
     assert result["response"] == "".join(tokens)
-    client = login(site.url, "dora", "dora-pw")
+    client = login(proxy.url, "dora", "dora-pw")
     assert saved(client, result["thread"])["content"] == "".join(tokens)
 
 
-def test_a_python_client_sees_tokens_while_the_reply_is_still_being_written(site, stub):
+def test_a_python_client_sees_tokens_while_the_reply_is_still_being_written(proxy, stub):
     stub.script("incremental", tokens=[f" t{i}" for i in range(100)], delay_ms=30)
-    client = login(site.url, "dora", "dora-pw")
+    client = login(proxy.url, "dora", "dora-pw")
     frames, thread_id, status_at_first_token = [], None, None
     with client.stream(
         "POST",
@@ -105,9 +100,9 @@ def test_a_python_client_sees_tokens_while_the_reply_is_still_being_written(site
     assert text == saved(client, thread_id)["content"] == "".join(f" t{i}" for i in range(100))
 
 
-def test_a_retried_post_with_the_same_client_id_streams_the_same_reply_once(site, stub):
+def test_a_retried_post_with_the_same_client_id_streams_the_same_reply_once(proxy, stub):
     stub.script("retry-me", tokens=["Only", " once"], delay_ms=5)
-    client = login(site.url, "dora", "dora-pw")
+    client = login(proxy.url, "dora", "dora-pw")
     body = {"message": "retry-me", "client_id": str(uuid.uuid4())}
 
     def read() -> tuple[str, str]:
@@ -124,11 +119,11 @@ def test_a_retried_post_with_the_same_client_id_streams_the_same_reply_once(site
 
 
 def test_an_eventsource_cut_off_mid_reply_resumes_with_last_event_id_to_the_saved_text(
-    site, stub, page
+    proxy, stub, page
 ):
     tokens = [f" e{i}" for i in range(150)]
     stub.script("cut-me", tokens=tokens, delay_ms=20)
-    client = login(site.url, "dora", "dora-pw")
+    client = login(proxy.url, "dora", "dora-pw")
     thread_id = client.post("/api/threads/", json={"title": "events"}).json()["id"]
     page.evaluate(
         """(threadId) => {
@@ -151,7 +146,7 @@ def test_an_eventsource_cut_off_mid_reply_resumes_with_last_event_id_to_the_save
         "POST", "/api/stream/message", json={"message": "cut-me", "thread_id": thread_id}
     ) as response:
         page.wait_for_function("() => window.log.seqs.length >= 20")
-        site.cut()  # every connection drops, the EventSource's too
+        proxy.cut()  # every connection drops, the EventSource's too
         page.wait_for_function("() => window.log.opens >= 2", timeout=10000)
         page.wait_for_function("() => window.log.ends === 1", timeout=20000)
         response.close()

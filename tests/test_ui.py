@@ -10,23 +10,22 @@ import re
 
 import pytest
 
+from tests.browser import log_in
 from tests.servers import stub_site
-from tests.test_browser import log_in
-
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 USER, PASSWORD = "dana", "dana-pw"
+# The product on a laptop's defaults, the stub as its model, no rate limit in the way.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.site(
+        {USER: PASSWORD},
+        REPLIES_PER_MINUTE="1000",
+        AGENT_TOOLS="chat.tools.calculate,tests.agent_tools.slow",
+    ),
+]
 REPLY_DONE = '[data-role="assistant"][data-status="complete"]'
 STREAMING = '[data-role="assistant"][data-status="streaming"]'
-
-
-@pytest.fixture(scope="module")
-def site(stub_server, tmp_path_factory):
-    """The product on a laptop's defaults, the stub as its model, no rate limit in the way."""
-    var = tmp_path_factory.mktemp("var")
-    server = stub_site(stub_server.url, var, {USER: PASSWORD}, REPLIES_PER_MINUTE="1000")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -218,65 +217,106 @@ def test_model_text_with_html_scripts_and_javascript_links_runs_nothing(site, st
     assert dialogs == []
 
 
-def test_regenerate_edit_copy_rename_search_export_and_delete_a_thread(site, stub, context):
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
-    scripted(
-        stub,
-        dict(match="first question", tokens=["Answer ", "two"]),
-        dict(match="first question", tokens=["Answer ", "one"], times=1),
-        dict(match="edited question", tokens=["Answer ", "three ", "`code`"]),
-        title_delay_ms=2000,
-    )
+def answered(context, site, question: str, answer: str):
+    """A new tab on a new thread whose question has been answered: the page, the thread's id,
+    and the thread's item in the list."""
     page = open_chat(context, site)
-    send(page, "first question")
+    send(page, question)
     thread = thread_id(page)
-    item = page.locator(f'[data-thread-id="{thread}"]')
-    assert item.inner_text().startswith("first question"), "titled from the first message"
-    page.locator(REPLY_DONE).filter(has_text="Answer one").wait_for()
+    page.locator(REPLY_DONE).filter(has_text=answer).wait_for()
+    return page, thread, page.locator(f'[data-thread-id="{thread}"]')
+
+
+def test_a_new_thread_is_titled_from_its_first_message_then_by_the_model(site, stub, context):
+    scripted(stub, dict(match="name this thread", tokens=["Named"]), title_delay_ms=2000)
+    page = open_chat(context, site)
+    send(page, "name this thread")
+    item = page.locator(f'[data-thread-id="{thread_id(page)}"]')
+    assert item.inner_text().startswith("name this thread"), "titled from the first message"
     # Then the model's title arrives live (a `thread` frame), in the list and the header.
     item.filter(has_text="Title by model").wait_for()
     page.locator("[data-thread-title]").filter(has_text="Title by model").wait_for()
 
+
+def test_regenerate_replaces_the_reply_with_a_new_one(site, stub, context):
+    scripted(
+        stub,
+        dict(match="regenerate me", tokens=["Answer ", "two"]),
+        dict(match="regenerate me", tokens=["Answer ", "one"], times=1),
+    )
+    page, thread, _ = answered(context, site, "regenerate me", "Answer one")
     page.click('[data-role="assistant"] [data-message-action="regenerate"]')
     page.locator(REPLY_DONE).filter(has_text="Answer two").wait_for()
     assert page.locator("[data-role=assistant]").count() == 1
+    assert [m["content"] for m in saved_messages(page, thread)] == ["regenerate me", "Answer two"]
 
+
+def test_editing_a_question_replaces_it_and_its_answer(site, stub, context):
+    scripted(
+        stub,
+        dict(match="first question", tokens=["Answer ", "one"]),
+        dict(match="edited question", tokens=["Answer ", "three"]),
+    )
+    page, thread, _ = answered(context, site, "first question", "Answer one")
     page.click('[data-role="user"] [data-message-action="edit"]')
     page.fill('textarea[name="edit"]', "edited question")
     page.keyboard.press("Enter")
     page.locator(REPLY_DONE).filter(has_text="Answer three").wait_for()
     page.wait_for_function("() => document.querySelectorAll('[data-message-id]').length === 2")
     assert page.locator('[data-role="user"] [data-content]').inner_text() == "edited question"
-    assert [m["content"] for m in saved_messages(page, thread)] == [
-        "edited question",
-        "Answer three `code`",
-    ]
+    saved = [m["content"] for m in saved_messages(page, thread)]
+    assert saved == ["edited question", "Answer three"]
 
+
+def test_copy_puts_the_replys_markdown_on_the_clipboard(site, stub, context):
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    scripted(stub, dict(match="copy me", tokens=["Copied ", "`code`"]))
+    page, _, _ = answered(context, site, "copy me", "Copied")
     page.click('[data-role="assistant"] [data-message-action="copy"]')
-    assert page.evaluate("navigator.clipboard.readText()") == "Answer three `code`"
+    assert page.evaluate("navigator.clipboard.readText()") == "Copied `code`"
 
+
+def test_a_renamed_thread_shows_its_new_title_in_the_list_and_the_header(site, stub, context):
+    scripted(stub, dict(match="rename me", tokens=["Sure"]))
+    page, thread, item = answered(context, site, "rename me", "Sure")
+    item.filter(has_text="Title by model").wait_for()  # no later title to replace the new one
     item.locator('[data-thread-action="rename"]').click()
     item.locator('input[name="title"]').fill("Renamed thread")
     item.locator('input[name="title"]').press("Enter")
-    page.locator(f'[data-thread-id="{thread}"] a').filter(has_text="Renamed thread").wait_for()
+    item.locator("a").filter(has_text="Renamed thread").wait_for()
     page.locator("[data-thread-title]").filter(has_text="Renamed thread").wait_for()
     assert page.request.get(f"/api/threads/{thread}/").json()["title"] == "Renamed thread"
 
-    page.fill("[data-thread-search]", "edited question")
+
+def test_search_finds_a_thread_by_the_text_of_its_messages(site, stub, context):
+    scripted(stub, dict(match="zebra crossing", tokens=["Stripes"]))
+    page, thread, item = answered(context, site, "how wide is a zebra crossing?", "Stripes")
+    item.filter(has_text="Title by model").wait_for()  # so only the message has these words
+    listed = page.locator("[data-thread-list] [data-thread-id]")
+    page.fill("[data-thread-search]", "zebra crossing")
     page.wait_for_function(
         "() => document.querySelectorAll('[data-thread-list] [data-thread-id]').length === 1"
     )
+    assert listed.get_attribute("data-thread-id") == thread
     page.fill("[data-thread-search]", "no such words anywhere")
     page.get_by_text("No thread matches.").wait_for()
     page.fill("[data-thread-search]", "")
     item.wait_for()
 
-    href = page.locator('[data-export="markdown"]').get_attribute("href")
-    exported = page.request.get(href)
-    assert exported.ok and "Answer three" in exported.text()
-    as_json = page.request.get(page.locator('[data-export="json"]').get_attribute("href"))
-    assert "Answer three" in json.dumps(as_json.json())
 
+def test_a_thread_is_exported_as_markdown_and_as_json(site, stub, context):
+    scripted(stub, dict(match="export me", tokens=["Exported ", "answer"]))
+    page, _, _ = answered(context, site, "export me", "Exported answer")
+    as_markdown = page.request.get(page.locator('[data-export="markdown"]').get_attribute("href"))
+    assert as_markdown.ok
+    assert "export me" in as_markdown.text() and "Exported answer" in as_markdown.text()
+    as_json = page.request.get(page.locator('[data-export="json"]').get_attribute("href"))
+    assert "Exported answer" in json.dumps(as_json.json())
+
+
+def test_deleting_the_open_thread_removes_it_and_goes_back_to_a_new_chat(site, stub, context):
+    scripted(stub, dict(match="delete me", tokens=["Gone ", "soon"]))
+    page, thread, item = answered(context, site, "delete me", "Gone soon")
     page.on("dialog", lambda dialog: dialog.accept())
     item.locator('[data-thread-action="delete"]').click()
     page.wait_for_url(site.url + "/")
@@ -328,11 +368,9 @@ def test_the_page_is_usable_at_phone_width(site, stub, context):
 def budget_site(stub_server, tmp_path_factory):
     """A server whose daily token budget is one reply of 10 tokens."""
     var = tmp_path_factory.mktemp("var")
-    server = stub_site(
-        stub_server.url, var, {USER: PASSWORD}, DAILY_TOKEN_BUDGET="10", REPLY_MAX_TOKENS="10"
-    )
-    yield server
-    server.stop()
+    budget = {"DAILY_TOKEN_BUDGET": "10", "REPLY_MAX_TOKENS": "10"}
+    with stub_site(stub_server.url, var, {USER: PASSWORD}, **budget) as server:
+        yield server
 
 
 def test_the_tokens_left_today_are_shown_and_a_spent_budget_is_told(budget_site, stub, browser):
@@ -350,3 +388,42 @@ def test_the_tokens_left_today_are_shown_and_a_spent_budget_is_told(budget_site,
     page.locator("[data-notice-text]").filter(has_text="token budget is spent").wait_for()
     assert page.locator("[data-role=assistant]").count() == 1, "nothing was started"
     context.close()
+
+
+def test_tool_steps_appear_live_survive_a_reload_and_open_to_their_result(site, stub, context):
+    scripted(
+        stub,
+        dict(
+            match="use tools",
+            tool_calls=[
+                [{"name": "calculate", "arguments": {"expression": "6*7"}}],
+                [{"name": "slow", "arguments": {"seconds": 2.5}}],
+            ],
+            tokens=["The ", "answer ", "is ", "42."],
+        ),
+    )
+    page = open_chat(context, site)
+    send(page, "use tools")
+    thread_id(page)
+    step = page.locator("[data-step]")
+    # Live: the first step done, the second running (with its spinner).
+    step.filter(has_text="slow").and_(page.locator('[data-step-status="running"]')).wait_for()
+    assert step.filter(has_text="calculate").get_attribute("data-step-status") == "done"
+    assert step.filter(has_text="slow").locator(".step__spinner").count() == 1
+
+    page.reload()  # mid-tool: the steps come back from the reply's snapshot
+    page.wait_for_selector("html[data-ready]")
+    step.filter(has_text="slow").wait_for()
+    page.locator(REPLY_DONE).wait_for(timeout=15000)
+    assert [step.nth(i).get_attribute("data-step-status") for i in range(step.count())] == [
+        "done",
+        "done",
+    ]
+    assert reply_text(page) == "The answer is 42."
+
+    calculate = step.filter(has_text="calculate")
+    output = calculate.locator("[data-step-output]")
+    assert not output.is_visible(), "a step is one compact line until opened"
+    calculate.locator("summary").click()
+    assert output.inner_text() == "6*7 = 42"
+    assert calculate.locator("[data-step-arguments]").inner_text() == '{"expression": "6*7"}'

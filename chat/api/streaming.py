@@ -142,6 +142,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
                 thread_id=str(thread.id),
                 text=body.get("message"),
                 client_id=body.get("client_id"),
+                time_zone=body.get("time_zone"),
             )
         except ChatError as exc:
             if created:  # a refused send leaves no empty thread behind

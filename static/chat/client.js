@@ -219,6 +219,12 @@ export function createChatClient({
     protocols: clientSecret ? ['chat', `auth.${clientSecret}`] : undefined,
   });
 
+  // Commands that start a reply say the user's time zone, for the agent's clock tool.
+  function withZone(command) {
+    const zone = globalThis.Intl?.DateTimeFormat?.().resolvedOptions?.().timeZone;
+    return zone ? { ...command, time_zone: zone } : command;
+  }
+
   function onVisible() {
     if (globalThis.document?.visibilityState === 'visible') conn.check();
   }
@@ -228,7 +234,7 @@ export function createChatClient({
     send(text, clientId) {
       const { command, message } = makeStart(text, clientId);
       handle(addLocalMessage(state, message));
-      conn.send(command);
+      conn.send(withZone(command));
       return command.client_id;
     },
     stop() {
@@ -238,21 +244,21 @@ export function createChatClient({
       const { command, result } = beginRegenerate(state);
       if (!command) return false;
       handle(result);
-      conn.send(command);
+      conn.send(withZone(command));
       return true;
     },
     edit(messageId, text) {
       const { command, result } = beginEdit(state, messageId, text);
       if (!command) return false;
       handle(result);
-      conn.send(command);
+      conn.send(withZone(command));
       return true;
     },
     retry(messageId) {
       const { command, result } = retryLocalMessage(state, messageId);
       if (!command) return false;
       handle(result);
-      conn.send(command);
+      conn.send(withZone(command));
       return true;
     },
     on(type, listener) {

@@ -109,8 +109,26 @@ function normalize(m) {
     model: m.model ?? null,
     metrics: m.metrics ?? null,
     error: m.error ?? null,
+    steps: Array.isArray(m.steps) ? m.steps.map(stepOf) : [],
     rev: 0,
   };
+}
+
+/** A tool step from a `tool` frame or a saved reply's `steps` (docs/protocol.md, "Step"). */
+function stepOf(s) {
+  const step = {
+    call_id: String(s.call_id), name: s.name ?? '', arguments: s.arguments ?? '', status: s.status ?? 'running', offset: s.offset ?? 0,
+  };
+  if (s.output != null) step.output = s.output;
+  if (s.elapsed_ms != null) step.elapsed_ms = s.elapsed_ms;
+  return step;
+}
+
+/** Put a step in its reply, replacing an earlier frame of the same call. */
+function upsertStep(msg, step) {
+  const at = msg.steps.findIndex((s) => s.call_id === step.call_id);
+  if (at === -1) msg.steps.push(step);
+  else msg.steps[at] = step;
 }
 
 /**
@@ -474,6 +492,7 @@ function applyReady(state, frame, result) {
     return result;
   }
   msg.content = active.content ?? '';
+  msg.steps = Array.isArray(active.steps) ? active.steps.map(stepOf) : [];
   msg.lastSeq = active.seq;
   msg.status = 'streaming';
   msg.rev += 1;
@@ -511,6 +530,17 @@ function applyStart(state, frame, result) {
 }
 
 function applyToken(state, frame, result) {
+  return applyInReply(state, frame, result, (msg) => {
+    msg.content += frame.token ?? '';
+  });
+}
+
+function applyTool(state, frame, result) {
+  return applyInReply(state, frame, result, (msg) => upsertStep(msg, stepOf(frame)));
+}
+
+// A frame inside a streaming reply (a token or a tool step), applied once and in seq order.
+function applyInReply(state, frame, result, apply) {
   const msg = state.byId.get(String(frame.message_id));
   if (!msg) return reportGap(state, result);
   if (TERMINAL.has(msg.status)) {
@@ -521,7 +551,7 @@ function applyToken(state, frame, result) {
   if (verdict === 'duplicate') result.duplicate = true;
   if (verdict === 'gap') return reportGap(state, result);
   if (verdict !== 'apply') return result;
-  msg.content += frame.token ?? '';
+  apply(msg);
   msg.lastSeq = frame.seq;
   state.framesSinceHeartbeat += 1;
   result.changed.push(msg.id);
@@ -619,6 +649,8 @@ export function applyFrame(state, frame) {
       return applyStart(state, frame, result);
     case 'token':
       return applyToken(state, frame, result);
+    case 'tool':
+      return applyTool(state, frame, result);
     case 'complete':
       return applyEnd(state, frame, result, (msg) => {
         msg.status = frame.status === 'cancelled' ? 'cancelled' : 'complete';

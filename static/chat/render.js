@@ -26,9 +26,6 @@ const ERROR_LABELS = {
 };
 // How close to the bottom (px) still counts as "following" the stream.
 const STICK_THRESHOLD = 48;
-// Rendering can be turned down for a benchmark's baselines (bench/render.py): `plain` shows
-// model text as one text node, like user text; `none` applies frames but never shows them.
-const RENDER_MODE = ['plain', 'none'].includes(globalThis.CHAT_RENDER_MODE) ? globalThis.CHAT_RENDER_MODE : 'markdown';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -81,13 +78,16 @@ function buildMessage(msg) {
   const content = el('div', 'message__content');
   content.dataset.content = '';
   const rec = { root, head, content, rev: -1, length: 0, rich: null, text: null, editing: false };
-  if (msg.role === 'assistant' && RENDER_MODE === 'markdown') {
+  if (msg.role === 'assistant') {
     content.classList.add('markdown');
     rec.rich = createRichText(content);
   } else {
     rec.text = document.createTextNode('');
     content.append(rec.text);
   }
+  rec.steps = el('div', 'message__steps');
+  rec.steps.dataset.steps = '';
+  rec.stepsKey = '';
   rec.note = el('p', 'message__note');
   rec.metrics = el('p', 'message__metrics');
   rec.actions = el('div', 'message__actions');
@@ -96,8 +96,49 @@ function buildMessage(msg) {
   rec.edit = button('edit', 'Edit', 'Edit and resend this message');
   rec.retry = button('retry', 'Retry', 'Try again');
   rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
-  root.append(head, content, rec.note, rec.metrics, rec.actions);
+  root.append(head, rec.steps, content, rec.note, rec.metrics, rec.actions);
   return rec;
+}
+
+const STEP_MARKS = { running: '', done: '✓', error: '✕', cancelled: '–' };
+
+// One tool step: a compact line (name, state, time) that opens to its arguments and result.
+// Tool output is untrusted like model text: it is set as text, never as HTML.
+function buildStep(step) {
+  const node = el('details', `step step--${step.status}`);
+  node.dataset.step = '';
+  node.dataset.callId = step.call_id;
+  node.dataset.stepStatus = step.status;
+  const summary = el('summary', 'step__line');
+  const mark = el('span', 'step__mark', STEP_MARKS[step.status] ?? '');
+  if (step.status === 'running') mark.classList.add('step__spinner');
+  const time = step.elapsed_ms != null ? ` · ${fixed(step.elapsed_ms / 1000, 1)} s` : '';
+  const label = { running: 'running', done: '', error: 'failed', cancelled: 'cancelled' }[step.status] ?? step.status;
+  summary.append(mark, el('span', 'step__name', step.name), el('span', 'step__state', `${label ? ` ${label}` : ''}${time}`));
+  const args = el('pre', 'step__arguments', step.arguments);
+  args.dataset.stepArguments = '';
+  node.append(summary, args);
+  if (step.output != null) {
+    const output = el('pre', 'step__output', step.output);
+    output.dataset.stepOutput = '';
+    node.append(output);
+  }
+  return node;
+}
+
+function updateSteps(rec, msg) {
+  const steps = msg.steps ?? [];
+  const key = steps.map((s) => `${s.call_id}:${s.status}:${s.output?.length ?? -1}`).join('|');
+  if (key === rec.stepsKey) return;
+  rec.stepsKey = key;
+  // Keep each open step open when it is redrawn (a running step that ends).
+  const open = new Set([...rec.steps.querySelectorAll('details[open]')].map((d) => d.dataset.callId));
+  rec.steps.replaceChildren(...steps.map((step) => {
+    const node = buildStep(step);
+    if (open.has(step.call_id)) node.open = true;
+    return node;
+  }));
+  setHidden(rec.steps, steps.length === 0);
 }
 
 // Writes only what differs: an unchanged write still invalidates style and layout, and the
@@ -119,7 +160,6 @@ function setData(node, key, value) {
 }
 
 function updateText(rec, msg) {
-  if (RENDER_MODE === 'none' && msg.role === 'assistant') return;
   if (rec.rich) {
     if (rec.rev !== msg.rev) rec.rich.update('', false);
     rec.rich.update(msg.content, isTerminal(msg.status));
@@ -144,6 +184,7 @@ function updateMessage(rec, msg, flags) {
   const busy = String(msg.status === 'streaming');
   if (root.getAttribute('aria-busy') !== busy) root.setAttribute('aria-busy', busy);
   setText(rec.head, msg.role === 'assistant' && msg.model ? `Assistant · ${msg.model}` : ROLE_LABELS[msg.role] ?? msg.role);
+  updateSteps(rec, msg);
   if (!rec.editing) updateText(rec, msg);
 
   // Only our own unsent message is "sending"; a persisted one the server calls pending is not.

@@ -79,7 +79,9 @@ test('send is queued until ready, then a reply streams as events with its whole 
   assert.equal(client.busy(), true);
 
   latest().accept();
-  assert.deepEqual(latest().sent, [{ command: 'start', message: 'hi', client_id: clientId }]);
+  // A start says the user's time zone (for the agent's clock tool).
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  assert.deepEqual(latest().sent, [{ command: 'start', message: 'hi', client_id: clientId, time_zone: zone }]);
   latest().frame({ type: 'message', message: { id: 'u1', role: 'user', content: 'hi', status: 'complete', client_id: clientId } });
   latest().frame({ type: 'start', message_id: REPLY, seq: 0, model: 'm' });
   latest().frame({ type: 'token', message_id: REPLY, seq: 1, token: 'Hel' });

@@ -400,3 +400,23 @@ test('a heartbeat that agrees with the client, or an old server without `active`
   assert.equal(applyFrame(state, { type: 'heartbeat', ts: 1, active: { message_id: REPLY, seq: 2 } }).gap, false);
   assert.equal(applyFrame(state, { type: 'heartbeat', ts: 1 }).gap, false);
 });
+
+test('tool frames add a step, then replace it when it ends; a snapshot carries the steps', () => {
+  const state = createThreadState([userMessage()]);
+  applyFrame(state, { type: 'start', message_id: REPLY, seq: 0, model: 'm', ts: 1 });
+  applyFrame(state, token(1, 'Let me check. '));
+  const call = { type: 'tool', message_id: REPLY, call_id: 'c1', name: 'calculate', arguments: '{"expression":"2+2"}', offset: 14, ts: 1 };
+  applyFrame(state, { ...call, seq: 2, status: 'running' });
+  assert.deepEqual(state.byId.get(REPLY).steps.map((s) => s.status), ['running']);
+  applyFrame(state, { ...call, seq: 3, status: 'done', output: '2+2 = 4', elapsed_ms: 3 });
+  applyFrame(state, token(4, 'It is 4.'));
+  const reply = state.byId.get(REPLY);
+  assert.deepEqual(reply.steps, [{ call_id: 'c1', name: 'calculate', arguments: '{"expression":"2+2"}', status: 'done', offset: 14, output: '2+2 = 4', elapsed_ms: 3 }]);
+  assert.equal(reply.content, 'Let me check. It is 4.');
+  // A tool frame out of order is a gap like a token's.
+  assert.equal(applyFrame(state, { ...call, seq: 9, status: 'done' }).gap, true);
+
+  const reloaded = createThreadState([userMessage()]);
+  applyFrame(reloaded, { type: 'ready', thread_id: 't', ts: 1, active: { message_id: REPLY, seq: 2, content: 'Let me check. ', steps: [{ ...call, status: 'running' }] } });
+  assert.deepEqual(reloaded.byId.get(REPLY).steps.map((s) => [s.call_id, s.status]), [['c1', 'running']]);
+});
