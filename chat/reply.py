@@ -276,12 +276,7 @@ class ReplyStream:
         frame = frames.tool(message_id=self.reply_id, seq=self.seq, step=step)
         self.tools[self.seq] = frame
         text = json.dumps(frame)
-        hub = broadcast.hub()
-        await hub.deliver(self.run.thread_id, frame, text)
-        announce = hub.envelope(text) if hub.remote is not None else ""
-        announced = await self._record("", announce, tool=frame)
-        if announce and not announced:
-            await publish(self.run.thread_id, frame, text=text, local=False)
+        await self._emit(frame, text, "", tool=frame)
 
     async def _flush(self) -> None:
         """Send the buffer as the next token frame: recorded first, then published."""
@@ -293,13 +288,27 @@ class ReplyStream:
         self.offsets.append(len(self.content))
         frame = frames.token(message_id=self.reply_id, seq=self.seq, text=chunk)
         text = json.dumps(frame)
+        await self._emit(frame, text, chunk)
+
+    async def _emit(
+        self, frame: dict[str, Any], text: str, chunk: str, tool: dict[str, Any] | None = None
+    ) -> None:
+        """Record the frame and hand it to every subscriber, this process's and the others'.
+
+        In-process (one process), this process's subscribers get it first: they read
+        snapshots from this stream's own state, so they need not wait for the record. With a
+        shared store the record comes first: a client may only be shown what outlives this
+        process, or a SIGKILL between the two would leave it holding text no record has (and
+        the reply saved shorter than it saw). The other processes' subscribers get the frame
+        with the record (published by the same script), or after it.
+        """
         hub = broadcast.hub()
-        # This process's subscribers first: they read snapshots from this stream's own state
-        # (generation.thread_snapshot), so they need not wait for the record. The other
-        # processes' read the record, so theirs goes out with it (or after it).
-        await hub.deliver(self.run.thread_id, frame, text)
         announce = hub.envelope(text) if hub.remote is not None else ""
-        announced = await self._record(chunk, announce)
+        if not self.store.shared:
+            await hub.deliver(self.run.thread_id, frame, text)
+        announced = await self._record(chunk, announce, tool=tool)
+        if self.store.shared:
+            await hub.deliver(self.run.thread_id, frame, text)
         if announce and not announced:
             # A wake-up only: a subscriber that misses it sees a gap and resyncs.
             await publish(self.run.thread_id, frame, text=text, local=False)

@@ -149,6 +149,8 @@ async def test_two_tools_in_a_row_stream_live_and_every_view_shows_the_same_step
     assert strip(replayed) == strip([f for f in reply_frames(received) if f["seq"] > 0])
     export = tess.get(f"/api/threads/{thread}/export/?format=json").json()
     assert export["messages"][-1]["steps"] == steps
+    markdown = tess.get(f"/api/threads/{thread}/export/?format=markdown").text
+    assert '> Tool `calculate` (done): `{"expression": "19*23"}` → 19*23 = 437' in markdown
     for w in (ws, late):
         await w.close()
 

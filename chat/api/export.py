@@ -21,8 +21,21 @@ def thread_markdown(thread: Thread, messages: list[Message]) -> str:
             heading += f" ({message.model})"
         if message.status not in (Message.Status.COMPLETE, ""):
             heading += f" [{message.status}]"
-        lines += ["", f"## {heading}", "", message.content or "_(no text)_"]
+        lines += ["", f"## {heading}", ""]
+        for step in message.steps or []:
+            lines.append(
+                f"> Tool `{step.get('name', '')}` ({step.get('status', '')}): "
+                f"`{step.get('arguments', '')}` → {_one_line(step.get('output', ''))}"
+            )
+        if message.steps:
+            lines.append("")
+        lines.append(message.content or "_(no text)_")
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def thread_json(thread: Thread, messages: list[Message]) -> str:
