@@ -161,8 +161,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def _heartbeat(self) -> dict[str, Any]:
         # Also where a reply whose process died is ended: its clients are told (`error`).
         try:
-            await generation.reap_orphan(thread_id=self.thread_id)
-            active = await generation.thread_snapshot(thread_id=self.thread_id)
+            active = await generation.thread_heartbeat(thread_id=self.thread_id)
         except Exception as exc:
             if not outage.is_transient(exc):
                 raise

@@ -34,7 +34,7 @@ from chat import (
 )
 from chat.broadcast import publish
 from chat.errors import ChatError
-from chat.ownership import reap_all, reap_orphan, registry, thread_reap  # noqa: F401
+from chat.ownership import reap_all, registry, thread_reap  # noqa: F401
 from chat.reply import ReplyStream, Run
 
 logger = logging.getLogger(__name__)
@@ -321,6 +321,13 @@ def _snapshot_frame(reply: live.LiveReply) -> frames.Snapshot:
     if reply.tools:
         snapshot["steps"] = reply.steps()  # type: ignore[typeddict-item]
     return snapshot
+
+
+async def thread_heartbeat(*, thread_id: str) -> frames.Snapshot | None:
+    """A heartbeat's look at the thread: its reply in flight, after ending one whose owner
+    died (`reap_orphan`, which reads the live record once for both)."""
+    reply = await ownership.reap_orphan(thread_id=str(thread_id))
+    return _snapshot_frame(reply) if reply is not None else None
 
 
 async def thread_snapshot(*, thread_id: str) -> frames.Snapshot | None:

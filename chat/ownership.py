@@ -348,15 +348,18 @@ async def interrupt(thread_id: str, record: live.LiveReply | None, *, reply_id: 
         )
 
 
-async def reap_orphan(*, thread_id: str) -> None:
+async def reap_orphan(*, thread_id: str) -> live.LiveReply | None:
     """The cheap reap of a heartbeat: end the thread's reply in flight if its owner died
-    (by its live record only; `thread_reap` also settles what the database holds)."""
+    (by its live record only; `thread_reap` also settles what the database holds). Returns
+    the reply still in flight, read once for both."""
     thread_id = str(thread_id)
-    if registry().running_here(thread_id) is not None:
-        return
+    if (here := registry().running_here(thread_id)) is not None:
+        return here
     reply = await live.snapshot(live.store(), thread_id=thread_id)
     if reply is not None and not await owner_alive(reply):
         await interrupt(thread_id, reply, reply_id=uuid.UUID(reply.message_id))
+        return None
+    return reply
 
 
 async def reap_all() -> int:
