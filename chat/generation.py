@@ -74,14 +74,32 @@ def _client_uuid(client_id: Any) -> uuid.UUID:
 
 
 async def reply_start(
-    *, user_id: int, thread_id: str, text: Any, client_id: Any = None, time_zone: Any = None
+    *,
+    user_id: int,
+    thread_id: str,
+    text: Any,
+    client_id: Any = None,
+    time_zone: Any = None,
+    message_id: uuid.UUID | None = None,
 ) -> StartResult:
     """Commit the user's message and start the agent's reply as a task of this process.
 
     The caller has checked that the thread is the user's. Idempotent on `client_id`: a repeat
-    starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
+    starts nothing and reports `duplicate`. One reply at a time per thread (`busy`). A
+    server-side caller that made the message's id itself (ChatKit) passes it as `message_id`;
+    a client's ids are only ever `client_id`s.
     """
-    ask = services.Ask(client_id=_client_uuid(client_id), text=_validate_text(text))
+    ask = services.Ask(
+        client_id=_client_uuid(client_id), text=_validate_text(text), message_id=message_id
+    )
+    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
+
+
+async def reply_retry(
+    *, user_id: int, thread_id: str, message_id: Any, time_zone: Any = None
+) -> StartResult:
+    """Answer one of the thread's user messages anew, removing everything after it."""
+    ask = services.Ask(client_id=uuid.uuid4(), retry_after=_uuid(message_id, "message_id"))
     return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
 
 

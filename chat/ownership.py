@@ -182,10 +182,10 @@ class Registry:
         """`async with reg.claim(...) as claim:` the thread for a reply being begun."""
         return Claim(self, thread_id, reply_id, model)
 
-    def stop_local(self, thread_id: str) -> bool:
-        """Stop the thread's reply if this process runs it."""
+    def stop_local(self, thread_id: str, reply_id: str | None = None) -> bool:
+        """Stop the thread's reply if this process runs it (and it is `reply_id`, if given)."""
         run = self.runs.get(thread_id)
-        if run is None:
+        if run is None or (reply_id is not None and str(run.reply_id) != reply_id):
             return False
         run.stop(CANCELLED)
         return True

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from chat import quota
@@ -50,12 +50,16 @@ class Begun:
 
 @dataclass(frozen=True)
 class Ask:
-    """What a new reply answers: a new message (`text`), the same message again
-    (`regenerate`), or the thread's last message edited (`edited_id` and its new `text`)."""
+    """What a new reply answers: a new message (`text`, saved as `message_id` when the
+    caller named its id), the same message again (`regenerate`), the thread's last message
+    edited (`edited_id` and its new `text`), or an earlier message of the user's answered
+    anew, everything after it removed (`retry_after`)."""
 
     client_id: uuid.UUID
     text: str | None = None
+    message_id: uuid.UUID | None = None
     edited_id: uuid.UUID | None = None
+    retry_after: uuid.UUID | None = None
     regenerate: bool = False
 
 
@@ -66,7 +70,9 @@ def reply_open(*, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: st
         return reply_regenerate_begin(**ids)
     if ask.edited_id is not None:
         return reply_edit_begin(message_id=ask.edited_id, text=ask.text, **ids)
-    return reply_begin(text=ask.text, **ids)
+    if ask.retry_after is not None:
+        return reply_retry_begin(message_id=ask.retry_after, **ids)
+    return reply_begin(text=ask.text, message_id=ask.message_id, **ids)
 
 
 def reply_begin(
@@ -76,6 +82,7 @@ def reply_begin(
     client_id: uuid.UUID,
     reply_id: uuid.UUID,
     model: str,
+    message_id: uuid.UUID | None = None,
 ) -> Begun:
     """Commit the user's message and the `streaming` reply in one transaction.
 
@@ -83,7 +90,14 @@ def reply_begin(
     """
     with transaction.atomic():
         thread = Thread.objects.select_for_update().get(pk=thread_id)
-        return _begin(thread, text=text, client_id=client_id, reply_id=reply_id, model=model)
+        return _begin(
+            thread,
+            text=text,
+            client_id=client_id,
+            reply_id=reply_id,
+            model=model,
+            message_id=message_id,
+        )
 
 
 def reply_regenerate_begin(
@@ -129,6 +143,32 @@ def reply_edit_begin(
         return begun
 
 
+def reply_retry_begin(
+    *,
+    thread_id: uuid.UUID,
+    message_id: uuid.UUID,
+    client_id: uuid.UUID,
+    reply_id: uuid.UUID,
+    model: str,
+) -> Begun:
+    """Remove everything after one of the thread's user messages and begin a new reply to it
+    (ChatKit's "retry after item"), in one transaction: a refused retry removes nothing."""
+    with transaction.atomic():
+        thread = Thread.objects.select_for_update().get(pk=thread_id)
+        _not_sent_before(thread, client_id)
+        asked = thread.messages.filter(pk=message_id, role=Message.Role.USER).first()
+        if asked is None:
+            raise ChatError("bad_request", "Only a message of the user's can be answered again.")
+        later = thread.messages.filter(
+            Q(created_at__gt=asked.created_at) | Q(created_at=asked.created_at, id__gt=asked.id)
+        )
+        removed = [str(pk) for pk in later.values_list("id", flat=True)]
+        later.delete()
+        begun = _begin(thread, text=None, client_id=client_id, reply_id=reply_id, model=model)
+        begun.removed_ids = removed
+        return begun
+
+
 def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
     """Refuse a retried regenerate or edit before it deletes anything: deleting first would
     free its `client_id` and let it run twice. (A new message is kept unique by the schema.)"""
@@ -137,12 +177,19 @@ def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
 
 
 def _begin(
-    thread: Thread, *, text: str | None, client_id: uuid.UUID, reply_id: uuid.UUID, model: str
+    thread: Thread,
+    *,
+    text: str | None,
+    client_id: uuid.UUID,
+    reply_id: uuid.UUID,
+    model: str,
+    message_id: uuid.UUID | None = None,
 ) -> Begun:
     """Inside the caller's transaction: the user message (when there is text) and the reply."""
     user_message = None
     if text is not None:
         user_message = Message(
+            id=message_id or uuid.uuid4(),
             thread=thread,
             role=Message.Role.USER,
             content=text,

@@ -18,62 +18,18 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.middleware.csrf import CsrfViewMiddleware
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import auth, errors, frames, generation, inputs, limits, outage, selectors, services
+from chat.api import request_auth
 from chat.errors import ChatError
 from chat.subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15
-
-
-def _detail(text: str, status: int) -> JsonResponse:
-    """The DRF-shaped answer of an authentication or lookup failure."""
-    response = JsonResponse({"detail": text}, status=status)
-    if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="api"'
-    return response
-
-
-async def _authenticate(request: HttpRequest) -> tuple[Any, auth.Credential] | HttpResponse:
-    """The user and what they proved themselves with: a Bearer client secret, else the
-    session with its CSRF check (as DRF does). A stream is bound to that credential."""
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme:
-        user = None
-        if scheme.lower() == "bearer":
-            user = await database_sync_to_async(auth.secret_user)(secret.strip())
-        if user is None:
-            return _detail("The client secret is invalid or expired.", 401)
-        return user, auth.Credential(user.pk, secret=secret.strip())
-    user = await request.auser()
-    if not user.is_authenticated:
-        return _detail("Log in, or send Authorization: Bearer <client secret>.", 401)
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
-        csrf = CsrfViewMiddleware(lambda r: None)
-        if (rejected := csrf.process_view(request, None, (), {})) is not None:
-            return rejected
-    return user, auth.Credential(user.pk, session_key=request.session.session_key or "")
-
-
-def _same_origin(request: HttpRequest) -> bool:
-    """A browser's own-origin request, told by the Origin header browsers always send on POST.
-
-    Verifying Origin is a CSRF defence of its own (OWASP), and it lets a page's plain
-    `fetch('/api/stream/message', {method: 'POST', body})` stream without a token. A request
-    with no Origin (curl, scripts) or a foreign one still needs the CSRF token.
-    """
-    try:
-        host = request.get_host()
-    except DisallowedHost:
-        return False
-    return auth.own_origin(request.headers.get("Origin"), scheme=request.scheme, host=host)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
@@ -114,7 +70,7 @@ async def stream_chatkit(request: HttpRequest) -> HttpResponse:
 
 
 async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpResponse:
-    authenticated = await _authenticate(request)
+    authenticated = await request_auth.authenticate(request)
     if isinstance(authenticated, HttpResponse):
         return authenticated
     user, _ = authenticated
@@ -133,7 +89,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
             user=user, thread_id=str(thread_id)
         )
         if thread is None:
-            return _detail("No such thread.", 404)
+            return request_auth.detail("No such thread.", 404)
     async with contextlib.AsyncExitStack() as stack:
         subscription = await stack.enter_async_context(Subscription(str(thread.id)))
         try:
@@ -195,7 +151,7 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
     gets exactly the frames it missed (a finished reply stays replayable for a few minutes),
     or, when that is no longer known, a fresh `ready`.
     """
-    authenticated = await _authenticate(request)
+    authenticated = await request_auth.authenticate(request)
     if isinstance(authenticated, HttpResponse):
         return authenticated
     user, credential = authenticated
@@ -203,7 +159,7 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
         user=user, thread_id=thread_id
     )
     if thread is None:
-        return _detail("No such thread.", 404)
+        return request_auth.detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
     async with contextlib.AsyncExitStack() as stack:
         opened = await stack.enter_async_context(_OpenStream(credential))

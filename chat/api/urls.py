@@ -5,7 +5,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from chat.api import streaming
+from chat.api import chatkit, streaming
 from chat.api.views import ChatKitSessionView, ThreadViewSet, UsageView
 
 router = DefaultRouter(trailing_slash=True)
@@ -16,6 +16,7 @@ urlpatterns = [
     path("stream/message", streaming.stream_message, name="stream-message"),
     path("stream/chatkit", streaming.stream_chatkit, name="stream-chatkit"),
     path("threads/<uuid:thread_id>/events/", streaming.thread_events, name="thread-events"),
+    path("chatkit", chatkit.chatkit, name="chatkit"),
     path("chatkit/session", ChatKitSessionView.as_view(), name="chatkit-session"),
     path("usage/", UsageView.as_view(), name="usage"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,114 @@
+"""`POST /api/chatkit`: the ChatKit server protocol (docs/chatkit.md), for a ChatKit front end.
+
+One endpoint, as the protocol has it: a JSON request whose `type` names what is asked. Thread
+and item reads, rename and delete answer JSON; creating a thread, adding a message and retrying
+answer a stream of ChatKit events (server-sent events), each reply written by our engine
+(chat/chatkit/server.py). Authenticated like the rest of the API: the session cookie (with its
+CSRF or Origin check) or `Authorization: Bearer <client secret>`.
+
+Whatever fails before a stream's first event is an HTTP error with a JSON body, never a
+broken stream: a malformed request 400, another user's thread or an unknown item 404, a
+feature this backend does not offer 400. After it, failures are ChatKit `error` events.
+"""
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+from chatkit.server import StreamingResult
+from chatkit.store import NotFoundError
+from chatkit.types import ChatKitReq
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from pydantic import TypeAdapter, ValidationError
+
+from chat import errors
+from chat.api import request_auth
+from chat.chatkit.server import EngineChatKitServer
+from chat.chatkit.store import RequestContext, Unsupported
+from chat.errors import ChatError
+
+logger = logging.getLogger(__name__)
+
+# What the package routes but this backend does not offer: refused up front, with a reason.
+UNSUPPORTED = {
+    "attachments.create": "Attachments are not supported.",
+    "attachments.delete": "Attachments are not supported.",
+    "input.transcribe": "Dictation is not supported.",
+    "threads.custom_action": "Widget actions are not supported.",
+    "threads.sync_custom_action": "Widget actions are not supported.",
+    "threads.add_client_tool_output": "Client tools are not supported.",
+    "threads.add_structured_input": "Structured input is not supported.",
+}
+
+_REQUEST = TypeAdapter(ChatKitReq)
+
+
+@functools.cache
+def server() -> EngineChatKitServer:
+    return EngineChatKitServer()
+
+
+@csrf_exempt  # request_auth.authenticate checks CSRF (or Origin) for session requests
+@require_POST
+async def chatkit(request: HttpRequest) -> HttpResponse:
+    authenticated = await request_auth.authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    user, _ = authenticated
+    try:
+        asked = _REQUEST.validate_json(request.body)
+    except ValidationError as exc:
+        return ChatError("bad_request", _invalid(exc)).response()
+    if (reason := UNSUPPORTED.get(asked.type)) is not None:
+        return ChatError("bad_request", reason).response()
+    context = RequestContext(user_id=user.pk, time_zone=asked.metadata.get("time_zone"))
+    try:
+        result = await server().process(request.body, context)
+        if not isinstance(result, StreamingResult):
+            return HttpResponse(result.json, content_type="application/json")
+        events = aiter(result)
+        first = await anext(events)  # what fails before the first event is an HTTP error
+    except StopAsyncIteration:
+        return request_auth.detail("No such item in this thread.", 404)
+    except NotFoundError as exc:
+        return request_auth.detail(str(exc) or "Not found.", 404)
+    except (Unsupported, ValueError) as exc:
+        return ChatError("bad_request", str(exc)).response()
+    except ChatError as exc:
+        return exc.response()
+    except Exception:
+        return errors.unexpected(f"ChatKit request {asked.type}").response()
+    response = StreamingHttpResponse(
+        _stream(first, events, context), content_type="text/event-stream; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _stream(
+    first: bytes, events: AsyncIterator[bytes], context: RequestContext
+) -> AsyncIterator[bytes]:
+    """The events, and, if the request goes before they end, the reply stopped: the package's
+    `handle_stream_cancelled` does that when the drop lands while a frame is awaited, this
+    when it lands anywhere else."""
+    ended = False
+    try:
+        yield first
+        async for chunk in events:
+            yield chunk
+        ended = True
+    finally:
+        if not ended:
+            context.stop_reply()
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+
+def _invalid(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "the request"
+    return f"Not a ChatKit request: {where}: {first.get('msg', 'invalid')}."[:500]

@@ -1,0 +1,257 @@
+"""The `openai-chatkit` package's `Store` on our own models, for one user at a time.
+
+Threads and messages are the rows the page, the API and the admin show. Every method is
+scoped to the requesting user (`RequestContext`): another user's thread or message is not
+found, as it is everywhere else.
+
+Writes are the engine's. A ChatKit user message is not saved when the package hands it over
+(`add_thread_item`): `ChatKitServer.respond` commits it together with its reply, in the one
+transaction every reply begins with, so a refused message leaves nothing behind. A finished
+reply the package hands back is already saved, by the engine. Messages leave a thread only
+through the engine (retry, edit, regenerate), in the transaction that begins the new reply,
+so `delete_thread_item` removes nothing and a refused retry loses no reply.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.types import (
+    AssistantMessageItem,
+    Attachment,
+    Page,
+    SDKHiddenContextItem,
+    ThreadItem,
+    ThreadMetadata,
+    UserMessageItem,
+)
+from django.db.models import Q
+
+from chat import generation, outage, ownership
+from chat.chatkit import items
+from chat.models import Message, Thread
+
+MAX_PAGE = 100
+
+
+@dataclass
+class RequestContext:
+    """Who asks, and what one `POST /api/chatkit` request carries between the package's calls."""
+
+    user_id: int
+    time_zone: str | None = None
+    # The user message the package handed to `add_thread_item`, for `respond` to commit.
+    asked: dict[str, UserMessageItem] = field(default_factory=dict)
+    # The engine's reply this request streams, so a dropped request stops that reply only.
+    thread_id: str | None = None
+    reply_id: str | None = None
+
+    def stop_reply(self) -> None:
+        """Stop the reply this request streams, if it still runs (never a later one). The
+        engine keeps the text shown and saves it as `cancelled`."""
+        if self.thread_id is not None and self.reply_id is not None:
+            ownership.registry().stop_local(self.thread_id, reply_id=self.reply_id)
+
+
+class Unsupported(Exception):
+    """A ChatKit feature this backend does not offer (attachments, widgets, client tools)."""
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFoundError(f"No such id: {value!r}.") from None
+
+
+def _thread(user_id: int, thread_id: str) -> Thread:
+    thread = Thread.objects.filter(pk=_uuid(thread_id), owner_id=user_id).first()
+    if thread is None:
+        raise NotFoundError("No such thread.")
+    return thread
+
+
+def _load_thread(*, user_id: int, thread_id: str) -> ThreadMetadata:
+    return items.thread_metadata(_thread(user_id, thread_id))
+
+
+def _save_thread(*, user_id: int, thread: ThreadMetadata) -> None:
+    """A new thread (its id made by `generate_thread_id`), or a rename of the user's own."""
+    thread_id = _uuid(thread.id)
+    title = (thread.title or "").strip()[:200]
+    existing = Thread.objects.filter(pk=thread_id).first()
+    if existing is None:
+        Thread.objects.create(id=thread_id, owner_id=user_id, title=title)
+    elif existing.owner_id != user_id:
+        raise NotFoundError("No such thread.")
+    elif existing.title != title:
+        existing.title = title
+        existing.save(update_fields=["title", "updated_at"])
+
+
+def _load_threads(*, user_id: int, limit: int, after: str | None, order: str) -> Page:
+    threads = Thread.objects.filter(owner_id=user_id)
+    newest_first = order != "asc"
+    if after:
+        mark = Thread.objects.filter(pk=_uuid(after), owner_id=user_id).first()
+        if mark is None:
+            raise NotFoundError("No such thread to page after.")
+        later = Q(updated_at__gt=mark.updated_at) | Q(updated_at=mark.updated_at, id__gt=mark.id)
+        earlier = Q(updated_at__lt=mark.updated_at) | Q(updated_at=mark.updated_at, id__lt=mark.id)
+        threads = threads.filter(earlier if newest_first else later)
+    ordering = ("-updated_at", "-id") if newest_first else ("updated_at", "id")
+    rows = list(threads.order_by(*ordering)[: limit + 1])
+    return _page([items.thread_metadata(t) for t in rows], limit)
+
+
+def _messages(*, user_id: int, thread_id: str, limit: int, after: str | None, order: str):
+    thread = _thread(user_id, thread_id)
+    messages = thread.messages.exclude(role=Message.Role.SYSTEM)
+    oldest_first = order == "asc"
+    if after:
+        mark = thread.messages.filter(pk=_uuid(after)).first()
+        if mark is None:
+            raise NotFoundError("No such item to page after.")
+        later = Q(created_at__gt=mark.created_at) | Q(created_at=mark.created_at, id__gt=mark.id)
+        earlier = Q(created_at__lt=mark.created_at) | Q(created_at=mark.created_at, id__lt=mark.id)
+        messages = messages.filter(later if oldest_first else earlier)
+    ordering = ("created_at", "id") if oldest_first else ("-created_at", "-id")
+    return list(messages.order_by(*ordering)[: limit + 1])
+
+
+def _page(data: list, limit: int) -> Page:
+    more = len(data) > limit
+    data = data[:limit]
+    return Page(data=data, has_more=more, after=data[-1].id if more and data else None)
+
+
+def _load_item(*, user_id: int, thread_id: str, item_id: str) -> Message:
+    message = _thread(user_id, thread_id).messages.filter(pk=_uuid(item_id)).first()
+    if message is None:
+        raise NotFoundError("No such item.")
+    return message
+
+
+def _delete_thread(*, user_id: int, thread_id: str) -> None:
+    _thread(user_id, thread_id).delete()
+
+
+class DjangoStore(Store[RequestContext]):
+    """ChatKit's storage calls, answered from our tables (see the module's docstring)."""
+
+    def generate_thread_id(self, context: RequestContext) -> str:
+        return str(uuid.uuid4())
+
+    def generate_item_id(
+        self, item_type: StoreItemType, thread: ThreadMetadata, context: RequestContext
+    ) -> str:
+        return str(uuid.uuid4())
+
+    async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
+        return await outage.db(
+            f"loading thread {thread_id}",
+            _load_thread,
+            user_id=context.user_id,
+            thread_id=thread_id,
+        )
+
+    async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
+        await outage.db(
+            f"saving thread {thread.id}", _save_thread, user_id=context.user_id, thread=thread
+        )
+
+    async def load_threads(
+        self, limit: int, after: str | None, order: str, context: RequestContext
+    ) -> Page[ThreadMetadata]:
+        return await outage.db(
+            "listing threads",
+            _load_threads,
+            user_id=context.user_id,
+            limit=_limit(limit),
+            after=after,
+            order=order,
+        )
+
+    async def load_thread_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: RequestContext
+    ) -> Page[ThreadItem]:
+        limit = _limit(limit)
+        rows = await outage.db(
+            f"loading the items of thread {thread_id}",
+            _messages,
+            user_id=context.user_id,
+            thread_id=thread_id,
+            limit=limit,
+            after=after,
+            order=order,
+        )
+        live = await _live_text(thread_id, rows)
+        shown = [items.item_of(m, live_text=live.get(str(m.id))) for m in rows]
+        return _page([item for item in shown if item is not None], limit)
+
+    async def load_item(self, thread_id: str, item_id: str, context: RequestContext) -> ThreadItem:
+        message = await outage.db(
+            f"loading item {item_id}",
+            _load_item,
+            user_id=context.user_id,
+            thread_id=thread_id,
+            item_id=item_id,
+        )
+        live = await _live_text(thread_id, [message])
+        item = items.item_of(message, live_text=live.get(str(message.id)))
+        if item is None:
+            raise NotFoundError("No such item.")
+        return item
+
+    async def add_thread_item(
+        self, thread_id: str, item: ThreadItem, context: RequestContext
+    ) -> None:
+        if isinstance(item, UserMessageItem):
+            context.asked[item.id] = item  # committed by respond(), with its reply
+        elif isinstance(item, (AssistantMessageItem, SDKHiddenContextItem)):
+            pass  # the engine saved the reply (and keeps a stopped one's text as it was shown)
+        else:
+            raise Unsupported(f"This backend does not store {item.type} items.")
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
+        raise Unsupported(
+            "Items are saved by the replies that write them; they cannot be replaced."
+        )
+
+    async def delete_thread_item(
+        self, thread_id: str, item_id: str, context: RequestContext
+    ) -> None:
+        pass  # the engine removes messages when it begins the reply that replaces them
+
+    async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
+        await self.load_thread(thread_id, context)  # the user's, or not found
+        await generation.reply_stop(thread_id=thread_id)  # a deleted thread stops writing
+        await outage.db(
+            f"deleting thread {thread_id}",
+            _delete_thread,
+            user_id=context.user_id,
+            thread_id=thread_id,
+        )
+
+    async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
+        raise Unsupported("Attachments are not supported.")
+
+    async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
+        raise Unsupported("Attachments are not supported.")
+
+    async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
+        raise Unsupported("Attachments are not supported.")
+
+
+def _limit(limit: Any) -> int:
+    return max(1, min(int(limit or 20), MAX_PAGE))
+
+
+async def _live_text(thread_id: str, rows: list[Message]) -> dict[str, str]:
+    """The text shown so far of a reply among `rows` still streaming (its saved text is
+    only the last checkpoint)."""
+    if not any(m.status == Message.Status.STREAMING for m in rows):
+        return {}
+    active = await generation.thread_snapshot(thread_id=thread_id)
+    return {active["message_id"]: active["content"]} if active else {}

@@ -1,0 +1,305 @@
+"""ChatKit's server protocol on `POST /api/chatkit`, over a real daphne: the package's own
+request types in, its own event types out, every reply written by our engine."""
+
+import asyncio
+import json
+import uuid
+
+import pytest
+import pytest_asyncio
+from chatkit.types import (
+    NoticeEvent,
+    ThreadCreatedEvent,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
+    ThreadUpdatedEvent,
+    ThreadsDeleteReq,
+    ThreadsListReq,
+    ThreadsUpdateReq,
+)
+from websockets.asyncio.client import connect as ws_connect
+
+from tests import chatkit_client as ck
+from tests.servers import cookie_header, login
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio,
+    pytest.mark.site({"alice": "alice-pw", "bob": "bob-pw"}),
+]
+
+
+@pytest.fixture
+def alice(site):
+    return login(site.url, "alice", "alice-pw")
+
+
+@pytest_asyncio.fixture
+async def chatkit(site, alice):
+    client = ck.ChatKitClient(site.url, alice)
+    yield client
+    await client.close()
+
+
+async def socket(site, http, thread_id: str):
+    ws = await ws_connect(
+        f"{site.ws_url}/ws/threads/{thread_id}/",
+        origin=site.url,
+        additional_headers={"Cookie": cookie_header(http)},
+    )
+    assert json.loads(await ws.recv())["type"] == "ready"
+    return ws
+
+
+async def reply_frames(ws) -> list[dict]:
+    """A socket's frames up to the end of the next reply."""
+    received = []
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
+        received.append(frame)
+        if frame["type"] == "complete" or (frame["type"] == "error" and "message_id" in frame):
+            return received
+
+
+def saved(http, thread_id: str) -> list[dict]:
+    return http.get(f"/api/threads/{thread_id}/messages/").json()["results"]
+
+
+async def test_a_chatkit_reply_is_the_engines_reply_seen_by_sockets_and_the_page(
+    site, stub, alice, chatkit
+):
+    stub.script("first", tokens=["Hello", " there", "!"])
+    stub.script("second", tokens=[f" t{i}" for i in range(40)], delay_ms=5)
+
+    events = await chatkit.stream(ck.create("first question"))
+    created = next(e for e in events if isinstance(e, ThreadCreatedEvent))
+    thread_id = created.thread.id
+    assert "".join(ck.deltas(events)) == "Hello there!"
+    titled = next(e.thread for e in events if isinstance(e, ThreadUpdatedEvent))
+    assert titled.title == "first question"  # the model's title comes later, to the page
+    ws = await socket(site, alice, thread_id)
+
+    streaming = asyncio.create_task(chatkit.stream(ck.add_message(thread_id, "second")))
+    on_socket = await reply_frames(ws)
+    events = await streaming
+    await ws.close()
+
+    # Text delta for token frame, the same chunks in the same order.
+    assert ck.deltas(events) == [f["token"] for f in on_socket if f["type"] == "token"]
+    user_message = next(f["message"] for f in on_socket if f["type"] == "message")
+    assert user_message["content"] == "second"
+    done = [e.item for e in events if isinstance(e, ThreadItemDoneEvent)]
+    assert [item.type for item in done] == ["user_message", "assistant_message"]
+    # Item ids are our message ids: the page, the API and ChatKit name the same rows.
+    assert done[0].id == user_message["id"]
+    assert done[1].id == on_socket[-1]["message_id"]
+    messages = saved(alice, thread_id)
+    assert [m["id"] for m in messages[-2:]] == [done[0].id, done[1].id]
+    assert messages[-1]["status"] == "complete"
+    assert messages[-1]["content"] == done[1].content[0].text == "".join(ck.deltas(events))
+    assert messages[-1]["metrics"]["totalTokens"] > 0
+
+    # The thread is one of the page's threads, under the title ChatKit shows.
+    listed = {t["id"]: t["title"] for t in alice.get("/api/threads/").json()["results"]}
+    assert listed[thread_id] == (await chatkit.call(ck.get_thread(thread_id)))["title"]
+    assert listed[thread_id]
+
+
+async def test_threads_started_anywhere_list_and_load_in_chatkit_with_distinct_item_ids(
+    site, stub, alice, chatkit
+):
+    """The package's trap with Chat Completions models (every assistant item `__fake_id__`,
+    each reply overwriting the last) does not arise: a reply's id is its row's."""
+    stub.script("page", tokens=["From", " the page"])
+    stub.script("again", tokens=["And", " again"])
+    thread_id = alice.post("/api/threads/", json={"title": "Started on the page"}).json()["id"]
+    ws = await socket(site, alice, thread_id)
+    await ws.send(
+        json.dumps({"command": "start", "message": "page", "client_id": str(uuid.uuid4())})
+    )
+    await reply_frames(ws)
+    await ws.close()
+    await chatkit.stream(ck.add_message(thread_id, "again"))
+
+    listed = await chatkit.call(ThreadsListReq(params={"limit": 50}))
+    assert thread_id in [t["id"] for t in listed["data"]]
+    thread = await chatkit.call(ck.get_thread(thread_id))
+    assert thread["title"] == "Started on the page"
+    texts = [(i["type"], i["content"][0]["text"]) for i in thread["items"]["data"]]
+    assert texts == [
+        ("user_message", "page"),
+        ("assistant_message", "From the page"),
+        ("user_message", "again"),
+        ("assistant_message", "And again"),
+    ]
+    ids = [i["id"] for i in thread["items"]["data"]]
+    assert ids == [m["id"] for m in saved(alice, thread_id)]
+
+    # Paged newest first, two at a time, the cursor being an item id.
+    first = await chatkit.call(ck.list_items(thread_id, limit=2, order="desc"))
+    assert [i["id"] for i in first["data"]] == ids[:1:-1] and first["has_more"]
+    rest = await chatkit.call(ck.list_items(thread_id, limit=2, order="desc", after=first["after"]))
+    assert [i["id"] for i in rest["data"]] == ids[1::-1] and not rest["has_more"]
+
+    # The reply's history went to the model as plain text, not ChatKit's output_text parts.
+    asked = [r for r in stub.requests if r["path"].endswith("/chat/completions")][-1]
+    history = asked["body"]["messages"]
+    assert {"role": "assistant", "content": "From the page"} in history
+
+
+async def test_stop_from_chatkit_is_a_dropped_request_and_the_shown_text_is_saved(
+    site, stub, alice, chatkit
+):
+    stub.script("long", tokens=[f" w{i}" for i in range(400)], delay_ms=15)
+    thread_id = (await chatkit.call(ThreadsListReq(params={})))["data"][0]["id"]
+    shown = ""
+    async for event in chatkit.events(ck.add_message(thread_id, "long")):
+        shown += "".join(ck.deltas([event]))
+        if len(shown) > 20:
+            break  # ChatKit's Stop: the request is dropped
+
+    reply = await _ended(alice, thread_id)
+    assert reply["status"] == "cancelled"
+    assert reply["content"].startswith(shown)
+    assert len(reply["content"]) < len("".join(f" w{i}" for i in range(400)))
+    items = (await chatkit.call(ck.list_items(thread_id, order="desc", limit=1)))["data"]
+    assert items[0]["id"] == reply["id"]
+    assert items[0]["content"][0]["text"] == reply["content"]
+
+
+async def _ended(http, thread_id: str) -> dict:
+    for _ in range(100):
+        reply = saved(http, thread_id)[-1]
+        if reply["status"] != "streaming":
+            return reply
+        await asyncio.sleep(0.1)
+    raise AssertionError("the reply never ended")
+
+
+async def test_rename_retry_and_delete(site, stub, alice, chatkit):
+    stub.script("retry me", tokens=["First", " answer"], times=1)
+    events = await chatkit.stream(ck.create("retry me"))
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    user_item = next(e.item for e in events if isinstance(e, ThreadItemDoneEvent))
+    first_reply = [e.item for e in events if isinstance(e, ThreadItemDoneEvent)][-1]
+
+    renamed = await chatkit.call(ThreadsUpdateReq(params={"thread_id": thread_id, "title": "Mine"}))
+    assert renamed["title"] == "Mine"
+    assert alice.get(f"/api/threads/{thread_id}/").json()["title"] == "Mine"
+
+    stub.script("retry me", tokens=["Second", " answer"])
+    events = await chatkit.stream(ck.retry(thread_id, user_item.id))
+    assert "".join(ck.deltas(events)) == "Second answer"
+    messages = saved(alice, thread_id)
+    assert [m["content"] for m in messages] == ["retry me", "Second answer"]
+    assert first_reply.id not in [m["id"] for m in messages]
+
+    assert await chatkit.call(ThreadsDeleteReq(params={"thread_id": thread_id})) == {}
+    assert alice.get(f"/api/threads/{thread_id}/").status_code == 404
+
+
+async def test_another_users_thread_is_refused_for_every_request(site, stub, alice, chatkit):
+    stub.script("private", tokens=["Secret", " reply"])
+    events = await chatkit.stream(ck.create("private"))
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    user_item = next(e.item for e in events if isinstance(e, ThreadItemDoneEvent))
+    bob = ck.ChatKitClient(site.url, login(site.url, "bob", "bob-pw"))
+    try:
+        for request in (
+            ck.get_thread(thread_id),
+            ck.list_items(thread_id),
+            ck.add_message(thread_id, "let me in"),
+            ck.retry(thread_id, user_item.id),
+            ThreadsUpdateReq(params={"thread_id": thread_id, "title": "owned"}),
+            ThreadsDeleteReq(params={"thread_id": thread_id}),
+        ):
+            answer = await bob.post(request)
+            assert answer.status_code == 404, (request.type, answer.text)
+        listed = await bob.call(ThreadsListReq(params={}))
+        assert thread_id not in [t["id"] for t in listed["data"]]
+    finally:
+        await bob.close()
+    assert [m["content"] for m in saved(alice, thread_id)] == ["private", "Secret reply"]
+    assert alice.get(f"/api/threads/{thread_id}/").json()["title"] != "owned"
+
+
+async def test_bad_requests_are_answered_with_errors_never_a_500(site, stub, alice, chatkit):
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    log_size = site.log.stat().st_size
+    for body, status in (
+        (b"not json", 400),
+        ("[]", 400),
+        (json.dumps({"type": "threads.explode", "params": {}}), 400),
+        (json.dumps({"type": "threads.get_by_id", "params": {}}), 400),
+        (json.dumps({"type": "threads.get_by_id", "params": {"thread_id": "nope"}}), 404),
+        (ck.get_thread(str(uuid.uuid4())).model_dump_json(), 404),
+        (ck.retry(thread_id, str(uuid.uuid4())).model_dump_json(), 404),
+        (ck.list_items(thread_id, after="nope").model_dump_json(), 404),
+        (
+            json.dumps(
+                {"type": "attachments.create", "params": {"name": "a", "size": 1, "mime_type": "x"}}
+            ),
+            400,
+        ),
+        (
+            json.dumps(
+                {
+                    "type": "threads.custom_action",
+                    "params": {"thread_id": thread_id, "action": {"type": "x", "payload": {}}},
+                }
+            ),
+            400,
+        ),
+    ):
+        answer = await chatkit.post(body)
+        assert answer.status_code == status, (body, answer.status_code, answer.text)
+        assert answer.json()
+
+    anonymous = ck.ChatKitClient(site.url)
+    try:
+        assert (await anonymous.post(ck.get_thread(thread_id))).status_code == 401
+        forged = ck.ChatKitClient(site.url, Authorization="Bearer cs_forged")
+        assert (await forged.post(ck.get_thread(thread_id))).status_code == 401
+        await forged.close()
+    finally:
+        await anonymous.close()
+    cookie_only = ck.ChatKitClient(site.url, None, Cookie=cookie_header(alice))
+    try:  # a session without its CSRF token (a cross-site form, say)
+        assert (await cookie_only.post(ck.get_thread(thread_id))).status_code == 403
+    finally:
+        await cookie_only.close()
+    assert alice.get("/api/chatkit").status_code == 405
+    assert "Traceback" not in site.log.read_text()[log_size:]
+
+
+async def test_a_refused_message_is_taken_back_and_nothing_is_saved(site, stub, alice, chatkit):
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    for text in ("   ", "x" * 20_000):
+        events = await chatkit.stream(ck.add_message(thread_id, text))
+        item_id = next(e.item.id for e in events if isinstance(e, ThreadItemDoneEvent))
+        assert any(isinstance(e, ThreadItemRemovedEvent) and e.item_id == item_id for e in events)
+        error = events[-1]
+        assert error.type == "error" and error.message and not error.allow_retry
+    assert saved(alice, thread_id) == []
+
+
+async def test_a_client_secret_authorizes_chatkit_and_a_provider_failure_is_saved(
+    site, stub, alice
+):
+    secret = alice.post("/api/chatkit/session").json()["client_secret"]
+    chatkit = ck.ChatKitClient(site.url, Authorization=f"Bearer {secret}")
+    stub.script("fails", tokens=["Partial", " text"], error_after=2)
+    try:
+        events = await chatkit.stream(ck.create("fails"))
+    finally:
+        await chatkit.close()
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    added = next(e for e in events if isinstance(e, ThreadItemAddedEvent))
+    done = [e.item for e in events if isinstance(e, ThreadItemDoneEvent)][-1]
+    assert done.id == added.item.id
+    assert events[-1].type == "error" and events[-1].allow_retry
+    reply = saved(alice, thread_id)[-1]
+    assert reply["status"] == "error"
+    assert reply["content"] == done.content[0].text == "Partial text"
+    assert not any(isinstance(e, NoticeEvent) for e in events)
