@@ -335,6 +335,9 @@ OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
 OPENAI_AGENTS_DISABLE_TRACING = env_bool("OPENAI_AGENTS_DISABLE_TRACING", False)
 # With a workflow id, POST /api/chatkit/session creates hosted OpenAI ChatKit sessions.
 CHATKIT_WORKFLOW_ID = os.environ.get("CHATKIT_WORKFLOW_ID", "")
+# The ChatKit web component's domain key, for the /chatkit/ page: "local-dev" serves
+# localhost; any other host registers its domain with OpenAI and sets the key it gets.
+CHATKIT_DOMAIN_KEY = os.environ.get("CHATKIT_DOMAIN_KEY", "local-dev")
 # The embedded model (chat/local_model.py): parallel slots, so several replies (threads,
 # users) stream from it at once, and llama.cpp's log verbosity.
 LOCAL_MODEL_PARALLEL = int(os.environ.get("LOCAL_MODEL_PARALLEL", 4))
@@ -364,6 +367,9 @@ BUFFER_SIZE = int(os.environ.get("BUFFER_SIZE", 5))
 # A partial frame is flushed at most this long after its first character arrived.
 FLUSH_INTERVAL_MS = float(os.environ.get("FLUSH_INTERVAL_MS", 30))
 CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
+# An HTTP event stream with nothing to send sends a comment this often, so no proxy takes it
+# for idle and cuts it (a cut ChatKit request stops its reply).
+SSE_HEARTBEAT_SECONDS = float(os.environ.get("SSE_HEARTBEAT_SECONDS", 15))
 
 
 # --- Limits --------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from chatkit.types import (
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
     ThreadItemRemovedEvent,
-    ThreadUpdatedEvent,
     ThreadsDeleteReq,
     ThreadsListReq,
     ThreadsUpdateReq,
+    ThreadUpdatedEvent,
 )
 from websockets.asyncio.client import connect as ws_connect
 
@@ -26,7 +26,7 @@ from tests.servers import cookie_header, login
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.asyncio,
-    pytest.mark.site({"alice": "alice-pw", "bob": "bob-pw"}),
+    pytest.mark.site({"alice": "alice-pw", "bob": "bob-pw"}, SSE_HEARTBEAT_SECONDS="0.5"),
 ]
 
 
@@ -303,3 +303,19 @@ async def test_a_client_secret_authorizes_chatkit_and_a_provider_failure_is_save
     assert reply["status"] == "error"
     assert reply["content"] == done.content[0].text == "Partial text"
     assert not any(isinstance(e, NoticeEvent) for e in events)
+
+
+async def test_a_stream_waiting_on_the_model_sends_heartbeats_and_goes_on(site, stub, alice):
+    """A proxy cuts a request idle for long (nginx: 60 s), and a cut ChatKit request stops its
+    reply: while the model is silent, the stream says so in SSE comments ChatKit ignores."""
+    stub.script("slow thinker", tokens=["Let", " me", " think", "."], first_token_delay_ms=2000)
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    lines = []
+    request = ck.add_message(thread_id, "slow thinker").model_dump_json()
+    with alice.stream("POST", "/api/chatkit", content=request) as answer:
+        lines = list(answer.iter_lines())
+    assert ": heartbeat" in lines
+    texts = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    done = [e for e in texts if e["type"] == "thread.item.done"][-1]
+    assert done["item"]["content"][0]["text"] == "Let me think."
+    assert saved(alice, thread_id)[-1]["status"] == "complete"

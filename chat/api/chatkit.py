@@ -11,7 +11,7 @@ broken stream: a malformed request 400, another user's thread or an unknown item
 feature this backend does not offer 400. After it, failures are ChatKit `error` events.
 """
 
-import contextlib
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import ChatKitReq
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -65,12 +66,13 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
     if (reason := UNSUPPORTED.get(asked.type)) is not None:
         return ChatError("bad_request", reason).response()
     context = RequestContext(user_id=user.pk, time_zone=asked.metadata.get("time_zone"))
+    pump = None
     try:
         result = await server().process(request.body, context)
         if not isinstance(result, StreamingResult):
             return HttpResponse(result.json, content_type="application/json")
-        events = aiter(result)
-        first = await anext(events)  # what fails before the first event is an HTTP error
+        pump = _Pump(aiter(result), context)
+        first = await pump.first()  # what fails before the first event is an HTTP error
     except StopAsyncIteration:
         return request_auth.detail("No such item in this thread.", 404)
     except NotFoundError as exc:
@@ -79,33 +81,77 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         return ChatError("bad_request", str(exc)).response()
     except ChatError as exc:
         return exc.response()
+    except asyncio.CancelledError:
+        if pump is not None:
+            pump.stop()
+        raise
     except Exception:
         return errors.unexpected(f"ChatKit request {asked.type}").response()
     response = StreamingHttpResponse(
-        _stream(first, events, context), content_type="text/event-stream; charset=utf-8"
+        pump.chunks(first), content_type="text/event-stream; charset=utf-8"
     )
     response["Cache-Control"] = "no-cache, no-transform"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def _stream(
-    first: bytes, events: AsyncIterator[bytes], context: RequestContext
-) -> AsyncIterator[bytes]:
-    """The events, and, if the request goes before they end, the reply stopped: the package's
-    `handle_stream_cancelled` does that when the drop lands while a frame is awaited, this
-    when it lands anywhere else."""
-    ended = False
-    try:
-        yield first
-        async for chunk in events:
-            yield chunk
-        ended = True
-    finally:
-        if not ended:
-            context.stop_reply()
-            with contextlib.suppress(Exception):
-                await events.aclose()  # type: ignore[attr-defined]
+_END = object()
+
+
+class _Pump:
+    """The package's event stream, driven by one task of its own and handed over a queue, so
+    the response can send a heartbeat comment while no event comes (a proxy's idle timeout
+    would cut the request, and a cut request stops its reply). One task, because the package
+    sets context variables in one step of the stream and resets them in a later one.
+
+    When the response ends early (the client went), the task is cancelled: the package's
+    `handle_stream_cancelled` then stops the reply, as ChatKit's Stop does.
+    """
+
+    def __init__(self, events: AsyncIterator[bytes], context: RequestContext) -> None:
+        self.context = context
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._run(events), name="chatkit")
+
+    async def _run(self, events: AsyncIterator[bytes]) -> None:
+        try:
+            async for chunk in events:
+                self.queue.put_nowait(chunk)
+        except Exception as exc:  # the package logged it; the stream just ends
+            self.queue.put_nowait(exc)
+        else:
+            self.queue.put_nowait(_END)
+
+    async def first(self) -> bytes:
+        item = await self.queue.get()
+        if item is _END:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[return-value]
+
+    async def chunks(self, first: bytes) -> AsyncIterator[bytes]:
+        ended = False
+        try:
+            yield first
+            while True:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), settings.SSE_HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+                    continue
+                if item is _END or isinstance(item, BaseException):
+                    ended = True
+                    return
+                yield item  # type: ignore[misc]
+        finally:
+            if not ended:
+                self.stop()
+
+    def stop(self) -> None:
+        """The request went before its stream ended: stop the reply, end the stream."""
+        self.context.stop_reply()
+        self.task.cancel()
 
 
 def _invalid(exc: ValidationError) -> str:

@@ -29,8 +29,6 @@ from chat.subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 15
-
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
@@ -128,7 +126,7 @@ async def _reply_events(
                     if frames.is_terminal(frame):
                         return
             while True:
-                frame = await subscription.next(HEARTBEAT_SECONDS)
+                frame = await subscription.next(settings.SSE_HEARTBEAT_SECONDS)
                 if frame is None:
                     yield ": heartbeat\n\n"
                     continue
@@ -237,7 +235,7 @@ async def _thread_events(
             checked = time.monotonic()
             while (left := opened.ends - time.monotonic()) > 0:
                 frame = await subscription.next(
-                    min(HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS, left)
+                    min(settings.SSE_HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS, left)
                 )
                 if time.monotonic() - checked >= settings.SESSION_CHECK_SECONDS:
                     checked = time.monotonic()
