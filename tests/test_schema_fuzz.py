@@ -51,6 +51,7 @@ def test_no_generated_request_makes_the_api_answer_5xx(api):
         check()
         fuzzed.append(f"{operation.method.upper()} {operation.path}")
     assert len(fuzzed) >= 10, fuzzed
+    assert "POST /api/chatkit" in fuzzed, fuzzed
 
 
 def test_the_schema_documents_the_streaming_endpoints(api):

@@ -1,5 +1,6 @@
 """OpenAPI for the streaming endpoints, which are plain async views that DRF cannot see."""
 
+import warnings
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -61,6 +62,7 @@ def add_streaming_paths(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
             "responses": {"200": {"description": "The reply's frames", "content": _SSE}, **_ERRORS},
         }
     }
+    paths["/api/chatkit"] = _chatkit_path(security, schemes=result["components"])
     paths["/api/threads/{id}/events/"] = {
         "get": {
             "operationId": "thread_events",
@@ -85,6 +87,41 @@ def add_streaming_paths(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
         }
     }
     return result
+
+
+def _chatkit_path(security: list[dict[str, Any]], *, schemes: dict[str, Any]) -> dict[str, Any]:
+    """`POST /api/chatkit`: its request types from the openai-chatkit package itself."""
+    from chatkit.types import ChatKitReq
+    from pydantic import TypeAdapter
+
+    with warnings.catch_warnings():  # a generic default the package's schema cannot show
+        warnings.simplefilter("ignore")
+        request = TypeAdapter(ChatKitReq).json_schema(
+            ref_template="#/components/schemas/ChatKit{model}"
+        )
+    components = schemes.setdefault("schemas", {})
+    for name, definition in request.pop("$defs", {}).items():
+        components[f"ChatKit{name}"] = definition
+    return {
+        "post": {
+            "operationId": "chatkit",
+            "summary": "The ChatKit server protocol: JSON for reads, SSE (ChatKit events) for "
+            "thread.create, add_user_message and retry_after_item (docs/chatkit.md)",
+            "tags": ["chatkit"],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "security": security,
+            "responses": {
+                "200": {
+                    "description": "A JSON answer, or a stream of ChatKit events",
+                    "content": {"application/json": {"schema": {"type": "object"}}, **_SSE},
+                },
+                "400": _ERRORS["400"],
+                "401": _ERRORS["401"],
+                "403": _ERRORS["403"],
+                "404": {"description": "No such thread or item (or not yours)"},
+            },
+        }
+    }
 
 
 class ClientSecretScheme(OpenApiAuthenticationExtension):
