@@ -1,12 +1,14 @@
-"""The chat page and the health check."""
+"""The chat page, the ChatKit page and the health check."""
 
 import uuid
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from chat import agent, frames, selectors, shutdown
 from chat.errors import ChatError
@@ -41,6 +43,42 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
         "username": request.user.get_username(),
     }
     return render(request, "chat/index.html", {"chat_config": chat_config})
+
+
+# OpenAI's ChatKit web component: the script, and the origin it runs its frame from.
+CHATKIT_ORIGIN = "https://cdn.platform.openai.com"
+CHATKIT_SCRIPT = f"{CHATKIT_ORIGIN}/deployments/chatkit/chatkit.js"
+
+
+@login_required
+@csp_update(
+    {
+        "script-src": [CHATKIT_ORIGIN],
+        "frame-src": [CHATKIT_ORIGIN],
+        "style-src": [CHATKIT_ORIGIN],
+        "connect-src": [CHATKIT_ORIGIN, "https://api.openai.com"],
+    }
+)
+def chatkit_page(request: HttpRequest) -> HttpResponse:
+    """`/chatkit/`: OpenAI's ChatKit web component (from OpenAI's CDN, in the user's browser)
+    on this server's ChatKit endpoint, with a client secret from `/api/chatkit/session`; with
+    CHATKIT_WORKFLOW_ID set, on that hosted workflow instead (the operator's choice)."""
+    config = {
+        "script": CHATKIT_SCRIPT,
+        "api": reverse("chatkit"),
+        "session": reverse("chatkit-session"),
+        "domainKey": settings.CHATKIT_DOMAIN_KEY,
+        "hosted": bool(settings.CHATKIT_WORKFLOW_ID),
+        "offlineDemo": _offline_demo(),
+    }
+    return render(request, "chat/chatkit.html", {"chatkit_config": config})
+
+
+def _offline_demo() -> bool:
+    try:
+        return agent.provider().offline_demo
+    except ChatError:
+        return False
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

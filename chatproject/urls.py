@@ -1,4 +1,4 @@
-"""URLs: the chat page, accounts, admin, the API and the health check."""
+"""URLs: the chat page, the ChatKit page, accounts, admin, the API and the health check."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,6 +8,7 @@ from chat import views
 urlpatterns = [
     path("", views.chat_page, name="chat"),
     path("t/<uuid:thread_id>/", views.chat_page, name="thread"),
+    path("chatkit/", views.chatkit_page, name="chatkit-page"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("chat.api.urls")),

@@ -1,0 +1,85 @@
+/**
+ * `/chatkit/`: OpenAI's ChatKit web component on this server's ChatKit endpoint.
+ *
+ * The component loads from OpenAI's CDN in the user's browser (the server never fetches it).
+ * Its requests go to `/api/chatkit` with `Authorization: Bearer <client secret>`, the secret
+ * from `POST /api/chatkit/session` (this page's session pays for it), renewed before it
+ * expires and once more if the server says it has (401). With CHATKIT_WORKFLOW_ID set, the
+ * operator chose OpenAI's hosted workflow: the component gets that session's secret instead.
+ */
+
+const config = JSON.parse(document.getElementById('chatkit-config').textContent);
+const status = document.querySelector('[data-chatkit-status]');
+const RENEW_BEFORE_MS = 30_000;
+const LOAD_TIMEOUT_MS = 15_000;
+
+let secret = null; // {value, expiresAt (epoch seconds)}
+
+function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+}
+
+/** A client secret with some life left in it, asking the server for a new one if needed. */
+export async function clientSecret({ fresh = false } = {}) {
+  if (!fresh && secret && secret.expiresAt * 1000 - Date.now() > RENEW_BEFORE_MS) return secret.value;
+  const response = await fetch(config.session, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'X-CSRFToken': csrfToken() },
+  });
+  if (!response.ok) throw new Error(`No client secret: HTTP ${response.status}`);
+  const body = await response.json();
+  secret = { value: body.client_secret, expiresAt: body.expires_at };
+  return secret.value;
+}
+
+/** ChatKit's `api.fetch`: its request, authorized by the client secret. */
+export async function authorizedFetch(url, init = {}) {
+  const send = async (fresh) => {
+    const headers = new Headers(init.headers);
+    headers.set('Authorization', `Bearer ${await clientSecret({ fresh })}`);
+    return fetch(url, { ...init, headers, credentials: 'omit' });
+  };
+  const response = await send(false);
+  return response.status === 401 ? send(true) : response;
+}
+
+function options() {
+  if (config.hosted) {
+    return { api: { getClientSecret: (current) => clientSecret({ fresh: Boolean(current) }) } };
+  }
+  return {
+    api: { url: config.api, domainKey: config.domainKey, fetch: authorizedFetch },
+    history: { enabled: true, showDelete: true, showRename: true },
+    threadItemActions: { retry: true },
+    startScreen: { greeting: 'What can I help with?' },
+    composer: { placeholder: 'Message the assistant…' },
+  };
+}
+
+function say(text) {
+  status.textContent = text;
+  status.hidden = !text;
+}
+
+function unreachable() {
+  say(
+    "ChatKit's web component could not be loaded from OpenAI's CDN (cdn.platform.openai.com). " +
+      'This page needs that browser to reach it; the chat page works without it.',
+  );
+}
+
+async function mount() {
+  const script = document.createElement('script');
+  script.src = config.script;
+  script.async = true;
+  script.addEventListener('error', unreachable);
+  document.head.append(script);
+  const timer = setTimeout(unreachable, LOAD_TIMEOUT_MS);
+  await customElements.whenDefined('openai-chatkit');
+  clearTimeout(timer);
+  document.querySelector('[data-chatkit]').setOptions(options());
+  say('');
+}
+
+mount();
