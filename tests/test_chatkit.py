@@ -8,6 +8,7 @@ import uuid
 import pytest
 import pytest_asyncio
 from chatkit.types import (
+    ItemsFeedbackReq,
     NoticeEvent,
     ThreadCreatedEvent,
     ThreadItemAddedEvent,
@@ -213,6 +214,9 @@ async def test_another_users_thread_is_refused_for_every_request(site, stub, ali
             ck.retry(thread_id, user_item.id),
             ThreadsUpdateReq(params={"thread_id": thread_id, "title": "owned"}),
             ThreadsDeleteReq(params={"thread_id": thread_id}),
+            ItemsFeedbackReq(
+                params={"thread_id": thread_id, "item_ids": [user_item.id], "kind": "negative"}
+            ),
         ):
             answer = await bob.post(request)
             assert answer.status_code == 404, (request.type, answer.text)
@@ -319,3 +323,29 @@ async def test_a_stream_waiting_on_the_model_sends_heartbeats_and_goes_on(site, 
     done = [e for e in texts if e["type"] == "thread.item.done"][-1]
     assert done["item"]["content"][0]["text"] == "Let me think."
     assert saved(alice, thread_id)[-1]["status"] == "complete"
+
+
+async def test_tool_steps_show_as_progress_and_the_users_time_zone_reaches_the_tool(
+    site, stub, alice, chatkit
+):
+    stub.script(
+        "what time",
+        tool_calls=[[{"name": "current_time", "arguments": {}}]],
+        tokens=["It is", " late."],
+    )
+    request = ck.create("what time is it?")
+    request.metadata = {"time_zone": "Asia/Tokyo"}
+    events = await chatkit.stream(request)
+    progress = [e.text for e in events if e.type == "progress_update"]
+    assert progress == ["Using current_time…"]
+    assert "".join(ck.deltas(events)) == "It is late."
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    step = saved(alice, thread_id)[-1]["steps"][0]
+    assert step["name"] == "current_time" and step["status"] == "done"
+    assert "(Asia/Tokyo, UTC+0900)" in step["output"]
+
+    # Feedback is accepted (not stored).
+    feedback = ItemsFeedbackReq(
+        params={"thread_id": thread_id, "item_ids": [thread_id], "kind": "positive"}
+    )
+    assert await chatkit.call(feedback) == {}

@@ -39,7 +39,7 @@ customElements.define('openai-chatkit', class extends HTMLElement {
 
 @pytest.fixture
 def page(browser, site):
-    context = browser.new_context()
+    context = browser.new_context(timezone_id="Pacific/Auckland")
     page = context.new_page()
     log_in(page, site, USER, PASSWORD)
     yield page
@@ -74,6 +74,7 @@ def test_the_page_mounts_chatkit_on_this_server_with_a_client_secret(page, site,
     ]
     assert "".join(deltas) == "Hi from Django"
     assert sent[0].headers["authorization"].startswith("Bearer cs_")
+    assert sent[0].post_data_json["metadata"] == {"time_zone": "Pacific/Auckland"}
     assert "cookie" not in sent[0].headers  # the secret alone authorizes it
 
     thread_id = next(e["thread"]["id"] for e in answer["events"] if e["type"] == "thread.created")

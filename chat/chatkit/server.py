@@ -99,6 +99,12 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             if reply.failure is not None:
                 raise reply.failure
 
+    async def add_feedback(
+        self, thread_id: str, item_ids: list[str], feedback: Any, context: RequestContext
+    ) -> None:
+        """Accepted, not stored; for the user's own threads only."""
+        await self.store.load_thread(thread_id, context)
+
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext
     ) -> None:

@@ -33,12 +33,28 @@ export async function clientSecret({ fresh = false } = {}) {
   return secret.value;
 }
 
+/** The request's JSON with the browser's time zone in its metadata (for the agent's
+ * `current_time` tool), as the chat page sends it; any other body as it is. */
+export function withTimeZone(body) {
+  if (typeof body !== 'string') return body;
+  try {
+    const request = JSON.parse(body);
+    const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!request || typeof request !== 'object' || !timeZone) return body;
+    request.metadata = { time_zone: timeZone, ...request.metadata };
+    return JSON.stringify(request);
+  } catch {
+    return body;
+  }
+}
+
 /** ChatKit's `api.fetch`: its request, authorized by the client secret. */
 export async function authorizedFetch(url, init = {}) {
+  const body = withTimeZone(init.body);
   const send = async (fresh) => {
     const headers = new Headers(init.headers);
     headers.set('Authorization', `Bearer ${await clientSecret({ fresh })}`);
-    return fetch(url, { ...init, headers, credentials: 'omit' });
+    return fetch(url, { ...init, body, headers, credentials: 'omit' });
   };
   const response = await send(false);
   return response.status === 401 ? send(true) : response;
