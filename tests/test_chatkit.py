@@ -349,3 +349,32 @@ async def test_tool_steps_show_as_progress_and_the_users_time_zone_reaches_the_t
         params={"thread_id": thread_id, "item_ids": [thread_id], "kind": "positive"}
     )
     assert await chatkit.call(feedback) == {}
+
+
+async def test_a_reply_in_flight_from_the_page_loads_live_and_keeps_chatkit_waiting(
+    site, stub, alice, chatkit
+):
+    stub.script("page reply", tokens=[f" p{i}" for i in range(300)], delay_ms=15)
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    ws = await socket(site, alice, thread_id)
+    await ws.send(
+        json.dumps({"command": "start", "message": "page reply", "client_id": str(uuid.uuid4())})
+    )
+    shown = ""
+    while len(shown) < 30:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
+        shown += frame.get("token", "") if frame["type"] == "token" else ""
+
+    # Loaded mid-reply, the reply shows the text streamed so far, not the last checkpoint.
+    items = (await chatkit.call(ck.list_items(thread_id, order="asc")))["data"]
+    assert [i["type"] for i in items] == ["user_message", "assistant_message"]
+    assert items[1]["content"][0]["text"].startswith(shown)
+    # One reply at a time per thread: ChatKit's message is taken back, with the reason.
+    events = await chatkit.stream(ck.add_message(thread_id, "me too"))
+    assert any(isinstance(e, ThreadItemRemovedEvent) for e in events)
+    assert events[-1].type == "error" and "already" in events[-1].message
+    await ws.send(json.dumps({"command": "stop"}))
+    await reply_frames(ws)
+    await ws.close()
+    assert [m["content"] for m in saved(alice, thread_id)][0] == "page reply"
+    assert len(saved(alice, thread_id)) == 2
