@@ -75,27 +75,9 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             if new and not thread.title:  # the title the engine gave it (the package sends it)
                 thread.title = services.title_from_text(items.user_text(input_user_message))
             reply = ReplyEvents(thread, started.reply_id)
-            if started.duplicate:
-                for frame in await generation.reply_frames(
-                    thread_id=thread.id, reply_id=started.reply_id
-                ):
-                    subscription.filter.admit(frame)
-                    for event in reply.of(frame):
-                        yield event
-            while not reply.ended:
-                frame = await subscription.next(IDLE_SECONDS)
-                if frame is None:
-                    frames_missed = await generation.reply_frames(
-                        thread_id=thread.id, reply_id=started.reply_id
-                    )
-                    batch = [f for f in frames_missed if f.get("seq", -1) > reply.seq]
-                else:
-                    batch = [frame]
-                for each in batch:
-                    if each.get("type") == "thread" and each["thread"]["id"] == thread.id:
-                        thread.title = each["thread"]["title"] or None  # the package saves it
-                    for event in reply.of(each):
-                        yield event
+            async for frame in _reply_frames(subscription, reply, replay=started.duplicate):
+                for event in reply.of(frame):
+                    yield event
             if reply.failure is not None:
                 raise reply.failure
 
@@ -132,6 +114,29 @@ async def _begin(
         message_id=message.id,
         time_zone=context.time_zone,
     )
+
+
+async def _reply_frames(
+    subscription: Subscription, reply: "ReplyEvents", *, replay: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The reply's frames until it ends: as they come, after what it said already when this
+    is a repeat (`replay`); when none comes for IDLE_SECONDS, those its record says were
+    missed. A reply whose record is gone (its frames rebuilt from the saved message, numbered
+    afresh) ends as it was saved, so no stream waits for a frame that will never come."""
+    pending = replay
+    while not reply.ended:
+        if not pending and (frame := await subscription.next(IDLE_SECONDS)) is not None:
+            yield frame
+            continue
+        pending = False
+        recorded = await generation.reply_frames(
+            thread_id=subscription.thread_id, reply_id=reply.reply_id
+        )
+        for frame in recorded:
+            yield frame  # ReplyEvents passes over what it has seen
+        if not reply.ended and recorded and frames.is_terminal(recorded[-1]):
+            reply.text = "".join(f["token"] for f in recorded if f["type"] == "token")
+            yield {**recorded[-1], "seq": reply.seq + 1}
 
 
 def _item_uuid(item_id: str) -> uuid.UUID:
