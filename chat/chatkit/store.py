@@ -97,11 +97,8 @@ def _load_threads(*, user_id: int, limit: int, after: str | None, order: str) ->
         mark = Thread.objects.filter(pk=_uuid(after), owner_id=user_id).first()
         if mark is None:
             raise NotFoundError("No such thread to page after.")
-        later = Q(updated_at__gt=mark.updated_at) | Q(updated_at=mark.updated_at, id__gt=mark.id)
-        earlier = Q(updated_at__lt=mark.updated_at) | Q(updated_at=mark.updated_at, id__lt=mark.id)
-        threads = threads.filter(earlier if newest_first else later)
-    ordering = ("-updated_at", "-id") if newest_first else ("updated_at", "id")
-    rows = list(threads.order_by(*ordering)[: limit + 1])
+        threads = threads.filter(_beyond(mark, "updated_at", forward=not newest_first))
+    rows = list(threads.order_by(*_order("updated_at", forward=not newest_first))[: limit + 1])
     return _page([items.thread_metadata(t) for t in rows], limit)
 
 
@@ -113,11 +110,19 @@ def _messages(*, user_id: int, thread_id: str, limit: int, after: str | None, or
         mark = thread.messages.filter(pk=_uuid(after)).first()
         if mark is None:
             raise NotFoundError("No such item to page after.")
-        later = Q(created_at__gt=mark.created_at) | Q(created_at=mark.created_at, id__gt=mark.id)
-        earlier = Q(created_at__lt=mark.created_at) | Q(created_at=mark.created_at, id__lt=mark.id)
-        messages = messages.filter(later if oldest_first else earlier)
-    ordering = ("created_at", "id") if oldest_first else ("-created_at", "-id")
-    return list(messages.order_by(*ordering)[: limit + 1])
+        messages = messages.filter(_beyond(mark, "created_at", forward=oldest_first))
+    return list(messages.order_by(*_order("created_at", forward=oldest_first))[: limit + 1])
+
+
+def _beyond(mark: Thread | Message, field: str, *, forward: bool) -> Q:
+    """The rows after `mark` in (`field`, id) order (`forward`), or before it: a page's
+    cursor is its last row's id."""
+    value, op = getattr(mark, field), "gt" if forward else "lt"
+    return Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": mark.id})
+
+
+def _order(field: str, *, forward: bool) -> tuple[str, str]:
+    return (field, "id") if forward else (f"-{field}", "-id")
 
 
 def _page(data: list, limit: int) -> Page:
