@@ -123,3 +123,29 @@ async def test_a_stream_that_missed_the_end_of_a_reply_whose_record_is_gone_ends
     assert events[-1].type == "thread.item.done"
     assert events[-1].item.content[0].text == "Hello world"
     assert reply.ended
+
+
+@pytest.mark.asyncio
+async def test_a_frame_past_a_gap_fills_the_gap_from_the_record(monkeypatch):
+    recorded = [
+        frames.start(message_id=REPLY, model="m"),
+        *tokens("a", "b", "c"),
+        frames.complete(message_id=REPLY, seq=4, status="complete", metrics=metrics()),
+    ]
+
+    async def record(*, thread_id, reply_id):
+        return recorded
+
+    monkeypatch.setattr(generation, "reply_frames", record)
+    arriving = [recorded[0], recorded[1], recorded[3], recorded[4]]  # "b" (seq 2) was lost
+    reply = server.ReplyEvents(THREAD, REPLY)
+    events = [
+        event
+        async for frame in server._reply_frames(Silent(arriving), reply, replay=False)
+        for event in reply.of(frame)
+    ]
+    deltas = [
+        e.update.delta for e in events if getattr(e, "update", None) and "delta" in e.update.type
+    ]
+    assert deltas == ["a", "b", "c"]
+    assert events[-1].item.content[0].text == "abc"

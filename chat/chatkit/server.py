@@ -120,15 +120,17 @@ async def _reply_frames(
     subscription: Subscription, reply: "ReplyEvents", *, replay: bool
 ) -> AsyncIterator[dict[str, Any]]:
     """The reply's frames until it ends: as they come, after what it said already when this
-    is a repeat (`replay`); when none comes for IDLE_SECONDS, those its record says were
-    missed. A reply whose record is gone (its frames rebuilt from the saved message, numbered
-    afresh) ends as it was saved, so no stream waits for a frame that will never come."""
+    is a repeat (`replay`). When none comes for IDLE_SECONDS, or one comes past a gap in
+    `seq`, those its record says were missed. A reply whose record is gone (its frames
+    rebuilt from the saved message, numbered afresh) ends as it was saved, so no stream waits
+    for a frame that will never come."""
     pending = replay
     while not reply.ended:
-        if not pending and (frame := await subscription.next(IDLE_SECONDS)) is not None:
+        frame = None if pending else await subscription.next(IDLE_SECONDS)
+        pending = False
+        if frame is not None and not reply.skips(frame):
             yield frame
             continue
-        pending = False
         recorded = await generation.reply_frames(
             thread_id=subscription.thread_id, reply_id=reply.reply_id
         )
@@ -155,6 +157,10 @@ class ReplyEvents:
         self.seq = -1
         self.ended = False
         self.failure: CustomStreamError | None = None
+
+    def skips(self, frame: dict[str, Any]) -> bool:
+        """Whether the frame, of this reply, comes after a gap (frames were missed)."""
+        return frame.get("message_id") == self.reply_id and frame.get("seq", -1) > self.seq + 1
 
     def of(self, frame: dict[str, Any]) -> list[ThreadStreamEvent]:
         if frame.get("message_id") != self.reply_id or frame.get("seq", -1) <= self.seq:
