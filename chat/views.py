@@ -1,6 +1,7 @@
 """The chat page, the ChatKit page and the health check."""
 
 import uuid
+from typing import Any
 
 from csp.decorators import csp_update
 from django.conf import settings
@@ -25,15 +26,7 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
         if thread is None:
             raise Http404("No such thread")
         messages = selectors.thread_messages(thread_id=thread.id)[-PAGE_MESSAGES:]
-    try:
-        chosen = agent.provider()
-        provider = {
-            "name": chosen.name,
-            "model": chosen.model,
-            "offlineDemo": chosen.offline_demo,
-        }
-    except ChatError:
-        provider = {"name": settings.AGENT_PROVIDER, "model": "", "offlineDemo": False}
+    provider = _provider()
     chat_config = {
         "threadId": str(thread_id) if thread_id else None,
         "threads": [frames.thread_object(t) for t in selectors.thread_list(user=request.user)],
@@ -69,16 +62,18 @@ def chatkit_page(request: HttpRequest) -> HttpResponse:
         "session": reverse("chatkit-session"),
         "domainKey": settings.CHATKIT_DOMAIN_KEY,
         "hosted": bool(settings.CHATKIT_WORKFLOW_ID),
-        "offlineDemo": _offline_demo(),
+        "offlineDemo": _provider()["offlineDemo"],
     }
     return render(request, "chat/chatkit.html", {"chatkit_config": config})
 
 
-def _offline_demo() -> bool:
+def _provider() -> dict[str, Any]:
+    """The model the pages name, and whether it is the offline demo (labelled as such)."""
     try:
-        return agent.provider().offline_demo
+        chosen = agent.provider()
     except ChatError:
-        return False
+        return {"name": settings.AGENT_PROVIDER, "model": "", "offlineDemo": False}
+    return {"name": chosen.name, "model": chosen.model, "offlineDemo": chosen.offline_demo}
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

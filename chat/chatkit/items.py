@@ -37,13 +37,10 @@ def reply_text(content: str, *, status: str, error_message: str = "") -> str:
 
 
 def assistant_item(
-    *, item_id: str, thread_id: str, created_at: datetime, text: str
+    *, item_id: str, thread_id: str, created_at: datetime, content: list[AssistantMessageContent]
 ) -> AssistantMessageItem:
     return AssistantMessageItem(
-        id=item_id,
-        thread_id=thread_id,
-        created_at=created_at,
-        content=[AssistantMessageContent(text=text)],
+        id=item_id, thread_id=thread_id, created_at=created_at, content=content
     )
 
 
@@ -66,7 +63,13 @@ def item_of(message: Message, *, live_text: str | None = None) -> ThreadItem | N
             item_id=str(message.id),
             thread_id=thread_id,
             created_at=message.created_at,
-            text=reply_text(text, status=message.status, error_message=message.error_message),
+            content=[
+                AssistantMessageContent(
+                    text=reply_text(
+                        text, status=message.status, error_message=message.error_message
+                    )
+                )
+            ],
         )
     return None
 

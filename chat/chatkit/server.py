@@ -23,6 +23,7 @@ from chatkit.types import (
     AssistantMessageContentPartAdded,
     AssistantMessageContentPartDone,
     AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
     NoticeEvent,
     ProgressUpdateEvent,
     ThreadItem,
@@ -204,12 +205,13 @@ class ReplyEvents:
             events.append(NoticeEvent(level="info", message=STOPPED_NOTICE))
         return events
 
-    def _item(self, *, content: list[AssistantMessageContent]):
-        item = items.assistant_item(
-            item_id=self.reply_id, thread_id=self.thread_id, created_at=self.created_at, text=""
+    def _item(self, *, content: list[AssistantMessageContent]) -> AssistantMessageItem:
+        return items.assistant_item(
+            item_id=self.reply_id,
+            thread_id=self.thread_id,
+            created_at=self.created_at,
+            content=content,
         )
-        item.content = content
-        return item
 
     def _update(self, update) -> ThreadItemUpdatedEvent:
         return ThreadItemUpdatedEvent(item_id=self.reply_id, update=update)

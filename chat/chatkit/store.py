@@ -26,9 +26,10 @@ from chatkit.types import (
     ThreadMetadata,
     UserMessageItem,
 )
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
-from chat import generation, outage, ownership
+from chat import generation, outage, ownership, selectors
 from chat.chatkit import items
 from chat.models import Message, Thread
 
@@ -39,13 +40,17 @@ MAX_PAGE = 100
 class RequestContext:
     """Who asks, and what one `POST /api/chatkit` request carries between the package's calls."""
 
-    user_id: int
+    user: AbstractBaseUser
     time_zone: str | None = None
     # The user message the package handed to `add_thread_item`, for `respond` to commit.
     asked: dict[str, UserMessageItem] = field(default_factory=dict)
     # The engine's reply this request streams, so a dropped request stops that reply only.
     thread_id: str | None = None
     reply_id: str | None = None
+
+    @property
+    def user_id(self) -> int:
+        return self.user.pk
 
     def stop_reply(self) -> None:
         """Stop the reply this request streams, if it still runs (never a later one). The
@@ -65,36 +70,36 @@ def _uuid(value: str) -> uuid.UUID:
         raise NotFoundError(f"No such id: {value!r}.") from None
 
 
-def _thread(user_id: int, thread_id: str) -> Thread:
-    thread = Thread.objects.filter(pk=_uuid(thread_id), owner_id=user_id).first()
+def _thread(user: AbstractBaseUser, thread_id: str) -> Thread:
+    thread = selectors.thread_get_for_user(user=user, thread_id=thread_id)
     if thread is None:
         raise NotFoundError("No such thread.")
     return thread
 
 
-def _load_thread(*, user_id: int, thread_id: str) -> ThreadMetadata:
-    return items.thread_metadata(_thread(user_id, thread_id))
+def _load_thread(*, user: AbstractBaseUser, thread_id: str) -> ThreadMetadata:
+    return items.thread_metadata(_thread(user, thread_id))
 
 
-def _save_thread(*, user_id: int, thread: ThreadMetadata) -> None:
+def _save_thread(*, user: AbstractBaseUser, thread: ThreadMetadata) -> None:
     """A new thread (its id made by `generate_thread_id`), or a rename of the user's own."""
     thread_id = _uuid(thread.id)
     title = (thread.title or "").strip()[:200]
     existing = Thread.objects.filter(pk=thread_id).first()
     if existing is None:
-        Thread.objects.create(id=thread_id, owner_id=user_id, title=title)
-    elif existing.owner_id != user_id:
+        Thread.objects.create(id=thread_id, owner=user, title=title)
+    elif existing.owner_id != user.pk:
         raise NotFoundError("No such thread.")
     elif existing.title != title:
         existing.title = title
         existing.save(update_fields=["title", "updated_at"])
 
 
-def _load_threads(*, user_id: int, limit: int, after: str | None, order: str) -> Page:
-    threads = Thread.objects.filter(owner_id=user_id)
+def _load_threads(*, user: AbstractBaseUser, limit: int, after: str | None, order: str) -> Page:
+    threads = Thread.objects.filter(owner=user)
     newest_first = order != "asc"
     if after:
-        mark = Thread.objects.filter(pk=_uuid(after), owner_id=user_id).first()
+        mark = selectors.thread_get_for_user(user=user, thread_id=after)
         if mark is None:
             raise NotFoundError("No such thread to page after.")
         threads = threads.filter(_beyond(mark, "updated_at", forward=not newest_first))
@@ -102,8 +107,8 @@ def _load_threads(*, user_id: int, limit: int, after: str | None, order: str) ->
     return _page([items.thread_metadata(t) for t in rows], limit)
 
 
-def _messages(*, user_id: int, thread_id: str, limit: int, after: str | None, order: str):
-    thread = _thread(user_id, thread_id)
+def _messages(*, user: AbstractBaseUser, thread_id: str, limit: int, after: str | None, order: str):
+    thread = _thread(user, thread_id)
     messages = thread.messages.exclude(role=Message.Role.SYSTEM)
     oldest_first = order == "asc"
     if after:
@@ -131,15 +136,15 @@ def _page(data: list, limit: int) -> Page:
     return Page(data=data, has_more=more, after=data[-1].id if more and data else None)
 
 
-def _load_item(*, user_id: int, thread_id: str, item_id: str) -> Message:
-    message = _thread(user_id, thread_id).messages.filter(pk=_uuid(item_id)).first()
+def _load_item(*, user: AbstractBaseUser, thread_id: str, item_id: str) -> Message:
+    message = _thread(user, thread_id).messages.filter(pk=_uuid(item_id)).first()
     if message is None:
         raise NotFoundError("No such item.")
     return message
 
 
-def _delete_thread(*, user_id: int, thread_id: str) -> None:
-    _thread(user_id, thread_id).delete()
+def _delete_thread(*, user: AbstractBaseUser, thread_id: str) -> None:
+    _thread(user, thread_id).delete()
 
 
 class DjangoStore(Store[RequestContext]):
@@ -157,13 +162,13 @@ class DjangoStore(Store[RequestContext]):
         return await outage.db(
             f"loading thread {thread_id}",
             _load_thread,
-            user_id=context.user_id,
+            user=context.user,
             thread_id=thread_id,
         )
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         await outage.db(
-            f"saving thread {thread.id}", _save_thread, user_id=context.user_id, thread=thread
+            f"saving thread {thread.id}", _save_thread, user=context.user, thread=thread
         )
 
     async def load_threads(
@@ -172,7 +177,7 @@ class DjangoStore(Store[RequestContext]):
         return await outage.db(
             "listing threads",
             _load_threads,
-            user_id=context.user_id,
+            user=context.user,
             limit=_limit(limit),
             after=after,
             order=order,
@@ -185,7 +190,7 @@ class DjangoStore(Store[RequestContext]):
         rows = await outage.db(
             f"loading the items of thread {thread_id}",
             _messages,
-            user_id=context.user_id,
+            user=context.user,
             thread_id=thread_id,
             limit=limit,
             after=after,
@@ -199,7 +204,7 @@ class DjangoStore(Store[RequestContext]):
         message = await outage.db(
             f"loading item {item_id}",
             _load_item,
-            user_id=context.user_id,
+            user=context.user,
             thread_id=thread_id,
             item_id=item_id,
         )
@@ -235,7 +240,7 @@ class DjangoStore(Store[RequestContext]):
         await outage.db(
             f"deleting thread {thread_id}",
             _delete_thread,
-            user_id=context.user_id,
+            user=context.user,
             thread_id=thread_id,
         )
 

@@ -11,7 +11,8 @@
  *   when the page is elsewhere; clientSecret: from `POST /api/chatkit/session`
  */
 
-function csrfToken() {
+/** The page's CSRF token (its `csrf-token` meta tag), for a session write. */
+export function csrfToken() {
   return globalThis.document?.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
 }
 

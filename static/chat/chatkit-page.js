@@ -8,16 +8,14 @@
  * operator chose OpenAI's hosted workflow: the component gets that session's secret instead.
  */
 
+import { csrfToken } from './api.js';
+
 const config = JSON.parse(document.getElementById('chatkit-config').textContent);
 const status = document.querySelector('[data-chatkit-status]');
 const RENEW_BEFORE_MS = 30_000;
 const LOAD_TIMEOUT_MS = 15_000;
 
 let secret = null; // {value, expiresAt (epoch seconds)}
-
-function csrfToken() {
-  return document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
-}
 
 /** A client secret with some life left in it, asking the server for a new one if needed. */
 export async function clientSecret({ fresh = false } = {}) {
