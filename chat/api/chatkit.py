@@ -65,13 +65,13 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         return ChatError("bad_request", _invalid(exc)).response()
     if (reason := UNSUPPORTED.get(asked.type)) is not None:
         return ChatError("bad_request", reason).response()
-    context = RequestContext(user_id=user.pk, time_zone=asked.metadata.get("time_zone"))
+    context = RequestContext(user=user, time_zone=asked.metadata.get("time_zone"))
     pump = None
     try:
         result = await server().process(request.body, context)
         if not isinstance(result, StreamingResult):
             return HttpResponse(result.json, content_type="application/json")
-        pump = _Pump(aiter(result), context)
+        pump = _Pump(aiter(result))
         first = await pump.first()  # what fails before the first event is an HTTP error
     except StopAsyncIteration:
         return request_auth.detail("No such item in this thread.", 404)
@@ -108,8 +108,7 @@ class _Pump:
     `handle_stream_cancelled` then stops the reply, as ChatKit's Stop does.
     """
 
-    def __init__(self, events: AsyncIterator[bytes], context: RequestContext) -> None:
-        self.context = context
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run(events), name="chatkit")
 
@@ -149,8 +148,8 @@ class _Pump:
                 self.stop()
 
     def stop(self) -> None:
-        """The request went before its stream ended: stop the reply, end the stream."""
-        self.context.stop_reply()
+        """The request went before its stream ended: the package's stream is cancelled where
+        it waits, and its `handle_stream_cancelled` stops the reply."""
         self.task.cancel()
 
 
