@@ -8,12 +8,12 @@ import uuid
 import pytest
 import pytest_asyncio
 from chatkit.types import (
+    ErrorEvent,
     ItemsFeedbackReq,
     NoticeEvent,
     ThreadCreatedEvent,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
-    ThreadItemRemovedEvent,
     ThreadsDeleteReq,
     ThreadsListReq,
     ThreadsUpdateReq,
@@ -22,7 +22,7 @@ from chatkit.types import (
 from websockets.asyncio.client import connect as ws_connect
 
 from tests import chatkit_client as ck
-from tests.servers import cookie_header, login
+from tests.servers import cookie_header, login, stub_site
 
 pytestmark = [
     pytest.mark.slow,
@@ -277,15 +277,89 @@ async def test_bad_requests_are_answered_with_errors_never_a_500(site, stub, ali
     assert "Traceback" not in site.log.read_text()[log_size:]
 
 
-async def test_a_refused_message_is_taken_back_and_nothing_is_saved(site, stub, alice, chatkit):
+async def thread_ids(chatkit) -> set[str]:
+    return {t["id"] for t in (await chatkit.call(ThreadsListReq(params={"limit": 100})))["data"]}
+
+
+def only_error(events: list) -> ErrorEvent:
+    """A refusal: one `error` event, nothing before it (no thread, no item echoed)."""
+    assert [e.type for e in events] == ["error"], [e.type for e in events]
+    assert events[0].message
+    return events[0]
+
+
+async def test_a_refused_message_is_one_error_event_and_nothing_is_saved(
+    site, stub, alice, chatkit
+):
     thread_id = alice.post("/api/threads/", json={}).json()["id"]
-    for text in ("   ", "x" * 20_000):
-        events = await chatkit.stream(ck.add_message(thread_id, text))
-        item_id = next(e.item.id for e in events if isinstance(e, ThreadItemDoneEvent))
-        assert any(isinstance(e, ThreadItemRemovedEvent) and e.item_id == item_id for e in events)
-        error = events[-1]
-        assert error.type == "error" and error.message and not error.allow_retry
+    log_size = site.log.stat().st_size
+    for text in ("   ", "x" * 16_001):
+        error = only_error(await chatkit.stream(ck.add_message(thread_id, text)))
+        assert not error.allow_retry
+    assert "16001 characters; the limit is 16000" in error.message
     assert saved(alice, thread_id) == []
+    assert "Traceback" not in site.log.read_text()[log_size:]
+
+
+async def test_a_refused_create_is_one_error_event_and_saves_no_thread(site, stub, alice, chatkit):
+    before = await thread_ids(chatkit)
+    log_size = site.log.stat().st_size
+    for _ in range(3):
+        error = only_error(await chatkit.stream(ck.create("x" * 16_001)))
+        assert "the limit is 16000" in error.message and not error.allow_retry
+    only_error(await chatkit.stream(ck.create("   ")))
+
+    # An attachment id (attachments are not supported): refused, by name, before anything.
+    with_file = ck.create("see the file")
+    with_file.params.input.attachments = ["att_123"]
+    error = only_error(await chatkit.stream(with_file))
+    assert "Attachments are not supported" in error.message
+    thread_id = alice.post("/api/threads/", json={}).json()["id"]
+    with_file = ck.add_message(thread_id, "see the file")
+    with_file.params.input.attachments = ["att_123"]
+    assert "Attachments" in only_error(await chatkit.stream(with_file)).message
+    assert saved(alice, thread_id) == []
+
+    assert await thread_ids(chatkit) == before | {thread_id}
+    assert "Traceback" not in site.log.read_text()[log_size:]
+
+
+async def test_a_huge_message_is_refused_cleanly_before_it_is_echoed(site, stub, alice, chatkit):
+    """Two million characters (beyond SLOW_READER_BYTES if echoed back), and a body beyond
+    the request size limit: each an `error` event that ChatKit shows, never a reset."""
+    before = await thread_ids(chatkit)
+    log_size = site.log.stat().st_size
+    error = only_error(await chatkit.stream(ck.create("x" * 2_000_000)))
+    assert "2000000 characters; the limit is 16000" in error.message
+
+    answer = await chatkit.post(ck.create("y" * 3_000_000))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith(
+        "text/event-stream"
+    )
+    lines = [line for line in answer.text.splitlines() if line.startswith("data: ")]
+    error = only_error([ck.EVENT.validate_json(line[len("data: ") :]) for line in lines])
+    assert "limit" in error.message and not error.allow_retry
+    assert await thread_ids(chatkit) == before
+    assert "Traceback" not in site.log.read_text()[log_size:]
+
+
+async def test_a_create_refused_by_the_rate_limit_saves_no_thread(stub_server, stub, tmp_path):
+    """What the engine refuses when it begins (rate, replies in flight, budget) leaves no
+    thread either: the thread is written with its first message, in one transaction."""
+    stub.script("hello", tokens=["Hi"])
+    with stub_site(
+        stub_server.url, tmp_path, {"carol": "carol-pw"}, REPLIES_PER_MINUTE="1"
+    ) as other:
+        carol = ck.ChatKitClient(other.url, login(other.url, "carol", "carol-pw"))
+        try:
+            events = await carol.stream(ck.create("hello"))
+            first = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+            for _ in range(3):
+                error = only_error(await carol.stream(ck.create("hello")))
+                assert "a minute" in error.message and error.allow_retry
+            assert await thread_ids(carol) == {first}
+        finally:
+            await carol.close()
 
 
 async def test_a_client_secret_authorizes_chatkit_and_a_provider_failure_is_saved(
@@ -369,10 +443,9 @@ async def test_a_reply_in_flight_from_the_page_loads_live_and_keeps_chatkit_wait
     items = (await chatkit.call(ck.list_items(thread_id, order="asc")))["data"]
     assert [i["type"] for i in items] == ["user_message", "assistant_message"]
     assert items[1]["content"][0]["text"].startswith(shown)
-    # One reply at a time per thread: ChatKit's message is taken back, with the reason.
+    # One reply at a time per thread: ChatKit is told why, and its message is not echoed.
     events = await chatkit.stream(ck.add_message(thread_id, "me too"))
-    assert any(isinstance(e, ThreadItemRemovedEvent) for e in events)
-    assert events[-1].type == "error" and "already" in events[-1].message
+    assert "already" in only_error(events).message  # refused before it was echoed
     await ws.send(json.dumps({"command": "stop"}))
     await reply_frames(ws)
     await ws.close()
