@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP to Django; WebSockets through authentication (a client secret, or
-the session behind the Origin check) and the URL router."""
+the session behind the Origin check) and the URL router. Outermost, the client's real address
+behind a trusted proxy (chat/proxy.py)."""
 
 import os
 
@@ -12,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.auth import WebSocketAuth  # noqa: E402  (needs Django set up first)
+from chat.proxy import TrustedProxies  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.slow_readers import DropSlowReaders  # noqa: E402
 
@@ -29,11 +31,13 @@ import gc  # noqa: E402
 # collection thresholds on top gained nothing more).
 gc.freeze()
 
-application = DropSlowReaders(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
-        }
+application = TrustedProxies(
+    DropSlowReaders(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
+            }
+        )
     )
 )

@@ -207,6 +207,9 @@ AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  #
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+# The proxies whose X-Forwarded-For gives the client's address (chat/proxy.py); none by default.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
+AXES_CLIENT_IP_CALLABLE = "chat.proxy.client_address"  # REMOTE_ADDR, as TrustedProxies set it
 
 # How often an open WebSocket or event stream checks that its session or client secret is still
 # valid (logout, password change, deactivation, expiry end it with 4401 on every process).

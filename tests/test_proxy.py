@@ -114,8 +114,9 @@ def test_send_and_receive_reach_the_application_untouched():
 
 
 def test_a_wrong_trusted_proxies_entry_stops_the_start():
-    from chat.proxy import TrustedProxies
     from django.core.exceptions import ImproperlyConfigured
+
+    from chat.proxy import TrustedProxies
 
     with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES"):
         TrustedProxies(None, trusted=["127.0.0.1", "nginx.internal"])
