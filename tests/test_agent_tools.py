@@ -5,7 +5,9 @@ end as the protocol says."""
 
 import asyncio
 import json
+import time
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
@@ -20,6 +22,7 @@ from tests.helpers import (
     start_command,
 )
 from tests.servers import cookie_header, login, stub_site
+from tests.test_tools import HOSTILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -254,3 +257,32 @@ async def test_the_responses_api_streams_the_same_tool_steps(stub, memory_layer,
     assert reply_text(received) == "0.25 and 1024."
     assert {r["path"] for r in stub.requests} == {"/v1/responses"}
     await ws.disconnect()
+
+
+async def test_six_hostile_calculations_in_one_turn_never_stall_another_users_requests(site, stub):
+    """Each is refused by its operands' sizes before it is computed, in a child process: the
+    server's other requests (here /healthz, as another user's page would) keep answering."""
+    tess = login(site.url, "tess", "tess-pw")
+    calls = [{"name": "calculate", "arguments": {"expression": HOSTILE}}] * 6
+    answered: list[float] = []
+
+    async def another_user() -> None:
+        async with httpx.AsyncClient(base_url=site.url, timeout=30) as http:
+            while True:
+                started = time.monotonic()
+                assert (await http.get("/healthz")).status_code == 200
+                answered.append(time.monotonic() - started)
+                await asyncio.sleep(0.05)
+
+    polling = asyncio.create_task(another_user())
+    try:
+        _, ws = await ask(site, stub, tess, "six hostile sums", tool_calls=[calls])
+        received = await frames_until(ws, frames.is_terminal)
+        await asyncio.sleep(0.3)
+    finally:
+        polling.cancel()
+    assert answered and max(answered) < 2.0, f"another user waited {max(answered):.1f} s"
+    steps = final_steps(received)
+    assert len(steps) == 6
+    assert all(s["status"] == "done" and "too large" in s["output"] for s in steps), steps
+    await ws.close()

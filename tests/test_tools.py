@@ -4,7 +4,12 @@ the asking user's threads."""
 
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from agents.tool_context import ToolContext
@@ -105,3 +110,68 @@ def test_tools_are_loaded_by_dotted_path_and_a_plain_function_becomes_a_tool(set
 def plain_tool(word: str) -> str:
     """A developer's tool written as a plain function."""
     return word.upper()
+
+
+# A base whose numerator is 1 but whose denominator has 12,680 bits, raised to -1000: the old
+# power check looked at the numerator only and computed it (2.2 s of CPU, the GIL held).
+HOSTILE = "(1/(9**1000)**4)**-1000"
+BIG = "(9**1000)**4"  # 12,680 bits, each power small enough for the old check
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        HOSTILE,
+        f"(1/{BIG}) * (1/{BIG})",  # the denominators' product: 25,360 bits
+        f"(1/{BIG}) / {BIG}",
+        f"{BIG} // (1/{BIG})",
+        f"{BIG} % (1/{BIG}+1)",
+        f"(1/{BIG}) + (1/(7**1000)**4)",
+        f"{BIG} * {BIG}",
+        "1" + "+1" * 300,  # too many nodes, however small each number
+        "1e999999",  # a literal is sized before it is made
+    ],
+)
+def test_calculate_refuses_an_operation_too_large_before_it_computes_it(expression):
+    cpu = time.process_time()
+    output, _ = call(tools.calculate, expression=expression)
+    assert output.startswith(f"Cannot calculate {expression!r}: ")
+    assert "too large" in output or "too many" in output, output
+    assert time.process_time() - cpu < 0.5, "refused by the operands' sizes, not computed"
+
+
+def test_calculate_runs_in_a_child_process_that_a_timeout_or_a_cancel_kills(tmp_path):
+    spin = "while True: pass"
+    started = time.monotonic()
+    assert asyncio.run(tools.in_child(spin, "", seconds=0.3)) is None
+    assert time.monotonic() - started < 5
+
+    pid_file = tmp_path / "pid"
+    spin_and_say = f"import os; open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n{spin}"
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(tools.in_child(spin_and_say, "", seconds=30))
+        for _ in range(500):  # the child has started when it has written its pid
+            await asyncio.sleep(0.02)
+            if pid_file.exists() and pid_file.read_text():
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)  # killed and reaped
+
+
+def test_the_calculator_child_limits_its_own_cpu_and_memory():
+    """The budget holds even if the parent never kills it: the kernel does."""
+    limited = "from chat import calculator; calculator.limit_self(); "
+    spinning = subprocess.run(
+        [sys.executable, "-c", limited + "\nwhile True: pass"], timeout=20, capture_output=True
+    )
+    assert spinning.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+    hungry = subprocess.run(
+        [sys.executable, "-c", limited + "bytearray(512 * 2**20)"], timeout=20, capture_output=True
+    )
+    assert b"MemoryError" in hungry.stderr
