@@ -15,18 +15,20 @@ TOOL_OUTPUT_CHARS. `ctx.context` is the `ChatContext` of the reply: who asked, s
 only ever reads that user's data.
 
 The built-ins are safe on a shared server: `current_time` (in the user's time zone),
-`calculate` (exact arithmetic, no `eval`) and `search_threads` (the asking user's own threads).
+`calculate` (exact arithmetic, no `eval`, every step sized before it is computed, in a child
+process with its own CPU and memory limits: calculator.py) and `search_threads` (the asking
+user's own threads).
 """
 
-import ast
+import asyncio
 import dataclasses
 import datetime
-import operator
+import sys
+import weakref
 import zoneinfo
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from agents import FunctionTool, RunContextWrapper, function_tool
@@ -35,6 +37,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils.module_loading import import_string
+
+from chat import calculator
 
 
 @dataclass
@@ -135,67 +139,57 @@ def current_time(ctx: RunContextWrapper[ChatContext], time_zone: str | None = No
     return f"{now:%A %d %B %Y, %H:%M:%S} ({name}, UTC{now:%z})"
 
 
-_OPERATORS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
-_MAX_DIGITS = 10_000
-
-
-def _value(node: ast.AST) -> Fraction:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return Fraction(Decimal(str(node.value)))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _value(node.operand)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _value(node.left), _value(node.right)
-        if isinstance(node.op, ast.Pow):
-            if right.denominator != 1:
-                raise ValueError("only whole powers are exact")
-            if abs(right) > 1000 or abs(left.numerator).bit_length() * abs(right) > 33_000:
-                raise ValueError("the power is too large")
-        elif isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod) and right == 0:
-            raise ValueError("division by zero")
-        result = _OPERATORS[type(node.op)](left, right)
-        result = Fraction(result)
-        if len(str(result.numerator)) + len(str(result.denominator)) > _MAX_DIGITS:
-            raise ValueError("the result is too large")
-        return result
-    raise ValueError(f"only numbers and + - * / // % ** ( ) are allowed, not {ast.dump(node)[:40]}")
-
-
-def _exact(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    denominator = value.denominator
-    for prime in (2, 5):
-        while denominator % prime == 0:
-            denominator //= prime
-    if denominator == 1:  # a terminating decimal: write it out exactly
-        return format(Decimal(value.numerator) / Decimal(value.denominator), "f")
-    return f"{value.numerator}/{value.denominator} (about {float(value):.12g})"
+CALCULATE_SECONDS = 2.0  # a calculation's wall clock in its child, start-up included
+CALCULATORS = 2  # calculating children at once per process (one a core); more wait their turn
+_CALCULATOR = Path(calculator.__file__).read_text()
+_calculators: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @tool
-def calculate(expression: str) -> str:
+async def calculate(expression: str) -> str:
     """Exact arithmetic on whole and decimal numbers: + - * / // % ** and parentheses.
 
     Args:
         expression: for example (2.5 + 1/3) * 12 or 2**100.
     """
-    if len(expression) > 1000:
-        return "The expression is too long (1000 characters at most)."
-    try:
-        tree = ast.parse(expression.replace("^", "**"), mode="eval")
-        return f"{expression} = {_exact(_value(tree.body))}"
-    except (SyntaxError, ValueError, InvalidOperation, OverflowError) as exc:
-        return f"Cannot calculate {expression!r}: {exc}"
+    if len(expression) > calculator.MAX_LENGTH:
+        return f"The expression is too long ({calculator.MAX_LENGTH} characters at most)."
+    answer = await in_child(_CALCULATOR, expression, seconds=CALCULATE_SECONDS)
+    if answer is None:
+        return f"Cannot calculate {expression!r}: it ran out of time or memory and was stopped."
+    return answer
+
+
+async def in_child(source: str, given: str, *, seconds: float) -> str | None:
+    """What Python `source` writes given `given` on its stdin, run in an isolated child process;
+    None if it ran past `seconds` or died. The child is killed on timeout and on cancellation.
+
+    A calculation runs out of this process because a thread cannot be interrupted and big
+    integer arithmetic holds the GIL: here it can only use its own core, and is killed."""
+    loop = asyncio.get_running_loop()
+    slots = _calculators.setdefault(loop, asyncio.Semaphore(CALCULATORS))
+    async with slots:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            source,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            said, _ = await asyncio.wait_for(child.communicate(given.encode()), seconds)
+        except TimeoutError:
+            return None
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+    return said.decode(errors="replace") if child.returncode == 0 else None
 
 
 @tool
