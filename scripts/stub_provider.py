@@ -521,6 +521,10 @@ class StubServer:
             "completion_tokens": len(tokens),
             **(script.usage or {}),
         }
+        # A scripted count is what the model wrote, and a real model stops at max_tokens.
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and limit >= 0:
+            usage["completion_tokens"] = min(usage["completion_tokens"], limit)
         usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
         cut, failure = _cut(script)
         base = {

@@ -151,6 +151,8 @@ def test_every_session_write_without_csrf_is_refused(csrf_client, alice, method,
     thread = make_thread(alice, "mine")
     answer = _call(csrf_client, method, path, body, thread.id)
     assert answer.status_code == 403
+    assert answer["Content-Type"].startswith("application/json"), "a JSON API answers JSON"
+    assert "CSRF" in answer.json()["detail"]
     assert Thread.objects.count() == 1 and Thread.objects.get().title == "mine"
     assert Message.objects.count() == 0
 
@@ -320,3 +322,26 @@ def test_password_guessing_locks_the_username_out_even_for_the_right_password(
     elsewhere = Client(REMOTE_ADDR="10.0.0.8")
     answer = elsewhere.post(login_url, {"username": "alice", "password": "right-password"})
     assert answer.status_code == 302
+
+
+@pytest.mark.parametrize("title", ["nul\x00inside", "\x00"])
+def test_a_thread_title_with_a_nul_character_is_refused(alice_client, alice, title):
+    created = alice_client.post("/api/threads/", {"title": title}, content_type="application/json")
+    assert created.status_code == 400 and "title" in created.json()
+    thread = make_thread(alice, "kept")
+    renamed = alice_client.patch(
+        f"/api/threads/{thread.id}/", {"title": title}, content_type="application/json"
+    )
+    assert renamed.status_code == 400
+    assert list(Thread.objects.values_list("title", flat=True)) == ["kept"]
+
+
+@pytest.mark.parametrize("path", ["/api/threads/", "/api/stream/message", "/api/chatkit"])
+def test_a_body_past_the_upload_limit_is_a_json_413(alice_client, settings, path):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"title": "x" * 2000, "message": "x" * 2000})
+    answer = alice_client.post(path, body, content_type="application/json")
+    assert answer.status_code == 413
+    assert answer["Content-Type"].startswith("application/json")
+    assert answer.json()["code"] == "too_large"
+    assert Thread.objects.count() == 0

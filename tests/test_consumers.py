@@ -493,3 +493,17 @@ async def test_one_user_has_at_most_max_replies_in_flight_over_all_threads(
     await frames_until_end(sockets[1])
     for ws in (*sockets, bobs):
         await ws.disconnect()
+
+
+async def test_the_seeds_heartbeat_shape_is_answered_as_a_heartbeat(stub, memory_layer, alice):
+    # The seed's client sends {"type": "heartbeat"} every 30 s and only wants an answer.
+    thread = await new_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    for _ in range(2):
+        await send(ws, {"type": "heartbeat"})
+        beat = await receive(ws)
+        assert beat["type"] == "heartbeat" and beat["active"] is None
+    await send(ws, start_command("still answered"))
+    assert (await frames_until_end(ws))[-1]["status"] == "complete"
+    await ws.disconnect()

@@ -9,8 +9,9 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
+from websockets.asyncio.client import connect as ws_connect
 
-from chat import quota, services
+from chat import frames, quota, services
 from chat.models import Message, Thread
 from tests.helpers import (
     connect,
@@ -22,7 +23,7 @@ from tests.helpers import (
     send,
     start_command,
 )
-from tests.servers import Daphne, login, shared_sites
+from tests.servers import Daphne, cookie_header, login, shared_sites, stub_site
 
 pytestmark = [pytest.mark.asyncio]
 
@@ -164,3 +165,106 @@ def test_a_reply_whose_process_died_gives_its_held_tokens_back(alice, settings):
     assert services.reply_interrupt(reply_id=reply.id, content=None)
     standing = quota.standing(user_id=alice.pk)
     assert (standing["reserved"], standing["used"]) == (0, 100)  # about 4 characters a token
+
+
+@pytest.mark.django_db
+def test_a_dead_replys_hold_gives_back_what_it_held_and_never_another_replys(alice, settings):
+    settings.DAILY_TOKEN_BUDGET = 10_000
+    settings.REPLY_MAX_TOKENS = 4096
+    holds = [quota.reserve(user_id=alice.pk, tokens=4096) for _ in range(3)]
+    assert [hold.tokens for hold in holds] == [4096, 4096, 1808]  # the last gets what is left
+    thread = make_thread(alice)
+    dead = Message.objects.create(
+        thread=thread, role="assistant", status="streaming", content="x" * 40, held_tokens=1808
+    )
+    assert services.reply_interrupt(reply_id=dead.id, content=None)
+    standing = quota.standing(user_id=alice.pk)
+    assert standing["reserved"] == 8192, "the two live replies still hold theirs"
+    assert standing["used"] == 10
+
+
+@pytest.fixture(scope="module")
+def laptop(stub_server, tmp_path_factory):
+    """One process on the laptop defaults (SQLite, memory store) with a tool and a budget."""
+    with stub_site(
+        stub_server.url,
+        tmp_path_factory.mktemp("var"),
+        {"tess": "tess-pw"},
+        AGENT_TOOLS="chat.tools.current_time",
+        DAILY_TOKEN_BUDGET="10000",
+        REPLY_MAX_TOKENS="4096",
+        REPLIES_PER_MINUTE="0",
+        BUFFER_SIZE="1",
+        OWNER_TTL_SECONDS="1",
+    ) as server:
+        yield server
+
+
+def reply_requests(stub) -> list[dict]:
+    return [
+        r["body"]
+        for r in stub.requests
+        if r["path"].endswith("/chat/completions")
+        and "Write a short title" not in json.dumps(r["body"])
+    ]
+
+
+@pytest.mark.slow
+async def test_a_reply_that_calls_tools_turn_after_turn_spends_at_most_its_hold(laptop, stub):
+    # A model that calls a tool 9 turns running and writes 4,000 tokens of it each turn (as
+    # many as it is allowed: a real model stops at max_tokens).
+    stub.script(
+        "keep calling",
+        tool_calls=[[{"name": "current_time", "arguments": {}}]] * 9,
+        tokens=["never ", "reached"],
+        usage={"completion_tokens": 4000},
+    )
+    tess = login(laptop.url, "tess", "tess-pw")
+    thread = tess.post("/api/threads/", json={"title": "tools"}).json()["id"]
+    async with ws_connect(
+        f"{laptop.ws_url}/ws/threads/{thread}/",
+        origin=laptop.url,
+        additional_headers={"Cookie": cookie_header(tess)},
+    ) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"command": "start", "message": "keep calling"}))
+        while "seq" not in (end := json.loads(await asyncio.wait_for(ws.recv(), 15))) or not (
+            frames.is_terminal(end)
+        ):
+            pass
+    assert end["type"] == "error" and end["code"] == "quota_exceeded"
+    asked = [body["max_tokens"] for body in reply_requests(stub)]
+    assert asked[0] == 4096 and sum(min(a, 4000) for a in asked) <= 4096, asked
+    usage = tess.get("/api/usage/").json()
+    assert usage["used"] <= 4096 and usage["reserved"] == 0, usage
+    reply = tess.get(f"/api/threads/{thread}/messages/").json()["results"][-1]
+    assert reply["status"] == "error" and reply["steps"], "the steps taken are kept"
+
+
+@pytest.mark.slow
+async def test_a_killed_processs_hold_settles_without_anyone_opening_the_thread(laptop, stub):
+    stub.script("die mid-reply", tokens=[f" w{i}" for i in range(400)], delay_ms=30)
+    tess = login(laptop.url, "tess", "tess-pw")
+    thread = tess.post("/api/threads/", json={"title": "dies"}).json()["id"]
+    async with ws_connect(
+        f"{laptop.ws_url}/ws/threads/{thread}/",
+        origin=laptop.url,
+        additional_headers={"Cookie": cookie_header(tess)},
+    ) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"command": "start", "message": "die mid-reply"}))
+        shown = 0
+        while shown < 15:
+            shown += json.loads(await asyncio.wait_for(ws.recv(), 15))["type"] == "token"
+        assert tess.get("/api/usage/").json()["reserved"] == 4096
+        laptop.kill()
+    laptop.start()
+    for _ in range(100):  # no one opens the thread: the process sweeps on its own
+        usage = tess.get("/api/usage/").json()
+        if usage["reserved"] == 0:
+            break
+        await asyncio.sleep(0.2)
+    assert usage["reserved"] == 0, usage
+    assert usage["used"] >= 15, "the frames shown are paid for"
+    reply = tess.get(f"/api/threads/{thread}/messages/").json()["results"][-1]
+    assert reply["status"] == "interrupted" and reply["content"]

@@ -7,6 +7,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
+from tests import chatkit_client as ck
 from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
 from tests.servers import Daphne, cookie_header, login, new_database, prepare, stub_env
 
@@ -99,3 +100,34 @@ def test_health_checks_postgres_and_redis(cluster):
 
     health = httpx.get(cluster.url + "/healthz").json()
     assert health == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_health_checks_reuse_the_processs_redis_connection(cluster):
+    import httpx
+    import redis
+
+    probe = redis.Redis.from_url(REDIS_TEST_URL)
+    before = probe.info("stats")["total_connections_received"]
+    for _ in range(20):
+        assert httpx.get(cluster.url + "/healthz").json()["redis"] == "ok"
+    opened = probe.info("stats")["total_connections_received"] - before
+    probe.close()
+    assert opened <= 5, f"{opened} Redis connections for 20 health checks"
+
+
+def test_another_users_stream_is_a_quiet_404(cluster):
+    alice, bob = login(cluster.url, "alice", "alice-pw"), login(cluster.url, "bob", "bob-pw")
+    thread = alice.post("/api/threads/", json={"title": "private"}).json()["id"]
+    logged = cluster.log.stat().st_size
+    for _ in range(3):
+        assert bob.get(f"/api/threads/{thread}/events/").status_code == 404
+        answer = bob.post("/api/stream/message", json={"message": "hi", "thread_id": thread})
+        assert answer.status_code == 404
+        assert bob.get(f"/api/threads/{thread}/messages/").status_code == 404
+        for request in (ck.add_message(thread, "hi"), ck.get_thread(thread)):
+            chatkit = bob.post("/api/chatkit", content=request.model_dump_json())
+            assert chatkit.status_code == 404
+    with cluster.log.open() as log:
+        log.seek(logged)
+        written = log.read()
+    assert "Traceback" not in written, written[-2000:]

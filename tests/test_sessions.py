@@ -4,6 +4,7 @@ deactivation and a client secret's expiry end it (4401), not just the next conne
 import asyncio
 import json
 
+import httpx
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -14,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from chat import auth
 from chat.models import Thread
 from chatproject.asgi import application
+from tests import chatkit_client as ck
 from tests.helpers import ORIGIN, receive, send, start_command
 from tests.servers import cookie_header, login, shared_sites
 
@@ -62,7 +64,9 @@ def deactivate(user) -> None:
 async def test_a_session_socket_is_closed_when_its_session_ends(
     memory_layer, alice, settings, ending
 ):
-    settings.SESSION_CHECK_SECONDS = 0.2
+    # Not the periodic check (an hour away): the logout, password change or deactivation
+    # itself tells every socket of the user to check now.
+    settings.SESSION_CHECK_SECONDS = 3600
     thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
     client = await logged_in_client(alice)
     ws = await session_socket(thread.id, client)
@@ -113,7 +117,7 @@ async def test_a_client_secret_socket_is_closed_when_the_secret_expires(
 async def test_a_thread_event_stream_ends_at_logout(memory_layer, alice, settings):
     from django.test import AsyncClient
 
-    settings.SESSION_CHECK_SECONDS = 0.2
+    settings.SESSION_CHECK_SECONDS = 3600
     thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
     client = await logged_in_client(alice)
     streaming = AsyncClient()
@@ -138,7 +142,7 @@ def two_processes(stub_server, tmp_path_factory):
         stub_server.url,
         tmp_path_factory.mktemp("var"),
         {"lena": "lena-pw"},
-        SESSION_CHECK_SECONDS="0.5",
+        SESSION_CHECK_SECONDS="3600",  # the periodic check is the net; logout itself tells
     ) as servers:
         yield servers
 
@@ -146,11 +150,15 @@ def two_processes(stub_server, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
-async def test_logout_on_one_process_closes_the_sessions_sockets_on_every_process(two_processes):
+async def test_logout_on_one_process_closes_the_sessions_sockets_on_every_process(
+    two_processes, stub
+):
     a, b = two_processes
     user = login(a.url, "lena", "lena-pw")
     other_session = login(b.url, "lena", "lena-pw")
     thread = user.post("/api/threads/", json={}).json()["id"]
+    secret = user.post("/api/chatkit/session").json()["client_secret"]
+    stub.script("slow for logout", tokens=[f" t{i}" for i in range(3000)], delay_ms=20)
 
     async def opened(server, client):
         ws = await ws_connect(
@@ -162,11 +170,113 @@ async def test_logout_on_one_process_closes_the_sessions_sockets_on_every_proces
         return ws
 
     on_a, on_b, kept = await opened(a, user), await opened(b, user), await opened(b, other_session)
-    assert user.post("/accounts/logout/").status_code in (200, 302)
-    for ws in (on_a, on_b):
-        with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 10)
-        assert closed.value.rcvd.code == 4401
+    by_secret = await ws_connect(
+        f"{b.ws_url}/ws/threads/{thread}/", subprotocols=["chat", f"auth.{secret}"]
+    )
+    assert json.loads(await by_secret.recv())["type"] == "ready"
+    # A reply streaming over POST /api/stream/message on b, a ChatKit reply on a.
+    sse = httpx.AsyncClient(
+        base_url=b.url, cookies=user.cookies, headers={"Origin": b.url}, timeout=30
+    )
+    chatkit = ck.ChatKitClient(a.url, user)
+    async with sse.stream(
+        "POST", "/api/stream/message", json={"message": "slow for logout"}
+    ) as streaming:
+        assert streaming.status_code == 200
+        sse_lines = streaming.aiter_lines()
+        while "token" not in await anext(sse_lines):
+            pass
+        chatkit_events = chatkit.events(ck.create("slow for logout"))
+        while not ck.deltas([await anext(chatkit_events)]):
+            pass
+
+        assert user.post("/accounts/logout/").status_code in (200, 302)
+        for ws in (on_a, on_b, by_secret):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:  # frames of the streaming replies come first
+                    await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd.code == 4401
+        for ended in (sse_lines, chatkit_events):  # each ends by itself
+            await asyncio.wait_for(_drain(ended), 10)
+    await sse.aclose()
+    await chatkit.close()
     await kept.send(json.dumps({"command": "heartbeat"}))
-    assert json.loads(await kept.recv())["type"] == "heartbeat", "another session lives on"
+    while (frame := json.loads(await kept.recv()))["type"] != "heartbeat":
+        pass
+    assert frame["type"] == "heartbeat", "another session lives on"
     await kept.close()
+
+
+async def _drain(lines) -> None:
+    async for _ in lines:
+        pass
+
+
+async def test_chatkit_streams_count_among_the_users_sockets(stub, memory_layer, alice, settings):
+    from django.test import AsyncClient
+
+    settings.MAX_SOCKETS_PER_USER = 1
+    stub.script("hold the stream", tokens=[f" t{i}" for i in range(400)], delay_ms=10)
+    client = await logged_in_client(alice)
+    secret = await minted_secret(client)
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    streaming = await AsyncClient().post(
+        "/api/chatkit",
+        ck.create("hold the stream").model_dump_json(),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+    assert streaming.status_code == 200
+    chunks = streaming.streaming_content
+    await asyncio.wait_for(anext(chunks), 5)
+    ws = WebsocketCommunicator(
+        application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{secret}"]
+    )
+    await ws.connect(timeout=5)
+    assert await closed_with(ws) == 4429, "the ChatKit stream holds the one socket allowed"
+    async for _ in chunks:  # the reply ends, and its stream with it
+        pass
+    await secret_socket(thread.id, secret)
+
+
+@database_sync_to_async
+def minted_secret(client: Client) -> str:
+    answer = client.post("/api/chatkit/session")
+    assert answer.status_code == 200
+    return answer.json()["client_secret"]
+
+
+async def secret_socket(thread_id, secret: str) -> WebsocketCommunicator:
+    ws = WebsocketCommunicator(
+        application, f"/ws/threads/{thread_id}/", subprotocols=["chat", f"auth.{secret}"]
+    )
+    connected, _ = await ws.connect(timeout=5)
+    assert connected and (await receive(ws))["type"] == "ready"
+    return ws
+
+
+async def test_a_client_secret_dies_with_the_session_that_minted_it(memory_layer, alice, settings):
+    settings.SESSION_CHECK_SECONDS = 3600
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    minter, other = await logged_in_client(alice), await logged_in_client(alice)
+    secret, kept = await minted_secret(minter), await minted_secret(other)
+    ws = await secret_socket(thread.id, secret)
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    api = Client()
+    assert (await database_sync_to_async(api.get)("/api/threads/", **bearer)).status_code == 200
+
+    await database_sync_to_async(minter.post)("/accounts/logout/")
+    assert await closed_with(ws) == 4401
+    assert (await database_sync_to_async(api.get)("/api/threads/", **bearer)).status_code == 401
+    chatkit = await database_sync_to_async(api.post)(
+        "/api/chatkit",
+        ck.create("after logout").model_dump_json(),
+        content_type="application/json",
+        **bearer,
+    )
+    assert chatkit.status_code == 401
+    assert await database_sync_to_async(thread.messages.count)() == 0
+    still = {"HTTP_AUTHORIZATION": f"Bearer {kept}"}
+    assert (await database_sync_to_async(api.get)("/api/threads/", **still)).status_code == 200, (
+        "a secret of another session of the same user lives on"
+    )

@@ -1,8 +1,13 @@
 """Every environment variable the product reads is read in chatproject/settings.py, and README's
 "Configuration" table lists exactly those, in the same groups."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ROOT / "chatproject" / "settings.py"
@@ -85,3 +90,29 @@ def test_no_module_but_settings_reads_the_environment():
         if path != SETTINGS and reads.search(path.read_text())
     ]
     assert readers == [], "read it in chatproject/settings.py and use django.conf.settings"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("OWNER_TTL_SECONDS", "0.5"),
+        ("OWNER_TTL_SECONDS", "soon"),
+        ("REPLY_MAX_TOKENS", "-1"),
+        ("SESSION_CHECK_SECONDS", "0"),
+        ("TOOL_TIMEOUT_SECONDS", "nan"),
+    ],
+)
+def test_a_setting_out_of_range_stops_the_start_with_its_name(name, value, tmp_path):
+    env = {**os.environ, name: value, "CHAT_VAR_DIR": str(tmp_path)}
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"}
+        | {"DJANGO_SETTINGS_MODULE": "chatproject.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0, f"{name}={value} was accepted"
+    last = started.stderr.strip().splitlines()[-1]
+    assert name in last and value in last, last
