@@ -109,6 +109,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def _command(self, command: dict[str, Any]) -> None:
         name = command.get("command")
+        if name is None and command.get("type") == "heartbeat":
+            name = "heartbeat"  # the seed's client sends {"type": "heartbeat"}
         if name in ("start", "regenerate", "edit") and not await self.credential.holds():
             await self.close(code=CLOSE_UNAUTHENTICATED)
         elif name == "start":

@@ -352,7 +352,8 @@ class StopCommand(TypedDict):
 
 
 class HeartbeatCommand(TypedDict):
-    """Ask for a `heartbeat` frame: a socket that gets no answer is dead."""
+    """Ask for a `heartbeat` frame: a socket that gets no answer is dead. The seed's client
+    sends `{"type": "heartbeat"}` instead, and gets the same answer."""
 
     command: Literal["heartbeat"]
 

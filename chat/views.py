@@ -1,17 +1,20 @@
-"""The chat page, the ChatKit page and the health check."""
+"""The chat page, the ChatKit page, the health check, and the site's error answers."""
 
+import asyncio
 import uuid
 from typing import Any
 
 from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views import csrf, defaults
 
-from chat import agent, frames, selectors, shutdown
+from chat import agent, frames, outage, runtime, selectors, shutdown
 from chat.errors import ChatError
 
 PAGE_MESSAGES = 200
@@ -76,26 +79,21 @@ def _provider() -> dict[str, Any]:
     return {"name": chosen.name, "model": chosen.model, "offlineDemo": chosen.offline_demo}
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and readiness: the database answers, and Redis when it is configured; a
-    process draining for shutdown is not ready, so a balancer sends new users elsewhere."""
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness and readiness: the database answers, and Redis when it is configured (on the
+    process's own client: a balancer's check every second opens no connection); a process
+    draining for shutdown is not ready, so a balancer sends new users elsewhere."""
     checks: dict[str, str] = {}
     if shutdown.draining():
         checks["process"] = "draining"
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        await outage.off_loop(_database_answers)()
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     if settings.REDIS_URL:
-        import redis
-
         try:
-            with redis.Redis.from_url(
-                settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-            ) as client:
-                client.ping()
+            await asyncio.wait_for(runtime.redis_client().ping(), 2)
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {exc.__class__.__name__}"
@@ -104,3 +102,30 @@ def healthz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if healthy else "error", **checks},
         status=200 if healthy else 503,
     )
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the JSON APIs answer JSON (DRF's own shape), pages Django's page."""
+    if _api(request):
+        return JsonResponse({"detail": f"CSRF Failed: {reason}"}, status=403)
+    return csrf.csrf_failure(request, reason=reason)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler400: a body past DATA_UPLOAD_MAX_MEMORY_SIZE is `too_large` (413); on the JSON
+    APIs every 400 answers JSON."""
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return ChatError("too_large", f"The request body is over {limit} bytes.").response()
+    if _api(request):
+        return ChatError("bad_request", "The request is malformed.").response()
+    return defaults.bad_request(request, exception)

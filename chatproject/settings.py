@@ -5,12 +5,15 @@ below; README's "Configuration" table lists each with its default and meaning, g
 group (tests/test_settings.py checks that the two agree). Code reads `django.conf.settings`.
 """
 
+import math
 import os
 import secrets
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,6 +29,22 @@ def env_bool(name: str, default: bool) -> bool:
 def env_list(name: str, default: str) -> list[str]:
     """A comma-separated variable."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_number(name: str, default: float, *, minimum: float = 0, whole: bool = False) -> Any:
+    """A number variable, at least `minimum` (a whole number if `whole`); anything else stops
+    the start with a message naming the variable."""
+    raw = os.environ.get(name, "")
+    if raw.strip() == "":
+        return int(default) if whole else float(default)
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        kind = "a whole number" if whole else "a number"
+        raise ImproperlyConfigured(f"{name} must be {kind} of at least {minimum:g}, not {raw!r}")
+    return value
 
 
 # --- Django and the API (no variables) -----------------------------------------------------
@@ -156,6 +175,7 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY") or _laptop_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+CSRF_FAILURE_VIEW = "chat.views.csrf_failure"  # JSON on the JSON APIs
 
 # HTTPS hardening is on for a real deployment (ALLOWED_HOSTS given, DEBUG off) and off on a
 # laptop, where the product is served over plain http://127.0.0.1.
@@ -163,7 +183,7 @@ SECURE_HTTPS = env_bool("SECURE_HTTPS", not DEBUG and "ALLOWED_HOSTS" in os.envi
 if SECURE_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000))
+    SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 31536000, whole=True)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
@@ -202,8 +222,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_FAILURE_LIMIT = env_number("LOGIN_FAILURE_LIMIT", "5", minimum=1, whole=True)
+AXES_COOLOFF_TIME = env_number("LOGIN_COOLOFF_MINUTES", "15") / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
@@ -213,9 +233,9 @@ AXES_CLIENT_IP_CALLABLE = "chat.proxy.client_address"  # REMOTE_ADDR, as Trusted
 
 # How often an open WebSocket or event stream checks that its session or client secret is still
 # valid (logout, password change, deactivation, expiry end it with 4401 on every process).
-SESSION_CHECK_SECONDS = float(os.environ.get("SESSION_CHECK_SECONDS", "10"))
+SESSION_CHECK_SECONDS = env_number("SESSION_CHECK_SECONDS", "10", minimum=0.05)
 # Lifetime of a client secret from POST /api/chatkit/session.
-CLIENT_SECRET_TTL = int(os.environ.get("CLIENT_SECRET_TTL", "600"))
+CLIENT_SECRET_TTL = env_number("CLIENT_SECRET_TTL", "600", minimum=1, whole=True)
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -253,8 +273,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         {
             "connect_timeout": 5,
             "pool": {
-                "min_size": int(os.environ.get("DATABASE_POOL_MIN", "2")),
-                "max_size": int(os.environ.get("DATABASE_POOL_MAX", "20")),
+                "min_size": env_number("DATABASE_POOL_MIN", "2", minimum=1, whole=True),
+                "max_size": env_number("DATABASE_POOL_MAX", "20", minimum=1, whole=True),
                 "timeout": 5,
             },
         }
@@ -281,7 +301,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "pubsub")
-CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "20000"))
+CHANNEL_CAPACITY = env_number("CHANNEL_CAPACITY", "20000", minimum=1, whole=True)
 
 
 def redis_channel_layer(url: str, kind: str | None = None) -> dict:
@@ -343,8 +363,8 @@ CHATKIT_WORKFLOW_ID = os.environ.get("CHATKIT_WORKFLOW_ID", "")
 CHATKIT_DOMAIN_KEY = os.environ.get("CHATKIT_DOMAIN_KEY", "local-dev")
 # The embedded model (chat/local_model.py): parallel slots, so several replies (threads,
 # users) stream from it at once, and llama.cpp's log verbosity.
-LOCAL_MODEL_PARALLEL = int(os.environ.get("LOCAL_MODEL_PARALLEL", 4))
-LOCAL_MODEL_VERBOSITY = int(os.environ.get("LOCAL_MODEL_VERBOSITY", 0))
+LOCAL_MODEL_PARALLEL = env_number("LOCAL_MODEL_PARALLEL", 4, minimum=1, whole=True)
+LOCAL_MODEL_VERBOSITY = env_number("LOCAL_MODEL_VERBOSITY", 0, whole=True)
 # The agent's tools (chat/tools.py), by dotted path, comma-separated; empty: none. The
 # embedded demo model gets none whatever this says. A tool that runs past TOOL_TIMEOUT_SECONDS
 # or raises is an error result the model reads; its output is cut at TOOL_OUTPUT_CHARS.
@@ -355,59 +375,59 @@ AGENT_TOOLS = [
     ).split(",")
     if path.strip()
 ]
-TOOL_TIMEOUT_SECONDS = float(os.environ.get("TOOL_TIMEOUT_SECONDS", "15"))
-TOOL_OUTPUT_CHARS = int(os.environ.get("TOOL_OUTPUT_CHARS", "4000"))
+TOOL_TIMEOUT_SECONDS = env_number("TOOL_TIMEOUT_SECONDS", "15", minimum=0.01)
+TOOL_OUTPUT_CHARS = env_number("TOOL_OUTPUT_CHARS", "4000", minimum=100, whole=True)
 
 
 # --- Streaming -----------------------------------------------------------------------------
 # How a reply streams: its time bounds, how tokens are coalesced into frames, and how often its
 # text is saved while it runs.
 
-STREAM_TIMEOUT = float(os.environ.get("STREAM_TIMEOUT", 120))
+STREAM_TIMEOUT = env_number("STREAM_TIMEOUT", 120, minimum=1)
 # Longest silence allowed between two provider chunks before the reply ends as `timeout`.
-STREAM_IDLE_TIMEOUT = float(os.environ.get("STREAM_IDLE_TIMEOUT", 60))
-BUFFER_SIZE = int(os.environ.get("BUFFER_SIZE", 5))
+STREAM_IDLE_TIMEOUT = env_number("STREAM_IDLE_TIMEOUT", 60, minimum=1)
+BUFFER_SIZE = env_number("BUFFER_SIZE", 5, minimum=1, whole=True)
 # A partial frame is flushed at most this long after its first character arrived.
-FLUSH_INTERVAL_MS = float(os.environ.get("FLUSH_INTERVAL_MS", 30))
-CHECKPOINT_SECONDS = float(os.environ.get("CHECKPOINT_SECONDS", 2))
+FLUSH_INTERVAL_MS = env_number("FLUSH_INTERVAL_MS", 30)
+CHECKPOINT_SECONDS = env_number("CHECKPOINT_SECONDS", 2, minimum=0.05)
 # An HTTP event stream with nothing to send sends a comment this often, so no proxy takes it
 # for idle and cuts it (a cut ChatKit request stops its reply).
-SSE_HEARTBEAT_SECONDS = float(os.environ.get("SSE_HEARTBEAT_SECONDS", 15))
+SSE_HEARTBEAT_SECONDS = env_number("SSE_HEARTBEAT_SECONDS", 15, minimum=0.05)
 
 
 # --- Limits --------------------------------------------------------------------------------
 # What one user may use, on every transport and process (chat/limits.py, chat/quota.py,
 # chat/slow_readers.py; docs/security.md). 0 turns a count off where noted.
 
-MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", 16000))
+MAX_MESSAGE_CHARS = env_number("MAX_MESSAGE_CHARS", 16000, minimum=1, whole=True)
 
 # The most tokens one reply may cost (the provider's max_tokens / max_output_tokens): a reply
 # cannot run up a bill without end.
-REPLY_MAX_TOKENS = int(os.environ.get("REPLY_MAX_TOKENS", "4096"))
+REPLY_MAX_TOKENS = env_number("REPLY_MAX_TOKENS", "4096", minimum=1, whole=True)
 
 # Output tokens one user may spend per UTC day, titles included (0: no budget). A reply
 # reserves REPLY_MAX_TOKENS when it starts and settles to the provider's count when it ends.
-DAILY_TOKEN_BUDGET = int(os.environ.get("DAILY_TOKEN_BUDGET", "200000"))
+DAILY_TOKEN_BUDGET = env_number("DAILY_TOKEN_BUDGET", "200000", whole=True)
 
 # Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
-REPLIES_PER_MINUTE = int(os.environ.get("REPLIES_PER_MINUTE", "30"))
+REPLIES_PER_MINUTE = env_number("REPLIES_PER_MINUTE", "30", whole=True)
 
 # Replies one user may have running at once, over all threads and processes (0: no limit).
-MAX_REPLIES_IN_FLIGHT = int(os.environ.get("MAX_REPLIES_IN_FLIGHT", "3"))
+MAX_REPLIES_IN_FLIGHT = env_number("MAX_REPLIES_IN_FLIGHT", "3", whole=True)
 
 # WebSockets and thread event streams one user may hold open at once, over all processes
 # (0: no limit): one more WebSocket is closed with 4429, one more event stream gets 429.
-MAX_SOCKETS_PER_USER = int(os.environ.get("MAX_SOCKETS_PER_USER", "20"))
+MAX_SOCKETS_PER_USER = env_number("MAX_SOCKETS_PER_USER", "20", whole=True)
 
 # Commands one WebSocket may send per second, in bursts of twice that (0: no limit).
-COMMANDS_PER_SECOND = float(os.environ.get("COMMANDS_PER_SECOND", "10"))
+COMMANDS_PER_SECOND = env_number("COMMANDS_PER_SECOND", "10")
 
 # Bytes a client may leave unread on its connection before it is dropped as too slow: a
 # WebSocket is closed with 1013 (it reconnects and resumes from `ready`), an event stream ends.
-SLOW_READER_BYTES = int(os.environ.get("SLOW_READER_BYTES", str(1024 * 1024)))
+SLOW_READER_BYTES = env_number("SLOW_READER_BYTES", str(1024 * 1024), whole=True)
 
 # The longest a thread event stream (SSE) stays open; EventSource reconnects and resumes.
-SSE_MAX_SECONDS = float(os.environ.get("SSE_MAX_SECONDS", "3600"))
+SSE_MAX_SECONDS = env_number("SSE_MAX_SECONDS", "3600", minimum=1)
 
 
 # --- Operations ----------------------------------------------------------------------------
@@ -416,13 +436,13 @@ SSE_MAX_SECONDS = float(os.environ.get("SSE_MAX_SECONDS", "3600"))
 
 # A process that has not said it is alive for this long is taken as dead, and the replies it
 # owned become `interrupted` (multi-process deployments only).
-OWNER_TTL_SECONDS = float(os.environ.get("OWNER_TTL_SECONDS", "10"))
+OWNER_TTL_SECONDS = env_number("OWNER_TTL_SECONDS", "10", minimum=1)
 # A database or Redis outage shorter than this is ridden out: a reply's start, final save and
 # terminal frame are retried for this long while the provider keeps streaming (docs/reliability.md).
-OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "30"))
+OUTAGE_SECONDS = env_number("OUTAGE_SECONDS", "30")
 # On SIGTERM a process stops taking new replies and lets its running ones go on for this long;
 # those still running then end as `interrupted`, their shown text saved (docs/deploy.md).
-DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "20"))
+DRAIN_SECONDS = env_number("DRAIN_SECONDS", "20")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "info").upper()
 LOGGING = {

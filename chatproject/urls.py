@@ -14,3 +14,6 @@ urlpatterns = [
     path("api/", include("chat.api.urls")),
     path("healthz", views.healthz, name="healthz"),
 ]
+
+# JSON APIs answer JSON: a body past the upload limit is a 413 `too_large` (chat/views.py).
+handler400 = "chat.views.bad_request"
