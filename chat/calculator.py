@@ -16,9 +16,9 @@ so the kernel stops it should a bound here ever be wrong.
 import ast
 import math
 import operator
+import re
 import resource
 import sys
-from decimal import Decimal
 from fractions import Fraction
 
 MAX_LENGTH = 1000  # characters of an expression
@@ -36,10 +36,11 @@ def evaluate(expression: str) -> Fraction:
     """The exact value of an arithmetic expression (`^` is a power); Refused otherwise."""
     if len(expression) > MAX_LENGTH:
         raise Refused(f"the expression is too long ({MAX_LENGTH} characters at most)")
-    tree = ast.parse(expression.replace("^", "**"), mode="eval")
+    source = expression.replace("^", "**")
+    tree = ast.parse(source, mode="eval")
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise Refused(f"the expression has too many parts ({MAX_NODES} at most)")
-    return _value(tree.body)
+    return _value(tree.body, source)
 
 
 def answer(expression: str) -> str:
@@ -53,14 +54,14 @@ def answer(expression: str) -> str:
         return f"Cannot calculate {expression!r}: {reason}"
 
 
-def _value(node: ast.AST) -> Fraction:
+def _value(node: ast.AST, source: str) -> Fraction:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return _literal(node.value)
+        return _literal(node.value, ast.get_source_segment(source, node) or "")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _value(node.operand)
+        value = _value(node.operand, source)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATIONS:
-        left, right = _value(node.left), _value(node.right)
+        left, right = _value(node.left, source), _value(node.right, source)
         operation, size = _OPERATIONS[type(node.op)]
         numerator_bits, denominator_bits = size(_bits(left), _bits(right), right)
         if max(numerator_bits, denominator_bits) > MAX_BITS:
@@ -69,10 +70,25 @@ def _value(node: ast.AST) -> Fraction:
     raise Refused(f"only numbers and + - * / // % ** ( ) are allowed, not {ast.dump(node)[:40]}")
 
 
-def _literal(value: float) -> Fraction:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise Refused("a number is too large")
-    exact = Fraction(value) if isinstance(value, int) else Fraction(Decimal(str(value)))
+_DECIMAL = re.compile(r"(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?")
+_LOG2_10 = math.log2(10)
+
+
+def _literal(value: float, text: str) -> Fraction:
+    """A number as written: an int as Python read it, a decimal from its text (Python reads
+    it as the nearest float, so 0.1 would not be 1/10), sized before it is made."""
+    if isinstance(value, int):
+        exact = Fraction(value)
+    else:
+        written = _DECIMAL.fullmatch(text.replace("_", ""))
+        if written is None:
+            raise Refused(f"cannot read the number {text!r}")
+        whole, fraction, exponent = written.groups()
+        digits = int((whole or "") + (fraction or "") or "0")
+        scale = int(exponent or "0") - len(fraction or "")  # value = digits * 10**scale
+        if digits.bit_length() + math.ceil(abs(scale) * _LOG2_10) > MAX_BITS:
+            raise Refused(f"the number {text[:40]} is too large (over {MAX_BITS:,} bits)")
+        exact = Fraction(digits * 10**scale) if scale >= 0 else Fraction(digits, 10**-scale)
     if max(_bits(exact)) > MAX_BITS:
         raise Refused(f"a number is too large (over {MAX_BITS:,} bits)")
     return exact
@@ -132,14 +148,23 @@ _OPERATIONS = {
 
 
 def _exact(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    denominator = value.denominator
-    for prime in (2, 5):
-        while denominator % prime == 0:
-            denominator //= prime
-    if denominator == 1:  # a terminating decimal: write it out exactly
-        return format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    """The value written out: an integer, a terminating decimal to its last digit (integer
+    arithmetic, no rounding context), or else a fraction with an approximation."""
+    numerator, denominator = value.numerator, value.denominator
+    if denominator == 1:
+        return str(numerator)
+    twos = (denominator & -denominator).bit_length() - 1
+    rest, fives = denominator >> twos, 0
+    while rest % 5 == 0:
+        rest, fives = rest // 5, fives + 1
+    places = max(twos, fives)
+    # n/d = n * (10**places / d) / 10**places; the integer printed has at most this many bits.
+    scaled_bits = abs(numerator).bit_length() + (places - twos) + math.ceil((places - fives) * 2.33)
+    if rest == 1 and scaled_bits <= MAX_BITS:
+        digits = str(abs(numerator) * 2 ** (places - twos) * 5 ** (places - fives))
+        digits = digits.rjust(places + 1, "0")
+        sign = "-" if numerator < 0 else ""
+        return f"{sign}{digits[:-places]}.{digits[-places:]}"  # no trailing 0: n/d is reduced
     try:
         about = f" (about {float(value):.12g})"
     except OverflowError:
