@@ -5,13 +5,16 @@ end as the protocol says."""
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
 import pytest
+from chatkit.types import ThreadCreatedEvent
 from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
+from tests import chatkit_client as ck
 from tests.helpers import (
     connect,
     frames_until_end,
@@ -286,3 +289,59 @@ async def test_six_hostile_calculations_in_one_turn_never_stall_another_users_re
     assert len(steps) == 6
     assert all(s["status"] == "done" and "too large" in s["output"] for s in steps), steps
     await ws.close()
+
+
+async def over_websocket(site, user, text: str) -> str:
+    thread = user.post("/api/threads/", json={"title": text}).json()["id"]
+    ws, _ = await socket(site, user, thread)
+    await ws.send(json.dumps({"command": "start", "message": text}))
+    await frames_until(ws, frames.is_terminal)
+    await ws.close()
+    return thread
+
+
+async def over_sse(site, user, text: str) -> str:
+    async with httpx.AsyncClient(
+        base_url=site.url, cookies=user.cookies, headers=user.headers, timeout=30
+    ) as http:
+        async with http.stream("POST", "/api/stream/message", json={"message": text}) as answer:
+            assert answer.status_code == 200
+            async for line in answer.aiter_lines():
+                if line.startswith("data: ") and frames.is_terminal(json.loads(line[6:])):
+                    break
+            return answer.headers["x-thread-id"]
+
+
+async def over_chatkit(site, user, text: str) -> str:
+    chatkit = ck.ChatKitClient(site.url, user)
+    try:
+        events = await chatkit.stream(ck.create(text))
+    finally:
+        await chatkit.close()
+    return next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+
+
+@pytest.mark.parametrize("transport", [over_websocket, over_sse, over_chatkit])
+@pytest.mark.parametrize(
+    "name, arguments, expected",
+    [
+        ("current_time", {}, r"\d\d:\d\d:\d\d \(UTC, UTC\+0000\)$"),
+        ("calculate", {"expression": "19*23"}, r"^19\*23 = 437$"),
+        ("search_threads", {"query": "quokka"}, r"^Your conversations .*\n- Earlier: quokka"),
+    ],
+)
+async def test_every_built_in_tool_works_over_every_transport(
+    site, stub, transport, name, arguments, expected
+):
+    """The WebSocket, SSE (POST /api/stream/message) and ChatKit (POST /api/chatkit) start the
+    same reply; its tools run alike, the database reached the same way from each."""
+    tess = login(site.url, "tess", "tess-pw")
+    tess.post("/api/threads/", json={"title": "Earlier: quokka spotting"})
+    text = f"use {name} {transport.__name__}"
+    stub.script(text, tool_calls=[[{"name": name, "arguments": arguments}]], tokens=["Done."])
+    thread = await transport(site, tess, text)
+    saved = tess.get(f"/api/threads/{thread}/messages/").json()["results"][-1]
+    (step,) = saved["steps"]
+    assert (step["name"], step["status"]) == (name, "done"), step["output"]
+    assert re.search(expected, step["output"], re.MULTILINE), step["output"]
+    assert saved["status"] == "complete" and saved["content"] == "Done."
