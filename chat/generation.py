@@ -81,16 +81,21 @@ async def reply_start(
     client_id: Any = None,
     time_zone: Any = None,
     message_id: uuid.UUID | None = None,
+    new_thread: bool = False,
 ) -> StartResult:
     """Commit the user's message and start the agent's reply as a task of this process.
 
     The caller has checked that the thread is the user's. Idempotent on `client_id`: a repeat
     starts nothing and reports `duplicate`. One reply at a time per thread (`busy`). A
     server-side caller that made the message's id itself (ChatKit) passes it as `message_id`;
-    a client's ids are only ever `client_id`s.
+    a client's ids are only ever `client_id`s. With `new_thread`, `thread_id` is a fresh id
+    and the thread is created, the user's, with the message: a refusal leaves no thread.
     """
     ask = services.Ask(
-        client_id=_client_uuid(client_id), text=_validate_text(text), message_id=message_id
+        client_id=_client_uuid(client_id),
+        text=_validate_text(text),
+        message_id=message_id,
+        new_thread_of=user_id if new_thread else None,
     )
     return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
 

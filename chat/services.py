@@ -61,6 +61,9 @@ class Ask:
     edited_id: uuid.UUID | None = None
     retry_after: uuid.UUID | None = None
     regenerate: bool = False
+    # The id of the user whose new thread this message begins: the thread is created in the
+    # begin's transaction, so a refused first message leaves no empty thread (ChatKit).
+    new_thread_of: int | None = None
 
 
 def reply_open(*, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: str) -> Begun:
@@ -72,7 +75,9 @@ def reply_open(*, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: st
         return reply_edit_begin(message_id=ask.edited_id, text=ask.text, **ids)
     if ask.retry_after is not None:
         return reply_retry_begin(message_id=ask.retry_after, **ids)
-    return reply_begin(text=ask.text, message_id=ask.message_id, **ids)
+    return reply_begin(
+        text=ask.text, message_id=ask.message_id, new_thread_of=ask.new_thread_of, **ids
+    )
 
 
 def reply_begin(
@@ -83,13 +88,18 @@ def reply_begin(
     reply_id: uuid.UUID,
     model: str,
     message_id: uuid.UUID | None = None,
+    new_thread_of: int | None = None,
 ) -> Begun:
-    """Commit the user's message and the `streaming` reply in one transaction.
+    """Commit the user's message and the `streaming` reply in one transaction; with
+    `new_thread_of`, the thread too (new, that user's), so it never exists empty.
 
     Raises IntegrityError when the thread already has a message with this `client_id`.
     """
     with transaction.atomic():
-        thread = Thread.objects.select_for_update().get(pk=thread_id)
+        if new_thread_of is not None:
+            thread = Thread.objects.create(id=thread_id, owner_id=new_thread_of)
+        else:
+            thread = Thread.objects.select_for_update().get(pk=thread_id)
         return _begin(
             thread,
             text=text,

@@ -8,7 +8,10 @@ CSRF or Origin check) or `Authorization: Bearer <client secret>`.
 
 Whatever fails before a stream's first event is an HTTP error with a JSON body, never a
 broken stream: a malformed request 400, another user's thread or an unknown item 404, a
-feature this backend does not offer 400. After it, failures are ChatKit `error` events.
+feature this backend does not offer 400. A message refused (too long, empty, an attachment,
+rate, budget, busy) is a stream of one `error` event, which ChatKit shows, with nothing
+saved or echoed; so is a body over DATA_UPLOAD_MAX_MEMORY_SIZE (only a message is that
+large). After a stream's first event, failures are ChatKit `error` events.
 """
 
 import asyncio
@@ -18,8 +21,9 @@ from collections.abc import AsyncIterator
 
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
-from chatkit.types import ChatKitReq
+from chatkit.types import ChatKitReq, ErrorEvent
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -60,7 +64,14 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         return authenticated
     user, _ = authenticated
     try:
-        asked = _REQUEST.validate_json(request.body)
+        body = request.body
+    except RequestDataTooBig:
+        size = request.META.get("CONTENT_LENGTH")
+        return _refused(
+            f"The request is {size} bytes; the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE}."
+        )
+    try:
+        asked = _REQUEST.validate_json(body)
     except ValidationError as exc:
         return ChatError("bad_request", _invalid(exc)).response()
     if (reason := UNSUPPORTED.get(asked.type)) is not None:
@@ -68,7 +79,7 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
     context = RequestContext(user=user, time_zone=asked.metadata.get("time_zone"))
     pump = None
     try:
-        result = await server().process(request.body, context)
+        result = await server().process(body, context)
         if not isinstance(result, StreamingResult):
             return HttpResponse(result.json, content_type="application/json")
         pump = _Pump(aiter(result))
@@ -151,6 +162,15 @@ class _Pump:
         """The request went before its stream ended: the package's stream is cancelled where
         it waits, and its `handle_stream_cancelled` stops the reply."""
         self.task.cancel()
+
+
+def _refused(message: str) -> HttpResponse:
+    """A request refused as ChatKit shows a refusal: a stream of one `error` event (ChatKit
+    shows only a generic failure for an HTTP error)."""
+    event = ErrorEvent(message=message, allow_retry=False).model_dump_json(exclude_none=True)
+    return HttpResponse(
+        f"data: {event}\n\n".encode(), content_type="text/event-stream; charset=utf-8"
+    )
 
 
 def _invalid(exc: ValidationError) -> str:

@@ -1,11 +1,22 @@
 """The `openai-chatkit` package's `ChatKitServer`, whose replies are the engine's replies.
 
-`respond` does what a WebSocket's `start` does: it subscribes to the thread, asks the
-generation service for a reply (`reply_start`, or `reply_retry` for "retry after item"), and
-turns that reply's frames into ChatKit events, one text delta per `token` frame. So a ChatKit
+A ChatKit request that asks for a reply does what a WebSocket's `start` does: it subscribes
+to the thread, asks the generation service for a reply (`reply_start` in `_ask` for a new
+message, `reply_retry` in `respond` for "retry after item"), and turns that reply's frames
+into ChatKit events, one text delta per `token` frame. So a ChatKit
 reply is coalesced, checkpointed, counted against the user's limits and token budget, seen
 live by every socket on the thread (on any process), stopped by their `stop`, and saved with
 its status and metrics, exactly as any other.
+
+A new message (`threads.create`, `threads.add_user_message`) is begun before anything is
+sent or saved (`_ask`): the package's own handling saves the thread and echoes the message
+first, so a refusal would leave an empty thread and an echo (two million characters of it,
+for a message far over the limit). Here everything the engine refuses (empty, too long,
+rate, replies in flight, budget, busy) and attachments are refused as one `error` event, and
+a new thread is written by the engine, in the transaction of its first message. (This
+overrides the package's `_process_streaming_impl` and reuses its `_process_events`: private
+names of openai-chatkit 1.6.5, pinned in requirements.txt; tests/test_chatkit.py's refusal
+tests fail if an upgrade stops routing new messages here.)
 
 ChatKit stops a reply by dropping its request (its Stop button aborts the fetch): the package
 then calls `handle_stream_cancelled`, which stops this request's reply through the engine,
@@ -24,14 +35,19 @@ from chatkit.types import (
     AssistantMessageContentPartDone,
     AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
+    ErrorEvent,
     NoticeEvent,
+    Page,
     ProgressUpdateEvent,
+    Thread,
+    ThreadCreatedEvent,
     ThreadItem,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
-    ThreadItemRemovedEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
     ThreadStreamEvent,
     UserMessageItem,
 )
@@ -56,31 +72,107 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
     def __init__(self) -> None:
         super().__init__(store=DjangoStore())
 
+    async def _process_streaming_impl(self, request, context: RequestContext):
+        """The package's streaming requests, but a new message is ours (`_ask`)."""
+        if isinstance(request, (ThreadsCreateReq, ThreadsAddUserMessageReq)):
+            events = self._ask(request, context)
+        else:
+            events = super()._process_streaming_impl(request, context)
+        async for event in events:
+            yield event
+
+    async def _ask(
+        self, request: ThreadsCreateReq | ThreadsAddUserMessageReq, context: RequestContext
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """A new message: begun by the engine first (with its new thread, in one transaction),
+        then the thread and the message shown, then the reply. A refusal is one `error`
+        event, with nothing saved and nothing echoed."""
+        new = isinstance(request, ThreadsCreateReq)
+        asked = request.params.input
+        if new:
+            thread = ThreadMetadata(
+                id=self.store.generate_thread_id(context), created_at=timezone.now()
+            )
+        else:  # another user's thread is not found: a 404, before any event
+            thread = await self.store.load_thread(request.params.thread_id, context)
+        message = UserMessageItem(
+            id=self.store.generate_item_id("message", thread, context),
+            thread_id=thread.id,
+            content=asked.content,
+            attachments=[],
+            quoted_text=asked.quoted_text,
+            inference_options=asked.inference_options,
+            created_at=timezone.now(),
+        )
+        async with Subscription(thread.id) as subscription:
+            try:
+                if asked.attachments:
+                    raise ChatError("bad_request", "Attachments are not supported.")
+                started = await generation.reply_start(
+                    user_id=context.user_id,
+                    thread_id=thread.id,
+                    text=items.user_text(message),
+                    client_id=message.id,
+                    message_id=_item_uuid(message.id),
+                    time_zone=context.time_zone,
+                    new_thread=new,
+                )
+            except ChatError as refused:
+                yield ErrorEvent(message=refused.message, allow_retry=refused.recoverable)
+                return
+            if new:
+                yield ThreadCreatedEvent(thread=Thread(**thread.model_dump(), items=Page()))
+            yield ThreadItemDoneEvent(item=message)
+            # The package's reply loop: stream options, thread updates, cancellation, errors.
+            async for event in self._process_events(
+                thread,
+                context,
+                lambda: self._reply(thread, subscription, started, context, asked=message),
+            ):
+                yield event
+
     async def respond(
         self,
         thread: ThreadMetadata,
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
+        """ "Retry after item": the user message, answered anew (new messages are `_ask`'s)."""
         if input_user_message is None:
             raise CustomStreamError("Nothing to answer: send a message.", allow_retry=False)
-        new = context.asked.pop(input_user_message.id, None) is not None
         async with Subscription(thread.id) as subscription:
             try:
-                started = await _begin(thread, input_user_message, context, new=new)
+                started = await generation.reply_retry(
+                    user_id=context.user_id,
+                    thread_id=thread.id,
+                    message_id=input_user_message.id,
+                    time_zone=context.time_zone,
+                )
             except ChatError as refused:
-                if new:  # it was never saved: take it back off the user's screen
-                    yield ThreadItemRemovedEvent(item_id=input_user_message.id)
                 raise CustomStreamError(refused.message, allow_retry=refused.recoverable) from None
-            context.thread_id, context.reply_id = thread.id, started.reply_id
-            if new and not thread.title:  # the title the engine gave it (the package sends it)
-                thread.title = services.title_from_text(items.user_text(input_user_message))
-            reply = ReplyEvents(thread, started.reply_id)
-            async for frame in _reply_frames(subscription, reply, replay=started.duplicate):
-                for event in reply.of(frame):
-                    yield event
-            if reply.failure is not None:
-                raise reply.failure
+            async for event in self._reply(thread, subscription, started, context):
+                yield event
+
+    async def _reply(
+        self,
+        thread: ThreadMetadata,
+        subscription: Subscription,
+        started: generation.StartResult,
+        context: RequestContext,
+        *,
+        asked: UserMessageItem | None = None,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """The begun reply's events; the thread's title (the package sends it as
+        `thread.updated`) when `asked` is the thread's first message."""
+        context.thread_id, context.reply_id = thread.id, started.reply_id
+        if asked is not None and not thread.title:  # the title the engine gave it
+            thread.title = services.title_from_text(items.user_text(asked))
+        reply = ReplyEvents(thread, started.reply_id)
+        async for frame in _reply_frames(subscription, reply, replay=started.duplicate):
+            for event in reply.of(frame):
+                yield event
+        if reply.failure is not None:
+            raise reply.failure
 
     async def add_feedback(
         self, thread_id: str, item_ids: list[str], feedback: Any, context: RequestContext
@@ -95,26 +187,6 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         request's reply through the engine, which saves the text shown, as `cancelled`.
         Nothing else is written: the package's own handling would save a second copy."""
         context.stop_reply()
-
-
-async def _begin(
-    thread: ThreadMetadata, message: UserMessageItem, context: RequestContext, *, new: bool
-) -> generation.StartResult:
-    if new:
-        return await generation.reply_start(
-            user_id=context.user_id,
-            thread_id=thread.id,
-            text=items.user_text(message),
-            client_id=message.id,
-            message_id=_item_uuid(message.id),
-            time_zone=context.time_zone,
-        )
-    return await generation.reply_retry(
-        user_id=context.user_id,
-        thread_id=thread.id,
-        message_id=message.id,
-        time_zone=context.time_zone,
-    )
 
 
 async def _reply_frames(

@@ -4,16 +4,17 @@ Threads and messages are the rows the page, the API and the admin show. Every me
 scoped to the requesting user (`RequestContext`): another user's thread or message is not
 found, as it is everywhere else.
 
-Writes are the engine's. A ChatKit user message is not saved when the package hands it over
-(`add_thread_item`): `ChatKitServer.respond` commits it together with its reply, in the one
-transaction every reply begins with, so a refused message leaves nothing behind. A finished
-reply the package hands back is already saved, by the engine. Messages leave a thread only
+Writes are the engine's. A new message, and a new thread with it, is committed together with
+its reply, in the one transaction every reply begins with, before anything reaches the
+client (chat/chatkit/server.py, `_ask`), so a refused message leaves nothing behind:
+`save_thread` only renames, and `add_thread_item` stores nothing. A finished reply the
+package hands back is already saved, by the engine. Messages leave a thread only
 through the engine (retry, edit, regenerate), in the transaction that begins the new reply,
 so `delete_thread_item` removes nothing and a refused retry loses no reply.
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from chatkit.store import NotFoundError, Store, StoreItemType
@@ -42,8 +43,6 @@ class RequestContext:
 
     user: AbstractBaseUser
     time_zone: str | None = None
-    # The user message the package handed to `add_thread_item`, for `respond` to commit.
-    asked: dict[str, UserMessageItem] = field(default_factory=dict)
     # The engine's reply this request streams, so a dropped request stops that reply only.
     thread_id: str | None = None
     reply_id: str | None = None
@@ -82,15 +81,11 @@ def _load_thread(*, user: AbstractBaseUser, thread_id: str) -> ThreadMetadata:
 
 
 def _save_thread(*, user: AbstractBaseUser, thread: ThreadMetadata) -> None:
-    """A new thread (its id made by `generate_thread_id`), or a rename of the user's own."""
-    thread_id = _uuid(thread.id)
+    """A rename of the user's own thread. Threads are made only by the engine, with their
+    first message (a thread deleted meanwhile is not made again)."""
+    existing = _thread(user, thread.id)
     title = (thread.title or "").strip()[:200]
-    existing = Thread.objects.filter(pk=thread_id).first()
-    if existing is None:
-        Thread.objects.create(id=thread_id, owner=user, title=title)
-    elif existing.owner_id != user.pk:
-        raise NotFoundError("No such thread.")
-    elif existing.title != title:
+    if existing.title != title:
         existing.title = title
         existing.save(update_fields=["title", "updated_at"])
 
@@ -217,10 +212,8 @@ class DjangoStore(Store[RequestContext]):
     async def add_thread_item(
         self, thread_id: str, item: ThreadItem, context: RequestContext
     ) -> None:
-        if isinstance(item, UserMessageItem):
-            context.asked[item.id] = item  # committed by respond(), with its reply
-        elif isinstance(item, (AssistantMessageItem, SDKHiddenContextItem)):
-            pass  # the engine saved the reply (and keeps a stopped one's text as it was shown)
+        if isinstance(item, (UserMessageItem, AssistantMessageItem, SDKHiddenContextItem)):
+            pass  # the engine saved it, with its reply (a stopped one's text as it was shown)
         else:
             raise Unsupported(f"This backend does not store {item.type} items.")
 
