@@ -8,6 +8,7 @@ the embedded demo model gets none (it does not call them reliably).
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -108,24 +109,101 @@ async def _client(name: str) -> openai.AsyncOpenAI:
     return per_loop[key]
 
 
-async def _agent(chosen: Provider, *, max_tokens: int | None = None) -> Agent:
-    """The agent with the provider's model, asking for at most `max_tokens` (by default
-    REPLY_MAX_TOKENS; the embedded model: no more than LOCAL_MAX_TOKENS)."""
+@dataclass
+class Usage:
+    """Output tokens a reply's model turns spent (as the provider reported them, else one
+    per text delta), and the most they may add up to (`limit`: the reply's hold)."""
+
+    output_tokens: int | None = None
+    limit: int | None = None
+
+    def left(self) -> int | None:
+        """Tokens the next turn may still ask for; None: no limit."""
+        if self.limit is None:
+            return None
+        return self.limit - (self.output_tokens or 0)
+
+    def add(self, tokens: int) -> None:
+        self.output_tokens = (self.output_tokens or 0) + max(tokens, 0)
+
+
+class _Metered:
+    """A model whose every turn asks for at most what is left of the reply's `Usage.limit`
+    and adds what it spent: a reply that calls tools for ten turns spends its hold once, not
+    ten times. With nothing left the next turn is not asked for: `quota_exceeded`."""
+
+    metered: Usage | None = None
+
+    def _within(self, model_settings: ModelSettings) -> ModelSettings:
+        left = self.metered.left() if self.metered is not None else None
+        if left is None:
+            return model_settings
+        if left <= 0:
+            raise ChatError(
+                "quota_exceeded",
+                f"This reply spent the {self.metered.limit} tokens it may use "
+                "(REPLY_MAX_TOKENS, or what was left of today's budget).",
+                recoverable=False,
+            )
+        cap = model_settings.max_tokens
+        return dataclasses.replace(model_settings, max_tokens=min(cap, left) if cap else left)
+
+    async def get_response(self, system_instructions, input, model_settings, *args, **kwargs):
+        response = await super().get_response(  # type: ignore[misc]
+            system_instructions, input, self._within(model_settings), *args, **kwargs
+        )
+        if self.metered is not None:
+            self.metered.add(response.usage.output_tokens if response.usage else 0)
+        return response
+
+    async def stream_response(self, system_instructions, input, model_settings, *args, **kwargs):
+        deltas, reported = 0, None
+        try:
+            async for event in super().stream_response(  # type: ignore[misc]
+                system_instructions, input, self._within(model_settings), *args, **kwargs
+            ):
+                if event.type == "response.output_text.delta":
+                    deltas += 1
+                elif event.type == "response.completed" and event.response.usage is not None:
+                    reported = event.response.usage.output_tokens
+                yield event
+        finally:  # a turn cut short (a stop, a failure) is counted by what it sent
+            if self.metered is not None:
+                self.metered.add(reported if reported is not None else deltas)
+
+
+class _MeteredChatCompletions(_Metered, LeanChatCompletionsModel):
+    """Chat Completions (compatible servers and the embedded model), metered per turn."""
+
+
+class _MeteredResponses(_Metered, OpenAIResponsesModel):
+    """OpenAI's Responses API, metered per turn."""
+
+
+async def _agent(
+    chosen: Provider, *, max_tokens: int | None = None, usage: Usage | None = None
+) -> Agent:
+    """The agent with the provider's model, asking for at most `max_tokens` over all its
+    turns (by default REPLY_MAX_TOKENS; the embedded model: no more than LOCAL_MAX_TOKENS a
+    turn), each turn's spend added to `usage`."""
     max_tokens = settings.REPLY_MAX_TOKENS if max_tokens is None else max_tokens
+    usage = usage if usage is not None else Usage()
+    usage.limit = max_tokens
     client = await _client(chosen.name)
     # Traces go to OpenAI only when OpenAI is the provider anyway (no text leaves for a third
     # party); the SDK's own OPENAI_AGENTS_DISABLE_TRACING turns them off there too (the tests
     # set it).
     set_tracing_disabled(chosen.name != "openai" or settings.OPENAI_AGENTS_DISABLE_TRACING)
     if chosen.name == "openai":
-        model = OpenAIResponsesModel(model=chosen.model, openai_client=client)
+        model = _MeteredResponses(model=chosen.model, openai_client=client)
         model_settings = ModelSettings(max_tokens=max_tokens)
     else:
-        model = LeanChatCompletionsModel(model=chosen.model, openai_client=client)
+        model = _MeteredChatCompletions(model=chosen.model, openai_client=client)
         model_settings = ModelSettings(
             include_usage=True,
             max_tokens=min(LOCAL_MAX_TOKENS, max_tokens) if chosen.name == "local" else max_tokens,
         )
+    model.metered = usage
     return Agent(
         name="Assistant",
         instructions=settings.AGENT_INSTRUCTIONS,
@@ -159,13 +237,6 @@ def _tool_event(event: Any) -> ToolEvent | None:
     return ToolEvent(call_id, "", "", output=str(event.item.output))
 
 
-@dataclass
-class Usage:
-    """Output tokens the provider reported, when it did."""
-
-    output_tokens: int | None = None
-
-
 async def stream_reply(
     history: list[dict[str, str]],
     *,
@@ -177,7 +248,7 @@ async def stream_reply(
     """Text deltas of the agent's answer to the thread's history, and its tool calls as they
     happen; fills `usage` at the end. `context` is what the tools of this reply may know."""
     try:
-        agent = await _agent(chosen, max_tokens=max_tokens)
+        agent = await _agent(chosen, max_tokens=max_tokens, usage=usage)
         result = Runner.run_streamed(agent, input=history, context=context, max_turns=MAX_TURNS)
         try:
             async for event in result.stream_events():
@@ -191,8 +262,6 @@ async def stream_reply(
         finally:
             # Stop the SDK's background task whether we finished, failed or were cancelled.
             result.cancel()
-        output_tokens = result.context_wrapper.usage.output_tokens
-        usage.output_tokens = output_tokens or None
     except ChatError:
         raise
     except openai.APITimeoutError as exc:
@@ -235,7 +304,7 @@ TITLE_PROMPT = (
 async def make_title(first_message: str, *, chosen: Provider, max_tokens: int, usage: Usage) -> str:
     """A short title for a thread, written by the model from its first message; fills `usage`."""
     try:
-        titler = (await _agent(chosen, max_tokens=max_tokens)).clone(
+        titler = (await _agent(chosen, max_tokens=max_tokens, usage=usage)).clone(
             name="Titler", instructions="You write short, plain titles.", tools=[]
         )
         result = await Runner.run(
@@ -245,5 +314,4 @@ async def make_title(first_message: str, *, chosen: Provider, max_tokens: int, u
         raise ChatError(
             "provider_error", f"No title: {exc.__class__.__name__}", recoverable=True
         ) from exc
-    usage.output_tokens = result.context_wrapper.usage.output_tokens or None
     return str(result.final_output or "")

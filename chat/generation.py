@@ -170,7 +170,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
                 return StartResult(reply_id=str(sent.id), duplicate=True)
             raise ChatError("busy", "A reply is already being written in this thread.")
         try:
-            begun = await _commit(thread_id, reply_id, chosen, ask)
+            begun = await _commit(thread_id, reply_id, chosen, ask, hold)
         except (IntegrityError, services.AlreadySent):  # a retried command
             sent = await _existing_send(thread_id, ask.client_id)
             return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
@@ -267,6 +267,7 @@ async def _commit(
     reply_id: uuid.UUID,
     chosen: agent.Provider,
     ask: services.Ask,
+    hold: quota.Hold,
 ) -> services.Begun:
     """The begin's one transaction, and the agent's input read on the same connection: one
     trip to the database per reply start. Retried through an outage; a connection that dropped
@@ -280,7 +281,11 @@ async def _commit(
         begun = services.reply_begun(reply_id=reply_id) if attempts > 1 else None
         if begun is None:
             begun = services.reply_open(
-                ask=ask, thread_id=uuid.UUID(thread_id), reply_id=reply_id, model=chosen.model
+                ask=ask,
+                thread_id=uuid.UUID(thread_id),
+                reply_id=reply_id,
+                model=chosen.model,
+                held_tokens=hold.tokens if hold.counted else 0,
             )
         begun.history = selectors.thread_history(
             thread_id=uuid.UUID(thread_id), exclude_id=reply_id, max_chars=chosen.history_chars

@@ -17,6 +17,7 @@ EventSource cut off near the end can still be replayed exactly; it no longer cou
 
 import asyncio
 import copy
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -138,6 +139,9 @@ class LiveStore(Protocol):
     async def owner_alive(self, *, owner: str) -> bool:
         """Whether the owner process said recently that it is alive."""
 
+    async def sweep_turn(self, *, seconds: float) -> bool:
+        """Whether this process sweeps now (ownership.py): one process in `seconds`."""
+
 
 async def snapshot(store: LiveStore, *, thread_id: str) -> LiveReply | None:
     """The thread's reply in flight, if any (a done record is not in flight)."""
@@ -238,6 +242,9 @@ class MemoryStore:
     async def owner_alive(self, *, owner: str) -> bool:
         # Only this process exists; its own owner is alive while it runs.
         return True
+
+    async def sweep_turn(self, *, seconds: float) -> bool:
+        return True  # the only process
 
 
 # Each script runs atomically, so a record is written whole or not at all: a crash or a Redis
@@ -430,6 +437,12 @@ class RedisStore:
 
     async def owner_alive(self, *, owner: str) -> bool:
         return bool(await self._redis.exists(self._owner_key(owner)))
+
+    async def sweep_turn(self, *, seconds: float) -> bool:
+        # One lock per database swept: two sites sharing a Redis do not wait on each other.
+        database = str(settings.DATABASES["default"].get("NAME", ""))
+        key = f"chat:sweep:{hashlib.sha1(database.encode()).hexdigest()[:12]}"
+        return bool(await self._redis.set(key, "1", nx=True, px=int(seconds * 1000)))
 
 
 class _Batched:

@@ -60,6 +60,9 @@ class Message(models.Model):
     elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
     # A reply's tool steps (docs/protocol.md, "Step"), in call order; saved with its end.
     steps = models.JSONField(default=list, blank=True)
+    # Tokens a running reply holds of its user's daily budget (quota.py): what settling it
+    # gives back if its process dies.
+    held_tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

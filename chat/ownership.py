@@ -334,6 +334,7 @@ async def interrupt(thread_id: str, record: live.LiveReply | None, *, reply_id: 
         reply_id=reply_id,
         content=record.content if record is not None else None,
         steps=record.steps() if record is not None else None,
+        frames_shown=record.seq if record is not None else 0,
     )
     if record is not None:
         store = live.store()
@@ -370,3 +371,51 @@ async def reap_all() -> int:
         await thread_reap(thread_id=thread_id)
     after = len(await outage.off_loop(selectors.replies_streaming)())
     return before - after
+
+
+# --- sweeping ---------------------------------------------------------------------------------
+
+
+def sweep_seconds() -> float:
+    """How often a process sweeps for replies of dead processes."""
+    return 3 * settings.OWNER_TTL_SECONDS
+
+
+def sweep_soon() -> None:
+    """Start this process's sweeper, once (called on every request: the first one starts it,
+    so a restarted process settles what a dead one left before anyone opens a thread)."""
+    state = runtime.current()
+    if state.sweeper is None:
+        state.sweeper = tasks.background(_sweep_forever(), name="chat-sweeper")
+
+
+async def _sweep_forever() -> None:
+    """`reap_all` every `sweep_seconds()`, the first after OWNER_TTL_SECONDS (when a dead
+    owner's beat has lapsed): a reply whose process died ends `interrupted` and gives back
+    the tokens it held without waiting for someone to open its thread. With several
+    processes one sweeps per period (a Redis lock), so the database is read once a period."""
+    health = Softly("sweeping the replies of dead processes")
+    await asyncio.sleep(settings.OWNER_TTL_SECONDS)
+    while True:
+        try:
+            if await live.store().sweep_turn(seconds=sweep_seconds()):
+                swept = await reap_all()
+                if swept:
+                    logger.warning("swept %d replies left by processes that died", swept)
+        except Exception as exc:
+            health.failed(exc)
+        else:
+            health.succeeded()
+        await asyncio.sleep(sweep_seconds())
+
+
+class Sweeping:
+    """ASGI: every request makes sure this process's sweeper runs (`sweep_soon`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] in ("http", "websocket"):
+            sweep_soon()
+        return await self.inner(scope, receive, send)

@@ -6,7 +6,7 @@ reported when it ends; a model-made title does the same with TITLE_MAX_TOKENS. S
 started at once, on any process, can never spend more than the budget: each hold locks the
 user's row for the day (SQLite: the database), which serializes them. Days are UTC. The rows
 are the database's, so a restart forgets nothing; a reply whose process died gives its hold
-back when it is marked interrupted (services.py).
+back when it is marked interrupted (services.py): exactly what it held, which its row keeps.
 
 Synchronous ORM functions: run them off the event loop.
 """
@@ -75,12 +75,17 @@ def settle(hold: Hold, *, spent: int) -> None:
     )
 
 
-def reply_hold_lost(*, user_id: int, day: datetime.date, content: str) -> None:
-    """Settle the hold of a reply whose process died holding it (at most REPLY_MAX_TOKENS; the
-    count never goes below zero), spent as about one token per four characters shown."""
+def reply_hold_lost(
+    *, user_id: int, day: datetime.date, held: int, content: str, frames_shown: int = 0
+) -> int:
+    """Settle the hold of a reply whose process died holding it: exactly the `held` tokens
+    its row recorded are given back (never another reply's), and what it showed is counted
+    as spent: a token per frame shown, or one per four characters if that is more. Returns
+    the tokens counted."""
+    spent = max(frames_shown, -(-len(content) // 4))
     if settings.DAILY_TOKEN_BUDGET > 0:
-        hold = Hold(user_id, day, settings.REPLY_MAX_TOKENS)
-        settle(hold, spent=-(-len(content) // 4))
+        settle(Hold(user_id, day, held), spent=spent)
+    return spent
 
 
 def standing(*, user_id: int) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Runtime:
         self.openai_clients: dict[tuple[str, str, str], openai.AsyncOpenAI] = {}
         self.limits: Counts | None = None
         self.tasks: set[asyncio.Task] = set()
+        self.sweeper: asyncio.Task | None = None  # ownership.sweep_soon()
 
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (

@@ -66,9 +66,19 @@ class Ask:
     new_thread_of: int | None = None
 
 
-def reply_open(*, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: str) -> Begun:
-    """Begin the reply that `ask` asks for, in one transaction (see the three below)."""
-    ids = {"thread_id": thread_id, "client_id": ask.client_id, "reply_id": reply_id, "model": model}
+def reply_open(
+    *, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: str, held_tokens: int = 0
+) -> Begun:
+    """Begin the reply that `ask` asks for, in one transaction (see the three below);
+    `held_tokens` is what it holds of the user's budget, kept on its row so that a process
+    that dies holding it can be settled exactly (`reply_interrupt`)."""
+    ids = {
+        "thread_id": thread_id,
+        "client_id": ask.client_id,
+        "reply_id": reply_id,
+        "model": model,
+        "held_tokens": held_tokens,
+    }
     if ask.regenerate:
         return reply_regenerate_begin(**ids)
     if ask.edited_id is not None:
@@ -87,6 +97,7 @@ def reply_begin(
     client_id: uuid.UUID,
     reply_id: uuid.UUID,
     model: str,
+    held_tokens: int = 0,
     message_id: uuid.UUID | None = None,
     new_thread_of: int | None = None,
 ) -> Begun:
@@ -106,12 +117,18 @@ def reply_begin(
             client_id=client_id,
             reply_id=reply_id,
             model=model,
+            held_tokens=held_tokens,
             message_id=message_id,
         )
 
 
 def reply_regenerate_begin(
-    *, thread_id: uuid.UUID, client_id: uuid.UUID, reply_id: uuid.UUID, model: str
+    *,
+    thread_id: uuid.UUID,
+    client_id: uuid.UUID,
+    reply_id: uuid.UUID,
+    model: str,
+    held_tokens: int = 0,
 ) -> Begun:
     """Replace the thread's last, finished reply with a new `streaming` one."""
     with transaction.atomic():
@@ -122,7 +139,14 @@ def reply_regenerate_begin(
             raise ChatError("bad_request", "There is no finished reply to regenerate.")
         removed = [str(last.id)]
         last.delete()
-        begun = _begin(thread, text=None, client_id=client_id, reply_id=reply_id, model=model)
+        begun = _begin(
+            thread,
+            text=None,
+            client_id=client_id,
+            reply_id=reply_id,
+            model=model,
+            held_tokens=held_tokens,
+        )
         begun.removed_ids = removed
         return begun
 
@@ -135,6 +159,7 @@ def reply_edit_begin(
     client_id: uuid.UUID,
     reply_id: uuid.UUID,
     model: str,
+    held_tokens: int = 0,
 ) -> Begun:
     """Replace the thread's last user message (and what follows it) and begin a new reply."""
     with transaction.atomic():
@@ -148,7 +173,14 @@ def reply_edit_begin(
         later = thread.messages.filter(created_at__gte=last_user.created_at)
         removed = [str(pk) for pk in later.values_list("id", flat=True)]
         later.delete()
-        begun = _begin(thread, text=text, client_id=client_id, reply_id=reply_id, model=model)
+        begun = _begin(
+            thread,
+            text=text,
+            client_id=client_id,
+            reply_id=reply_id,
+            model=model,
+            held_tokens=held_tokens,
+        )
         begun.removed_ids = removed
         return begun
 
@@ -160,6 +192,7 @@ def reply_retry_begin(
     client_id: uuid.UUID,
     reply_id: uuid.UUID,
     model: str,
+    held_tokens: int = 0,
 ) -> Begun:
     """Remove everything after one of the thread's user messages and begin a new reply to it
     (ChatKit's "retry after item"), in one transaction: a refused retry removes nothing."""
@@ -174,7 +207,14 @@ def reply_retry_begin(
         )
         removed = [str(pk) for pk in later.values_list("id", flat=True)]
         later.delete()
-        begun = _begin(thread, text=None, client_id=client_id, reply_id=reply_id, model=model)
+        begun = _begin(
+            thread,
+            text=None,
+            client_id=client_id,
+            reply_id=reply_id,
+            model=model,
+            held_tokens=held_tokens,
+        )
         begun.removed_ids = removed
         return begun
 
@@ -193,6 +233,7 @@ def _begin(
     client_id: uuid.UUID,
     reply_id: uuid.UUID,
     model: str,
+    held_tokens: int = 0,
     message_id: uuid.UUID | None = None,
 ) -> Begun:
     """Inside the caller's transaction: the user message (when there is text) and the reply."""
@@ -212,6 +253,7 @@ def _begin(
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=model,
+        held_tokens=held_tokens,
         # A regenerated reply carries the command's client_id, so a retried command is a no-op.
         client_id=None if user_message else client_id,
     )
@@ -280,11 +322,17 @@ def reply_finish(
 
 
 def reply_interrupt(
-    *, reply_id: uuid.UUID, content: str | None, steps: list[dict] | None = None
+    *,
+    reply_id: uuid.UUID,
+    content: str | None,
+    steps: list[dict] | None = None,
+    frames_shown: int = 0,
 ) -> bool:
     """Mark a reply whose process died as `interrupted`, with the text its clients were shown
     (from its live record) or, when that is gone, its last checkpoint (`content` None), and
-    give back the tokens it held. False if it had ended already."""
+    settle the tokens it held: exactly its own hold given back, and what it showed (at least
+    a token per frame shown, `frames_shown`) counted as spent. False if it had ended
+    already."""
     fields = {"content": content} if content is not None else {}
     if steps is not None:  # a step still running when the process died never ended
         fields["steps"] = [
@@ -301,9 +349,14 @@ def reply_interrupt(
         )
         if interrupted:
             reply = Message.objects.select_related("thread").get(pk=reply_id)
-            quota.reply_hold_lost(
-                user_id=reply.thread.owner_id, day=reply.created_at.date(), content=reply.content
+            reply.token_count = quota.reply_hold_lost(
+                user_id=reply.thread.owner_id,
+                day=reply.created_at.date(),
+                held=reply.held_tokens,
+                content=reply.content,
+                frames_shown=frames_shown,
             )
+            reply.save(update_fields=["token_count"])
     return bool(interrupted)
 
 

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames, quota, services
 from chat.models import Message, Thread
+from tests.conftest import REDIS_TEST_URL, require, tcp_open
 from tests.helpers import (
     connect,
     frames_until_end,
@@ -159,7 +160,7 @@ def test_a_reply_whose_process_died_gives_its_held_tokens_back(alice, settings):
     quota.reserve(user_id=alice.pk, tokens=4000)  # held by a reply whose process then died
     thread = make_thread(alice)
     reply = Message.objects.create(
-        thread=thread, role="assistant", status="streaming", content="x" * 400
+        thread=thread, role="assistant", status="streaming", content="x" * 400, held_tokens=4000
     )
     assert quota.standing(user_id=alice.pk)["remaining"] == 6000
     assert services.reply_interrupt(reply_id=reply.id, content=None)
@@ -185,7 +186,9 @@ def test_a_dead_replys_hold_gives_back_what_it_held_and_never_another_replys(ali
 
 @pytest.fixture(scope="module")
 def laptop(stub_server, tmp_path_factory):
-    """One process on the laptop defaults (SQLite, memory store) with a tool and a budget."""
+    """One process on SQLite with its live records in Redis (they outlive the process), a
+    tool and a budget."""
+    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
     with stub_site(
         stub_server.url,
         tmp_path_factory.mktemp("var"),
@@ -196,6 +199,7 @@ def laptop(stub_server, tmp_path_factory):
         REPLIES_PER_MINUTE="0",
         BUFFER_SIZE="1",
         OWNER_TTL_SECONDS="1",
+        REDIS_URL=REDIS_TEST_URL,
     ) as server:
         yield server
 
@@ -242,6 +246,7 @@ async def test_a_reply_that_calls_tools_turn_after_turn_spends_at_most_its_hold(
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 async def test_a_killed_processs_hold_settles_without_anyone_opening_the_thread(laptop, stub):
     stub.script("die mid-reply", tokens=[f" w{i}" for i in range(400)], delay_ms=30)
     tess = login(laptop.url, "tess", "tess-pw")
