@@ -33,12 +33,11 @@ from typing import Any
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 from agents.tool import default_tool_error_function
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils.module_loading import import_string
 
-from chat import calculator
+from chat import calculator, outage
 
 
 @dataclass
@@ -199,7 +198,10 @@ async def search_threads(ctx: RunContextWrapper[ChatContext], query: str) -> str
     Args:
         query: words to look for.
     """
-    return await sync_to_async(_search)(user_id=ctx.context.user_id, query=query)
+    # The engine's one way to the ORM, not thread-sensitive: a reply started by an HTTP request
+    # (SSE, ChatKit) inherits that request's context, whose thread-sensitive executor is gone
+    # by the time the tool runs ("CurrentThreadExecutor already quit or is broken").
+    return await outage.off_loop(_search)(user_id=ctx.context.user_id, query=query)
 
 
 def _search(*, user_id: int, query: str) -> str:
