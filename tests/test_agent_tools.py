@@ -345,3 +345,25 @@ async def test_every_built_in_tool_works_over_every_transport(
     assert (step["name"], step["status"]) == (name, "done"), step["output"]
     assert re.search(expected, step["output"], re.MULTILINE), step["output"]
     assert saved["status"] == "complete" and saved["content"] == "Done."
+
+
+async def test_a_tool_calls_long_arguments_are_shown_and_saved_cut(site, stub):
+    tess = login(site.url, "tess", "tess-pw")
+    expression = "1+" * 10_000 + "1"
+    thread, ws = await ask(
+        site,
+        stub,
+        tess,
+        "a long sum",
+        tool_calls=[[{"name": "calculate", "arguments": {"expression": expression}}]],
+    )
+    received = await frames_until(ws, frames.is_terminal)
+    await ws.close()
+    whole = json.dumps({"expression": expression})
+    (step,) = final_steps(received)
+    assert step["arguments"].startswith(whole[:100])
+    assert step["arguments"].endswith(f"[arguments cut at 100 of {len(whole)} characters]")
+    assert len(step["arguments"]) <= 100 + 50
+    assert step["output"].startswith("The expression is too long (1000 characters at most)")
+    saved = tess.get(f"/api/threads/{thread}/messages/").json()["results"][-1]
+    assert saved["steps"] == [step]
