@@ -254,7 +254,7 @@ class ReplyStream:
             step = frames.Step(
                 call_id=event.call_id,
                 name=event.name,
-                arguments=event.arguments,
+                arguments=tools.bounded(event.arguments, "arguments"),  # shown and saved
                 status="running",
                 offset=len(self.content),
             )

@@ -74,13 +74,13 @@ def tool(func: Any = None, **options: Any) -> Any:
     return function_tool(func, **options) if func is not None else function_tool(**options)
 
 
-def bounded(output: Any) -> str:
-    """A tool's output as text, cut at TOOL_OUTPUT_CHARS."""
+def bounded(output: Any, what: str = "output") -> str:
+    """A tool's output (or, `what` says, its arguments) as text, cut at TOOL_OUTPUT_CHARS."""
     text = output if isinstance(output, str) else str(output)
     limit = settings.TOOL_OUTPUT_CHARS
     if len(text) <= limit:
         return text
-    return text[:limit] + f"\n[output cut at {limit} of {len(text)} characters]"
+    return text[:limit] + f"\n[{what} cut at {limit} of {len(text)} characters]"
 
 
 def _prepared(found: FunctionTool) -> FunctionTool:
