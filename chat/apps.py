@@ -10,4 +10,7 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from chat import standing
         from chat.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+
+        standing.connect_signals()

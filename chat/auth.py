@@ -4,9 +4,12 @@
 `Authorization: Bearer <secret>` and the WebSocket as a subprotocol: browsers cannot set headers
 on a WebSocket, and a query string ends up in access logs, so the client offers
 `["chat", "auth.<secret>"]` and the server selects `chat` (it never echoes the secret back).
-A secret dies at its expiry, or at once when the user's password changes.
+A secret lives only as long as the browser session that minted it (a `ClientSecretGrant` row
+names that session): it dies at its expiry, at that session's logout, and when the user's
+password changes or the user is deactivated.
 """
 
+import datetime
 import time
 from dataclasses import dataclass
 from importlib import import_module
@@ -17,13 +20,16 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.contrib.auth import get_user, get_user_model
+from django.contrib.auth import get_user
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from chat import outage
+from chat.models import ClientSecretGrant
 
 PREFIX = "cs_"
 SUBPROTOCOL = "chat"
@@ -40,10 +46,14 @@ def _password_mark(user: AbstractBaseUser) -> str:
     return user.get_session_auth_hash()[:16]
 
 
-def secret_issue(*, user: AbstractBaseUser) -> tuple[str, int]:
-    """A new client secret for the user and its expiry (epoch seconds)."""
+def secret_issue(*, user: AbstractBaseUser, session_key: str) -> tuple[str, int]:
+    """A new client secret for the user, bound to the session that asks for it, and its expiry
+    (epoch seconds). The user's lapsed grants are cleared on the way."""
     expires_at = int(time.time()) + settings.CLIENT_SECRET_TTL
-    payload = {"u": user.pk, "p": _password_mark(user), "e": expires_at}
+    until = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
+    ClientSecretGrant.objects.filter(user=user, expires_at__lt=timezone.now()).delete()
+    grant = ClientSecretGrant.objects.create(user=user, session_key=session_key, expires_at=until)
+    payload = {"u": user.pk, "p": _password_mark(user), "e": expires_at, "g": str(grant.pk)}
     return PREFIX + _signer().sign_object(payload), expires_at
 
 
@@ -57,18 +67,34 @@ def secret_user(secret: str) -> AbstractBaseUser | None:
         return None
     if not isinstance(payload, dict) or payload.get("e", 0) < time.time():
         return None
-    user = get_user_model().objects.filter(pk=payload.get("u"), is_active=True).first()
-    if user is None or _password_mark(user) != payload.get("p"):
+    try:
+        grant = ClientSecretGrant.objects.filter(pk=payload.get("g"), user_id=payload.get("u"))
+        session_key = grant.values_list("session_key", flat=True).first()
+    except (ValidationError, ValueError, TypeError):
+        return None
+    if session_key is None:
+        return None
+    user = session_user(session_key)
+    if user is None or user.pk != payload.get("u") or _password_mark(user) != payload.get("p"):
         return None
     return user
+
+
+def session_user(session_key: str) -> AbstractBaseUser | None:
+    """The active user a session still authenticates, or None (logged out, password changed,
+    deactivated): Django's own check, made for a session key."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(SimpleNamespace(session=store))
+    return user if user.is_authenticated else None
 
 
 @dataclass(frozen=True)
 class Credential:
     """What a socket or an event stream was opened with: a session, or a client secret. It
     must stay valid for as long as the socket lives: logout, a password change, deactivation
-    or the secret's expiry ends it (checked every SESSION_CHECK_SECONDS, and before any reply
-    starts)."""
+    or the secret's expiry ends it (checked when any process announces that the user's
+    credentials changed, every SESSION_CHECK_SECONDS as the net, and before any reply
+    starts: standing.py)."""
 
     user_id: int
     session_key: str = ""
@@ -79,13 +105,10 @@ class Credential:
         if self.secret:
             user = secret_user(self.secret)
         elif self.session_key:
-            store = import_module(settings.SESSION_ENGINE).SessionStore(self.session_key)
-            # Django's own check: the session exists, names the user, and carries the hash
-            # of the user's current password; the user is active.
-            user = get_user(SimpleNamespace(session=store))
+            user = session_user(self.session_key)
         else:
             return False
-        return user is not None and user.is_authenticated and user.pk == self.user_id
+        return user is not None and user.pk == self.user_id
 
     async def holds(self) -> bool:
         """`still_valid`, off the event loop; an outage of the database is not a logout."""

@@ -4,10 +4,8 @@ No ORM and no streaming loop here: a reply runs as its own task (chat.generation
 consumer only subscribes to the thread's frames, filtering out any it already delivered.
 """
 
-import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Awaitable
 from typing import Any
 
@@ -18,6 +16,7 @@ from django.conf import settings
 from chat import auth, broadcast, errors, frames, generation, inputs, limits, outage, selectors
 from chat.errors import ChatError
 from chat.frames import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED
+from chat.standing import Standing
 from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
@@ -34,8 +33,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # Frames that arrive while a `ready` is being made wait here, then pass the filter that
     # its snapshot set: a client never gets a frame ahead of its `ready`.
     held: list[tuple[dict[str, Any], str]] | None = None
-    watcher: asyncio.Task | None = None
-    counted = False  # this socket counts against MAX_SOCKETS_PER_USER
+    standing: Standing | None = None  # counted among the user's sockets, credential watched
 
     async def connect(self) -> None:
         # Accept first: a close before accepting reaches the browser as a bare handshake
@@ -56,29 +54,25 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.user_id = user.pk
-        self.socket_id = uuid.uuid4().hex
-        if not await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id):
+        self.credential = auth.credential_of_scope(self.scope)
+        self.standing = Standing(self.credential, self._credential_lost)
+        if not await self.standing.open():
             await self.close(code=CLOSE_TOO_MANY)
             return
-        self.counted = True
         self.commands = limits.CommandBudget()
-        self.credential = auth.credential_of_scope(self.scope)
         self.filter = FrameFilter()
         self.held = []
         # Join before reading the snapshot, so no frame falls between the two.
         await broadcast.hub().subscribe(str(thread.id), self)
         self.thread_id = str(thread.id)
         await self._send_ready()
-        self.watcher = asyncio.create_task(self._watch_credential())
 
     async def disconnect(self, code: int) -> None:
         # Leaving never stops a reply: it runs to its end and is saved.
         if self.thread_id:
             broadcast.hub().unsubscribe(self.thread_id, self)
-        if self.watcher is not None:
-            self.watcher.cancel()
-        if self.counted:
-            await limits.socket_closed(user_id=self.user_id, socket_id=self.socket_id)
+        if self.standing is not None:
+            await self.standing.close()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler; this consumer
@@ -153,12 +147,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         else:
             raise ChatError("bad_request", f"Unknown command {name!r}.")
 
-    async def _watch_credential(self) -> None:
-        while await asyncio.sleep(settings.SESSION_CHECK_SECONDS, True):
-            if not await self.credential.holds():
-                await self.close(code=CLOSE_UNAUTHENTICATED)
-                return
-            await limits.socket_open(user_id=self.user_id, socket_id=self.socket_id)  # renew
+    async def _credential_lost(self) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def _heartbeat(self) -> dict[str, Any]:
         # Also where a reply whose process died is ended: its clients are told (`error`).

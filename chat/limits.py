@@ -141,10 +141,14 @@ async def in_flight_end(*, user_id: int, reply_id: str) -> None:
 _socket_health = outage.Softly("counting open sockets")
 
 
+def socket_renew_seconds() -> float:
+    """How often an open socket or stream renews its count (standing.py)."""
+    return min(settings.SESSION_CHECK_SECONDS, 30.0)
+
+
 def _socket_lasts() -> float:
-    # Renewed on every credential check (SESSION_CHECK_SECONDS); a socket of a process that
-    # died is counted out after a few missed renewals.
-    return 3 * settings.SESSION_CHECK_SECONDS + 30
+    # A socket of a process that died is counted out after a few missed renewals.
+    return 3 * socket_renew_seconds() + 30
 
 
 async def socket_open(*, user_id: int, socket_id: str) -> bool:

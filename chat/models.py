@@ -108,3 +108,18 @@ class TokenUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.day}: {self.used} tokens"
+
+
+class ClientSecretGrant(models.Model):
+    """A client secret minted by a browser session (auth.py): the secret lives only while the
+    session that minted it does, so logout ends it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="client_secrets"
+    )
+    session_key = models.CharField(max_length=40, db_index=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"client secret of {self.user} until {self.expires_at:%Y-%m-%d %H:%M}"

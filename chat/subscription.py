@@ -53,7 +53,7 @@ class Subscription:
     def __init__(self, thread_id: str) -> None:
         self.thread_id = str(thread_id)
         self.filter = FrameFilter()
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     async def __aenter__(self) -> "Subscription":
         await broadcast.hub().subscribe(self.thread_id, self)
@@ -65,6 +65,10 @@ class Subscription:
     async def deliver(self, frame: dict[str, Any], text: str) -> None:
         """A frame published to the thread (broadcast.Subscriber); `next()` filters it."""
         self._queue.put_nowait(frame)
+
+    async def interrupt(self) -> None:
+        """End the wait of `next()` now, as if it timed out (the stream is to end)."""
+        self._queue.put_nowait(None)
 
     async def ready(self) -> dict[str, Any]:
         """The `ready` frame, its snapshot noted in the filter."""
@@ -80,6 +84,8 @@ class Subscription:
             try:
                 frame = await asyncio.wait_for(self._queue.get(), remaining)
             except TimeoutError:
+                return None
+            if frame is None:  # interrupted
                 return None
             if self.filter.admit(frame):
                 return frame

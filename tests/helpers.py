@@ -82,3 +82,11 @@ async def frames_until_end(
 def reply_text(received: list[dict[str, Any]]) -> str:
     """The reply text the frames carried."""
     return "".join(f["token"] for f in received if f["type"] == "token")
+
+
+def client_secret(user) -> str:
+    """A client secret as a browser gets one: minted by one of the user's logged-in sessions
+    (it lives as long as that session)."""
+    client = Client()
+    client.force_login(user)
+    return client.post("/api/chatkit/session").json()["client_secret"]

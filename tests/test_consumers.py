@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 
 from chat.models import Message, Thread
 from tests.helpers import (
+    client_secret,
     connect,
     frames_until_end,
     new_thread,
@@ -355,11 +356,10 @@ async def test_a_client_secret_opens_the_socket_as_a_subprotocol_without_origin(
 ):
     from channels.testing import WebsocketCommunicator
 
-    from chat import auth
     from chatproject.asgi import application
 
     thread = await new_thread(alice, title="t")
-    secret, _ = await database_sync_to_async(auth.secret_issue)(user=alice)
+    secret = await database_sync_to_async(client_secret)(alice)
     ws = WebsocketCommunicator(
         application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{secret}"]
     )
@@ -370,7 +370,7 @@ async def test_a_client_secret_opens_the_socket_as_a_subprotocol_without_origin(
     assert reply_text(await frames_until_end(ws)) == "Echo: by secret"
     await ws.disconnect()
 
-    bobs, _ = await database_sync_to_async(auth.secret_issue)(user=bob)
+    bobs = await database_sync_to_async(client_secret)(bob)
     for offered, code in ((bobs, 4404), (secret[:-2] + "xx", 4401), ("cs_junk", 4401)):
         ws = WebsocketCommunicator(
             application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{offered}"]

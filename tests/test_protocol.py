@@ -15,10 +15,10 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 from jsonschema import Draft202012Validator
 
-from chat import auth, frame_schema, frames
+from chat import frame_schema, frames
 from chat.models import Message, Thread
 from scripts import protocol_doc
-from tests.helpers import connect, receive
+from tests.helpers import client_secret, connect, receive
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -201,7 +201,7 @@ async def test_the_sse_streams_send_the_docs_frames_with_the_docs_event_ids(
     stub, memory_layer, alice, settings
 ):
     thread = await database_sync_to_async(Thread.objects.create)(owner=alice, title="t")
-    secret, _ = await database_sync_to_async(auth.secret_issue)(user=alice)
+    secret = await database_sync_to_async(client_secret)(alice)
     bearer = {"Authorization": f"Bearer {secret}"}
     client = AsyncClient()
     by_seq = lambda frame: str(frame["seq"])  # noqa: E731

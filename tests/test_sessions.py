@@ -12,11 +12,10 @@ from django.test import Client
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from chat import auth
 from chat.models import Thread
 from chatproject.asgi import application
 from tests import chatkit_client as ck
-from tests.helpers import ORIGIN, receive, send, start_command
+from tests.helpers import ORIGIN, client_secret, receive, send, start_command
 from tests.servers import cookie_header, login, shared_sites
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -102,7 +101,7 @@ async def test_a_client_secret_socket_is_closed_when_the_secret_expires(
     settings.SESSION_CHECK_SECONDS = 0.2
     settings.CLIENT_SECRET_TTL = 2  # (whole seconds: it ends 1-2 s from now)
     thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
-    secret, _ = await database_sync_to_async(auth.secret_issue)(user=alice)
+    secret = await database_sync_to_async(client_secret)(alice)
     ws = WebsocketCommunicator(
         application, f"/ws/threads/{thread.id}/", subprotocols=["chat", f"auth.{secret}"]
     )
@@ -187,8 +186,8 @@ async def test_logout_on_one_process_closes_the_sessions_sockets_on_every_proces
         while "token" not in await anext(sse_lines):
             pass
         chatkit_events = chatkit.events(ck.create("slow for logout"))
-        while not ck.deltas([await anext(chatkit_events)]):
-            pass
+        while not ck.deltas([shown := await anext(chatkit_events)]):
+            assert shown.type != "error", shown
 
         assert user.post("/accounts/logout/").status_code in (200, 302)
         for ws in (on_a, on_b, by_secret):
@@ -224,7 +223,7 @@ async def test_chatkit_streams_count_among_the_users_sockets(stub, memory_layer,
         "/api/chatkit",
         ck.create("hold the stream").model_dump_json(),
         content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        headers={"Authorization": f"Bearer {secret}"},
     )
     assert streaming.status_code == 200
     chunks = streaming.streaming_content

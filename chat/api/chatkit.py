@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
-from chatkit.types import ChatKitReq, ErrorEvent
+from chatkit.types import ChatKitReq, ErrorEvent, is_streaming_req
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -34,6 +34,7 @@ from chat.api import request_auth
 from chat.chatkit.server import EngineChatKitServer
 from chat.chatkit.store import RequestContext, Unsupported
 from chat.errors import ChatError
+from chat.standing import Standing
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
     authenticated = await request_auth.authenticate(request)
     if isinstance(authenticated, HttpResponse):
         return authenticated
-    user, _ = authenticated
+    user, credential = authenticated
     try:
         body = request.body
     except RequestDataTooBig:
@@ -77,13 +78,41 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
     if (reason := UNSUPPORTED.get(asked.type)) is not None:
         return ChatError("bad_request", reason).response()
     context = RequestContext(user=user, time_zone=asked.metadata.get("time_zone"))
+    # A stream counts among the user's sockets while it lasts, and ends when what opened it
+    # stops holding (logout): as a dropped request, which stops its reply.
+    standing = Standing(credential, _nothing)
+    if is_streaming_req(asked) and not await standing.open():
+        return _refused(
+            f"At most {settings.MAX_SOCKETS_PER_USER} sockets and streams open at once; close one."
+        )
+    started: _Pump | HttpResponse | None = None
+    try:
+        started = await _first_event(asked, body, context, standing)
+    finally:
+        if not isinstance(started, _Pump):
+            await standing.close()  # no stream: nothing stays open
+    if isinstance(started, HttpResponse):
+        return started
+    pump = started
+    response = StreamingHttpResponse(pump.chunks(), content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _first_event(
+    asked: ChatKitReq, body: bytes, context: RequestContext, standing: Standing
+) -> "_Pump | HttpResponse":
+    """The package's answer: JSON, or a stream whose first event has come (what fails before
+    it is an HTTP error, never a broken stream)."""
     pump = None
     try:
         result = await server().process(body, context)
         if not isinstance(result, StreamingResult):
             return HttpResponse(result.json, content_type="application/json")
-        pump = _Pump(aiter(result))
-        first = await pump.first()  # what fails before the first event is an HTTP error
+        pump = _Pump(aiter(result), standing)
+        await pump.first()
+        return pump
     except StopAsyncIteration:
         return request_auth.detail("No such item in this thread.", 404)
     except NotFoundError as exc:
@@ -98,15 +127,14 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         raise
     except Exception:
         return errors.unexpected(f"ChatKit request {asked.type}").response()
-    response = StreamingHttpResponse(
-        pump.chunks(first), content_type="text/event-stream; charset=utf-8"
-    )
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
-    return response
+
+
+async def _nothing() -> None:
+    """A standing's `on_lost` until its pump exists."""
 
 
 _END = object()
+_LOST = object()  # what opened the stream no longer holds
 
 
 class _Pump:
@@ -119,9 +147,15 @@ class _Pump:
     `handle_stream_cancelled` then stops the reply, as ChatKit's Stop does.
     """
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    def __init__(self, events: AsyncIterator[bytes], standing: Standing) -> None:
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run(events), name="chatkit")
+        self.first_chunk = b""
+        self.standing = standing
+        standing.on_lost = self._lost
+
+    async def _lost(self) -> None:
+        self.queue.put_nowait(_LOST)
 
     async def _run(self, events: AsyncIterator[bytes]) -> None:
         try:
@@ -134,22 +168,27 @@ class _Pump:
 
     async def first(self) -> bytes:
         item = await self.queue.get()
-        if item is _END:
+        if item is _END or item is _LOST:
             raise StopAsyncIteration
         if isinstance(item, BaseException):
             raise item
-        return item  # type: ignore[return-value]
+        self.first_chunk = item  # type: ignore[assignment]
+        return self.first_chunk
 
-    async def chunks(self, first: bytes) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The stream's events, with heartbeats while none comes; it ends with the package's
+        stream, or early (a dropped request, a logout), which stops the reply."""
         ended = False
         try:
-            yield first
+            yield self.first_chunk
             while True:
                 try:
                     item = await asyncio.wait_for(self.queue.get(), settings.SSE_HEARTBEAT_SECONDS)
                 except TimeoutError:
                     yield b": heartbeat\n\n"
                     continue
+                if item is _LOST:
+                    return
                 if item is _END or isinstance(item, BaseException):
                     ended = True
                     return
@@ -157,6 +196,7 @@ class _Pump:
         finally:
             if not ended:
                 self.stop()
+            await self.standing.close()
 
     def stop(self) -> None:
         """The request went before its stream ended: the package's stream is cancelled where

@@ -22,9 +22,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import auth, errors, frames, generation, inputs, limits, outage, selectors, services
+from chat import errors, frames, generation, inputs, outage, selectors, services
 from chat.api import request_auth
 from chat.errors import ChatError
+from chat.standing import Standing
 from chat.subscription import Subscription
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
     authenticated = await request_auth.authenticate(request)
     if isinstance(authenticated, HttpResponse):
         return authenticated
-    user, _ = authenticated
+    user, credential = authenticated
     try:
         body = _json_body(request)
         thread_id = body.get("thread_id")
@@ -89,7 +90,13 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         if thread is None:
             return request_auth.detail("No such thread.", 404)
     async with contextlib.AsyncExitStack() as stack:
+        standing = await stack.enter_async_context(Standing(credential, _nothing))
+        if not standing.counted:
+            if created:
+                await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
+            return _too_many().response()
         subscription = await stack.enter_async_context(Subscription(str(thread.id)))
+        standing.on_lost = subscription.interrupt
         try:
             started = await generation.reply_start(
                 user_id=user.pk,
@@ -103,7 +110,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
                 await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
             return exc.response()
         # From here the event generator holds the subscription, and leaves it at its end.
-        response = _sse(_reply_events(subscription, started, stack.pop_all()))
+        response = _sse(_reply_events(subscription, started, standing, stack.pop_all()))
     response["X-Thread-Id"] = str(thread.id)
     return response
 
@@ -111,9 +118,11 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
 async def _reply_events(
     subscription: Subscription,
     started: generation.StartResult,
+    standing: Standing,
     resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[str]:
-    """This reply's frames, `id:` being each frame's seq, ending with its last frame."""
+    """This reply's frames, `id:` being each frame's seq, ending with its last frame (or at
+    once when what opened it stops holding: logout; the reply itself goes on)."""
     async with resources:
         try:
             if started.duplicate:
@@ -127,6 +136,8 @@ async def _reply_events(
                         return
             while True:
                 frame = await subscription.next(settings.SSE_HEARTBEAT_SECONDS)
+                if standing.lost:
+                    return
                 if frame is None:
                     yield ": heartbeat\n\n"
                     continue
@@ -160,45 +171,26 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
         return request_auth.detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
     async with contextlib.AsyncExitStack() as stack:
-        opened = await stack.enter_async_context(_OpenStream(credential))
-        if not opened.counted:
-            return ChatError(
-                "rate_limited",
-                f"At most {settings.MAX_SOCKETS_PER_USER} sockets and event streams open at "
-                "once; close one.",
-                recoverable=False,
-            ).response()
+        standing = await stack.enter_async_context(Standing(credential, _nothing))
+        if not standing.counted:
+            return _too_many().response()
         subscription = await stack.enter_async_context(Subscription(str(thread.id)))
+        standing.on_lost = subscription.interrupt
         # From here the event generator holds both, and lets go of them at its end.
-        return _sse(_thread_events(subscription, last_event_id, opened, stack.pop_all()))
+        return _sse(_thread_events(subscription, last_event_id, standing, stack.pop_all()))
 
 
-class _OpenStream:
-    """An event stream's standing: counted among its user's sockets while it is open, bound
-    to what opened it, and ended after SSE_MAX_SECONDS (EventSource reconnects, resuming)."""
+async def _nothing() -> None:
+    """A standing's `on_lost` until its stream has something to wake."""
 
-    def __init__(self, credential: auth.Credential) -> None:
-        self.credential = credential
-        self.socket_id = uuid.uuid4().hex
-        self.ends = time.monotonic() + settings.SSE_MAX_SECONDS
-        self.counted = False
 
-    async def __aenter__(self) -> "_OpenStream":
-        self.counted = await limits.socket_open(
-            user_id=self.credential.user_id, socket_id=self.socket_id
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.counted:
-            await limits.socket_closed(user_id=self.credential.user_id, socket_id=self.socket_id)
-
-    async def holds(self) -> bool:
-        """The credential still holds (the stream's count renewed); False ends the stream."""
-        if not await self.credential.holds():
-            return False
-        await limits.socket_open(user_id=self.credential.user_id, socket_id=self.socket_id)
-        return True
+def _too_many() -> ChatError:
+    return ChatError(
+        "rate_limited",
+        f"At most {settings.MAX_SOCKETS_PER_USER} sockets and event streams open at once; "
+        "close one.",
+        recoverable=False,
+    )
 
 
 def _parse_event_id(value: str) -> tuple[str | None, int] | None:
@@ -212,9 +204,11 @@ def _parse_event_id(value: str) -> tuple[str | None, int] | None:
 async def _thread_events(
     subscription: Subscription,
     last_event_id: str,
-    opened: _OpenStream,
+    standing: Standing,
     resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[str]:
+    """The thread's frames until SSE_MAX_SECONDS pass (EventSource reconnects, resuming) or
+    what opened the stream stops holding (logout, password change, a secret's expiry)."""
     async with resources:
         try:
             yield "retry: 1000\n\n"
@@ -232,15 +226,11 @@ async def _thread_events(
             for frame in replayed:
                 if subscription.filter.admit(frame):
                     yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
-            checked = time.monotonic()
-            while (left := opened.ends - time.monotonic()) > 0:
-                frame = await subscription.next(
-                    min(settings.SSE_HEARTBEAT_SECONDS, settings.SESSION_CHECK_SECONDS, left)
-                )
-                if time.monotonic() - checked >= settings.SESSION_CHECK_SECONDS:
-                    checked = time.monotonic()
-                    if not await opened.holds():
-                        return  # logged out, password changed, secret expired: it ends
+            ends = time.monotonic() + settings.SSE_MAX_SECONDS
+            while (left := ends - time.monotonic()) > 0:
+                frame = await subscription.next(min(settings.SSE_HEARTBEAT_SECONDS, left))
+                if standing.lost:
+                    return  # logged out, password changed, secret expired: it ends
                 if frame is None:
                     yield ": heartbeat\n\n"
                 elif "seq" in frame:

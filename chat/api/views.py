@@ -158,7 +158,9 @@ class ChatKitSessionView(APIView):
     )
     def post(self, request: Request) -> Response:
         if not settings.CHATKIT_WORKFLOW_ID:
-            secret, expires_at = auth.secret_issue(user=request.user)
+            secret, expires_at = auth.secret_issue(
+                user=request.user, session_key=request.session.session_key or ""
+            )
             return Response({"client_secret": secret, "expires_at": expires_at})
         if not settings.OPENAI_API_KEY:
             return Response(
