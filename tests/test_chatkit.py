@@ -451,3 +451,14 @@ async def test_a_reply_in_flight_from_the_page_loads_live_and_keeps_chatkit_wait
     await ws.close()
     assert [m["content"] for m in saved(alice, thread_id)][0] == "page reply"
     assert len(saved(alice, thread_id)) == 2
+
+
+async def test_a_title_with_a_nul_character_is_refused_and_the_old_one_kept(
+    site, stub, alice, chatkit
+):
+    thread_id = alice.post("/api/threads/", json={"title": "kept"}).json()["id"]
+    answer = await chatkit.post(
+        ThreadsUpdateReq(params={"thread_id": thread_id, "title": "bad\x00title"})
+    )
+    assert answer.status_code == 400 and "NUL" in answer.json()["message"]
+    assert alice.get(f"/api/threads/{thread_id}/").json()["title"] == "kept"
