@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from chat import quota
+from chat import inputs, quota
 from chat.errors import ChatError
 from chat.models import Message, Thread
 
@@ -31,6 +31,18 @@ def title_from_text(text: str) -> str:
 def thread_create(*, owner: AbstractBaseUser, title: str = "") -> Thread:
     """A new, empty thread."""
     return Thread.objects.create(owner=owner, title=title.strip()[:200])
+
+
+def thread_rename(*, thread: Thread, title: str) -> Thread:
+    """Give the thread a new title (cut at 200 characters); text that cannot be stored (a NUL,
+    a lone surrogate) is refused as `bad_request`."""
+    if (problem := inputs.text_problem(title)) is not None:
+        raise ChatError("bad_request", f"The title is not valid: {problem}")
+    title = title.strip()[:200]
+    if thread.title != title:
+        thread.title = title
+        thread.save(update_fields=["title", "updated_at"])
+    return thread
 
 
 class AlreadySent(Exception):

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
@@ -29,7 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import TypeAdapter, ValidationError
 
-from chat import errors
+from chat import errors, outage, selectors
 from chat.api import request_auth
 from chat.chatkit.server import EngineChatKitServer
 from chat.chatkit.store import RequestContext, Unsupported
@@ -77,6 +78,10 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         return ChatError("bad_request", _invalid(exc)).response()
     if (reason := UNSUPPORTED.get(asked.type)) is not None:
         return ChatError("bad_request", reason).response()
+    if not await _may_stream(asked, user):
+        # Refused here, not by the store inside the package's stream, which would log a
+        # traceback for every probe of another user's thread.
+        return request_auth.detail("No such thread.", 404)
     context = RequestContext(user=user, time_zone=asked.metadata.get("time_zone"))
     # A stream counts among the user's sockets while it lasts, and ends when what opened it
     # stops holding (logout): as a dropped request, which stops its reply.
@@ -127,6 +132,20 @@ async def _first_event(
         raise
     except Exception:
         return errors.unexpected(f"ChatKit request {asked.type}").response()
+
+
+async def _may_stream(asked: ChatKitReq, user: Any) -> bool:
+    """Whether a streaming request names no thread, or one of the user's own."""
+    thread_id = getattr(getattr(asked, "params", None), "thread_id", None)
+    if not is_streaming_req(asked) or thread_id is None:
+        return True
+    found = await outage.db(
+        f"checking thread {thread_id}",
+        selectors.thread_get_for_user,
+        user=user,
+        thread_id=str(thread_id),
+    )
+    return found is not None
 
 
 async def _nothing() -> None:

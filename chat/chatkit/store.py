@@ -30,7 +30,7 @@ from chatkit.types import (
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
-from chat import generation, outage, ownership, selectors
+from chat import generation, outage, ownership, selectors, services
 from chat.chatkit import items
 from chat.models import Message, Thread
 
@@ -83,11 +83,7 @@ def _load_thread(*, user: AbstractBaseUser, thread_id: str) -> ThreadMetadata:
 def _save_thread(*, user: AbstractBaseUser, thread: ThreadMetadata) -> None:
     """A rename of the user's own thread. Threads are made only by the engine, with their
     first message (a thread deleted meanwhile is not made again)."""
-    existing = _thread(user, thread.id)
-    title = (thread.title or "").strip()[:200]
-    if existing.title != title:
-        existing.title = title
-        existing.save(update_fields=["title", "updated_at"])
+    services.thread_rename(thread=_thread(user, thread.id), title=thread.title or "")
 
 
 def _load_threads(*, user: AbstractBaseUser, limit: int, after: str | None, order: str) -> Page:
