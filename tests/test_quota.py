@@ -3,6 +3,7 @@ included, refused up front with `quota_exceeded`, and never overspent by replies
 once, on one process or two."""
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -213,6 +214,20 @@ def reply_requests(stub) -> list[dict]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def started(site, client, text: str):
+    """A new thread of the client's, a socket on it, and `text` sent: (thread id, socket)."""
+    thread = client.post("/api/threads/", json={"title": text}).json()["id"]
+    async with ws_connect(
+        f"{site.ws_url}/ws/threads/{thread}/",
+        origin=site.url,
+        additional_headers={"Cookie": cookie_header(client)},
+    ) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"command": "start", "message": text}))
+        yield thread, ws
+
+
 @pytest.mark.slow
 async def test_a_reply_that_calls_tools_turn_after_turn_spends_at_most_its_hold(laptop, stub):
     # A model that calls a tool 9 turns running and writes 4,000 tokens of it each turn (as
@@ -224,14 +239,7 @@ async def test_a_reply_that_calls_tools_turn_after_turn_spends_at_most_its_hold(
         usage={"completion_tokens": 4000},
     )
     tess = login(laptop.url, "tess", "tess-pw")
-    thread = tess.post("/api/threads/", json={"title": "tools"}).json()["id"]
-    async with ws_connect(
-        f"{laptop.ws_url}/ws/threads/{thread}/",
-        origin=laptop.url,
-        additional_headers={"Cookie": cookie_header(tess)},
-    ) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"command": "start", "message": "keep calling"}))
+    async with started(laptop, tess, "keep calling") as (thread, ws):
         while "seq" not in (end := json.loads(await asyncio.wait_for(ws.recv(), 15))) or not (
             frames.is_terminal(end)
         ):
@@ -250,14 +258,7 @@ async def test_a_reply_that_calls_tools_turn_after_turn_spends_at_most_its_hold(
 async def test_a_killed_processs_hold_settles_without_anyone_opening_the_thread(laptop, stub):
     stub.script("die mid-reply", tokens=[f" w{i}" for i in range(400)], delay_ms=30)
     tess = login(laptop.url, "tess", "tess-pw")
-    thread = tess.post("/api/threads/", json={"title": "dies"}).json()["id"]
-    async with ws_connect(
-        f"{laptop.ws_url}/ws/threads/{thread}/",
-        origin=laptop.url,
-        additional_headers={"Cookie": cookie_header(tess)},
-    ) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"command": "start", "message": "die mid-reply"}))
+    async with started(laptop, tess, "die mid-reply") as (thread, ws):
         shown = 0
         while shown < 15:
             shown += json.loads(await asyncio.wait_for(ws.recv(), 15))["type"] == "token"
