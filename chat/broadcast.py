@@ -17,6 +17,8 @@ import logging
 import uuid
 from typing import Any, Protocol
 
+from django.conf import settings
+
 from chat import live, outage, runtime, tasks
 from chat.outage import Softly
 
@@ -197,7 +199,11 @@ class _RemoteFrames:
 
 def hub() -> Hub:
     """This event loop's hub (one per daphne process; kept by runtime.py)."""
-    return runtime.hub()
+    return runtime.slot("hub", _new_hub)
+
+
+def _new_hub() -> Hub:
+    return Hub(runtime.redis_client() if settings.REDIS_URL else None)
 
 
 async def publish_strictly(thread_id: str, frame: dict[str, Any]) -> None:

@@ -34,11 +34,11 @@ async def reply_allowed(*, user_id: int) -> bool:
             pipe.expire(key, 120)
             count, _ = await pipe.execute()
     else:
-        counts = runtime.limits().replies
-        for stale in [k for k in counts if k[1] != window]:
-            del counts[stale]
-        counts[(user_id, window)] += 1
-        count = counts[(user_id, window)]
+        replies = counts().replies
+        for stale in [k for k in replies if k[1] != window]:
+            del replies[stale]
+        replies[(user_id, window)] += 1
+        count = replies[(user_id, window)]
     return count <= limit
 
 
@@ -56,7 +56,7 @@ return 1
 
 
 class Counts:
-    """One event loop's limits state (kept by runtime.py): the counts of this process when
+    """One event loop's limits state (a runtime slot): the counts of this process when
     there is no Redis, and the bounded-set script once registered on the runtime's client."""
 
     def __init__(self) -> None:
@@ -94,7 +94,7 @@ class _BoundedSet:
         now = time.time()
         if settings.REDIS_URL:
             args = [now, now + lasts, cap, member, int(lasts) + 1]
-            script = runtime.limits().bounded_add()
+            script = counts().bounded_add()
             return bool(await script(keys=[self._key(user_id)], args=args))
         members = self._members(user_id)
         for stale in [m for m, ends in members.items() if ends <= now]:
@@ -116,7 +116,7 @@ class _BoundedSet:
         return f"chat:{self.name}:{user_id}"
 
     def _members(self, user_id: int) -> dict[str, float]:
-        return runtime.limits().members[self.name][user_id]
+        return counts().members[self.name][user_id]
 
 
 _in_flight = _BoundedSet("inflight", "MAX_REPLIES_IN_FLIGHT")
@@ -204,6 +204,11 @@ class CommandBudget:
             self.refused_at = now
             return True
         return False
+
+
+def counts() -> Counts:
+    """This loop's limits state (a runtime slot)."""
+    return runtime.slot("limits", Counts)
 
 
 def _client() -> Any:

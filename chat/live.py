@@ -510,4 +510,8 @@ class _Batched:
 
 def store() -> LiveStore:
     """This event loop's store, chosen by REDIS_URL (kept by runtime.py)."""
-    return runtime.store()
+    return runtime.slot("store", _new_store)
+
+
+def _new_store() -> "LiveStore":
+    return RedisStore(runtime.redis_client()) if settings.REDIS_URL else MemoryStore()

@@ -65,8 +65,9 @@ class Registry:
             shutdown.install(self)
             return self.channel
 
-    async def close(self, timeout: float = 5) -> None:
-        """Let this process's replies finish (up to `timeout`), then stop listening."""
+    async def settle(self, timeout: float = 5) -> None:
+        """Let this process's replies finish (up to `timeout`), then stop listening
+        (runtime.close)."""
         running = [run.task for run in self.runs.values() if run.task is not None]
         if running:
             await asyncio.wait(running, timeout=timeout)
@@ -238,7 +239,7 @@ class Claim:
 
 def registry() -> Registry:
     """This event loop's registry (one per daphne process; kept by runtime.py)."""
-    return runtime.registry()
+    return runtime.slot("registry", Registry)
 
 
 async def owner_alive(reply: live.LiveReply) -> bool:
@@ -384,9 +385,7 @@ def sweep_seconds() -> float:
 def sweep_soon() -> None:
     """Start this process's sweeper, once (called on every request: the first one starts it,
     so a restarted process settles what a dead one left before anyone opens a thread)."""
-    state = runtime.current()
-    if state.sweeper is None:
-        state.sweeper = tasks.background(_sweep_forever(), name="chat-sweeper")
+    runtime.slot("sweeper", lambda: tasks.background(_sweep_forever(), name="chat-sweeper"))
 
 
 async def _sweep_forever() -> None:
