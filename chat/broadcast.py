@@ -18,8 +18,9 @@ import uuid
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import transaction
 
-from chat import live, outage, runtime, tasks
+from chat import dbthread, live, outage, runtime, tasks
 from chat.outage import Softly
 
 logger = logging.getLogger(__name__)
@@ -232,3 +233,36 @@ async def publish(
         return False
     _health.succeeded()
     return True
+
+
+def user_topic(user_id: int) -> str:
+    """The topic of one user's own events (their credentials, their thread list), beside the
+    threads' topics, which are UUIDs."""
+    return f"user:{user_id}"
+
+
+def publish_after_commit(topics: list[str], frame: dict[str, Any]) -> None:
+    """From synchronous code (services, signals): publish the frame to each topic once the
+    transaction commits, on the event loop this thread works for (a request, the SQLite
+    thread); with none (a management command) straight to Redis, if there is one."""
+    transaction.on_commit(lambda: _publish_from_sync(topics, frame))
+
+
+def _publish_from_sync(topics: list[str], frame: dict[str, Any]) -> None:
+    text = json.dumps(frame)
+    try:
+        if (loop := dbthread.caller_loop()) is not None:
+            asyncio.run_coroutine_threadsafe(_publish_all(topics, frame, text), loop)
+        elif settings.REDIS_URL:
+            import redis
+
+            with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2) as client:
+                for topic in topics:
+                    client.publish(live.frames_channel(topic), f"sync {text}")
+    except Exception as exc:  # a wake-up: those who miss it catch up at their next read
+        _health.failed(exc)
+
+
+async def _publish_all(topics: list[str], frame: dict[str, Any], text: str) -> None:
+    for topic in topics:
+        await publish(topic, frame, text=text)

@@ -66,6 +66,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await broadcast.hub().subscribe(str(thread.id), self)
         self.thread_id = str(thread.id)
         await self._send_ready()
+        self.standing.on_frame = self._users_event  # the thread list, after `ready`
 
     async def disconnect(self, code: int) -> None:
         # Leaving never stops a reply: it runs to its end and is saved.
@@ -149,6 +150,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def _credential_lost(self) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def _users_event(self, frame: dict[str, Any], text: str) -> None:
+        """Another of the user's threads was made, renamed or deleted: this tab's thread list
+        follows. (This thread's own events come on its topic, so not twice.)"""
+        about = frame.get("thread_id") or (frame.get("thread") or {}).get("id")
+        if about != self.thread_id:
+            await self.deliver(frame, text)
 
     async def _heartbeat(self) -> dict[str, Any]:
         # Also where a reply whose process died is ended: its clients are told (`error`).

@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from django.db import DatabaseError, connection
 
 T = TypeVar("T")
 
 _executor: ThreadPoolExecutor | None = None
+_calls = threading.local()  # .loop: the event loop the SQLite thread's current call came from
 _executor_lock = threading.Lock()
 
 
@@ -34,8 +36,9 @@ def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
     @functools.wraps(function)
     async def on_db_thread(*args: object, **kwargs: object) -> T:
-        call = functools.partial(_keeping_connection, function, args, kwargs)
-        return await asyncio.get_running_loop().run_in_executor(_sqlite_thread(), call)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(_keeping_connection, function, args, kwargs, loop)
+        return await loop.run_in_executor(_sqlite_thread(), call)
 
     return on_db_thread
 
@@ -48,11 +51,24 @@ def _sqlite_thread() -> ThreadPoolExecutor:
         return _executor
 
 
-def _keeping_connection(function: Callable[..., T], args: tuple, kwargs: dict) -> T:
+def _keeping_connection(
+    function: Callable[..., T], args: tuple, kwargs: dict, loop: asyncio.AbstractEventLoop
+) -> T:
     """Run `function` on this thread's connection, kept open unless the call broke it."""
+    _calls.loop = loop
     try:
         return function(*args, **kwargs)
     except DatabaseError:
         # Whatever failed (a locked or vanished file), the next call starts on a new connection.
         connection.close()
         raise
+
+
+def caller_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop that synchronous code on this thread works for, if any: the loop of a
+    request's `sync_to_async` (asgiref), or of a call on the SQLite thread; None in a
+    management command."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None and threading.current_thread().name.startswith("chat-sqlite"):
+        loop = getattr(_calls, "loop", None)
+    return loop if loop is not None and loop.is_running() else None

@@ -311,12 +311,22 @@ class RemovedFrame(TypedDict):
 
 
 class ThreadFrame(TypedDict):
-    """The thread changed: after its first reply, its title (cut from the first message, then,
-    with a real model, one the model wrote)."""
+    """A thread was made or changed: its title (cut from the first message, then, with a real
+    model, one the model wrote; or a rename). Sent on the thread's own socket, and on every
+    other socket of its owner, so each tab's thread list follows."""
 
     type: Literal["thread"]
     ts: Ts
     thread: ThreadObject
+
+
+class ThreadDeletedFrame(TypedDict):
+    """A thread of the user's was deleted (in another tab, say): sent on its own socket and on
+    every other socket of its owner."""
+
+    type: Literal["thread_deleted"]
+    ts: Ts
+    thread_id: Annotated[str, "The deleted thread's id."]
 
 
 Frame = (
@@ -330,6 +340,7 @@ Frame = (
     | HeartbeatFrame
     | RemovedFrame
     | ThreadFrame
+    | ThreadDeletedFrame
 )
 
 # --- client commands -----------------------------------------------------------------------
@@ -462,8 +473,13 @@ def removed(*, message_ids: list[str]) -> RemovedFrame:
 
 
 def thread(*, thread: ThreadObject) -> ThreadFrame:
-    """The thread itself changed (its title)."""
+    """A thread was made, or its title changed."""
     return {"type": "thread", "ts": now_ms(), "thread": thread}
+
+
+def thread_deleted(*, thread_id: str) -> ThreadDeletedFrame:
+    """A thread was deleted, with all its messages."""
+    return {"type": "thread_deleted", "ts": now_ms(), "thread_id": thread_id}
 
 
 def start(*, message_id: str, model: str) -> StartFrame:

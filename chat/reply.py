@@ -382,7 +382,7 @@ class ReplyStream:
             )
             tasks.background(late, name=f"save-{self.reply_id}")
         if self.run.new_title is not None:
-            await publish(self.run.thread_id, frames.thread(thread=self.run.new_title))
+            await _publish_thread(self.run, frames.thread(thread=self.run.new_title))
             if outcome.status == "complete" and not self.run.provider.offline_demo:
                 tasks.background(_retitle(self.run), name=f"title-{self.reply_id}")
         # The seed's stream logging, once per reply.
@@ -483,4 +483,10 @@ async def _retitle(run: Run) -> None:
                 lambda: outage.off_loop(quota.settle)(hold, spent=spent),
             )
     if thread is not None:
-        await publish(run.thread_id, frames.thread(thread=frames.thread_object(thread)))
+        await _publish_thread(run, frames.thread(thread=frames.thread_object(thread)))
+
+
+async def _publish_thread(run: Run, frame: dict[str, Any]) -> None:
+    """A `thread` frame for the thread's sockets and for every other tab of its owner."""
+    await publish(run.thread_id, frame)
+    await publish(broadcast.user_topic(run.user_id), frame)

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from chat import inputs, quota
+from chat import broadcast, frames, inputs, quota
 from chat.errors import ChatError
 from chat.models import Message, Thread
 
@@ -29,8 +29,26 @@ def title_from_text(text: str) -> str:
 
 
 def thread_create(*, owner: AbstractBaseUser, title: str = "") -> Thread:
-    """A new, empty thread."""
-    return Thread.objects.create(owner=owner, title=title.strip()[:200])
+    """A new, empty thread; the owner's other tabs hear of it."""
+    thread = Thread.objects.create(owner=owner, title=title.strip()[:200])
+    thread_announce(thread=thread)
+    return thread
+
+
+def thread_announce(*, thread: Thread) -> None:
+    """After the commit, tell the thread's sockets and every socket of its owner that the
+    thread was made or changed (a `thread` frame)."""
+    frame = frames.thread(thread=frames.thread_object(thread))
+    topics = [str(thread.id), broadcast.user_topic(thread.owner_id)]
+    broadcast.publish_after_commit(topics, frame)
+
+
+def thread_delete(*, thread: Thread) -> None:
+    """Delete the thread with its messages; its sockets and its owner's other tabs hear of it."""
+    thread_id, owner_id = str(thread.id), thread.owner_id
+    thread.delete()
+    frame = frames.thread_deleted(thread_id=thread_id)
+    broadcast.publish_after_commit([thread_id, broadcast.user_topic(owner_id)], frame)
 
 
 def thread_rename(*, thread: Thread, title: str) -> Thread:
@@ -42,6 +60,7 @@ def thread_rename(*, thread: Thread, title: str) -> Thread:
     if thread.title != title:
         thread.title = title
         thread.save(update_fields=["title", "updated_at"])
+        thread_announce(thread=thread)
     return thread
 
 
@@ -121,6 +140,7 @@ def reply_begin(
     with transaction.atomic():
         if new_thread_of is not None:
             thread = Thread.objects.create(id=thread_id, owner_id=new_thread_of)
+            thread_announce(thread=thread)
         else:
             thread = Thread.objects.select_for_update().get(pk=thread_id)
         return _begin(

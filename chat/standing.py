@@ -10,28 +10,20 @@ outage, a session deleted by hand, a secret's expiry.
 """
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.contrib.auth import get_user_model, user_logged_out
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from chat import auth, broadcast, limits, live, tasks
+from chat import auth, broadcast, limits, tasks
 
 logger = logging.getLogger(__name__)
 
 _CHANGED = {"type": "credentials"}  # what the topic carries: no data, only "check now"
-
-
-def topic(user_id: int) -> str:
-    """The hub topic of one user's credentials (beside the threads' topics, which are UUIDs)."""
-    return f"user:{user_id}"
 
 
 class Standing:
@@ -41,6 +33,9 @@ class Standing:
     def __init__(self, credential: auth.Credential, on_lost: Callable[[], Awaitable[None]]):
         self.credential = credential
         self.on_lost = on_lost
+        # The user's thread-list frames (a thread made, renamed, retitled, deleted), for a
+        # transport that shows them.
+        self.on_frame: Callable[[dict[str, Any], str], Awaitable[None]] | None = None
         self.socket_id = uuid.uuid4().hex
         self.counted = False
         self.lost = False
@@ -53,7 +48,7 @@ class Standing:
         user_id = self.credential.user_id
         self.counted = await limits.socket_open(user_id=user_id, socket_id=self.socket_id)
         if self.counted:
-            await broadcast.hub().subscribe(topic(user_id), self)
+            await broadcast.hub().subscribe(broadcast.user_topic(user_id), self)
             self._watch = tasks.background(self._watching(), name=f"standing-{self.socket_id}")
         return self.counted
 
@@ -64,7 +59,7 @@ class Standing:
         if self.counted:
             self.counted = False
             user_id = self.credential.user_id
-            broadcast.hub().unsubscribe(topic(user_id), self)
+            broadcast.hub().unsubscribe(broadcast.user_topic(user_id), self)
             await limits.socket_closed(user_id=user_id, socket_id=self.socket_id)
 
     async def __aenter__(self) -> "Standing":
@@ -75,8 +70,12 @@ class Standing:
         await self.close()
 
     async def deliver(self, frame: dict[str, Any], text: str) -> None:
-        """The user's credentials changed somewhere (broadcast.Subscriber): check now."""
-        self._changed.set()
+        """An event of the user's (broadcast.Subscriber): their credentials changed somewhere
+        (check now), or their thread list did (handed to `on_frame`, if any)."""
+        if frame.get("type") == _CHANGED["type"]:
+            self._changed.set()
+        elif self.on_frame is not None:
+            await self.on_frame(frame, text)
 
     async def _watching(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,29 +98,12 @@ class Standing:
 async def credentials_changed(*, user_id: int) -> None:
     """Tell every process that the user's sessions or password changed: each of their
     sockets and streams checks its credential now."""
-    await broadcast.publish(topic(user_id), _CHANGED)
+    await broadcast.publish(broadcast.user_topic(user_id), _CHANGED)
 
 
 def announce(user_id: int) -> None:
-    """`credentials_changed` from synchronous code, once the transaction commits: on the
-    event loop this thread serves (a request under daphne), else straight to Redis (a
-    management command), else nowhere (no loop, no Redis: no socket to tell)."""
-    transaction.on_commit(lambda: _announce_now(user_id))
-
-
-def _announce_now(user_id: int) -> None:
-    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    try:
-        if loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(credentials_changed(user_id=user_id), loop)
-        elif settings.REDIS_URL:
-            import redis
-
-            with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2) as client:
-                payload = f"sync {json.dumps(_CHANGED)}"
-                client.publish(live.frames_channel(topic(user_id)), payload)
-    except Exception as exc:  # the periodic check is the net
-        logger.warning("could not announce user %s's credential change: %s", user_id, exc)
+    """`credentials_changed` from synchronous code, once the transaction commits."""
+    broadcast.publish_after_commit([broadcast.user_topic(user_id)], _CHANGED)
 
 
 def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -482,7 +482,8 @@ async def test_one_user_has_at_most_max_replies_in_flight_over_all_threads(
         pass
     for _ in range(50):  # its count ends just after its last frame
         await send(sockets[2], start_command("again"))
-        first = await receive(sockets[2])
+        while (first := await receive(sockets[2]))["type"] == "thread":
+            pass  # the stopped reply's thread got its title: every tab's list hears of it
         if first["type"] != "error":  # accepted (a refusal is an error frame of its own)
             break
         assert first["code"] == "rate_limited"
@@ -507,3 +508,46 @@ async def test_the_seeds_heartbeat_shape_is_answered_as_a_heartbeat(stub, memory
     await send(ws, start_command("still answered"))
     assert (await frames_until_end(ws))[-1]["status"] == "complete"
     await ws.disconnect()
+
+
+async def test_a_rename_or_delete_reaches_the_owners_other_tabs_once_and_no_one_else(
+    memory_layer, alice, bob
+):
+    from django.test import Client
+
+    mine, other = await new_thread(alice, "open here"), await new_thread(alice, "elsewhere")
+    here, there = await connect(mine.id, alice), await connect(other.id, alice)
+    bobs = await connect((await new_thread(bob, "bob's")).id, bob)
+    for ws in (here, there, bobs):
+        await receive(ws)
+    api = Client()
+    await database_sync_to_async(api.force_login)(alice)
+
+    renamed = await database_sync_to_async(api.patch)(
+        f"/api/threads/{other.id}/", {"title": "renamed"}, content_type="application/json"
+    )
+    assert renamed.status_code == 200
+    for ws in (here, there):  # the open thread's list, and the renamed thread's own tab
+        frame = await receive(ws)
+        assert frame["type"] == "thread" and frame["thread"]["id"] == str(other.id)
+        assert frame["thread"]["title"] == "renamed"
+
+    created = await database_sync_to_async(api.post)("/api/threads/", {"title": "new"})
+    frame = await receive(here)
+    assert frame["type"] == "thread" and frame["thread"]["id"] == created.json()["id"]
+    assert (await receive(there))["thread"]["title"] == "new"
+
+    assert (
+        await database_sync_to_async(api.delete)(f"/api/threads/{other.id}/")
+    ).status_code == 204
+    for ws in (here, there):
+        assert await receive(ws) | {"ts": 0} == {
+            "type": "thread_deleted",
+            "ts": 0,
+            "thread_id": str(other.id),
+        }
+    await send(here, {"command": "heartbeat"})
+    assert (await receive(here))["type"] == "heartbeat", "each event came once"
+    assert await bobs.receive_nothing(timeout=0.3), "another user hears nothing"
+    for ws in (here, there, bobs):
+        await ws.disconnect()

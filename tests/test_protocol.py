@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 from jsonschema import Draft202012Validator
 
-from chat import frame_schema, frames
+from chat import frame_schema, frames, services
 from chat.models import Message, Thread
 from scripts import protocol_doc
 from tests.helpers import client_secret, connect, receive
@@ -163,6 +163,13 @@ async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defi
     assert set(edited[0]["message_ids"]) == {asked["id"], redone[-1]["message_id"]}
     assert edited[1]["type"] == "message" and edited[1]["message"]["content"] == "edited"
     assert edited[-1]["type"] == "complete"
+
+    # Another thread of the user's is deleted (in another tab): this tab's list hears of it.
+    other = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    other_id = str(other.id)
+    await database_sync_to_async(services.thread_delete)(thread=other)
+    gone = (await wire.until(of_type("thread_deleted")))[-1]
+    assert gone["thread_id"] == other_id
 
     # A command the doc does not list is answered, and the socket stays open.
     await wire.send_raw(json.dumps({"command": "fly"}))

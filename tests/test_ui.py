@@ -276,16 +276,42 @@ def test_copy_puts_the_replys_markdown_on_the_clipboard(site, stub, context):
     assert page.evaluate("navigator.clipboard.readText()") == "Copied `code`"
 
 
-def test_a_renamed_thread_shows_its_new_title_in_the_list_and_the_header(site, stub, context):
+def tab_on_another_thread(context, site):
+    """A second tab, on a thread of its own (made through the API as the page makes one)."""
+    tab = open_chat(context, site)
+    made = tab.evaluate(
+        """async () => {
+            const token = document.querySelector('meta[name="csrf-token"]').content;
+            const answer = await fetch('/api/threads/', {
+                method: 'POST',
+                headers: {'Content-Type': 'application/json', 'X-CSRFToken': token},
+                body: JSON.stringify({title: 'The other tab'}),
+            });
+            return (await answer.json()).id;
+        }"""
+    )
+    tab.goto(f"{site.url}/t/{made}/")
+    tab.wait_for_selector("html[data-ready]")
+    tab.wait_for_selector('[data-connection="open"]')
+    return tab
+
+
+def test_a_renamed_thread_shows_its_new_title_in_the_list_the_header_and_other_tabs(
+    site, stub, context
+):
     scripted(stub, dict(match="rename me", tokens=["Sure"]))
     page, thread, item = answered(context, site, "rename me", "Sure")
     item.filter(has_text="Title by model").wait_for()  # no later title to replace the new one
+    other = tab_on_another_thread(context, site)
+    elsewhere = other.locator(f'[data-thread-list] [data-thread-id="{thread}"]')
+    elsewhere.filter(has_text="Title by model").wait_for()
     item.locator('[data-thread-action="rename"]').click()
     item.locator('input[name="title"]').fill("Renamed thread")
     item.locator('input[name="title"]').press("Enter")
     item.locator("a").filter(has_text="Renamed thread").wait_for()
     page.locator("[data-thread-title]").filter(has_text="Renamed thread").wait_for()
     assert page.request.get(f"/api/threads/{thread}/").json()["title"] == "Renamed thread"
+    elsewhere.filter(has_text="Renamed thread").wait_for()  # no reload in the other tab
 
 
 def test_search_finds_a_thread_by_the_text_of_its_messages(site, stub, context):
@@ -314,14 +340,18 @@ def test_a_thread_is_exported_as_markdown_and_as_json(site, stub, context):
     assert "Exported answer" in json.dumps(as_json.json())
 
 
-def test_deleting_the_open_thread_removes_it_and_goes_back_to_a_new_chat(site, stub, context):
+def test_deleting_the_open_thread_removes_it_here_and_in_other_tabs(site, stub, context):
     scripted(stub, dict(match="delete me", tokens=["Gone ", "soon"]))
     page, thread, item = answered(context, site, "delete me", "Gone soon")
+    other = tab_on_another_thread(context, site)
+    elsewhere = other.locator(f'[data-thread-list] [data-thread-id="{thread}"]')
+    elsewhere.wait_for()
     page.on("dialog", lambda dialog: dialog.accept())
     item.locator('[data-thread-action="delete"]').click()
     page.wait_for_url(site.url + "/")
     item.wait_for(state="detached")
     assert page.request.get(f"/api/threads/{thread}/").status == 404
+    elsewhere.wait_for(state="detached")  # no reload in the other tab
 
 
 def test_a_failed_reply_shows_a_server_error_and_retry_answers_again(site, stub, context):

@@ -96,6 +96,14 @@ class ThreadViewSet(
             owner=self.request.user, title=serializer.validated_data.get("title", "")
         )
 
+    def perform_update(self, serializer: ThreadSerializer) -> None:
+        # Through the service, which tells the owner's other tabs.
+        title = serializer.validated_data.get("title", serializer.instance.title)
+        serializer.instance = services.thread_rename(thread=serializer.instance, title=title)
+
+    def perform_destroy(self, instance: Thread) -> None:
+        services.thread_delete(thread=instance)
+
     @extend_schema(responses=MessageSerializer(many=True))
     @action(detail=True, methods=["get"], serializer_class=MessageSerializer)
     def messages(self, request: Request, pk: str | None = None) -> Response:

@@ -135,7 +135,7 @@ def _load_item(*, user: AbstractBaseUser, thread_id: str, item_id: str) -> Messa
 
 
 def _delete_thread(*, user: AbstractBaseUser, thread_id: str) -> None:
-    _thread(user, thread_id).delete()
+    services.thread_delete(thread=_thread(user, thread_id))
 
 
 class DjangoStore(Store[RequestContext]):

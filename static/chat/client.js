@@ -28,7 +28,8 @@
  * | `complete`   | `{message, status, metrics}`: a reply ended (`complete` or `cancelled`) |
  * | `error`      | `{code, message, recoverable, kind, messageId}`: `kind` and `recoverable` from errorClass() |
  * | `removed`    | `{ids}`: messages deleted by a regenerate or an edit |
- * | `thread`     | `{thread}`: the thread's new title |
+ * | `thread`     | `{thread}`: a thread of the user's made or renamed (this one or another) |
+ * | `thread_deleted` | `{threadId}`: a thread of the user's deleted (this one or another) |
  * | `change`     | `{result}`: the protocol's FrameResult, for views that render the state |
  * | `fatal`      | `{code}`: 4401 (log in again) or 4404 (no such thread); the client stopped |
  *
@@ -193,6 +194,9 @@ export function createChatClient({
           break;
         case 'thread':
           if (result.thread) emit('thread', { thread: result.thread });
+          break;
+        case 'thread_deleted':
+          if (result.deleted) emit('thread_deleted', { threadId: result.deleted });
           break;
         default:
           break;

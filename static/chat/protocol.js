@@ -40,7 +40,8 @@
  * @property {boolean} duplicate      the frame was already applied
  * @property {ErrorInfo|null} notice  a transient error to show the user
  * @property {string[]} removed       messages the server deleted (regenerate, edit)
- * @property {object|null} thread     the thread's new {id, title, created_at, updated_at}
+ * @property {object|null} thread     a thread made or renamed: {id, title, created_at, updated_at}
+ * @property {string|null} deleted    the id of a thread deleted (this one, or another of the user's)
  */
 
 /** The statuses of a message that has ended: the page's one list of them. */
@@ -89,7 +90,7 @@ export function titleFromText(text) {
 /** @returns {FrameResult} */
 function emptyResult() {
   return {
-    changed: [], renamed: [], failed: [], gap: false, stale: false, duplicate: false, notice: null, removed: [], thread: null,
+    changed: [], renamed: [], failed: [], gap: false, stale: false, duplicate: false, notice: null, removed: [], thread: null, deleted: null,
   };
 }
 
@@ -662,6 +663,9 @@ export function applyFrame(state, frame) {
       return applyRemoved(state, frame, result);
     case 'thread':
       if (frame.thread && frame.thread.id != null) result.thread = frame.thread;
+      return result;
+    case 'thread_deleted':
+      if (frame.thread_id != null) result.deleted = String(frame.thread_id);
       return result;
     case 'heartbeat':
       return applyHeartbeat(state, frame, result);

@@ -136,6 +136,15 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       sidebar.refreshUsage();
     });
     current.on('thread', ({ thread }) => sidebar.upsert(thread));
+    current.on('thread_deleted', ({ threadId: deleted }) => {
+      sidebar.forget(deleted);
+      if (deleted !== threadId) {
+        sidebar.render();
+        return;
+      }
+      notices.show('This thread was deleted in another tab.');
+      home({ push: true });
+    });
     current.on('error', (error) => {
       if (error.messageId) {
         notices.announce(describeFailure(error));

@@ -64,7 +64,7 @@ function makeClient(options = {}) {
     ...options,
   });
   const events = [];
-  for (const type of ['connection', 'ready', 'message', 'start', 'token', 'complete', 'error', 'removed', 'thread', 'fatal']) {
+  for (const type of ['connection', 'ready', 'message', 'start', 'token', 'complete', 'error', 'removed', 'thread', 'thread_deleted', 'fatal']) {
     client.on(type, (payload) => events.push([type, payload]));
   }
   return { client, events, loads };
@@ -225,6 +225,8 @@ test('errors carry their class; a thread frame reports the title; fatal closes s
   latest().frame({ type: 'thread', thread: { id: 't', title: 'New title' } });
   assert.deepEqual(named(events, 'error')[0], { code: 'rate_limited', message: 'slow', recoverable: true, kind: 'rate_limit', messageId: null });
   assert.equal(named(events, 'thread')[0].thread.title, 'New title');
+  latest().frame({ type: 'thread_deleted', thread_id: 'other' });
+  assert.deepEqual(named(events, 'thread_deleted'), [{ threadId: 'other' }]);
   latest().drop(4404);
   assert.deepEqual(named(events, 'fatal'), [{ code: 4404 }]);
   assert.equal(client.connection(), 'offline');

@@ -345,6 +345,13 @@ test('a thread frame reports the new title', () => {
   assert.deepEqual(r.changed, []);
 });
 
+test('a thread_deleted frame reports which thread went, and changes no message', () => {
+  const state = finishedThread();
+  const r = applyFrame(state, { type: 'thread_deleted', ts: 1, thread_id: 'gone' });
+  assert.equal(r.deleted, 'gone');
+  assert.equal(state.messages.length, 2);
+});
+
 test('a refused message can be retried with the same client_id', () => {
   const state = createThreadState([]);
   const { message } = makeStart('again', 'cid-4');
