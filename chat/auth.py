@@ -17,7 +17,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -28,7 +27,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from chat import outage
+from chat import dbthread, outage
 from chat.models import ClientSecretGrant
 
 PREFIX = "cs_"
@@ -113,7 +112,7 @@ class Credential:
     async def holds(self) -> bool:
         """`still_valid`, off the event loop; an outage of the database is not a logout."""
         try:
-            return await outage.off_loop(self.still_valid)()
+            return await dbthread.off_loop(self.still_valid)()
         except Exception as exc:
             if not outage.is_transient(exc):
                 raise
@@ -213,5 +212,5 @@ class WebSocketAuth:
         secret = secret_from_subprotocols(scope.get("subprotocols", []))
         if secret is None:
             return await self.session_path(scope, receive, send)
-        user = await database_sync_to_async(secret_user)(secret) or AnonymousUser()
+        user = await dbthread.off_loop(secret_user)(secret) or AnonymousUser()
         return await self.inner(dict(scope, user=user), receive, send)

@@ -21,6 +21,7 @@ from django.db import IntegrityError
 
 from chat import (
     agent,
+    dbthread,
     frames,
     inputs,
     limits,
@@ -258,7 +259,7 @@ async def _let_go(
 async def _settle_tokens(hold: quota.Hold, reply_id: uuid.UUID, *, spent: int) -> None:
     await outage.attempt(
         f"settling the tokens of reply {reply_id}",
-        lambda: outage.off_loop(quota.settle)(hold, spent=spent),
+        lambda: dbthread.off_loop(quota.settle)(hold, spent=spent),
     )
 
 
@@ -292,7 +293,7 @@ async def _commit(
         )
         return begun
 
-    return await outage.retrying(f"committing reply {reply_id}", outage.off_loop(attempt))
+    return await outage.retrying(f"committing reply {reply_id}", dbthread.off_loop(attempt))
 
 
 async def _own(run: Run) -> None:

@@ -88,15 +88,10 @@ async def attempt(what: str, call: Callable[[], Awaitable[object]]) -> bool:
     return True
 
 
-def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """A synchronous ORM function as a coroutine function, run off the event loop (see
-    dbthread.py for where, per database)."""
-    return dbthread.off_loop(function)
-
-
 async def db(what: str, function: Callable[..., T], /, **kwargs: object) -> T:
-    """A synchronous ORM function run off the event loop, retried through an outage."""
-    return await retrying(what, lambda: off_loop(function)(**kwargs))
+    """A synchronous ORM function run off the event loop (`dbthread.off_loop`, the one way
+    async code reaches the database), retried through an outage."""
+    return await retrying(what, lambda: dbthread.off_loop(function)(**kwargs))
 
 
 async def receive_forever(

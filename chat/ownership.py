@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import frames, live, outage, runtime, selectors, services, shutdown, tasks
+from chat import dbthread, frames, live, outage, runtime, selectors, services, shutdown, tasks
 from chat.broadcast import publish_strictly
 from chat.models import Message
 from chat.outage import Softly
@@ -146,7 +146,7 @@ class Registry:
             if not due:
                 continue
             try:
-                await outage.off_loop(services.replies_checkpoint)(
+                await dbthread.off_loop(services.replies_checkpoint)(
                     contents={reply_id: content for reply_id, (_, content) in due.items()}
                 )
             except Exception as exc:
@@ -366,11 +366,11 @@ async def reap_orphan(*, thread_id: str) -> live.LiveReply | None:
 
 async def reap_all() -> int:
     """`thread_reap` for every thread with a reply recorded as in flight (at start-up)."""
-    rows = await outage.off_loop(selectors.replies_streaming)()
+    rows = await dbthread.off_loop(selectors.replies_streaming)()
     before = len(rows)
     for thread_id in {str(row.thread_id) for row in rows}:
         await thread_reap(thread_id=thread_id)
-    after = len(await outage.off_loop(selectors.replies_streaming)())
+    after = len(await dbthread.off_loop(selectors.replies_streaming)())
     return before - after
 
 

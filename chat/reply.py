@@ -19,7 +19,19 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import agent, broadcast, errors, frames, live, outage, quota, services, tasks, tools
+from chat import (
+    agent,
+    broadcast,
+    dbthread,
+    errors,
+    frames,
+    live,
+    outage,
+    quota,
+    services,
+    tasks,
+    tools,
+)
 from chat.broadcast import publish, publish_strictly
 from chat.coalescer import Coalescer
 from chat.errors import ChatError
@@ -364,7 +376,7 @@ class ReplyStream:
             steps=list(self.steps.values()),
         )
         saved = await outage.attempt(
-            f"final save of reply {self.reply_id}", lambda: outage.off_loop(final)()
+            f"final save of reply {self.reply_id}", lambda: dbthread.off_loop(final)()
         )
         await outage.attempt(
             f"closing the live record of reply {self.reply_id}", self._close_record
@@ -377,7 +389,7 @@ class ReplyStream:
             # Clients were told the outcome above; the live record holds the text meanwhile.
             late = outage.retrying(
                 f"late final save of reply {self.reply_id}",
-                lambda: outage.off_loop(final)(),
+                lambda: dbthread.off_loop(final)(),
                 seconds=math.inf,
             )
             tasks.background(late, name=f"save-{self.reply_id}")
@@ -461,7 +473,7 @@ async def _retitle(run: Run) -> None:
     usage = agent.Usage()
     hold = None
     try:
-        hold = await outage.off_loop(quota.reserve)(
+        hold = await dbthread.off_loop(quota.reserve)(
             user_id=run.user_id, tokens=quota.TITLE_MAX_TOKENS
         )
         if hold is None:
@@ -469,7 +481,7 @@ async def _retitle(run: Run) -> None:
         title = await agent.make_title(
             run.first_message, chosen=run.provider, max_tokens=hold.tokens, usage=usage
         )
-        thread = await outage.off_loop(services.thread_retitle)(
+        thread = await dbthread.off_loop(services.thread_retitle)(
             thread_id=uuid.UUID(run.thread_id), title=title, expected=run.new_title["title"]
         )
     except Exception:
@@ -480,7 +492,7 @@ async def _retitle(run: Run) -> None:
             spent = usage.output_tokens if usage.output_tokens is not None else hold.tokens
             await outage.attempt(
                 f"settling the title's tokens of thread {run.thread_id}",
-                lambda: outage.off_loop(quota.settle)(hold, spent=spent),
+                lambda: dbthread.off_loop(quota.settle)(hold, spent=spent),
             )
     if thread is not None:
         await _publish_thread(run, frames.thread(thread=frames.thread_object(thread)))

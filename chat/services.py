@@ -1,6 +1,6 @@
 """Writes: threads and the persisted life of a reply. Synchronous ORM code.
 
-The generation service calls these through `database_sync_to_async`; nothing here is called
+Async code calls these through `dbthread.off_loop` (or `outage.db`); nothing here is called
 per token.
 """
 

@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils.module_loading import import_string
 
-from chat import calculator, outage
+from chat import calculator, dbthread
 
 
 @dataclass
@@ -201,7 +201,7 @@ async def search_threads(ctx: RunContextWrapper[ChatContext], query: str) -> str
     # The engine's one way to the ORM, not thread-sensitive: a reply started by an HTTP request
     # (SSE, ChatKit) inherits that request's context, whose thread-sensitive executor is gone
     # by the time the tool runs ("CurrentThreadExecutor already quit or is broken").
-    return await outage.off_loop(_search)(user_id=ctx.context.user_id, query=query)
+    return await dbthread.off_loop(_search)(user_id=ctx.context.user_id, query=query)
 
 
 def _search(*, user_id: int, query: str) -> str:

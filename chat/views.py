@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views import csrf, defaults
 
-from chat import agent, frames, outage, runtime, selectors, shutdown
+from chat import agent, dbthread, frames, runtime, selectors, shutdown
 from chat.errors import ChatError
 
 PAGE_MESSAGES = 200
@@ -87,7 +87,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     if shutdown.draining():
         checks["process"] = "draining"
     try:
-        await outage.off_loop(_database_answers)()
+        await dbthread.off_loop(_database_answers)()
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"

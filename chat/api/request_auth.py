@@ -4,12 +4,11 @@ check, as DRF does it."""
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from chat import auth
+from chat import auth, dbthread
 
 
 def detail(text: str, status: int) -> JsonResponse:
@@ -27,7 +26,7 @@ async def authenticate(request: HttpRequest) -> tuple[Any, auth.Credential] | Ht
     if scheme:
         user = None
         if scheme.lower() == "bearer":
-            user = await database_sync_to_async(auth.secret_user)(secret.strip())
+            user = await dbthread.off_loop(auth.secret_user)(secret.strip())
         if user is None:
             return detail("The client secret is invalid or expired.", 401)
         return user, auth.Credential(user.pk, secret=secret.strip())

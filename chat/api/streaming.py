@@ -16,13 +16,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import errors, frames, generation, inputs, outage, selectors, services
+from chat import dbthread, errors, frames, generation, inputs, selectors, services
 from chat.api import request_auth
 from chat.errors import ChatError
 from chat.standing import Standing
@@ -82,9 +81,9 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         return exc.response()
     created = thread_id is None
     if created:
-        thread = await database_sync_to_async(services.thread_create)(owner=user)
+        thread = await dbthread.off_loop(services.thread_create)(owner=user)
     else:
-        thread = await database_sync_to_async(selectors.thread_get_for_user)(
+        thread = await dbthread.off_loop(selectors.thread_get_for_user)(
             user=user, thread_id=str(thread_id)
         )
         if thread is None:
@@ -93,7 +92,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         standing = await stack.enter_async_context(Standing(credential, _nothing))
         if not standing.counted:
             if created:
-                await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
+                await dbthread.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
             return _too_many().response()
         subscription = await stack.enter_async_context(Subscription(str(thread.id)))
         standing.on_lost = subscription.interrupt
@@ -107,7 +106,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
             )
         except ChatError as exc:
             if created:  # a refused send leaves no empty thread behind
-                await outage.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
+                await dbthread.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
             return exc.response()
         # From here the event generator holds the subscription, and leaves it at its end.
         response = _sse(_reply_events(subscription, started, standing, stack.pop_all()))
@@ -164,9 +163,7 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
     if isinstance(authenticated, HttpResponse):
         return authenticated
     user, credential = authenticated
-    thread = await database_sync_to_async(selectors.thread_get_for_user)(
-        user=user, thread_id=thread_id
-    )
+    thread = await dbthread.off_loop(selectors.thread_get_for_user)(user=user, thread_id=thread_id)
     if thread is None:
         return request_auth.detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
