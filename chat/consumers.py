@@ -106,35 +106,16 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         name = command.get("command")
         if name is None and command.get("type") == "heartbeat":
             name = "heartbeat"  # the seed's client sends {"type": "heartbeat"}
-        if name in ("start", "regenerate", "edit") and not await self.credential.holds():
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-        elif name == "start":
+        if name in generation.ASKING_COMMANDS:
+            if not await self.credential.holds():
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+            ask = generation.ask_for(command)
             await self._started(
-                generation.reply_start(
+                generation.reply_begin(
                     user_id=self.user_id,
                     thread_id=self.thread_id,
-                    text=command.get("message"),
-                    client_id=command.get("client_id"),
-                    time_zone=command.get("time_zone"),
-                )
-            )
-        elif name == "regenerate":
-            await self._started(
-                generation.reply_regenerate(
-                    user_id=self.user_id,
-                    thread_id=self.thread_id,
-                    client_id=command.get("client_id"),
-                    time_zone=command.get("time_zone"),
-                )
-            )
-        elif name == "edit":
-            await self._started(
-                generation.reply_edit(
-                    user_id=self.user_id,
-                    thread_id=self.thread_id,
-                    message_id=command.get("message_id"),
-                    text=command.get("message"),
-                    client_id=command.get("client_id"),
+                    ask=ask,
                     time_zone=command.get("time_zone"),
                 )
             )

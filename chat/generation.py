@@ -1,7 +1,8 @@
 """A reply's life, shared by every transport: start, stream, stop, and what a client reads.
 
-`reply_start`, `reply_regenerate` and `reply_edit` begin a reply (`_begin`: admit, claim,
-commit, announce, spawn); the reply then runs as its own task (`reply.ReplyStream`), owned
+Every transport maps what it was asked to an `Ask` (`ask_for` a client's `start`,
+`regenerate` or `edit`; `ask_retry`) and hands it to `reply_begin`, the one way a reply begins
+(`_begin`: admit, claim, commit, announce, spawn); the reply then runs as its own task (`reply.ReplyStream`), owned
 by this process's registry (ownership.py), so it outlives the socket that asked for it.
 `reply_stop` ends it from any process. Subscribers (WebSocket consumers, SSE views) read
 `thread_snapshot` and `thread_replay`, which only read; `thread_reap` (ownership.py) is the
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StartResult:
-    """What `reply_start` did: began a reply, or found this `client_id` already sent."""
+    """What `reply_begin` did: began a reply, or found this `client_id` already sent."""
 
     reply_id: str
     duplicate: bool
@@ -74,64 +75,44 @@ def _client_uuid(client_id: Any) -> uuid.UUID:
     return uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
 
 
-async def reply_start(
-    *,
-    user_id: int,
-    thread_id: str,
-    text: Any,
-    client_id: Any = None,
-    time_zone: Any = None,
-    message_id: uuid.UUID | None = None,
-    new_thread: bool = False,
-) -> StartResult:
-    """Commit the user's message and start the agent's reply as a task of this process.
+ASKING_COMMANDS = ("start", "regenerate", "edit")
 
-    The caller has checked that the thread is the user's. Idempotent on `client_id`: a repeat
-    starts nothing and reports `duplicate`. One reply at a time per thread (`busy`). A
-    server-side caller that made the message's id itself (ChatKit) passes it as `message_id`;
-    a client's ids are only ever `client_id`s. With `new_thread`, `thread_id` is a fresh id
-    and the thread is created, the user's, with the message: a refusal leaves no thread.
+
+def ask_for(command: dict[str, Any]) -> services.Ask:
+    """What a client's `start`, `regenerate` or `edit` command asks for, validated: every
+    transport maps what it got to an `Ask` (the streaming POST's body is a `start`) and hands
+    it to `reply_begin`. A bad command raises the `ChatError` that answers it."""
+    name = command.get("command")
+    client_id = _client_uuid(command.get("client_id"))
+    if name == "start":
+        return services.Ask(client_id=client_id, text=_validate_text(command.get("message")))
+    if name == "regenerate":
+        return services.Ask(client_id=client_id, regenerate=True)
+    if name == "edit":
+        return services.Ask(
+            client_id=client_id,
+            text=_validate_text(command.get("message")),
+            edited_id=_uuid(command.get("message_id"), "message_id"),
+        )
+    raise ChatError("bad_request", f"Unknown command {name!r}.")
+
+
+def ask_retry(*, message_id: Any) -> services.Ask:
+    """Answer one of the thread's user messages anew, removing everything after it
+    (ChatKit's "retry after item")."""
+    return services.Ask(client_id=uuid.uuid4(), retry_after=_uuid(message_id, "message_id"))
+
+
+async def reply_begin(
+    *, user_id: int, thread_id: str, ask: services.Ask, time_zone: Any = None
+) -> StartResult:
+    """Begin the reply that `ask` asks for, as a task of this process: the one way any reply
+    begins, whatever the transport.
+
+    The caller has checked that the thread is the user's (or `ask.new_thread_of` makes it,
+    with the message: a refusal leaves no thread). Idempotent on the ask's `client_id`: a
+    repeat starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
     """
-    ask = services.Ask(
-        client_id=_client_uuid(client_id),
-        text=_validate_text(text),
-        message_id=message_id,
-        new_thread_of=user_id if new_thread else None,
-    )
-    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
-
-
-async def reply_retry(
-    *, user_id: int, thread_id: str, message_id: Any, time_zone: Any = None
-) -> StartResult:
-    """Answer one of the thread's user messages anew, removing everything after it."""
-    ask = services.Ask(client_id=uuid.uuid4(), retry_after=_uuid(message_id, "message_id"))
-    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
-
-
-async def reply_regenerate(
-    *, user_id: int, thread_id: str, client_id: Any = None, time_zone: Any = None
-) -> StartResult:
-    """Replace the thread's last finished reply with a new one to the same message."""
-    ask = services.Ask(client_id=_client_uuid(client_id), regenerate=True)
-    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
-
-
-async def reply_edit(
-    *,
-    user_id: int,
-    thread_id: str,
-    message_id: Any,
-    text: Any,
-    client_id: Any = None,
-    time_zone: Any = None,
-) -> StartResult:
-    """Replace the thread's last user message (and its reply) with new text, and answer it."""
-    ask = services.Ask(
-        client_id=_client_uuid(client_id),
-        text=_validate_text(text),
-        edited_id=_uuid(message_id, "message_id"),
-    )
     return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
 
 

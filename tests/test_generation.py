@@ -215,7 +215,11 @@ async def test_replies_started_together_on_a_fresh_process_name_one_owner_that_b
     try:
         await asyncio.gather(
             *(
-                generation.reply_start(user_id=alice.pk, thread_id=str(t.id), text="together")
+                generation.reply_begin(
+                    user_id=alice.pk,
+                    thread_id=str(t.id),
+                    ask=generation.ask_for({"command": "start", "message": "together"}),
+                )
                 for t in threads
             )
         )

@@ -97,12 +97,10 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         subscription = await stack.enter_async_context(Subscription(str(thread.id)))
         standing.on_lost = subscription.interrupt
         try:
-            started = await generation.reply_start(
-                user_id=user.pk,
-                thread_id=str(thread.id),
-                text=body.get("message"),
-                client_id=body.get("client_id"),
-                time_zone=body.get("time_zone"),
+            # The body is a `start` command.
+            ask = generation.ask_for({**body, "command": "start"})
+            started = await generation.reply_begin(
+                user_id=user.pk, thread_id=str(thread.id), ask=ask, time_zone=body.get("time_zone")
             )
         except ChatError as exc:
             if created:  # a refused send leaves no empty thread behind

@@ -1,8 +1,8 @@
 """The `openai-chatkit` package's `ChatKitServer`, whose replies are the engine's replies.
 
 A ChatKit request that asks for a reply does what a WebSocket's `start` does: it subscribes
-to the thread, asks the generation service for a reply (`reply_start` in `_ask` for a new
-message, `reply_retry` in `respond` for "retry after item"), and turns that reply's frames
+to the thread, asks the generation service for a reply (`reply_begin`, with a `start`'s `Ask` in
+`_ask` for a new message, `ask_retry` in `respond` for "retry after item"), and turns that reply's frames
 into ChatKit events, one text delta per `token` frame. So a ChatKit
 reply is coalesced, checkpointed, counted against the user's limits and token budget, seen
 live by every socket on the thread (on any process), stopped by their `stop`, and saved with
@@ -23,6 +23,7 @@ then calls `handle_stream_cancelled`, which stops this request's reply through t
 keeping the text shown. ChatKit has no way to resume a stream, so a dropped request is a stop.
 """
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,14 +109,17 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             try:
                 if asked.attachments:
                     raise ChatError("bad_request", "Attachments are not supported.")
-                started = await generation.reply_start(
+                start = {"command": "start", "message": items.user_text(message)}
+                ask = dataclasses.replace(
+                    generation.ask_for({**start, "client_id": message.id}),
+                    message_id=_item_uuid(message.id),  # the item's id is the message's
+                    new_thread_of=context.user_id if new else None,
+                )
+                started = await generation.reply_begin(
                     user_id=context.user_id,
                     thread_id=thread.id,
-                    text=items.user_text(message),
-                    client_id=message.id,
-                    message_id=_item_uuid(message.id),
+                    ask=ask,
                     time_zone=context.time_zone,
-                    new_thread=new,
                 )
             except ChatError as refused:
                 yield ErrorEvent(message=refused.message, allow_retry=refused.recoverable)
@@ -142,10 +146,10 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             raise CustomStreamError("Nothing to answer: send a message.", allow_retry=False)
         async with Subscription(thread.id) as subscription:
             try:
-                started = await generation.reply_retry(
+                started = await generation.reply_begin(
                     user_id=context.user_id,
                     thread_id=thread.id,
-                    message_id=input_user_message.id,
+                    ask=generation.ask_retry(message_id=input_user_message.id),
                     time_zone=context.time_zone,
                 )
             except ChatError as refused:
