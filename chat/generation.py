@@ -1,9 +1,10 @@
 """A reply's life, shared by every transport: start, stream, stop, and what a client reads.
 
 Every transport maps what it was asked to an `Ask` (`ask_for` a client's `start`,
-`regenerate` or `edit`; `ask_retry`) and hands it to `reply_begin`, the one way a reply begins
-(`_begin`: admit, claim, commit, announce, spawn); the reply then runs as its own task (`reply.ReplyStream`), owned
-by this process's registry (ownership.py), so it outlives the socket that asked for it.
+`regenerate` or `edit`; `ask_retry`) and hands it to `reply_begin`, the one way a reply
+begins (`_begin`: admit, claim, commit, announce, spawn); the reply then runs as its own task
+(`reply.ReplyStream`), owned by this process's registry (ownership.py), so it outlives the
+socket that asked for it.
 `reply_stop` ends it from any process. Subscribers (WebSocket consumers, SSE views) read
 `thread_snapshot` and `thread_replay`, which only read; `thread_reap` (ownership.py) is the
 explicit step that settles what a dead process left behind.

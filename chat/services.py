@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from chat import broadcast, frames, inputs, quota
@@ -100,155 +100,60 @@ class Ask:
 def reply_open(
     *, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: str, held_tokens: int = 0
 ) -> Begun:
-    """Begin the reply that `ask` asks for, in one transaction (see the three below);
-    `held_tokens` is what it holds of the user's budget, kept on its row so that a process
-    that dies holding it can be settled exactly (`reply_interrupt`)."""
-    ids = {
-        "thread_id": thread_id,
-        "client_id": ask.client_id,
-        "reply_id": reply_id,
-        "model": model,
-        "held_tokens": held_tokens,
-    }
-    if ask.regenerate:
-        return reply_regenerate_begin(**ids)
-    if ask.edited_id is not None:
-        return reply_edit_begin(message_id=ask.edited_id, text=ask.text, **ids)
-    if ask.retry_after is not None:
-        return reply_retry_begin(message_id=ask.retry_after, **ids)
-    return reply_begin(
-        text=ask.text, message_id=ask.message_id, new_thread_of=ask.new_thread_of, **ids
-    )
+    """Begin the reply that `ask` asks for, in one transaction: the thread locked (or made,
+    with `new_thread_of`, so it never exists empty), a repeated command refused before it
+    removes anything, what the ask replaces removed, then the user's message (when it has
+    text) and the `streaming` reply written. A refused ask changes nothing.
 
-
-def reply_begin(
-    *,
-    thread_id: uuid.UUID,
-    text: str,
-    client_id: uuid.UUID,
-    reply_id: uuid.UUID,
-    model: str,
-    held_tokens: int = 0,
-    message_id: uuid.UUID | None = None,
-    new_thread_of: int | None = None,
-) -> Begun:
-    """Commit the user's message and the `streaming` reply in one transaction; with
-    `new_thread_of`, the thread too (new, that user's), so it never exists empty.
-
-    Raises IntegrityError when the thread already has a message with this `client_id`.
+    `held_tokens` is what the reply holds of the user's budget, kept on its row so that a
+    process that dies holding it can be settled exactly (`reply_interrupt`). Raises
+    IntegrityError when a new message's `client_id` was sent before.
     """
     with transaction.atomic():
-        if new_thread_of is not None:
-            thread = Thread.objects.create(id=thread_id, owner_id=new_thread_of)
+        if ask.new_thread_of is not None:
+            thread = Thread.objects.create(id=thread_id, owner_id=ask.new_thread_of)
             thread_announce(thread=thread)
         else:
             thread = Thread.objects.select_for_update().get(pk=thread_id)
-        return _begin(
+        replaced = _replaced(thread, ask)
+        removed = [str(pk) for pk in replaced.values_list("id", flat=True)]
+        replaced.delete()
+        begun = _begin(
             thread,
-            text=text,
-            client_id=client_id,
+            text=ask.text,
+            client_id=ask.client_id,
             reply_id=reply_id,
             model=model,
             held_tokens=held_tokens,
-            message_id=message_id,
+            message_id=ask.message_id,
         )
+        begun.removed_ids = removed
+        return begun
 
 
-def reply_regenerate_begin(
-    *,
-    thread_id: uuid.UUID,
-    client_id: uuid.UUID,
-    reply_id: uuid.UUID,
-    model: str,
-    held_tokens: int = 0,
-) -> Begun:
-    """Replace the thread's last, finished reply with a new `streaming` one."""
-    with transaction.atomic():
-        thread = Thread.objects.select_for_update().get(pk=thread_id)
-        _not_sent_before(thread, client_id)
-        last = thread.messages.order_by("-created_at", "-id").first()
+def _replaced(thread: Thread, ask: Ask) -> QuerySet[Message]:
+    """The thread's messages that `ask` replaces (none for a new message); a regenerate, edit
+    or retry aimed at the wrong message is refused."""
+    if not (ask.regenerate or ask.edited_id or ask.retry_after):
+        return Message.objects.none()
+    _not_sent_before(thread, ask.client_id)
+    messages = thread.messages.order_by("-created_at", "-id")
+    if ask.regenerate:
+        last = messages.first()
         if last is None or last.role != Message.Role.ASSISTANT or last.status not in last.TERMINAL:
             raise ChatError("bad_request", "There is no finished reply to regenerate.")
-        removed = [str(last.id)]
-        last.delete()
-        begun = _begin(
-            thread,
-            text=None,
-            client_id=client_id,
-            reply_id=reply_id,
-            model=model,
-            held_tokens=held_tokens,
-        )
-        begun.removed_ids = removed
-        return begun
-
-
-def reply_edit_begin(
-    *,
-    thread_id: uuid.UUID,
-    message_id: uuid.UUID,
-    text: str,
-    client_id: uuid.UUID,
-    reply_id: uuid.UUID,
-    model: str,
-    held_tokens: int = 0,
-) -> Begun:
-    """Replace the thread's last user message (and what follows it) and begin a new reply."""
-    with transaction.atomic():
-        thread = Thread.objects.select_for_update().get(pk=thread_id)
-        _not_sent_before(thread, client_id)
-        last_user = (
-            thread.messages.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
-        )
-        if last_user is None or last_user.id != message_id:
+        return thread.messages.filter(pk=last.pk)
+    if ask.edited_id is not None:
+        last_user = messages.filter(role=Message.Role.USER).first()
+        if last_user is None or last_user.id != ask.edited_id:
             raise ChatError("bad_request", "Only the last message of the thread can be edited.")
-        later = thread.messages.filter(created_at__gte=last_user.created_at)
-        removed = [str(pk) for pk in later.values_list("id", flat=True)]
-        later.delete()
-        begun = _begin(
-            thread,
-            text=text,
-            client_id=client_id,
-            reply_id=reply_id,
-            model=model,
-            held_tokens=held_tokens,
-        )
-        begun.removed_ids = removed
-        return begun
-
-
-def reply_retry_begin(
-    *,
-    thread_id: uuid.UUID,
-    message_id: uuid.UUID,
-    client_id: uuid.UUID,
-    reply_id: uuid.UUID,
-    model: str,
-    held_tokens: int = 0,
-) -> Begun:
-    """Remove everything after one of the thread's user messages and begin a new reply to it
-    (ChatKit's "retry after item"), in one transaction: a refused retry removes nothing."""
-    with transaction.atomic():
-        thread = Thread.objects.select_for_update().get(pk=thread_id)
-        _not_sent_before(thread, client_id)
-        asked = thread.messages.filter(pk=message_id, role=Message.Role.USER).first()
-        if asked is None:
-            raise ChatError("bad_request", "Only a message of the user's can be answered again.")
-        later = thread.messages.filter(
-            Q(created_at__gt=asked.created_at) | Q(created_at=asked.created_at, id__gt=asked.id)
-        )
-        removed = [str(pk) for pk in later.values_list("id", flat=True)]
-        later.delete()
-        begun = _begin(
-            thread,
-            text=None,
-            client_id=client_id,
-            reply_id=reply_id,
-            model=model,
-            held_tokens=held_tokens,
-        )
-        begun.removed_ids = removed
-        return begun
+        return thread.messages.filter(created_at__gte=last_user.created_at)
+    asked = thread.messages.filter(pk=ask.retry_after, role=Message.Role.USER).first()
+    if asked is None:
+        raise ChatError("bad_request", "Only a message of the user's can be answered again.")
+    return thread.messages.filter(
+        Q(created_at__gt=asked.created_at) | Q(created_at=asked.created_at, id__gt=asked.id)
+    )
 
 
 def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:

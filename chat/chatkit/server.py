@@ -1,9 +1,9 @@
 """The `openai-chatkit` package's `ChatKitServer`, whose replies are the engine's replies.
 
 A ChatKit request that asks for a reply does what a WebSocket's `start` does: it subscribes
-to the thread, asks the generation service for a reply (`reply_begin`, with a `start`'s `Ask` in
-`_ask` for a new message, `ask_retry` in `respond` for "retry after item"), and turns that reply's frames
-into ChatKit events, one text delta per `token` frame. So a ChatKit
+to the thread, asks the generation service for a reply (`reply_begin`, with a `start`'s
+`Ask` in `_ask` for a new message, `ask_retry` in `respond` for "retry after item"), and
+turns that reply's frames into ChatKit events, one text delta per `token` frame. So a ChatKit
 reply is coalesced, checkpointed, counted against the user's limits and token budget, seen
 live by every socket on the thread (on any process), stopped by their `stop`, and saved with
 its status and metrics, exactly as any other.
