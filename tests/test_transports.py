@@ -1,0 +1,217 @@
+"""Every capability on every transport a user can reach it by, on one process and across two.
+
+The table: each capability (`ACTIONS`) is done through each transport that offers it (the
+page's WebSocket, SSE, the REST API, ChatKit) on process A, and what a user would notice is
+then checked through *every* transport (`CHECKS`), on A itself ("one process") or on B
+("two processes", one PostgreSQL and one Redis). A capability that works on one transport
+only, or whose result another transport cannot see, fails here: the holes an outside audit
+found were all of that kind. A new capability adds its row to both tables.
+"""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from chatkit.types import ThreadDeleteParams, ThreadsDeleteReq, ThreadsUpdateReq
+from websockets.asyncio.client import connect as ws_connect
+
+from chat import frames
+from tests import chatkit_client as ck
+from tests.servers import Daphne, cookie_header, login, shared_sites
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
+
+USER, PASSWORD = "tabitha", "tabitha-pw"
+TEXT = ["Across ", "every ", "transport."]
+
+
+@pytest.fixture(scope="module")
+def processes(stub_server, tmp_path_factory):
+    with shared_sites(
+        stub_server.url,
+        tmp_path_factory.mktemp("var"),
+        {USER: PASSWORD},
+        REPLIES_PER_MINUTE="0",
+        SSE_HEARTBEAT_SECONDS="0.5",
+    ) as servers:
+        yield servers
+
+
+class Tab:
+    """One user's client of one process: its REST client, ChatKit client and sockets."""
+
+    def __init__(self, server: Daphne, session: httpx.Client) -> None:
+        self.server = server
+        self.http = httpx.Client(
+            base_url=server.url, cookies=session.cookies, headers=session.headers, timeout=15
+        )
+        self.chatkit = ck.ChatKitClient(server.url, self.http)
+
+    async def socket(self, thread_id: str):
+        ws = await ws_connect(
+            f"{self.server.ws_url}/ws/threads/{thread_id}/",
+            origin=self.server.url,
+            additional_headers={"Cookie": cookie_header(self.http)},
+        )
+        assert json.loads(await ws.recv())["type"] == "ready"
+        return ws
+
+    def new_thread(self, title: str = "") -> str:
+        return self.http.post("/api/threads/", json={"title": title}).json()["id"]
+
+    def saved(self, thread_id: str) -> list[dict]:
+        return self.http.get(f"/api/threads/{thread_id}/messages/").json()["results"]
+
+    async def close(self) -> None:
+        await self.chatkit.close()
+        self.http.close()
+
+
+async def frames_until(ws, done: Callable[[dict], bool]) -> list[dict]:
+    got = []
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
+        got.append(frame)
+        if done(frame):
+            return got
+
+
+# --- doing each capability on each transport ---------------------------------------------
+
+
+async def reply_by_websocket(tab: Tab, thread: str) -> None:
+    ws = await tab.socket(thread)
+    await ws.send(json.dumps({"command": "start", "message": "table reply"}))
+    await frames_until(ws, frames.is_terminal)
+    await ws.close()
+
+
+async def reply_by_sse(tab: Tab, thread: str) -> None:
+    body = {"message": "table reply", "thread_id": thread}
+    with tab.http.stream("POST", "/api/stream/message", json=body) as answer:
+        assert answer.status_code == 200
+        ended = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data:")]
+    assert frames.is_terminal(ended[-1])
+
+
+async def reply_by_chatkit(tab: Tab, thread: str) -> None:
+    events = await tab.chatkit.stream(ck.add_message(thread, "table reply"))
+    assert "".join(ck.deltas(events)) == "".join(TEXT)
+
+
+async def stop_by_websocket(tab: Tab, thread: str) -> None:
+    ws = await tab.socket(thread)
+    await ws.send(json.dumps({"command": "start", "message": "table stop"}))
+    await frames_until(ws, lambda f: f["type"] == "token")
+    await ws.send(json.dumps({"command": "stop"}))
+    await frames_until(ws, frames.is_terminal)
+    await ws.close()
+
+
+async def stop_by_chatkit(tab: Tab, thread: str) -> None:
+    async for event in tab.chatkit.events(ck.add_message(thread, "table stop")):
+        if ck.deltas([event]):
+            break  # ChatKit's Stop drops the request
+
+
+async def rename_by_rest(tab: Tab, thread: str) -> None:
+    assert tab.http.patch(f"/api/threads/{thread}/", json={"title": "Renamed"}).is_success
+
+
+async def rename_by_chatkit(tab: Tab, thread: str) -> None:
+    await tab.chatkit.call(ThreadsUpdateReq(params={"thread_id": thread, "title": "Renamed"}))
+
+
+async def delete_by_rest(tab: Tab, thread: str) -> None:
+    assert tab.http.delete(f"/api/threads/{thread}/").status_code == 204
+
+
+async def delete_by_chatkit(tab: Tab, thread: str) -> None:
+    await tab.chatkit.call(ThreadsDeleteReq(params=ThreadDeleteParams(thread_id=thread)))
+
+
+ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
+    "reply": {"websocket": reply_by_websocket, "sse": reply_by_sse, "chatkit": reply_by_chatkit},
+    "stop": {"websocket": stop_by_websocket, "chatkit": stop_by_chatkit},
+    "rename": {"rest": rename_by_rest, "chatkit": rename_by_chatkit},
+    "delete": {"rest": delete_by_rest, "chatkit": delete_by_chatkit},
+}
+
+
+# --- what each transport shows afterwards ---------------------------------------------------
+
+
+async def last_reply(tab: Tab, thread: str, status: str) -> dict:
+    for _ in range(100):  # a stopped reply is saved just after its request is dropped
+        reply = tab.saved(thread)[-1]
+        if reply["status"] == status:
+            return reply
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the reply is {reply['status']}, not {status}")
+
+
+async def replied(tab: Tab, thread: str, other: Any) -> None:
+    reply = await last_reply(tab, thread, "complete")
+    assert reply["content"] == "".join(TEXT)  # the REST API
+    items = (await tab.chatkit.call(ck.list_items(thread, order="desc", limit=1)))["data"]
+    assert items[0]["id"] == reply["id"] and items[0]["content"][0]["text"] == reply["content"]
+
+
+async def stopped(tab: Tab, thread: str, other: Any) -> None:
+    reply = await last_reply(tab, thread, "cancelled")
+    assert reply["content"] and len(reply["content"]) < len("".join(SLOW))
+    items = (await tab.chatkit.call(ck.list_items(thread, order="desc", limit=1)))["data"]
+    assert items[0]["content"][0]["text"] == reply["content"]
+
+
+async def renamed(tab: Tab, thread: str, other: Any) -> None:
+    assert tab.http.get(f"/api/threads/{thread}/").json()["title"] == "Renamed"
+    seen = await tab.chatkit.call(ck.get_thread(thread))
+    assert seen["title"] == "Renamed"
+    heard = await frames_until(other, lambda f: f["type"] == "thread")  # another tab's list
+    assert heard[-1]["thread"] == {**heard[-1]["thread"], "id": thread, "title": "Renamed"}
+
+
+async def deleted(tab: Tab, thread: str, other: Any) -> None:
+    assert tab.http.get(f"/api/threads/{thread}/").status_code == 404
+    assert (await tab.chatkit.post(ck.get_thread(thread))).status_code == 404
+    heard = await frames_until(other, lambda f: f["type"] == "thread_deleted")
+    assert heard[-1]["thread_id"] == thread
+
+
+CHECKS = {"reply": replied, "stop": stopped, "rename": renamed, "delete": deleted}
+SLOW = [f" s{i}" for i in range(300)]
+
+CASES = [
+    pytest.param(capability, transport, where, id=f"{capability}-{transport}-{where}")
+    for capability, transports in ACTIONS.items()
+    for transport in transports
+    for where in ("one-process", "two-processes")
+]
+
+
+@pytest.mark.parametrize("capability, transport, where", CASES)
+async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
+    processes, stub, capability, transport, where
+):
+    stub.script("table reply", tokens=TEXT)
+    stub.script("table stop", tokens=SLOW, delay_ms=20)
+    a, b = processes
+    session = login(a.url, USER, PASSWORD)
+    doer = Tab(a, session)
+    viewer = Tab(b if where == "two-processes" else a, session)
+    thread = doer.new_thread("table")
+    if capability in ("stop", "rename", "delete"):
+        await reply_by_websocket(doer, thread)  # a thread with a conversation in it
+    # Another tab of the same user, on the viewer's process, showing another thread.
+    other = await viewer.socket(viewer.new_thread("elsewhere"))
+    try:
+        await ACTIONS[capability][transport](doer, thread)
+        await CHECKS[capability](viewer, thread, other)
+    finally:
+        await other.close()
+        await doer.close()
+        await viewer.close()
