@@ -46,11 +46,19 @@ def shared_sites(
     stub_url: str, var_dir, users: dict[str, str], count: int = 2, **overrides: str
 ) -> Iterator[tuple[Daphne, ...]]:
     """`count` daphne processes on one fresh PostgreSQL database and the test Redis, as a
-    deployment runs them (one SECRET_KEY), the stub as their model; stopped and dropped after."""
+    deployment runs them (one SECRET_KEY), the stub as their model; stopped and dropped after.
+
+    The test Redis is emptied first: user ids start again with each fresh database, and
+    Redis keys (open sockets, replies in flight) name users by id.
+    """
+    import redis
+
     from tests.conftest import POSTGRES_TEST_URL, REDIS_TEST_URL, require, tcp_open
 
     require("PostgreSQL", tcp_open(POSTGRES_TEST_URL, 5432))
     require("Redis", tcp_open(REDIS_TEST_URL, 6379))
+    with redis.Redis.from_url(REDIS_TEST_URL) as emptied:
+        emptied.flushdb()
     database_url, drop = new_database(POSTGRES_TEST_URL)
     env = stub_env(
         stub_url,

@@ -10,7 +10,6 @@ from chatkit.types import NoticeEvent, ThreadItemDoneEvent
 from websockets.asyncio.client import connect as ws_connect
 
 from tests import chatkit_client as ck
-from tests.conftest import REDIS_TEST_URL, require, tcp_open
 from tests.servers import cookie_header, login, manage, shared_sites
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
@@ -20,10 +19,6 @@ TOKENS = [f" w{i}" for i in range(300)]
 
 @pytest.fixture(scope="module")
 def cluster(stub_server, tmp_path_factory):
-    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
-    import redis
-
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     with shared_sites(
         stub_server.url,
         tmp_path_factory.mktemp("var"),

@@ -9,7 +9,6 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
-from tests.conftest import REDIS_TEST_URL, require, tcp_open
 from tests.servers import Daphne, cookie_header, login, shared_sites
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
@@ -20,10 +19,6 @@ OWNER_TTL = 2
 @pytest.fixture(scope="module")
 def cluster(stub_server, tmp_path_factory):
     """Processes A and B sharing PostgreSQL and Redis, the stub as their model provider."""
-    require("Redis", tcp_open(REDIS_TEST_URL, 6379))
-    import redis
-
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     with shared_sites(
         stub_server.url,
         tmp_path_factory.mktemp("var"),
