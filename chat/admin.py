@@ -4,7 +4,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin, messages
 
-from chat import generation
+from chat.engine import generation
 from chat.models import Message, ReplyInFlight, Thread, TokenUsage
 
 METRIC_FIELDS = ("token_count", "first_token_ms", "elapsed_ms")

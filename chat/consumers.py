@@ -13,11 +13,12 @@ from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import auth, broadcast, errors, frames, generation, inputs, limits, outage, selectors
+from chat import auth, errors, frames, inputs, limits, outage, selectors
+from chat.engine import broadcast, generation
+from chat.engine.subscription import FrameFilter, ready_frame
 from chat.errors import ChatError
 from chat.frames import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED
 from chat.standing import Standing
-from chat.subscription import FrameFilter, ready_frame
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from django.db import transaction
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from chat import broadcast, frames, inputs, quota
+from chat import frames, inputs, quota
+from chat.engine import broadcast
 from chat.errors import ChatError
 from chat.models import Message, Thread
 

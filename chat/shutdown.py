@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 if TYPE_CHECKING:
-    from chat.ownership import Registry
+    from chat.engine.ownership import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, user_logged_out
 from django.db.models.signals import post_delete, post_save
 
-from chat import auth, broadcast, limits, tasks
+from chat import auth, limits, tasks
+from chat.engine import broadcast
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,10 @@ from chatkit.errors import CustomStreamError
 from chatkit.types import ThreadMetadata
 from django.utils import timezone
 
-from chat import frames, generation
+from chat import frames
 from chat.chatkit import server
-from chat.subscription import FrameFilter
+from chat.engine import generation
+from chat.engine.subscription import FrameFilter
 
 THREAD = ThreadMetadata(id="t-1", created_at=timezone.now())
 REPLY = "r-1"

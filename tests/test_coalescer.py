@@ -4,7 +4,7 @@ that no text is lost, doubled or reordered on the way."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.coalescer import Coalescer
+from chat.engine.coalescer import Coalescer
 
 
 def stream(coalescer: Coalescer, arrivals: list[tuple[float, list[str]]]) -> list[str]:

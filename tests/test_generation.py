@@ -6,7 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db.backends.utils import CursorWrapper
 
-from chat import frames, generation, live
+from chat import frames
+from chat.engine import generation, live
 from chat.models import Message
 from tests.helpers import (
     connect,

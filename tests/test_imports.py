@@ -96,5 +96,5 @@ def test_the_cycle_finder_finds_a_lazy_import_back():
 
 def test_chat_has_no_import_cycle_lazy_imports_included():
     graph = import_graph()
-    assert "chat.reply" in graph or "chat.engine" in str(graph), "the graph was read"
+    assert "chat.engine.generation" in graph, "the graph was read"
     assert cycles(graph) == []

@@ -5,7 +5,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 
-from chat import live
+from chat.engine import live
 
 pytestmark = pytest.mark.asyncio
 

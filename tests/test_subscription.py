@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from chat import runtime
-from chat.subscription import FrameFilter, Subscription
+from chat.engine.subscription import FrameFilter, Subscription
 
 
 def test_each_frame_of_a_reply_passes_once_and_frames_before_a_snapshot_are_dropped():

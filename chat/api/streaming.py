@@ -21,11 +21,12 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import dbthread, errors, frames, generation, inputs, selectors, services
+from chat import dbthread, errors, frames, inputs, selectors, services
 from chat.api import request_auth
+from chat.engine import generation
+from chat.engine.subscription import Subscription
 from chat.errors import ChatError
 from chat.standing import Standing
-from chat.subscription import Subscription
 
 logger = logging.getLogger(__name__)
 

@@ -54,11 +54,12 @@ from chatkit.types import (
 )
 from django.utils import timezone
 
-from chat import frames, generation, services
+from chat import frames, services
 from chat.chatkit import items
 from chat.chatkit.store import DjangoStore, RequestContext
+from chat.engine import generation
+from chat.engine.subscription import Subscription
 from chat.errors import ChatError
-from chat.subscription import Subscription
 
 # How long a stream waits for a frame before it checks, from the reply's record, that none
 # was missed (a reply that ended unseen is finished from what was saved).

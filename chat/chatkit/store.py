@@ -30,8 +30,9 @@ from chatkit.types import (
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
-from chat import generation, outage, ownership, selectors, services
+from chat import outage, selectors, services
 from chat.chatkit import items
+from chat.engine import generation, ownership
 from chat.models import Message, Thread
 
 MAX_PAGE = 100

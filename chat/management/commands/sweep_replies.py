@@ -3,7 +3,7 @@
 from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand
 
-from chat import generation
+from chat.engine import generation
 
 
 class Command(BaseCommand):

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import transaction
 
-from chat import dbthread, live, outage, runtime, tasks
+from chat import dbthread, outage, runtime, tasks
+from chat.engine import live
 from chat.outage import Softly
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Every transport maps what it was asked to an `Ask` (`ask_for` a client's `start`,
 `regenerate` or `edit`; `ask_retry`) and hands it to `reply_begin`, the one way a reply
 begins (`_begin`: admit, claim, commit, announce, spawn); the reply then runs as its own task
-(`reply.ReplyStream`), owned by this process's registry (ownership.py), so it outlives the
+(`run.ReplyStream`), owned by this process's registry (ownership.py), so it outlives the
 socket that asked for it.
 `reply_stop` ends it from any process. Subscribers (WebSocket consumers, SSE views) read
 `thread_snapshot` and `thread_replay`, which only read; `thread_reap` (ownership.py) is the
@@ -21,24 +21,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
 
-from chat import (
-    agent,
-    dbthread,
-    frames,
-    inputs,
-    limits,
-    live,
-    outage,
-    ownership,
-    quota,
-    selectors,
-    services,
-    tasks,
-)
-from chat.broadcast import publish
+from chat import agent, dbthread, frames, inputs, limits, outage, quota, selectors, services, tasks
+from chat.engine import live, ownership
+from chat.engine.broadcast import publish
+from chat.engine.ownership import reap_all, registry, thread_reap  # noqa: F401
+from chat.engine.run import ReplyStream, Run
 from chat.errors import ChatError
-from chat.ownership import reap_all, registry, thread_reap  # noqa: F401
-from chat.reply import ReplyStream, Run
 
 logger = logging.getLogger(__name__)
 

@@ -19,21 +19,10 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import (
-    agent,
-    broadcast,
-    dbthread,
-    errors,
-    frames,
-    live,
-    outage,
-    quota,
-    services,
-    tasks,
-    tools,
-)
-from chat.broadcast import publish, publish_strictly
-from chat.coalescer import Coalescer
+from chat import agent, dbthread, errors, frames, outage, quota, services, tasks, tools
+from chat.engine import broadcast, live
+from chat.engine.broadcast import publish, publish_strictly
+from chat.engine.coalescer import Coalescer
 from chat.errors import ChatError
 from chat.outage import Softly
 

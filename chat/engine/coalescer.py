@@ -1,7 +1,7 @@
 """When a reply's deltas become a frame: BUFFER_SIZE characters, or FLUSH_INTERVAL_MS after the
 first of them, whichever comes first.
 
-Pure: no clock, no I/O, no settings. The caller (reply.ReplyStream) says what time it is,
+Pure: no clock, no I/O, no settings. The caller (run.ReplyStream) says what time it is,
 waits until `flush_at`, and sends what `flush()` gives.
 """
 

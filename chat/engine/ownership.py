@@ -20,11 +20,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import dbthread, frames, live, outage, runtime, selectors, services, shutdown, tasks
-from chat.broadcast import publish_strictly
+from chat import dbthread, frames, outage, runtime, selectors, services, shutdown, tasks
+from chat.engine import live
+from chat.engine.broadcast import publish_strictly
+from chat.engine.run import CANCELLED, SHUT_DOWN, ReplyStream, Run
 from chat.models import Message
 from chat.outage import Softly
-from chat.reply import CANCELLED, SHUT_DOWN, ReplyStream, Run
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ for HTTP streams (SSE), which have no consumer of their own.
 import asyncio
 from typing import Any
 
-from chat import broadcast, frames, generation
+from chat import frames
+from chat.engine import broadcast, generation
 
 
 class FrameFilter:
