@@ -13,7 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.auth import WebSocketAuth  # noqa: E402  (needs Django set up first)
-from chat.ownership import Sweeping  # noqa: E402
+from chat.engine.ownership import Sweeping  # noqa: E402
 from chat.proxy import TrustedProxies  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.slow_readers import DropSlowReaders  # noqa: E402
