@@ -204,11 +204,6 @@ def _begin(
     return Begun(reply=reply, user_message=user_message, thread=thread if retitled else None)
 
 
-def thread_discard_if_empty(*, thread_id: uuid.UUID) -> None:
-    """Delete a thread that has no message (made for a send that was then refused)."""
-    Thread.objects.filter(pk=thread_id, messages__isnull=True).delete()
-
-
 def thread_retitle(*, thread_id: uuid.UUID, title: str, expected: str) -> Thread | None:
     """Set a model-made title, unless the user renamed the thread meanwhile."""
     title = " ".join(title.split()).strip(" \"'*#.")[:200]

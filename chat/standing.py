@@ -21,6 +21,7 @@ from django.db.models.signals import post_delete, post_save
 
 from chat import auth, limits, tasks
 from chat.engine import broadcast
+from chat.models import ClientSecretGrant
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,15 @@ _CHANGED = {"type": "credentials"}  # what the topic carries: no data, only "che
 
 
 class Standing:
-    """One socket or stream of a user: counted against MAX_SOCKETS_PER_USER while open, and
-    `on_lost` called once when its credential stops holding."""
+    """One socket or stream of a user: counted against MAX_SOCKETS_PER_USER while open; when
+    its credential stops holding, `lost` turns true and `on_lost` (set by the transport once
+    it has something to wake) is called once."""
 
-    def __init__(self, credential: auth.Credential, on_lost: Callable[[], Awaitable[None]]):
+    def __init__(
+        self,
+        credential: auth.Credential,
+        on_lost: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.credential = credential
         self.on_lost = on_lost
         # The user's thread-list frames (a thread made, renamed, retitled, deleted), for a
@@ -91,7 +97,8 @@ class Standing:
                 checked = loop.time()
                 if not await self.credential.holds():
                     self.lost = True
-                    await self.on_lost()
+                    if self.on_lost is not None:
+                        await self.on_lost()
                     return
             await limits.socket_open(user_id=self.credential.user_id, socket_id=self.socket_id)
 
@@ -114,8 +121,6 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     # find it gone. Its client secrets go with it.
     session = getattr(request, "session", None)
     if session is not None and session.session_key:
-        from chat.models import ClientSecretGrant
-
         ClientSecretGrant.objects.filter(session_key=session.session_key).delete()
         session.delete()
     announce(user.pk)

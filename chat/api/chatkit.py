@@ -85,7 +85,7 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
     context = RequestContext(user=user, time_zone=asked.metadata.get("time_zone"))
     # A stream counts among the user's sockets while it lasts, and ends when what opened it
     # stops holding (logout): as a dropped request, which stops its reply.
-    standing = Standing(credential, _nothing)
+    standing = Standing(credential)
     if is_streaming_req(asked) and not await standing.open():
         return _refused(
             f"At most {settings.MAX_SOCKETS_PER_USER} sockets and streams open at once; close one."
@@ -146,10 +146,6 @@ async def _may_stream(asked: ChatKitReq, user: Any) -> bool:
         thread_id=str(thread_id),
     )
     return found is not None
-
-
-async def _nothing() -> None:
-    """A standing's `on_lost` until its pump exists."""
 
 
 _END = object()

@@ -9,6 +9,7 @@ the request never stops a reply (Django cancels the generator; the reply task go
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import dbthread, errors, frames, inputs, selectors, services
+from chat import dbthread, errors, frames, inputs, selectors
 from chat.api import request_auth
 from chat.engine import generation
 from chat.engine.subscription import Subscription
@@ -80,36 +81,36 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
             raise ChatError("bad_request", "`thread_id` is required.")
     except ChatError as exc:
         return exc.response()
-    created = thread_id is None
-    if created:
-        thread = await dbthread.off_loop(services.thread_create)(owner=user)
-    else:
-        thread = await dbthread.off_loop(selectors.thread_get_for_user)(
-            user=user, thread_id=str(thread_id)
-        )
-        if thread is None:
-            return request_auth.detail("No such thread.", 404)
+    # With no thread, the engine makes one in the transaction of its first message (as for
+    # ChatKit), so a refused send leaves no thread, and no tab ever hears of one.
+    new_thread_of = user.pk if thread_id is None else None
+    if new_thread_of is not None:
+        thread_id = uuid.uuid4()
+    elif (
+        await dbthread.off_loop(selectors.thread_get_for_user)(user=user, thread_id=str(thread_id))
+        is None
+    ):
+        return request_auth.detail("No such thread.", 404)
     async with contextlib.AsyncExitStack() as stack:
-        standing = await stack.enter_async_context(Standing(credential, _nothing))
+        standing = await stack.enter_async_context(Standing(credential))
         if not standing.counted:
-            if created:
-                await dbthread.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
             return _too_many().response()
-        subscription = await stack.enter_async_context(Subscription(str(thread.id)))
+        subscription = await stack.enter_async_context(Subscription(str(thread_id)))
         standing.on_lost = subscription.interrupt
         try:
             # The body is a `start` command.
             ask = generation.ask_for({**body, "command": "start"})
             started = await generation.reply_begin(
-                user_id=user.pk, thread_id=str(thread.id), ask=ask, time_zone=body.get("time_zone")
+                user_id=user.pk,
+                thread_id=str(thread_id),
+                ask=dataclasses.replace(ask, new_thread_of=new_thread_of),
+                time_zone=body.get("time_zone"),
             )
         except ChatError as exc:
-            if created:  # a refused send leaves no empty thread behind
-                await dbthread.off_loop(services.thread_discard_if_empty)(thread_id=thread.id)
             return exc.response()
         # From here the event generator holds the subscription, and leaves it at its end.
         response = _sse(_reply_events(subscription, started, standing, stack.pop_all()))
-    response["X-Thread-Id"] = str(thread.id)
+    response["X-Thread-Id"] = str(thread_id)
     return response
 
 
@@ -167,17 +168,13 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
         return request_auth.detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
     async with contextlib.AsyncExitStack() as stack:
-        standing = await stack.enter_async_context(Standing(credential, _nothing))
+        standing = await stack.enter_async_context(Standing(credential))
         if not standing.counted:
             return _too_many().response()
         subscription = await stack.enter_async_context(Subscription(str(thread.id)))
         standing.on_lost = subscription.interrupt
         # From here the event generator holds both, and lets go of them at its end.
         return _sse(_thread_events(subscription, last_event_id, standing, stack.pop_all()))
-
-
-async def _nothing() -> None:
-    """A standing's `on_lost` until its stream has something to wake."""
 
 
 def _too_many() -> ChatError:

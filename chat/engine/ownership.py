@@ -8,7 +8,8 @@ database knows it (`Claim`), so a `streaming` row has a live record while its ow
 Reaping is an explicit step, never a side effect of a read: `thread_reap` settles a thread's
 replies left `streaming` by a process that died (interrupted, with the text its clients were
 shown) or that could not save its end, before a `ready`; `reap_orphan` ends a reply whose
-owner died, at a heartbeat; `reap_all` does every thread at start-up.
+owner died, at a heartbeat; `reap_all` does every thread, at start-up (`sweep_replies`) and
+every few OWNER_TTL_SECONDS from each process's sweeper, so no dead reply waits for a reader.
 """
 
 import asyncio
