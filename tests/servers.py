@@ -1,7 +1,9 @@
 """Real daphne processes for end-to-end tests: the same helpers `make cluster` uses."""
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 
 from scripts.processes import (  # noqa: F401
     Daphne,
@@ -78,3 +80,13 @@ def shared_sites(
         for server in servers:
             server.stop()
         drop()
+
+
+async def frames_until(ws, done: Callable[[dict], bool], timeout: float = 15) -> list[dict]:
+    """A real server's WebSocket frames, up to and including the first one `done` with."""
+    got = []
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        got.append(frame)
+        if done(frame):
+            return got

@@ -24,7 +24,7 @@ from tests.helpers import (
     send,
     start_command,
 )
-from tests.servers import cookie_header, login, stub_site
+from tests.servers import cookie_header, frames_until, login, stub_site
 from tests.test_tools import HOSTILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
@@ -62,15 +62,6 @@ async def socket(site, user, thread_id):
         additional_headers={"Cookie": cookie_header(user)},
     )
     return ws, json.loads(await ws.recv())
-
-
-async def frames_until(ws, done) -> list[dict]:
-    got = []
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
-        got.append(frame)
-        if done(frame):
-            return got
 
 
 def final_steps(received: list[dict]) -> list[dict]:

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
 from tests import chatkit_client as ck
-from tests.servers import Daphne, cookie_header, login, shared_sites
+from tests.servers import Daphne, cookie_header, frames_until, login, shared_sites
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
 
@@ -68,15 +68,6 @@ class Tab:
     async def close(self) -> None:
         await self.chatkit.close()
         self.http.close()
-
-
-async def frames_until(ws, done: Callable[[dict], bool]) -> list[dict]:
-    got = []
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
-        got.append(frame)
-        if done(frame):
-            return got
 
 
 # --- doing each capability on each transport ---------------------------------------------
