@@ -1,7 +1,8 @@
 """The WebSocket of a thread: decode, authorize, hand over to the generation service.
 
-No ORM and no streaming loop here: a reply runs as its own task (chat.generation), and this
-consumer only subscribes to the thread's frames, filtering out any it already delivered.
+No ORM and no streaming loop here: a reply runs as its own task (chat.engine.generation), and
+the thread's frames reach this socket through its `Subscriber`, which this consumer only
+encodes.
 """
 
 import json
@@ -14,8 +15,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import auth, errors, frames, inputs, limits, outage, selectors
-from chat.engine import broadcast, generation
-from chat.engine.subscription import FrameFilter, ready_frame
+from chat.engine import generation
+from chat.engine.subscription import Subscriber
 from chat.errors import ChatError
 from chat.frames import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED
 from chat.standing import Standing
@@ -31,9 +32,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # channel, no receive task and no layer round trip per socket.
     channel_layer_alias = None
     thread_id = ""
-    # Frames that arrive while a `ready` is being made wait here, then pass the filter that
-    # its snapshot set: a client never gets a frame ahead of its `ready`.
-    held: list[tuple[dict[str, Any], str]] | None = None
+    subscriber: Subscriber | None = None  # the thread's frames, and the user's thread list
     standing: Standing | None = None  # counted among the user's sockets, credential watched
 
     async def connect(self) -> None:
@@ -61,18 +60,15 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY)
             return
         self.commands = limits.CommandBudget()
-        self.filter = FrameFilter()
-        self.held = []
-        # Join before reading the snapshot, so no frame falls between the two.
-        await broadcast.hub().subscribe(str(thread.id), self)
+        self.subscriber = Subscriber(thread.id, user_id=user.pk, push=self._push)
+        await self.subscriber.open()  # before the snapshot, so no frame falls in between
         self.thread_id = str(thread.id)
-        await self._send_ready()
-        self.standing.on_frame = self._users_event  # the thread list, after `ready`
+        await self.subscriber.ready()
 
     async def disconnect(self, code: int) -> None:
         # Leaving never stops a reply: it runs to its end and is saved.
-        if self.thread_id:
-            broadcast.hub().unsubscribe(self.thread_id, self)
+        if self.subscriber is not None:
+            self.subscriber.close()
         if self.standing is not None:
             await self.standing.close()
 
@@ -122,23 +118,16 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             )
         elif name == "stop":
             if not await generation.reply_stop(thread_id=self.thread_id):
-                await self._send_ready()  # nothing running: let the client catch up
+                await self.subscriber.ready()  # nothing running: let the client catch up
         elif name == "heartbeat":
             await self._send(await self._heartbeat())
         elif name == "resync":
-            await self._send_ready()
+            await self.subscriber.ready()
         else:
             raise ChatError("bad_request", f"Unknown command {name!r}.")
 
     async def _credential_lost(self) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
-
-    async def _users_event(self, frame: dict[str, Any], text: str) -> None:
-        """Another of the user's threads was made, renamed or deleted: this tab's thread list
-        follows. (This thread's own events come on its topic, so not twice.)"""
-        about = frame.get("thread_id") or (frame.get("thread") or {}).get("id")
-        if about != self.thread_id:
-            await self.deliver(frame, text)
 
     async def _heartbeat(self) -> dict[str, Any]:
         # Also where a reply whose process died is ended: its clients are told (`error`).
@@ -150,39 +139,20 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return frames.heartbeat(known=False)
         return frames.heartbeat(active=active)
 
-    async def deliver(self, frame: dict[str, Any], text: str) -> None:
-        """A frame published to the thread (broadcast.Subscriber)."""
-        if self.held is not None:
-            self.held.append((frame, text))
-        elif self.filter.admit(frame):
-            try:
-                await self.send(text_data=text)
-            except Disconnected:
-                # Dropped by the server (a frame that was not UTF-8, say) before its
-                # disconnect reached this consumer: it has left.
-                broadcast.hub().unsubscribe(self.thread_id, self)
+    async def _push(self, frame: dict[str, Any], text: str) -> None:
+        """A frame for this client, from its subscriber."""
+        try:
+            await self.send(text_data=text)
+        except Disconnected:
+            # Dropped by the server (a frame that was not UTF-8, say) before its disconnect
+            # reached this consumer: it has left.
+            self.subscriber.close()
 
     async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
         result = await beginning
         if result.duplicate:
             # A retried send: tell this client where things stand instead of starting again.
-            await self._send_ready()
-
-    async def _send_ready(self) -> None:
-        # Through an outage: a client that asked for `resync` ignores every frame until its
-        # `ready` comes, so an error in its place would leave it frozen.
-        if self.held is None:
-            self.held = []
-        try:
-            ready = await outage.retrying(
-                f"ready frame of thread {self.thread_id}",
-                lambda: ready_frame(self.thread_id, self.filter),
-            )
-            await self._send(ready)
-        finally:
-            held, self.held = self.held, None
-            for frame, text in held:
-                await self.deliver(frame, text)
+            await self.subscriber.ready()
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame))

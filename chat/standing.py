@@ -40,9 +40,6 @@ class Standing:
     ) -> None:
         self.credential = credential
         self.on_lost = on_lost
-        # The user's thread-list frames (a thread made, renamed, retitled, deleted), for a
-        # transport that shows them.
-        self.on_frame: Callable[[dict[str, Any], str], Awaitable[None]] | None = None
         self.socket_id = uuid.uuid4().hex
         self.counted = False
         self.lost = False
@@ -77,12 +74,10 @@ class Standing:
         await self.close()
 
     async def deliver(self, frame: dict[str, Any], text: str) -> None:
-        """An event of the user's (broadcast.Subscriber): their credentials changed somewhere
-        (check now), or their thread list did (handed to `on_frame`, if any)."""
+        """An event of the user's (broadcast.Subscriber): when their credentials changed
+        somewhere, check now. (Their thread list's frames are for a `Subscriber`.)"""
         if frame.get("type") == _CHANGED["type"]:
             self._changed.set()
-        elif self.on_frame is not None:
-            await self.on_frame(frame, text)
 
     async def _watching(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,15 +1,12 @@
-"""A reply's frames as ChatKit events (chat/chatkit/server.py), without a server: the
-translation, and how a stream ends when it missed its reply's last frames."""
+"""A reply's frames as ChatKit events (chat/chatkit/server.py), without a server. (How a
+stream that missed frames catches up is the subscriber's: tests/test_subscription.py.)"""
 
-import pytest
 from chatkit.errors import CustomStreamError
 from chatkit.types import ThreadMetadata
 from django.utils import timezone
 
 from chat import frames
 from chat.chatkit import server
-from chat.engine import generation
-from chat.engine.subscription import FrameFilter
 
 THREAD = ThreadMetadata(id="t-1", created_at=timezone.now())
 REPLY = "r-1"
@@ -78,75 +75,3 @@ def test_a_stopped_reply_ends_with_a_notice_and_a_failed_one_with_its_reason():
     )
     assert events[-1].item.content[0].text == "_The model failed._"  # nothing was written
     assert isinstance(reply.failure, CustomStreamError) and reply.failure.allow_retry
-
-
-class Silent:
-    """A subscription whose frames stopped coming (the last ones were lost)."""
-
-    thread_id = THREAD.id
-
-    def __init__(self, frames_first: list[dict]) -> None:
-        self.queue = list(frames_first)
-        self.filter = FrameFilter()
-
-    async def next(self, timeout: float):
-        return self.queue.pop(0) if self.queue else None
-
-
-@pytest.mark.asyncio
-async def test_a_stream_that_missed_the_end_of_a_reply_whose_record_is_gone_ends_as_saved(
-    monkeypatch,
-):
-    saved = {
-        "id": REPLY,
-        "role": "assistant",
-        "content": "Hello world",
-        "status": "complete",
-        "client_id": None,
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "model": "m",
-        "metrics": metrics(),
-    }
-
-    async def rebuilt(*, thread_id, reply_id):
-        assert (thread_id, reply_id) == (THREAD.id, REPLY)
-        return frames.of_saved_reply(saved)  # numbered afresh: start, one token, complete
-
-    monkeypatch.setattr(generation, "reply_frames", rebuilt)
-    monkeypatch.setattr(server, "IDLE_SECONDS", 0)
-    shown = [frames.start(message_id=REPLY, model="m"), *tokens("Hel", "lo", " wor")]
-    reply = server.ReplyEvents(THREAD, REPLY)
-    events = [
-        event
-        async for frame in server._reply_frames(Silent(shown), reply, replay=False)
-        for event in reply.of(frame)
-    ]
-    assert events[-1].type == "thread.item.done"
-    assert events[-1].item.content[0].text == "Hello world"
-    assert reply.ended
-
-
-@pytest.mark.asyncio
-async def test_a_frame_past_a_gap_fills_the_gap_from_the_record(monkeypatch):
-    recorded = [
-        frames.start(message_id=REPLY, model="m"),
-        *tokens("a", "b", "c"),
-        frames.complete(message_id=REPLY, seq=4, status="complete", metrics=metrics()),
-    ]
-
-    async def record(*, thread_id, reply_id):
-        return recorded
-
-    monkeypatch.setattr(generation, "reply_frames", record)
-    arriving = [recorded[0], recorded[1], recorded[3], recorded[4]]  # "b" (seq 2) was lost
-    reply = server.ReplyEvents(THREAD, REPLY)
-    events = [
-        event
-        async for frame in server._reply_frames(Silent(arriving), reply, replay=False)
-        for event in reply.of(frame)
-    ]
-    deltas = [
-        e.update.delta for e in events if getattr(e, "update", None) and "delta" in e.update.type
-    ]
-    assert deltas == ["a", "b", "c"]
-    assert events[-1].item.content[0].text == "abc"

@@ -11,7 +11,6 @@ found were all of that kind. A new capability adds its row to both tables.
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -65,9 +64,49 @@ class Tab:
     def saved(self, thread_id: str) -> list[dict]:
         return self.http.get(f"/api/threads/{thread_id}/messages/").json()["results"]
 
+    async def listen(self, thread_id: str) -> "Listener":
+        """Another tab's view of a thread: its WebSocket and its SSE event stream."""
+        return await Listener.open(self, thread_id)
+
     async def close(self) -> None:
         await self.chatkit.close()
         self.http.close()
+
+
+class Listener:
+    """A tab showing another thread, by WebSocket and by SSE: each hears the thread list."""
+
+    @classmethod
+    async def open(cls, tab: Tab, thread_id: str) -> "Listener":
+        listener = cls()
+        listener.ws = await tab.socket(thread_id)
+        listener.http = httpx.AsyncClient(
+            base_url=tab.server.url, cookies=tab.http.cookies, timeout=15
+        )
+        listener.sse = await listener.http.send(
+            listener.http.build_request("GET", f"/api/threads/{thread_id}/events/"), stream=True
+        )
+        listener.lines = listener.sse.aiter_lines()
+        assert (await listener.next_event())["type"] == "ready"
+        return listener
+
+    async def next_event(self) -> dict:
+        async for line in self.lines:
+            if line.startswith("data:"):
+                return json.loads(line[5:])
+        raise AssertionError("the event stream ended")
+
+    async def heard(self, done: Callable[[dict], bool]) -> list[dict]:
+        """The frame `done` waits for, as the WebSocket and the event stream each got it."""
+        by_ws = (await frames_until(self.ws, done))[-1]
+        while not done(by_sse := await asyncio.wait_for(self.next_event(), 15)):
+            pass
+        return [by_ws, by_sse]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.sse.aclose()
+        await self.http.aclose()
 
 
 # --- doing each capability on each transport ---------------------------------------------
@@ -144,33 +183,33 @@ async def last_reply(tab: Tab, thread: str, status: str) -> dict:
     raise AssertionError(f"the reply is {reply['status']}, not {status}")
 
 
-async def replied(tab: Tab, thread: str, other: Any) -> None:
+async def replied(tab: Tab, thread: str, other: "Listener") -> None:
     reply = await last_reply(tab, thread, "complete")
     assert reply["content"] == "".join(TEXT)  # the REST API
     items = (await tab.chatkit.call(ck.list_items(thread, order="desc", limit=1)))["data"]
     assert items[0]["id"] == reply["id"] and items[0]["content"][0]["text"] == reply["content"]
 
 
-async def stopped(tab: Tab, thread: str, other: Any) -> None:
+async def stopped(tab: Tab, thread: str, other: "Listener") -> None:
     reply = await last_reply(tab, thread, "cancelled")
     assert reply["content"] and len(reply["content"]) < len("".join(SLOW))
     items = (await tab.chatkit.call(ck.list_items(thread, order="desc", limit=1)))["data"]
     assert items[0]["content"][0]["text"] == reply["content"]
 
 
-async def renamed(tab: Tab, thread: str, other: Any) -> None:
+async def renamed(tab: Tab, thread: str, other: "Listener") -> None:
     assert tab.http.get(f"/api/threads/{thread}/").json()["title"] == "Renamed"
     seen = await tab.chatkit.call(ck.get_thread(thread))
     assert seen["title"] == "Renamed"
-    heard = await frames_until(other, lambda f: f["type"] == "thread")  # another tab's list
-    assert heard[-1]["thread"] == {**heard[-1]["thread"], "id": thread, "title": "Renamed"}
+    for frame in await other.heard(lambda f: f["type"] == "thread"):  # another tab's list
+        assert frame["thread"] == {**frame["thread"], "id": thread, "title": "Renamed"}
 
 
-async def deleted(tab: Tab, thread: str, other: Any) -> None:
+async def deleted(tab: Tab, thread: str, other: "Listener") -> None:
     assert tab.http.get(f"/api/threads/{thread}/").status_code == 404
     assert (await tab.chatkit.post(ck.get_thread(thread))).status_code == 404
-    heard = await frames_until(other, lambda f: f["type"] == "thread_deleted")
-    assert heard[-1]["thread_id"] == thread
+    for frame in await other.heard(lambda f: f["type"] == "thread_deleted"):
+        assert frame["thread_id"] == thread
 
 
 CHECKS = {"reply": replied, "stop": stopped, "rename": renamed, "delete": deleted}
@@ -198,7 +237,7 @@ async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
     if capability in ("stop", "rename", "delete"):
         await reply_by_websocket(doer, thread)  # a thread with a conversation in it
     # Another tab of the same user, on the viewer's process, showing another thread.
-    other = await viewer.socket(viewer.new_thread("elsewhere"))
+    other = await viewer.listen(viewer.new_thread("elsewhere"))
     try:
         await ACTIONS[capability][transport](doer, thread)
         await CHECKS[capability](viewer, thread, other)

@@ -2,10 +2,11 @@
 (docs/protocol.md, "Server-sent events").
 
 Plain async Django views, because DRF views are synchronous and cannot stream without holding
-a thread. Each response is a subscriber of the generation service like a WebSocket is: it joins
-the thread's frames before starting or reading anything, so no frame falls in between, and
-hands that subscription to its event generator, which leaves it when the stream ends. Closing
-the request never stops a reply (Django cancels the generator; the reply task goes on).
+a thread. Each response holds a `Subscriber` of the thread as a WebSocket does: it joins the
+thread's frames before starting or reading anything, so no frame falls in between, and hands
+it to its event generator, which only encodes frames as events and leaves when the stream
+ends. Closing the request never stops a reply (Django cancels the generator; the reply task
+goes on).
 """
 
 import contextlib
@@ -22,10 +23,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import dbthread, errors, frames, inputs, selectors
+from chat import dbthread, errors, inputs, selectors
 from chat.api import request_auth
 from chat.engine import generation
-from chat.engine.subscription import Subscription
+from chat.engine.subscription import Subscriber
 from chat.errors import ChatError
 from chat.standing import Standing
 
@@ -95,8 +96,8 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         standing = await stack.enter_async_context(Standing(credential))
         if not standing.counted:
             return _too_many().response()
-        subscription = await stack.enter_async_context(Subscription(str(thread_id)))
-        standing.on_lost = subscription.interrupt
+        subscriber = await stack.enter_async_context(Subscriber(thread_id))
+        standing.on_lost = subscriber.interrupt
         try:
             # The body is a `start` command.
             ask = generation.ask_for({**body, "command": "start"})
@@ -109,45 +110,36 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         except ChatError as exc:
             return exc.response()
         # From here the event generator holds the subscription, and leaves it at its end.
-        response = _sse(_reply_events(subscription, started, standing, stack.pop_all()))
+        response = _sse(_reply_events(subscriber, started, standing, stack.pop_all()))
     response["X-Thread-Id"] = str(thread_id)
     return response
 
 
 async def _reply_events(
-    subscription: Subscription,
+    subscriber: Subscriber,
     started: generation.StartResult,
     standing: Standing,
     resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[str]:
-    """This reply's frames, `id:` being each frame's seq, ending with its last frame (or at
-    once when what opened it stops holding: logout; the reply itself goes on)."""
+    """This reply's frames (after what it said already, for a retried send), `id:` being each
+    frame's seq, ending with its last frame (or at once when what opened it stops holding:
+    logout; the reply itself goes on)."""
+    reply_id = started.reply_id
     async with resources:
         try:
-            if started.duplicate:
-                # A retried send: what this reply has said so far, then whatever follows.
-                for frame in await generation.reply_frames(
-                    thread_id=subscription.thread_id, reply_id=started.reply_id
-                ):
-                    subscription.filter.admit(frame)
-                    yield event(frame, event_id=str(frame["seq"]))
-                    if frames.is_terminal(frame):
-                        return
-            while True:
-                frame = await subscription.next(settings.SSE_HEARTBEAT_SECONDS)
+            idle = settings.SSE_HEARTBEAT_SECONDS
+            async for frame in subscriber.follow(reply_id, replay=started.duplicate, idle=idle):
                 if standing.lost:
                     return
                 if frame is None:
                     yield ": heartbeat\n\n"
-                    continue
-                mine = frame.get("message_id") == started.reply_id
-                if frame["type"] == "message" or mine:
-                    yield event(frame, event_id=str(frame["seq"]) if mine else None)
-                if mine and frames.is_terminal(frame):
-                    return
+                elif frame.get("message_id") == reply_id:
+                    yield event(frame, event_id=str(frame["seq"]))
+                elif frame["type"] == "message":
+                    yield event(frame)
         except Exception:
             # The reply itself goes on (its task is not ours); this stream says it failed.
-            failed = errors.unexpected(f"the reply stream of thread {subscription.thread_id}")
+            failed = errors.unexpected(f"the reply stream of thread {subscriber.thread_id}")
             yield event(failed.frame())
 
 
@@ -171,10 +163,11 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
         standing = await stack.enter_async_context(Standing(credential))
         if not standing.counted:
             return _too_many().response()
-        subscription = await stack.enter_async_context(Subscription(str(thread.id)))
-        standing.on_lost = subscription.interrupt
+        # The thread's frames, and the user's thread list (other threads made, renamed...).
+        subscriber = await stack.enter_async_context(Subscriber(thread.id, user_id=user.pk))
+        standing.on_lost = subscriber.interrupt
         # From here the event generator holds both, and lets go of them at its end.
-        return _sse(_thread_events(subscription, last_event_id, standing, stack.pop_all()))
+        return _sse(_thread_events(subscriber, last_event_id, standing, stack.pop_all()))
 
 
 def _too_many() -> ChatError:
@@ -195,7 +188,7 @@ def _parse_event_id(value: str) -> tuple[str | None, int] | None:
 
 
 async def _thread_events(
-    subscription: Subscription,
+    subscriber: Subscriber,
     last_event_id: str,
     standing: Standing,
     resources: contextlib.AsyncExitStack,
@@ -205,23 +198,12 @@ async def _thread_events(
     async with resources:
         try:
             yield "retry: 1000\n\n"
-            replayed = None
-            if (resume := _parse_event_id(last_event_id)) is not None:
-                message_id, seq = resume
-                replayed = await generation.thread_replay(
-                    thread_id=subscription.thread_id, message_id=message_id, after_seq=seq
-                )
-                if replayed is not None and message_id is not None:
-                    subscription.filter.covered(message_id, seq)
-            if replayed is None:
-                yield event(await subscription.ready())
-                replayed = []
-            for frame in replayed:
-                if subscription.filter.admit(frame):
-                    yield event(frame, event_id=f"{frame['message_id']}:{frame['seq']}")
+            resume = _parse_event_id(last_event_id)
+            if resume is None or not await subscriber.replay(*resume):
+                await subscriber.ready()
             ends = time.monotonic() + settings.SSE_MAX_SECONDS
             while (left := ends - time.monotonic()) > 0:
-                frame = await subscription.next(min(settings.SSE_HEARTBEAT_SECONDS, left))
+                frame = await subscriber.next(min(settings.SSE_HEARTBEAT_SECONDS, left))
                 if standing.lost:
                     return  # logged out, password changed, secret expired: it ends
                 if frame is None:
@@ -231,5 +213,5 @@ async def _thread_events(
                 else:
                     yield event(frame)
         except Exception:
-            failed = errors.unexpected(f"the event stream of thread {subscription.thread_id}")
+            failed = errors.unexpected(f"the event stream of thread {subscriber.thread_id}")
             yield event(failed.frame())

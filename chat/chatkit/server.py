@@ -58,11 +58,11 @@ from chat import frames, services
 from chat.chatkit import items
 from chat.chatkit.store import DjangoStore, RequestContext
 from chat.engine import generation
-from chat.engine.subscription import Subscription
+from chat.engine.subscription import Subscriber
 from chat.errors import ChatError
 
 # How long a stream waits for a frame before it checks, from the reply's record, that none
-# was missed (a reply that ended unseen is finished from what was saved).
+# was missed (Subscriber.follow: a reply that ended unseen is finished from what was saved).
 IDLE_SECONDS = 10.0
 
 STOPPED_NOTICE = "The reply was stopped; the text shown is kept."
@@ -106,7 +106,7 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             inference_options=asked.inference_options,
             created_at=timezone.now(),
         )
-        async with Subscription(thread.id) as subscription:
+        async with Subscriber(thread.id) as subscriber:
             try:
                 if asked.attachments:
                     raise ChatError("bad_request", "Attachments are not supported.")
@@ -132,7 +132,7 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             async for event in self._process_events(
                 thread,
                 context,
-                lambda: self._reply(thread, subscription, started, context, asked=message),
+                lambda: self._reply(thread, subscriber, started, context, asked=message),
             ):
                 yield event
 
@@ -145,7 +145,7 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         """ "Retry after item": the user message, answered anew (new messages are `_ask`'s)."""
         if input_user_message is None:
             raise CustomStreamError("Nothing to answer: send a message.", allow_retry=False)
-        async with Subscription(thread.id) as subscription:
+        async with Subscriber(thread.id) as subscriber:
             try:
                 started = await generation.reply_begin(
                     user_id=context.user_id,
@@ -155,13 +155,13 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
                 )
             except ChatError as refused:
                 raise CustomStreamError(refused.message, allow_retry=refused.recoverable) from None
-            async for event in self._reply(thread, subscription, started, context):
+            async for event in self._reply(thread, subscriber, started, context):
                 yield event
 
     async def _reply(
         self,
         thread: ThreadMetadata,
-        subscription: Subscription,
+        subscriber: Subscriber,
         started: generation.StartResult,
         context: RequestContext,
         *,
@@ -173,8 +173,9 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         if asked is not None and not thread.title:  # the title the engine gave it
             thread.title = services.title_from_text(items.user_text(asked))
         reply = ReplyEvents(thread, started.reply_id)
-        async for frame in _reply_frames(subscription, reply, replay=started.duplicate):
-            for event in reply.of(frame):
+        following = subscriber.follow(started.reply_id, replay=started.duplicate, idle=IDLE_SECONDS)
+        async for frame in following:
+            for event in reply.of(frame) if frame is not None else []:
                 yield event
         if reply.failure is not None:
             raise reply.failure
@@ -194,31 +195,6 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         context.stop_reply()
 
 
-async def _reply_frames(
-    subscription: Subscription, reply: "ReplyEvents", *, replay: bool
-) -> AsyncIterator[dict[str, Any]]:
-    """The reply's frames until it ends: as they come, after what it said already when this
-    is a repeat (`replay`). When none comes for IDLE_SECONDS, or one comes past a gap in
-    `seq`, those its record says were missed. A reply whose record is gone (its frames
-    rebuilt from the saved message, numbered afresh) ends as it was saved, so no stream waits
-    for a frame that will never come."""
-    pending = replay
-    while not reply.ended:
-        frame = None if pending else await subscription.next(IDLE_SECONDS)
-        pending = False
-        if frame is not None and not reply.skips(frame):
-            yield frame
-            continue
-        recorded = await generation.reply_frames(
-            thread_id=subscription.thread_id, reply_id=reply.reply_id
-        )
-        for frame in recorded:
-            yield frame  # ReplyEvents passes over what it has seen
-        if not reply.ended and recorded and frames.is_terminal(recorded[-1]):
-            reply.text = "".join(f["token"] for f in recorded if f["type"] == "token")
-            yield {**recorded[-1], "seq": reply.seq + 1}
-
-
 def _item_uuid(item_id: str) -> uuid.UUID:
     return uuid.UUID(item_id)  # made by DjangoStore.generate_item_id
 
@@ -235,10 +211,6 @@ class ReplyEvents:
         self.seq = -1
         self.ended = False
         self.failure: CustomStreamError | None = None
-
-    def skips(self, frame: dict[str, Any]) -> bool:
-        """Whether the frame, of this reply, comes after a gap (frames were missed)."""
-        return frame.get("message_id") == self.reply_id and frame.get("seq", -1) > self.seq + 1
 
     def of(self, frame: dict[str, Any]) -> list[ThreadStreamEvent]:
         if frame.get("message_id") != self.reply_id or frame.get("seq", -1) <= self.seq:

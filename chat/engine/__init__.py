@@ -9,7 +9,10 @@
   which any process serves a snapshot or a replay.
 - `broadcast.py`: the fan-out of frames to a thread's (and a user's) subscribers, this
   process's directly and the others' through Redis.
-- `subscription.py`: what a subscriber applies: the `ready` snapshot and the `seq` filter.
+- `subscription.py`: the one subscriber every transport holds (pushed to a WebSocket, pulled
+  by SSE and ChatKit): joins before any snapshot, holds frames until its `ready` or replay,
+  lets each through once by `seq`, fills gaps from the record, and carries the user's
+  thread list.
 - `ownership.py`: which process owns each reply (registry, heartbeat, checkpoints, claims)
   and the reaping and sweeping of replies whose process died.
 
