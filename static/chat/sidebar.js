@@ -20,7 +20,7 @@
  * @property {() => void} close                  close it at phone width
  */
 import * as api from './api.js';
-import { renderThreadList } from './render.js';
+import { renderThreadList } from './threadlist.js';
 
 // How close to the list's end (px) loads the next page of search results.
 const LOAD_MORE_AT = 120;

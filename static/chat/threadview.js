@@ -1,8 +1,13 @@
 /**
- * The open thread: which thread it is, its chat client, its messages on screen (loading,
- * earlier pages, jump to the latest, the message actions), the header and the connection
- * state. It owns the open thread's id and client; the messages are the client's state
- * (client.js), and where the view sticks is the message view's (render.js).
+ * The open thread: which thread it is and its chat client, and the wiring between them and
+ * the parts that show it. It owns the open thread's id and client, opening a thread (from the
+ * URL, the sidebar or a first message) and going home, and what the client's events do to the
+ * page. The messages are the client's state (client.js); the parts draw them:
+ *   messageview.js      the messages on screen, and where the view sticks
+ *   messageactions.js   copy, regenerate, edit and retry on a message
+ *   earlierpages.js     the cursor to earlier messages, and loading them
+ *   threadheader.js     the title, the model, the export menu
+ *   connectionbadge.js  the connection state, and Retry now
  *
  * @typedef {object} ThreadView
  * @property {() => string|null} id            the open thread (null: the empty page)
@@ -21,13 +26,15 @@
  */
 import * as api from './api.js';
 import { createChatClient } from './client.js';
-import { createThreadState, editable, isBusy, titleFromText } from './protocol.js';
-import { createMessageView, describeFailure, renderConnection } from './render.js';
-import { copyText } from './richtext.js';
+import { createConnectionBadge } from './connectionbadge.js';
+import { createEarlierPages } from './earlierpages.js';
+import { describeFailure } from './message.js';
+import { createMessageActions } from './messageactions.js';
+import { createMessageView } from './messageview.js';
+import { createThreadState, isBusy, titleFromText } from './protocol.js';
+import { createThreadHeader } from './threadheader.js';
 
 const THREAD_PATH = /^\/t\/([0-9a-fA-F-]{36})\/?$/;
-// How close to the top (px) of the history starts loading older messages.
-const LOAD_OLDER_AT = 150;
 // The messages of the empty page: none, and nothing adds any (only a client's state grows).
 const NO_THREAD = createThreadState([]);
 const GONE = 'This thread does not exist or is not yours.';
@@ -49,14 +56,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     messages: $('[data-messages]'),
     scroller: $('[data-scroller]'),
     emptyHint: $('[data-empty-hint]'),
-    loadEarlier: $('[data-action="load-earlier"]'),
     jump: $('[data-action="jump"]'),
-    connection: $('[data-connection]'),
-    reconnect: $('[data-action="reconnect"]'),
-    title: $('[data-thread-title]'),
-    provider: $('[data-provider]'),
-    banner: $('[data-demo-banner]'),
-    exportMenu: $('[data-export-menu]'),
   };
   let threadId = config.threadId ?? null;
   /** @type {ReturnType<typeof createChatClient>|null} */
@@ -67,12 +67,24 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
   let loading = false;
   // A thread is being made for the first message.
   let creating = false;
-  // The cursor to older messages (`known`: whether any page has told it yet).
-  let older = { known: false, url: null, loading: false };
 
   const state = () => client?.state ?? NO_THREAD;
   const busy = () => isBusy(state());
   const view = createMessageView(ui.messages, ui.scroller, { onFollowChange: syncJump });
+  const actions = createMessageActions(ui.messages, {
+    state, client: () => client, view, maxChars, notices, composer,
+  });
+  const earlier = createEarlierPages(root, {
+    load: (cursorUrl) => api.listMessages(threadId, { cursorUrl }),
+    onPage(messages) {
+      // Older messages go above: keep what the user is reading where it is.
+      view.keepPosition();
+      client?.merge(messages);
+    },
+    notices,
+  });
+  const header = createThreadHeader(root, { titleOf: (id) => sidebar.thread(id)?.title });
+  const badge = createConnectionBadge(root, { onRetry: () => client?.check() });
 
   // ------------------------------------------------------------ syncing the page
 
@@ -83,25 +95,6 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
 
   function syncJump() {
     ui.jump.hidden = view.following() || state().messages.length === 0;
-  }
-
-  function syncHeader() {
-    const title = sidebar.thread(threadId)?.title?.trim() || (threadId ? 'Untitled' : 'New chat');
-    ui.title.textContent = title;
-    document.title = threadId ? `${title} · Chat` : 'Chat';
-    ui.exportMenu.hidden = !threadId;
-    if (threadId) {
-      for (const link of ui.exportMenu.querySelectorAll('[data-export]')) link.href = api.exportUrl(threadId, link.dataset.export);
-    }
-  }
-
-  function syncLoadEarlier() {
-    ui.loadEarlier.hidden = !older.url;
-  }
-
-  function syncConnection(connectionState) {
-    renderConnection(ui.connection, connectionState);
-    ui.reconnect.hidden = !(connectionState === 'reconnecting' || connectionState === 'offline') || !threadId;
   }
 
   /** Act on what a frame or a merge changed. */
@@ -119,16 +112,15 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
   function connect(messages = []) {
     client?.dispose();
     client = null;
-    ui.connection.hidden = !threadId;
     if (!threadId) {
-      ui.reconnect.hidden = true;
+      badge.hide();
       return;
     }
     const current = createChatClient({ threadId, messages });
     client = current;
-    syncConnection(current.connection() ?? 'connecting');
+    badge.show(current.connection() ?? 'connecting');
     current.on('change', ({ result }) => applyResult(result));
-    current.on('connection', ({ state: connectionState }) => syncConnection(connectionState));
+    current.on('connection', ({ state: connectionState }) => badge.show(connectionState));
     current.on('start', () => notices.announce('The assistant is replying.'));
     current.on('complete', ({ status }) => {
       notices.announce(status === 'cancelled' ? 'Reply stopped.' : 'Reply finished.');
@@ -177,11 +169,10 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     client?.dispose();
     client = null;
     threadId = nextId;
-    older = { known: false, url: null, loading: false };
     loading = false;
     view.reset(NO_THREAD);
-    syncLoadEarlier();
-    syncHeader();
+    earlier.reset();
+    header.sync(threadId);
     sidebar.render();
     composer.switchThread(from, nextId, { carry });
     syncComposer();
@@ -203,14 +194,12 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     loading = true;
     ui.scroller.dataset.loading = 'true';
     syncComposer();
-    ui.connection.hidden = false;
-    syncConnection('connecting');
+    badge.show('connecting');
     try {
       const page = await api.listMessages(nextId);
       if (mine !== epoch) return;
-      older = { known: true, url: page.previous, loading: false };
+      earlier.newest(page.previous);
       connect(page.results ?? []);
-      syncLoadEarlier();
     } catch (error) {
       if (mine !== epoch) return;
       if (error.status === 404) {
@@ -237,34 +226,10 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     try {
       const page = await api.listMessages(threadId);
       if (mine !== epoch) return;
-      if (!older.known) older = { known: true, url: page.previous, loading: false };
-      syncLoadEarlier();
+      earlier.newest(page.previous);
       client.merge(page.results ?? []);
     } catch {
       // The socket's own refetches cover the messages; paging just waits for the next try.
-    }
-  }
-
-  async function loadEarlier() {
-    if (!older.url || older.loading || !client) return;
-    const mine = epoch;
-    older.loading = true;
-    ui.loadEarlier.disabled = true;
-    try {
-      const page = await api.listMessages(threadId, { cursorUrl: older.url });
-      if (mine !== epoch) return;
-      older = { known: true, url: page.previous, loading: false };
-      // Older messages go above: keep what the user is reading where it is.
-      view.keepPosition();
-      client.merge(page.results ?? []);
-    } catch (error) {
-      if (mine === epoch) notices.failed(error, 'Could not load earlier messages', { retry: loadEarlier });
-    } finally {
-      if (mine === epoch) {
-        older.loading = false;
-        ui.loadEarlier.disabled = false;
-        syncLoadEarlier();
-      }
     }
   }
 
@@ -283,7 +248,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
         sidebar.upsert(thread);
         resetThread(thread.id, { carry: true });
         history.pushState({}, '', `/t/${thread.id}/`);
-        older = { known: true, url: null, loading: false };
+        earlier.newest(null); // a new thread has nothing earlier
         connect();
       } finally {
         creating = false;
@@ -297,72 +262,9 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     sidebar.bump(threadId);
   }
 
-  function editLast() {
-    const target = editable(state());
-    if (!target || !client) return false;
-    view.startEdit(target.id, (text) => {
-      if (text.length > maxChars) {
-        notices.tooLarge();
-        return;
-      }
-      notices.hide();
-      client?.edit(target.id, text);
-      view.scrollToBottom();
-    });
-    return true;
-  }
-
-  async function onMessageAction(action, id, node) {
-    const msg = state().byId.get(id);
-    if (!msg || !client) return;
-    if (action === 'copy') {
-      flash(node, (await copyText(msg.content)) ? 'Copied' : 'Copy failed');
-    } else if (action === 'regenerate') {
-      notices.hide();
-      client.regenerate();
-      view.scrollToBottom();
-    } else if (action === 'edit') {
-      editLast();
-    } else if (action === 'retry') {
-      notices.hide();
-      if (msg.local) {
-        client.retry(id);
-        composer.clearIf(msg.content);
-      } else {
-        client.regenerate();
-      }
-    }
-  }
-
-  function flash(node, text) {
-    const before = node.textContent;
-    node.textContent = text;
-    node.disabled = true;
-    setTimeout(() => {
-      node.textContent = before;
-      node.disabled = false;
-    }, 1200);
-  }
-
   // ------------------------------------------------------------ events
 
-  ui.loadEarlier.addEventListener('click', loadEarlier);
   ui.jump.addEventListener('click', () => view.scrollToBottom());
-  ui.reconnect.addEventListener('click', () => client?.check());
-  ui.scroller.addEventListener('scroll', () => {
-    if (ui.scroller.scrollTop < LOAD_OLDER_AT && older.url) loadEarlier();
-  }, { passive: true });
-  ui.messages.addEventListener('click', async (event) => {
-    const codeCopy = event.target.closest('[data-copy-code]');
-    if (codeCopy) {
-      const code = codeCopy.closest('.codeblock')?.querySelector('code');
-      flash(codeCopy, (await copyText(code?.textContent ?? '')) ? 'Copied' : 'Copy failed');
-      return;
-    }
-    const actionNode = event.target.closest('[data-message-action]');
-    const id = actionNode?.closest('[data-message-id]')?.dataset.messageId;
-    if (actionNode && id) onMessageAction(actionNode.dataset.messageAction, id, actionNode);
-  });
 
   return {
     id: () => threadId,
@@ -372,7 +274,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     stop() {
       if (client && busy()) client.stop();
     },
-    editLast,
+    editLast: actions.editLast,
     select,
     home,
     route() {
@@ -383,15 +285,11 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
         home({ push: false });
       }
     },
-    syncHeader,
-    closeMenu() {
-      if (!ui.exportMenu.hidden) ui.exportMenu.open = false;
-    },
+    syncHeader: () => header.sync(threadId),
+    closeMenu: header.closeMenu,
     start() {
-      const { name, model, offlineDemo } = config.provider ?? {};
-      ui.provider.textContent = model ? `${model} (${name})` : name ?? '';
-      ui.banner.hidden = !offlineDemo;
-      syncHeader();
+      header.showProvider(config.provider);
+      header.sync(threadId);
       sidebar.render();
       composer.restore({ keepTyped: true });
       connect(config.messages ?? []);
