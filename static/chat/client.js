@@ -42,6 +42,7 @@
  * @property {() => void} stop
  * @property {() => boolean} regenerate  replace the last finished reply; false if there is none
  * @property {(messageId: string, text: string) => boolean} edit  change the last user message and ask again
+ * @property {(messageId: string) => boolean} continue  extend the last reply, cut by the token limit
  * @property {(messageId: string) => boolean} retry  send a refused message again (same client_id)
  * @property {(type: string, listener: (payload: object) => void) => () => void} on  returns an unsubscribe
  * @property {() => void} check    re-check the thread now (reconnect, or resync and refetch)
@@ -56,6 +57,7 @@ import { connectThread } from './connection.js';
 import {
   addLocalMessage,
   applyFrame,
+  beginContinue,
   beginEdit,
   beginRegenerate,
   createThreadState,
@@ -256,6 +258,13 @@ export function createChatClient({
       if (!command) return false;
       handle(result);
       conn.send(withZone(command));
+      return true;
+    },
+    continue(messageId) {
+      const { command, result } = beginContinue(state, messageId);
+      if (!command) return false;
+      handle(result);
+      conn.send(command);
       return true;
     },
     retry(messageId) {

@@ -22,6 +22,7 @@
  * @property {boolean} [local]    true until the server has persisted it
  * @property {boolean} [superseded] hidden: a regenerate or edit in flight replaces it
  * @property {number} [lastSeq]   seq of the last applied frame; only on replies followed live
+ * @property {boolean} [truncated] the provider cut the reply at its token limit: `continue` extends it
  * @property {number} rev         bumped whenever content is replaced rather than appended
  * @typedef {object} ThreadState
  * @property {ChatMessage[]} messages  oldest first
@@ -29,8 +30,9 @@
  * @property {number} readyCount
  * @property {boolean} resyncing      a gap was reported and its `ready` has not come yet
  * @property {number} framesSinceHeartbeat  reply frames applied since the last heartbeat
- * @property {{clientId: string, superseded: string[]}|null} awaiting  a regenerate or edit
- *   sent and not yet answered: the composer waits, the messages it replaces are hidden
+ * @property {{clientId: string|null, superseded: string[], continuing?: string}|null} awaiting
+ *   a regenerate, edit or continue sent and not yet answered: the composer waits, the
+ *   messages it replaces are hidden (`continuing`: the reply a continue extends)
  * @typedef {object} FrameResult
  * @property {string[]} changed       ids of messages to (re)render
  * @property {{from: string, to: string}[]} renamed  optimistic ids replaced by server ids
@@ -112,6 +114,7 @@ function normalize(m) {
     error: m.error ?? null,
     steps: Array.isArray(m.steps) ? m.steps.map(stepOf) : [],
     rev: 0,
+    ...(m.truncated === true ? { truncated: true } : {}),
   };
 }
 
@@ -411,6 +414,39 @@ export function beginEdit(state, messageId, text, clientId = globalThis.crypto.r
 }
 
 /**
+ * Ask the thread's last reply, cut by the token limit, to go on: the same message grows, and
+ * its frames carry on its `seq` (no new `start`). Whether it was cut is the server's to say
+ * (`truncated`); a refusal comes back as an `error` and leaves the reply as it was.
+ * @param {ThreadState} state mutated in place
+ * @param {string} messageId the thread's last reply, ended `complete`
+ * @returns {{command: {command: 'continue', message_id: string}|null, result: FrameResult}}
+ *   command is null when messageId is not that reply, or a reply runs
+ */
+export function beginContinue(state, messageId) {
+  const result = emptyResult();
+  const reply = lastShown(state);
+  if (reply?.id !== messageId || reply.role !== 'assistant' || reply.status !== 'complete' || isBusy(state)) {
+    return { command: null, result };
+  }
+  state.awaiting = { clientId: null, superseded: [], continuing: reply.id };
+  return { command: { command: 'continue', message_id: reply.id }, result };
+}
+
+// Whether frame `seq` of an ended reply is the continuation this state awaits: an ended
+// reply takes no more text otherwise. (Another tab's continue shows at the next refetch.)
+function continues(msg, continuing, seq) {
+  if (msg.status !== 'complete' || msg.id !== continuing) return false;
+  return typeof msg.lastSeq !== 'number' || typeof seq !== 'number' || seq > msg.lastSeq;
+}
+
+function reopen(state, msg) {
+  state.awaiting = null;
+  msg.status = 'streaming';
+  msg.metrics = null;
+  delete msg.truncated;
+}
+
+/**
  * Send again a message the server refused (rate limit, busy): the same client_id, so if the
  * first attempt did get through the server answers with where things stand, not a copy.
  * @param {ThreadState} state mutated in place
@@ -465,6 +501,7 @@ function sequence(msg, seq) {
 
 function applyReady(state, frame, result) {
   state.resyncing = false;
+  const continuing = state.awaiting?.continuing;
   // A command sent on a socket that died may be lost; the refetch that a second `ready`
   // asks for shows what the server did with it.
   if (state.awaiting) {
@@ -487,7 +524,9 @@ function applyReady(state, frame, result) {
     msg = normalize({ id: active.message_id, role: 'assistant', status: 'streaming', created_at: frame.ts ? new Date(frame.ts).toISOString() : null });
     insertOrdered(state, msg);
   } else if (TERMINAL.has(msg.status)) {
-    return result;
+    // Only this state's continue makes an ended reply active again.
+    if (!continues(msg, continuing, active.seq)) return result;
+    reopen(state, msg);
   } else if (typeof msg.lastSeq === 'number' && msg.lastSeq >= active.seq) {
     // Frames we already applied are as new as this snapshot; keep them.
     return result;
@@ -545,8 +584,11 @@ function applyInReply(state, frame, result, apply) {
   const msg = state.byId.get(String(frame.message_id));
   if (!msg) return reportGap(state, result);
   if (TERMINAL.has(msg.status)) {
-    result.duplicate = true;
-    return result;
+    if (!continues(msg, state.awaiting?.continuing, frame.seq)) {
+      result.duplicate = true;
+      return result;
+    }
+    reopen(state, msg);
   }
   const verdict = sequence(msg, frame.seq);
   if (verdict === 'duplicate') result.duplicate = true;
@@ -656,6 +698,7 @@ export function applyFrame(state, frame) {
       return applyEnd(state, frame, result, (msg) => {
         msg.status = frame.status === 'cancelled' ? 'cancelled' : 'complete';
         msg.metrics = frame.metrics ?? null;
+        if (frame.truncated === true) msg.truncated = true;
       });
     case 'error':
       return applyError(state, frame, result);
