@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run cluster test lint format install install-dev bench chaos clean
+.PHONY: run cluster test js-test lint format install install-dev bench chaos clean
 
 $(VENV)/.runtime: requirements.txt requirements-model.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
+# The JS tests' packages (React, jsdom, @testing-library/react, TypeScript), exactly as the lock
+# says; again whenever the lock changes (npm ci empties node_modules first, so the stamp is new).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
 ## run: install, migrate, create the demo user, and serve on http://$(HOST):$(PORT)
 run: install
 	$(PY) manage.py migrate --noinput
@@ -35,9 +41,19 @@ cluster: install-dev
 	$(PY) -m scripts.cluster --port $(PORT)
 
 ## test: lint, the JS unit tests, then every Python test (fast ones and a few end-to-end)
-test: install-dev lint
-	@if command -v node >/dev/null; then node --test tests/js/; else echo "node not found: JS unit tests skipped"; fi
+test: install-dev lint js-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## js-test: the page's JS modules and clients/react under node's test runner, then tsc on the
+## package's declarations and example; without node a laptop skips them, CI fails
+js-test:
+	@if ! command -v node >/dev/null; then \
+	  if [ "$$CHAT_REQUIRE_SERVICES" = 1 ]; then echo "node not found, and CI requires it" >&2; exit 1; fi; \
+	  echo "node not found: JS tests skipped"; exit 0; \
+	fi; \
+	$(MAKE) --no-print-directory node_modules/.installed && \
+	node --test tests/js/ clients/react/tests/ && \
+	node_modules/.bin/tsc --noEmit -p clients/react
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -8,7 +8,8 @@ const dom = new JSDOM('<!doctype html><html><body></body></html>', {
 });
 const { window } = dom;
 
-for (const name of ['window', 'document', 'navigator', 'HTMLElement', 'Node', 'Event', 'MutationObserver', 'getComputedStyle']) {
+// Not Event: jsdom's own WebSocket (undici) dispatches node's Events, which a replaced global breaks.
+for (const name of ['window', 'document', 'navigator', 'HTMLElement', 'Node', 'MutationObserver', 'getComputedStyle']) {
   Object.defineProperty(globalThis, name, { value: name === 'window' ? window : window[name], configurable: true, writable: true });
 }
 globalThis.location = window.location;
