@@ -23,7 +23,9 @@ Results are printed as a table and written to ``var/bench-render.json``;
 docs/performance.md ("Browser render performance") explains the method and reports a run.
 
 With ``--screenshots DIR`` it instead saves the page's main states as PNGs (empty, streaming,
-error, phone width) for the docs.
+error, phone width) for the docs, and the model picker with a rated reply's feedback panel
+(``models-feedback-{desktop,phone}-{light,dark}.png``); ``--states`` picks which of the two
+sets (``main``, ``models-feedback``).
 """
 
 from __future__ import annotations
@@ -200,7 +202,9 @@ def stub_process() -> Iterator[str]:
         process.wait(10)
 
 
-def stub_script(url: str, **script: Any) -> None:
+def stub_script(
+    url: str, *, title: list[str] | tuple[str, ...] = ("Render ", "benchmark"), **script: Any
+) -> None:
     """Register a scripted reply on the stub (its control API).
 
     The product asks a real provider for a thread title after the first reply, with the first
@@ -208,13 +212,14 @@ def stub_script(url: str, **script: Any) -> None:
     whole long reply again, during the next run): a title script registered after it wins.
     """
     control = url.removesuffix("/v1") + "/_stub/scripts"
-    for body in (script, {"match": TITLE_PROMPT, "tokens": ["Render ", "benchmark"]}):
+    for body in (script, {"match": TITLE_PROMPT, "tokens": list(title)}):
         httpx.post(control, json=body, timeout=10, headers=STUB_AUTH).raise_for_status()
 
 
 @contextlib.contextmanager
-def product(stub_url: str) -> Iterator[Daphne]:
-    """One daphne process on a fresh SQLite database, the stub as its model."""
+def product(stub_url: str, **settings: str) -> Iterator[Daphne]:
+    """One daphne process on a fresh SQLite database, the stub as its model (``settings``:
+    more environment, e.g. ``AGENT_MODELS``)."""
     with tempfile.TemporaryDirectory(prefix="bench-render-") as var:
         env = server_env(
             AGENT_PROVIDER="compatible",
@@ -224,6 +229,7 @@ def product(stub_url: str) -> Iterator[Daphne]:
             CHAT_VAR_DIR=var,
             STREAM_TIMEOUT="600",
             **NO_USER_LIMITS,
+            **settings,
         )
         prepare(env, {USER: PASSWORD})
         server = Daphne(env).start()
@@ -248,9 +254,18 @@ async def logged_in_state(browser: Browser, site: Daphne) -> dict[str, Any]:
 
 
 async def open_page(
-    browser: Browser, site: Daphne, state: dict[str, Any], *, mode: str, viewport=VIEWPORT
+    browser: Browser,
+    site: Daphne,
+    state: dict[str, Any],
+    *,
+    mode: str,
+    viewport=VIEWPORT,
+    color_scheme: str = "light",
+    path: str = "/",
 ) -> tuple[BrowserContext, Page]:
-    context = await browser.new_context(storage_state=state, base_url=site.url, viewport=viewport)
+    context = await browser.new_context(
+        storage_state=state, base_url=site.url, viewport=viewport, color_scheme=color_scheme
+    )
     await context.add_init_script(PROBE)
     if mode in ("plain", "none"):
         body = BASELINE_RICHTEXT % mode
@@ -259,7 +274,7 @@ async def open_page(
             lambda route: route.fulfill(status=200, content_type="text/javascript", body=body),
         )
     page = await context.new_page()
-    await page.goto("/")
+    await page.goto(path)
     await page.wait_for_selector("html[data-ready]")
     return context, page
 
@@ -513,6 +528,70 @@ async def screenshots(directory: Path) -> None:
     print(f"screenshots written to {directory}")
 
 
+async def models_feedback_screenshots(directory: Path) -> None:
+    """The model picker with two models, and a reply rated down with its feedback panel open
+    (a tag pressed, a comment typed): desktop and phone, light and dark."""
+    answer = (
+        "The offside rule, briefly:\n\n"
+        "- A player is **offside** when nearer the opponents' goal line than both the ball "
+        "and the second-last opponent, as the ball is played to them.\n"
+        "- Being there is no offence; *taking part in play* from there is.\n\n"
+        "The referee awards an indirect free kick."
+    )
+    models = {
+        "AGENT_MODELS": "stub-model,second-model",
+        "AGENT_MODEL_LABELS": "stub-model=Stub model,second-model=Second model",
+    }
+    with stub_process() as stub_url, product(stub_url, **models) as site:
+        stub_script(
+            stub_url,
+            match="offside",
+            tokens=tokenize(answer),
+            delay_ms=5,
+            title=["The ", "offside ", "rule"],
+        )
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            state = await logged_in_state(browser, site)
+            context, page = await open_page(browser, site, state, mode="markdown")
+            await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+            await page.select_option("[data-model-picker]", "second-model")
+            await page.fill('textarea[name="message"]', "Explain the offside rule in two lines")
+            await page.keyboard.press("Enter")
+            await page.locator(DONE).wait_for(timeout=60000)
+            path = urlsplit(page.url).path
+            await page.click(f'{DONE} [data-action="feedback-down"]')
+            await page.locator("[data-feedback-panel]").wait_for()
+            await context.close()
+
+            for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE)):
+                for scheme in ("light", "dark"):
+                    context, page = await open_page(
+                        browser,
+                        site,
+                        state,
+                        mode="markdown",
+                        viewport=viewport,
+                        color_scheme=scheme,
+                        path=path,
+                    )
+                    await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+                    reply = page.locator(DONE).last
+                    await reply.locator('[data-action="feedback-edit"]').click()
+                    panel = reply.locator("[data-feedback-panel]")
+                    await panel.locator('[data-feedback-tag="Inaccurate"]').click()
+                    await panel.locator('textarea[name="feedback-comment"]').fill(
+                        "It leaves out the halfway line."
+                    )
+                    await panel.scroll_into_view_if_needed()
+                    await page.wait_for_timeout(300)
+                    target = directory / f"models-feedback-{name}-{scheme}.png"
+                    await page.screenshot(path=target)
+                    await context.close()
+            await browser.close()
+    print(f"model and feedback screenshots written to {directory}")
+
+
 def _stop_on_sigterm() -> None:
     # SIGTERM unwinds like Ctrl+C, so the context managers stop daphne and the stub.
     def stop(signum: int, frame: Any) -> None:
@@ -529,11 +608,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=500, help="tokens a second (default 500)")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--screenshots", type=Path, help="save the page's states as PNGs here")
+    parser.add_argument(
+        "--states",
+        default="main,models-feedback",
+        help="with --screenshots: which sets, of main,models-feedback (default both)",
+    )
     args = parser.parse_args(argv)
     _stop_on_sigterm()
     if args.screenshots:
         args.screenshots.mkdir(parents=True, exist_ok=True)
-        asyncio.run(screenshots(args.screenshots))
+        states = {s.strip() for s in args.states.split(",")}
+        if "main" in states:
+            asyncio.run(screenshots(args.screenshots))
+        if "models-feedback" in states:
+            asyncio.run(models_feedback_screenshots(args.screenshots))
         return
     result = asyncio.run(benchmark(args))
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)

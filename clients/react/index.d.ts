@@ -3,6 +3,7 @@
 import type {
   ErrorCode,
   ErrorDetail,
+  FeedbackObject,
   Frame,
   Metrics,
   MessageObject,
@@ -37,6 +38,10 @@ export interface ChatMessage {
   metrics: Metrics | null;
   error: ErrorDetail | { code: string; message: string; recoverable?: boolean } | null;
   steps: readonly Step[];
+  /** Replies only: the owner's rating (a `feedback` frame changes it), or null. */
+  feedback?: FeedbackObject | null;
+  /** Replies only: earlier messages not sent to the model, its context window being full. */
+  history_left_out?: number;
   /** True until the server has saved it (sending, or refused: see `error`). */
   local?: boolean;
   /** The provider cut the reply at its token limit: `continue` extends it. */

@@ -5,7 +5,8 @@
  * is not 2xx; a request that never got an answer throws without `status`. Nothing here
  * touches the DOM until a request is made, so client.js can use it anywhere.
  *
- * @typedef {{id: string, title: string, created_at: string, updated_at: string}} Thread
+ * @typedef {{id: string, title: string, model: string, created_at: string, updated_at: string}} Thread
+ * @typedef {{rating: 'up'|'down', tags: string[], comment: string, updated_at: string}} Feedback
  * @typedef {{next: string|null, previous: string|null, results: any[]}} Page
  * @typedef {{baseUrl?: string, clientSecret?: string}} Auth  baseUrl: the product's origin
  *   when the page is elsewhere; clientSecret: from `POST /api/chatkit/session`
@@ -82,11 +83,46 @@ export function exportUrl(id, format) {
 
 /**
  * Create a thread.
- * @param {string} [title]
+ * @param {{title?: string, model?: string|null}} [fields] model: the thread's (and the user's
+ *   choice for new threads); default: the one they last chose
  * @returns {Promise<Thread>}
  */
-export function createThread(title) {
-  return request('POST', '/api/threads/', title ? { title } : {});
+export function createThread({ title, model } = {}) {
+  return request('POST', '/api/threads/', { ...(title ? { title } : {}), ...(model ? { model } : {}) });
+}
+
+/**
+ * Change the model a thread's next replies use (also the user's choice for new threads).
+ * Refused with 400 for a model the user may not use; the thread is then unchanged.
+ * @param {string} id
+ * @param {string} model
+ * @returns {Promise<Thread>}
+ */
+export function setThreadModel(id, model) {
+  return request('PATCH', `/api/threads/${encodeURIComponent(id)}/`, { model });
+}
+
+/**
+ * One thread of the user's.
+ * @param {string} id
+ * @returns {Promise<Thread>}
+ */
+export function getThread(id) {
+  return request('GET', `/api/threads/${encodeURIComponent(id)}/`);
+}
+
+/**
+ * Rate one of the user's finished replies, replacing the rating before; `rating: null`
+ * removes it. At most 10 tags of 1 to 40 characters, a comment of at most 2000.
+ * @param {string} messageId
+ * @param {{rating: 'up'|'down'|null, tags?: string[], comment?: string}} given
+ * @param {Auth} [auth]
+ * @returns {Promise<Feedback|null>} the saved feedback; null when removed
+ */
+export async function putFeedback(messageId, given, { baseUrl = '', clientSecret } = {}) {
+  const url = `/api/messages/${encodeURIComponent(messageId)}/feedback/`;
+  const saved = await request('PUT', url, given, { baseUrl, clientSecret });
+  return saved?.rating ? saved : null;
 }
 
 /**

@@ -10,6 +10,8 @@
  * chat.on('complete', ({ message }) => console.log(message.metrics));
  * chat.on('error', ({ code, kind, recoverable }) => console.warn(kind, code));
  * chat.send('Hello!');  // queued until the socket is ready; safe to retry (client_id)
+ * chat.send('Hi', { model: 'gpt-4o' });  // this reply on (and the thread's from now on)
+ * await chat.rate(replyId, { rating: 'down', tags: ['Inaccurate'], comment: 'Wrong year' });
  * chat.stop();          // stops the reply for every tab, whichever process runs it
  * chat.dispose();       // closes the socket; no event fires afterwards
  * ```
@@ -30,6 +32,7 @@
  * | `removed`    | `{ids}`: messages deleted by a regenerate or an edit |
  * | `thread`     | `{thread}`: a thread of the user's made or renamed (this one or another) |
  * | `thread_deleted` | `{threadId}`: a thread of the user's deleted (this one or another) |
+ * | `feedback`   | `{message, feedback}`: a reply's rating changed (any tab, the API, ChatKit); null: removed |
  * | `change`     | `{result}`: the protocol's FrameResult, for views that render the state |
  * | `fatal`      | `{code}`: 4401 (log in again) or 4404 (no such thread); the client stopped |
  *
@@ -38,7 +41,11 @@
  * @typedef {import('./protocol.js').FrameResult} FrameResult
  * @typedef {import('./connection.js').ConnectionState} ConnectionState
  * @typedef {object} ChatClient
- * @property {(text: string, clientId?: string) => string} send  send a message; returns its client_id
+ * @property {(text: string, options?: string|{clientId?: string, model?: string|null}) => string} send
+ *   send a message (options: its client_id, or `{clientId, model}`); returns its client_id
+ * @property {(messageId: string, given: {rating: 'up'|'down'|null, tags?: string[], comment?: string})
+ *   => Promise<import('./protocol.js').Feedback|null>} rate  rate a finished reply (null: remove
+ *   the rating); the state takes the saved feedback; throws api.js's Error when refused
  * @property {() => void} stop
  * @property {() => boolean} regenerate  replace the last finished reply; false if there is none
  * @property {(messageId: string, text: string) => boolean} edit  change the last user message and ask again
@@ -52,7 +59,7 @@
  * @property {() => boolean} busy  a reply runs or a sent command awaits its answer
  * @property {() => void} dispose
  */
-import { listMessages } from './api.js';
+import { listMessages, putFeedback } from './api.js';
 import { connectThread } from './connection.js';
 import {
   addLocalMessage,
@@ -66,6 +73,7 @@ import {
   makeStart,
   mergeMessages,
   retryLocalMessage,
+  setFeedback,
 } from './protocol.js';
 
 /**
@@ -200,6 +208,9 @@ export function createChatClient({
         case 'thread_deleted':
           if (result.deleted) emit('thread_deleted', { threadId: result.deleted });
           break;
+        case 'feedback':
+          if (result.changed.length && message) emit('feedback', { message, feedback: message.feedback });
+          break;
         default:
           break;
       }
@@ -237,8 +248,9 @@ export function createChatClient({
   if (watchVisibility) globalThis.document?.addEventListener?.('visibilitychange', onVisible);
 
   return {
-    send(text, clientId) {
-      const { command, message } = makeStart(text, clientId);
+    send(text, options = {}) {
+      const { clientId, model } = typeof options === 'string' ? { clientId: options } : options;
+      const { command, message } = makeStart(text, clientId, { model });
       handle(addLocalMessage(state, message));
       conn.send(withZone(command));
       return command.client_id;
@@ -278,6 +290,15 @@ export function createChatClient({
       if (!listeners.has(type)) listeners.set(type, new Set());
       listeners.get(type).add(listener);
       return () => listeners.get(type)?.delete(listener);
+    },
+    async rate(messageId, given) {
+      const saved = await putFeedback(messageId, given, { baseUrl: baseUrl.replace(/\/$/, ''), clientSecret });
+      if (disposed) return saved;
+      const result = setFeedback(state, messageId, saved);
+      emit('change', { result });
+      const message = state.byId.get(String(messageId));
+      if (result.changed.length && message) emit('feedback', { message, feedback: message.feedback });
+      return message?.feedback ?? saved;
     },
     check() {
       conn.check();

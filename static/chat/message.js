@@ -1,8 +1,9 @@
 /**
- * One message on screen: its elements (role, tool steps, text, note, metrics, actions), built
- * once and then updated in place, touching only what changed. User text only ever reaches
- * the DOM as text nodes; model text goes through richtext.js (markdown sanitized by
- * DOMPurify); tool output is set as text.
+ * One message on screen: its elements (role and the model that wrote a reply, tool steps,
+ * text, notes, metrics, actions, the reply's rating), built once and then updated in place,
+ * touching only what changed. User text only ever reaches the DOM as text nodes; model text
+ * goes through richtext.js (markdown sanitized by DOMPurify); tool output is set as text. The
+ * feedback panel that opens under a reply is feedback.js's.
  *
  * @typedef {import('./protocol.js').ChatMessage} ChatMessage
  * @typedef {import('./protocol.js').Metrics} Metrics
@@ -11,6 +12,10 @@
  * @property {HTMLElement} content  the `[data-content]` element
  * @property {HTMLButtonElement} edit
  * @property {boolean} editing      its text is being edited in place (messageview.js)
+ * @property {HTMLButtonElement} up    `[data-action="feedback-up"]`
+ * @property {HTMLButtonElement} down  `[data-action="feedback-down"]`
+ * @typedef {object} MessageContext  what a message shows beside its own fields
+ * @property {(modelId: string) => string} modelLabel  a model's name, by id
  */
 import { el } from './dom.js';
 import { errorClass, isTerminal } from './protocol.js';
@@ -36,6 +41,57 @@ function button(action, label, ariaLabel) {
   node.dataset.messageAction = action;
   if (ariaLabel) node.setAttribute('aria-label', ariaLabel);
   return node;
+}
+
+// Feather's thumbs (MIT, feathericons.com): an icon reads at a glance where an emoji may
+// render as a box, and its fill shows the saved rating.
+const THUMBS = {
+  up: 'M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3',
+  down: 'M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zm7-13h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17',
+};
+const SVG = 'http://www.w3.org/2000/svg';
+
+function thumb(rating) {
+  const node = el('button', `message__action message__thumb message__thumb--${rating}`);
+  node.type = 'button';
+  node.dataset.action = `feedback-${rating}`;
+  node.setAttribute('aria-pressed', 'false');
+  node.setAttribute('aria-label', rating === 'up' ? 'Good reply' : 'Bad reply');
+  node.title = rating === 'up' ? 'Good reply' : 'Bad reply';
+  const icon = document.createElementNS(SVG, 'svg');
+  icon.setAttribute('viewBox', '0 0 24 24');
+  icon.setAttribute('aria-hidden', 'true');
+  icon.setAttribute('focusable', 'false');
+  const path = document.createElementNS(SVG, 'path');
+  path.setAttribute('d', THUMBS[rating]);
+  icon.append(path);
+  node.append(icon);
+  return node;
+}
+
+/**
+ * The note on a reply whose history was cut to fit the model's context window.
+ * @param {number} count earlier messages left out
+ * @returns {string} empty when none were
+ */
+export function describeLeftOut(count) {
+  if (!count) return '';
+  return count === 1
+    ? "1 earlier message wasn't sent to the model: its context window is full."
+    : `${count} earlier messages weren't sent to the model: its context window is full.`;
+}
+
+/**
+ * The one-line summary of a saved rating's tags and comment.
+ * @param {import('./protocol.js').Feedback|null|undefined} feedback
+ * @returns {string} empty when it has neither
+ */
+export function describeFeedback(feedback) {
+  if (!feedback) return '';
+  const parts = [];
+  if (feedback.tags?.length) parts.push(feedback.tags.join(', '));
+  if (feedback.comment) parts.push(`“${feedback.comment}”`);
+  return parts.join(' · ');
 }
 
 function fixed(value, digits) {
@@ -75,10 +131,17 @@ export function describeFailure(error) {
  */
 export function buildMessage(msg) {
   const root = el('article', `message message--${msg.role}`);
-  const head = el('div', 'message__role', ROLE_LABELS[msg.role] ?? msg.role);
+  const head = el('div', 'message__role');
+  const role = el('span', 'message__who', ROLE_LABELS[msg.role] ?? msg.role);
+  // The model that wrote a reply: quiet, beside "Assistant".
+  const model = el('span', 'message__model');
+  model.hidden = true;
+  head.append(role, model);
   const content = el('div', 'message__content');
   content.dataset.content = '';
-  const rec = { root, head, content, rev: -1, length: 0, rich: null, text: null, editing: false };
+  const rec = {
+    root, head, model, content, rev: -1, length: 0, rich: null, text: null, editing: false,
+  };
   if (msg.role === 'assistant') {
     content.classList.add('markdown');
     rec.rich = createRichText(content);
@@ -90,6 +153,8 @@ export function buildMessage(msg) {
   rec.steps.dataset.steps = '';
   rec.stepsKey = '';
   rec.note = el('p', 'message__note');
+  rec.leftOut = el('p', 'message__left-out');
+  rec.leftOut.hidden = true;
   rec.metrics = el('p', 'message__metrics');
   rec.actions = el('div', 'message__actions');
   rec.copy = button('copy', 'Copy', msg.role === 'assistant' ? 'Copy this reply' : 'Copy this message');
@@ -97,7 +162,24 @@ export function buildMessage(msg) {
   rec.edit = button('edit', 'Edit', 'Edit and resend this message');
   rec.retry = button('retry', 'Retry', 'Try again');
   rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
-  root.append(head, rec.steps, content, rec.note, rec.metrics, rec.actions);
+  const parts = [head, rec.steps, content, rec.note, rec.leftOut, rec.metrics, rec.actions];
+  if (msg.role === 'assistant') {
+    rec.up = thumb('up');
+    rec.down = thumb('down');
+    rec.copy.after(rec.up, rec.down);
+    // A saved rating's tags and comment, and the way back to them.
+    rec.feedback = el('p', 'message__feedback');
+    rec.feedback.dataset.feedbackSummary = '';
+    rec.feedback.hidden = true;
+    rec.feedbackText = el('span', 'message__feedback-text');
+    rec.feedbackEdit = el('button', 'message__action message__feedback-edit', 'Add details');
+    rec.feedbackEdit.type = 'button';
+    rec.feedbackEdit.dataset.action = 'feedback-edit';
+    rec.feedback.append(rec.feedbackText, rec.feedbackEdit);
+    rec.feedbackKey = '';
+    parts.push(rec.feedback);
+  }
+  root.append(...parts);
   return rec;
 }
 
@@ -181,8 +263,9 @@ function updateText(rec, msg) {
  * @param {ChatMessage} msg
  * @param {{regenerate: string|null, edit: string|null}} flags  which message offers
  *   Regenerate and which Edit
+ * @param {MessageContext} [context]
  */
-export function updateMessage(rec, msg, flags) {
+export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {}) {
   const { root } = rec;
   setData(root, 'messageId', msg.id);
   setData(root, 'role', msg.role);
@@ -191,7 +274,11 @@ export function updateMessage(rec, msg, flags) {
   // Screen readers would otherwise announce every streamed chunk of the live region.
   const busy = String(msg.status === 'streaming');
   if (root.getAttribute('aria-busy') !== busy) root.setAttribute('aria-busy', busy);
-  setText(rec.head, msg.role === 'assistant' && msg.model ? `Assistant · ${msg.model}` : ROLE_LABELS[msg.role] ?? msg.role);
+  const model = msg.role === 'assistant' && msg.model ? msg.model : '';
+  setData(rec.model, 'messageModel', model || undefined);
+  setText(rec.model, model ? modelLabel(model) : '');
+  if (rec.model.title !== model) rec.model.title = model;
+  setHidden(rec.model, !model);
   updateSteps(rec, msg);
   if (!rec.editing) updateText(rec, msg);
 
@@ -209,6 +296,10 @@ export function updateMessage(rec, msg, flags) {
   const alarming = Boolean(msg.error) || msg.status === 'interrupted';
   if (rec.note.classList.contains('message__note--error') !== alarming) rec.note.classList.toggle('message__note--error', alarming);
   setData(rec.note, 'errorKind', msg.error ? errorClass(msg.error).kind : undefined);
+  const leftOut = msg.role === 'assistant' ? msg.history_left_out ?? 0 : 0;
+  setText(rec.leftOut, describeLeftOut(leftOut));
+  setData(rec.leftOut, 'historyLeftOut', leftOut ? String(leftOut) : undefined);
+  setHidden(rec.leftOut, !leftOut);
   const summary = msg.role === 'assistant' && msg.status !== 'streaming' ? formatMetrics(msg.metrics) : '';
   setText(rec.metrics, summary);
   setHidden(rec.metrics, !summary);
@@ -220,5 +311,27 @@ export function updateMessage(rec, msg, flags) {
   const failed = msg.error && (msg.local || msg.role === 'assistant');
   const retryable = failed && errorClass(msg.error).recoverable;
   setHidden(rec.retry, !retryable || (msg.role === 'assistant' && flags.regenerate !== msg.id));
-  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden);
+  const rateable = Boolean(rec.up) && isTerminal(msg.status) && !msg.local;
+  if (rec.up) updateFeedback(rec, msg, rateable);
+  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden && !rateable);
+}
+
+// Thumbs on every finished reply, pressed as the saved rating says, and the rating's details.
+function updateFeedback(rec, msg, rateable) {
+  const rating = rateable ? msg.feedback?.rating ?? null : null;
+  for (const [node, value] of [[rec.up, 'up'], [rec.down, 'down']]) {
+    setHidden(node, !rateable);
+    const pressed = String(rating === value);
+    if (node.getAttribute('aria-pressed') !== pressed) node.setAttribute('aria-pressed', pressed);
+  }
+  setData(rec.root, 'feedback', rating ?? undefined);
+  const key = rating ? JSON.stringify([rating, msg.feedback.tags, msg.feedback.comment]) : '';
+  if (key === rec.feedbackKey) return;
+  rec.feedbackKey = key;
+  const details = describeFeedback(rating ? msg.feedback : null);
+  rec.feedbackText.textContent = details;
+  rec.feedbackText.hidden = !details;
+  rec.feedbackEdit.textContent = details ? 'Edit' : 'Add details';
+  rec.feedbackEdit.setAttribute('aria-label', details ? 'Edit your feedback on this reply' : 'Add tags or a comment to your rating');
+  setHidden(rec.feedback, !rating);
 }

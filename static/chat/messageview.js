@@ -17,13 +17,15 @@ const STICK_THRESHOLD = 48;
  * Render a thread's messages into `list`, batching DOM work to one pass per animation frame.
  * @param {HTMLElement} list       the aria-live message list
  * @param {HTMLElement} scroller   the element that scrolls (list or an ancestor)
- * @param {{onFollowChange?: (following: boolean) => void}} [options]
+ * @param {{onFollowChange?: (following: boolean) => void,
+ *   context?: import('./message.js').MessageContext}} [options]  context: what each message
+ *   shows beside its own fields (message.js updateMessage)
  * @returns {{reset(state: ThreadState): void, update(state: ThreadState, ids: string[]): void,
  *   rename(from: string, to: string): void, scrollToBottom(): void, keepPosition(): void,
  *   following(): boolean,
  *   startEdit(id: string, onSave: (text: string) => void): void, record(id: string): object|undefined}}
  */
-export function createMessageView(list, scroller, { onFollowChange = () => {} } = {}) {
+export function createMessageView(list, scroller, { onFollowChange = () => {}, context } = {}) {
   /** @type {Map<string, import('./message.js').MessageRecord>} */
   const records = new Map();
   const dirty = new Set();
@@ -81,7 +83,7 @@ export function createMessageView(list, scroller, { onFollowChange = () => {} } 
         records.set(id, rec);
         place(msg, rec.root);
       }
-      updateMessage(rec, msg, flags);
+      updateMessage(rec, msg, flags, context);
     }
     dirty.clear();
     if (anchor !== null) {

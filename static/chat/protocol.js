@@ -7,6 +7,7 @@
  * than rendering it.
  *
  * @typedef {{code: string, message: string, recoverable?: boolean}} ErrorInfo
+ * @typedef {{rating: 'up'|'down', tags: string[], comment: string, updated_at: string}} Feedback
  * @typedef {{totalTokens: number, elapsedSeconds: number,
  *   throughputTokensPerSec: number, timeToFirstTokenMs: number}} Metrics
  * @typedef {object} ChatMessage
@@ -16,7 +17,10 @@
  * @property {'pending'|'streaming'|'complete'|'cancelled'|'error'|'interrupted'} status
  * @property {string|null} client_id
  * @property {string|null} created_at
- * @property {string|null} [model]
+ * @property {string|null} [model]  the model that wrote a reply (its `start` frame's, then its object's)
+ * @property {Feedback|null} [feedback]  the owner's rating of a reply, or null
+ * @property {number} [history_left_out]  earlier messages of the thread not sent to the model
+ *   for this reply, its context window being full (0: none)
  * @property {Metrics|null} [metrics]
  * @property {ErrorInfo|null} [error]
  * @property {boolean} [local]    true until the server has persisted it
@@ -42,7 +46,7 @@
  * @property {boolean} duplicate      the frame was already applied
  * @property {ErrorInfo|null} notice  a transient error to show the user
  * @property {string[]} removed       messages the server deleted (regenerate, edit)
- * @property {object|null} thread     a thread made or renamed: {id, title, created_at, updated_at}
+ * @property {object|null} thread     a thread made or changed: {id, title, model, created_at, updated_at}
  * @property {string|null} deleted    the id of a thread deleted (this one, or another of the user's)
  */
 
@@ -113,9 +117,23 @@ function normalize(m) {
     metrics: m.metrics ?? null,
     error: m.error ?? null,
     steps: Array.isArray(m.steps) ? m.steps.map(stepOf) : [],
+    feedback: feedbackOf(m.feedback),
+    history_left_out: leftOut(m.history_left_out),
     rev: 0,
     ...(m.truncated === true ? { truncated: true } : {}),
   };
+}
+
+/** A feedback object as the state keeps it: null unless it has a rating. */
+function feedbackOf(f) {
+  if (!f || (f.rating !== 'up' && f.rating !== 'down')) return null;
+  return {
+    rating: f.rating, tags: Array.isArray(f.tags) ? f.tags.map(String) : [], comment: f.comment ?? '', updated_at: f.updated_at ?? null,
+  };
+}
+
+function leftOut(n) {
+  return Number.isInteger(n) && n > 0 ? n : 0;
 }
 
 /** A tool step from a `tool` frame or a saved reply's `steps` (docs/protocol.md, "Step"). */
@@ -230,11 +248,14 @@ export function mergeMessages(state, messages) {
  * Make the `start` command for a new user message and its optimistic local copy.
  * @param {string} text the message as typed
  * @param {string} [clientId] defaults to a fresh crypto.randomUUID()
- * @returns {{command: {command: 'start', message: string, client_id: string}, message: ChatMessage}}
+ * @param {{model?: string|null}} [options] model: the thread's model from this reply on
+ *   (the server refuses one the user may not use with `bad_request`)
+ * @returns {{command: {command: 'start', message: string, client_id: string, model?: string},
+ *   message: ChatMessage}}
  */
-export function makeStart(text, clientId = globalThis.crypto.randomUUID()) {
+export function makeStart(text, clientId = globalThis.crypto.randomUUID(), { model = null } = {}) {
   return {
-    command: { command: 'start', message: text, client_id: clientId },
+    command: { command: 'start', message: text, client_id: clientId, ...(model ? { model } : {}) },
     message: {
       id: clientId,
       role: 'user',
@@ -552,6 +573,7 @@ function applyStart(state, frame, result) {
     existing.lastSeq = 0;
     existing.status = 'streaming';
     existing.model = frame.model ?? existing.model;
+    existing.history_left_out = leftOut(frame.history_left_out) || existing.history_left_out || 0;
     result.changed.push(id);
     return result;
   }
@@ -560,6 +582,7 @@ function applyStart(state, frame, result) {
     role: 'assistant',
     status: 'streaming',
     model: frame.model,
+    history_left_out: frame.history_left_out,
     created_at: new Date(frame.ts ?? Date.now()).toISOString(),
   });
   msg.lastSeq = 0;
@@ -674,6 +697,31 @@ function applyError(state, frame, result) {
 }
 
 /**
+ * Set a reply's feedback: from a `feedback` frame (any tab, the API or ChatKit changed it) or
+ * from the answer to this page's own rating (api.js putFeedback).
+ * @param {ThreadState} state mutated in place
+ * @param {string} messageId
+ * @param {object|null} feedback a feedback object; null (or one without a rating): removed
+ * @returns {FrameResult} changed: the reply, when it is in the state and its feedback differs
+ */
+export function setFeedback(state, messageId, feedback) {
+  const result = emptyResult();
+  const msg = state.byId.get(String(messageId));
+  if (!msg) return result;
+  const next = feedbackOf(feedback);
+  const before = msg.feedback ?? null;
+  // Frames of one thread arrive in order, but this page's own PUT answer and the frame of an
+  // earlier PUT (another tab's) can cross: an older rating never replaces a newer one.
+  if (next && before?.updated_at && next.updated_at && Date.parse(next.updated_at) < Date.parse(before.updated_at)) {
+    return result;
+  }
+  if (JSON.stringify(next) === JSON.stringify(before)) return result;
+  msg.feedback = next;
+  result.changed.push(msg.id);
+  return result;
+}
+
+/**
  * Apply one server frame to the thread state.
  * @param {ThreadState} state mutated in place
  * @param {object} frame a parsed server frame (docs/protocol.md)
@@ -712,6 +760,8 @@ export function applyFrame(state, frame) {
       return result;
     case 'heartbeat':
       return applyHeartbeat(state, frame, result);
+    case 'feedback':
+      return frame.message_id != null ? setFeedback(state, frame.message_id, frame.feedback ?? null) : result;
     default:
       // frame types this client does not know change nothing.
       return result;

@@ -2,11 +2,13 @@
  * The open thread: which thread it is and its chat client, and the wiring between them and
  * the parts that show it. It owns the open thread's id and client, opening a thread (from the
  * URL, the sidebar or a first message) and going home, and what the client's events do to the
- * page. The messages are the client's state (client.js); the parts draw them:
+ * page, and which model the open thread (or the new chat) answers with. The messages are the
+ * client's state (client.js); the parts draw them:
  *   messageview.js      the messages on screen, and where the view sticks
  *   messageactions.js   copy, regenerate, edit and retry on a message
+ *   feedback.js         the thumbs on a reply, and the tags and comment after one
  *   earlierpages.js     the cursor to earlier messages, and loading them
- *   threadheader.js     the title, the model, the export menu
+ *   threadheader.js     the title, the model picker, the export menu
  *   connectionbadge.js  the connection state, and Retry now
  *
  * @typedef {object} ThreadView
@@ -28,9 +30,11 @@ import * as api from './api.js';
 import { createChatClient } from './client.js';
 import { createConnectionBadge } from './connectionbadge.js';
 import { createEarlierPages } from './earlierpages.js';
+import { createFeedback } from './feedback.js';
 import { describeFailure } from './message.js';
 import { createMessageActions } from './messageactions.js';
 import { createMessageView } from './messageview.js';
+import { createModelCatalog } from './models.js';
 import { createThreadState, isBusy, titleFromText } from './protocol.js';
 import { createThreadHeader } from './threadheader.js';
 
@@ -43,7 +47,8 @@ const GONE = 'This thread does not exist or is not yours.';
  * Wire the thread view of the page under `root`.
  * @param {ParentNode} root
  * @param {object} options
- * @param {object} options.config   the page's chat-config (threadId, messages, provider)
+ * @param {object} options.config   the page's chat-config (threadId, messages, provider,
+ *   models, preferredModel, feedbackTags)
  * @param {number} options.maxChars
  * @param {import('./notices.js').Notices} options.notices
  * @param {import('./sidebar.js').Sidebar} options.sidebar
@@ -67,12 +72,24 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
   let loading = false;
   // A thread is being made for the first message.
   let creating = false;
+  const models = createModelCatalog(config.models ?? [], config.preferredModel ?? null);
+  // The model the open thread's next reply uses (a new chat's: the one it will be made with).
+  let model = null;
+  // A model picked that the server may not have made the thread's yet (a new chat, or a
+  // PATCH on its way): the next `start` names it, so a message sent at once uses it too.
+  let picked = null;
 
   const state = () => client?.state ?? NO_THREAD;
   const busy = () => isBusy(state());
-  const view = createMessageView(ui.messages, ui.scroller, { onFollowChange: syncJump });
+  const view = createMessageView(ui.messages, ui.scroller, {
+    onFollowChange: syncJump,
+    context: { modelLabel: (id) => models.label(id) },
+  });
   const actions = createMessageActions(ui.messages, {
     state, client: () => client, view, maxChars, notices, composer,
+  });
+  const feedback = createFeedback(ui.messages, {
+    state, client: () => client, view, tags: config.feedbackTags ?? [], notices,
   });
   const earlier = createEarlierPages(root, {
     load: (cursorUrl) => api.listMessages(threadId, { cursorUrl }),
@@ -83,7 +100,11 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     },
     notices,
   });
-  const header = createThreadHeader(root, { titleOf: (id) => sidebar.thread(id)?.title });
+  const header = createThreadHeader(root, {
+    titleOf: (id) => sidebar.thread(id)?.title,
+    models,
+    onPick: pickModel,
+  });
   const badge = createConnectionBadge(root, { onRetry: () => client?.check() });
 
   // ------------------------------------------------------------ syncing the page
@@ -107,6 +128,63 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     syncJump();
   }
 
+  // ------------------------------------------------------------ the model
+
+  function showModel(next) {
+    model = next;
+    header.showModel(model);
+  }
+
+  /** The open thread's model as the page knows it: the sidebar's copy of the thread. */
+  function threadModel(id) {
+    const known = sidebar.thread(id)?.model;
+    if (known) return known;
+    // Until the thread is fetched: the model of its newest reply, else a new thread's.
+    const replies = state().messages.filter((m) => m.role === 'assistant' && m.model);
+    return replies.at(-1)?.model ?? models.preferred();
+  }
+
+  // The thread object may be missing from the sidebar (made in another tab since the page
+  // was served): fetch it for its model.
+  async function fetchThreadModel(id) {
+    if (sidebar.thread(id)?.model) return;
+    const mine = epoch;
+    try {
+      const thread = await api.getThread(id);
+      if (mine !== epoch) return;
+      sidebar.upsert(thread);
+      if (!picked) showModel(thread.model);
+    } catch {
+      // The picker keeps its guess; the next `thread` frame or reply corrects it.
+    }
+  }
+
+  /** The user picked `next` in the header. */
+  async function pickModel(next) {
+    const before = model;
+    if (next === before) return;
+    showModel(next);
+    picked = next;
+    // A new chat: the thread is made with it, and its first `start` names it (send).
+    if (!threadId) return;
+    const mine = epoch;
+    try {
+      const thread = await api.setThreadModel(threadId, next);
+      models.prefer(thread.model);
+      if (mine !== epoch) return;
+      sidebar.upsert(thread);
+      if (picked === next) {
+        picked = null;
+        showModel(thread.model);
+      }
+    } catch (error) {
+      if (mine !== epoch || picked !== next) return;
+      picked = null;
+      showModel(before);
+      notices.failed(error, `Could not switch to ${models.label(next)}`, { retry: () => pickModel(next) });
+    }
+  }
+
   // ------------------------------------------------------------ the thread's client
 
   function connect(messages = []) {
@@ -127,7 +205,12 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       sidebar.bump(threadId);
       sidebar.refreshUsage();
     });
-    current.on('thread', ({ thread }) => sidebar.upsert(thread));
+    current.on('thread', ({ thread }) => {
+      sidebar.upsert(thread);
+      // Another tab (or a reply on a model no longer offered) changed the open thread's model.
+      if (thread.id === threadId && thread.model && !picked && thread.model !== model) showModel(thread.model);
+    });
+    current.on('feedback', ({ message }) => feedback.sync(message.id));
     current.on('thread_deleted', ({ threadId: deleted }) => {
       sidebar.forget(deleted);
       if (deleted !== threadId) {
@@ -170,11 +253,17 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     client = null;
     threadId = nextId;
     loading = false;
+    feedback.reset();
     view.reset(NO_THREAD);
     earlier.reset();
     header.sync(threadId);
     sidebar.render();
     composer.switchThread(from, nextId, { carry });
+    // A thread made for the first message keeps the model picked for it.
+    if (!carry) {
+      picked = null;
+      showModel(nextId ? threadModel(nextId) : models.preferred());
+    }
     syncComposer();
     sidebar.close();
   }
@@ -195,6 +284,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     ui.scroller.dataset.loading = 'true';
     syncComposer();
     badge.show('connecting');
+    fetchThreadModel(nextId);
     try {
       const page = await api.listMessages(nextId);
       if (mine !== epoch) return;
@@ -236,6 +326,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
   // ------------------------------------------------------------ commands
 
   async function send(text) {
+    const made = !threadId;
     if (!threadId) {
       creating = true;
       syncComposer();
@@ -243,10 +334,12 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
         // Untitled on the server: the server titles a thread from its first message (and then
         // asks the model for a better title), announcing each with a `thread` frame. Until the
         // first one, show the same cut of the message here.
-        const thread = await api.createThread();
+        const thread = await api.createThread({ model: picked });
         thread.title ||= titleFromText(text);
         sidebar.upsert(thread);
+        if (picked) models.prefer(thread.model);
         resetThread(thread.id, { carry: true });
+        if (thread.model) showModel(thread.model);
         history.pushState({}, '', `/t/${thread.id}/`);
         earlier.newest(null); // a new thread has nothing earlier
         connect();
@@ -256,8 +349,12 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       }
     }
     if (!client) connect();
-    // Queued by the connection until `ready` when the socket is not open yet.
-    client.send(text);
+    // Queued by the connection until `ready` when the socket is not open yet. A model just
+    // picked rides along: the server makes it the thread's before this reply, whichever of
+    // this and the PATCH lands first.
+    client.send(text, { model: picked });
+    // The thread was made with it; a PATCH on its way clears it when it lands.
+    if (made) picked = null;
     view.scrollToBottom();
     sidebar.bump(threadId);
   }
@@ -289,6 +386,8 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     closeMenu: header.closeMenu,
     start() {
       header.showProvider(config.provider);
+      showModel(threadId ? threadModel(threadId) : models.preferred());
+      if (threadId) fetchThreadModel(threadId);
       header.sync(threadId);
       sidebar.render();
       composer.restore({ keepTyped: true });

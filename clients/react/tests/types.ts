@@ -39,6 +39,8 @@ export function describe(frame: Frame): string {
       return frame.thread.title;
     case 'thread_deleted':
       return frame.thread_id;
+    case 'feedback':
+      return `${frame.message_id}: ${frame.feedback?.rating ?? 'removed'}`;
     default: {
       const unhandled: never = frame;
       return unhandled;
