@@ -1,11 +1,26 @@
-"""Django admin for moderating threads: messages inline, metrics read-only."""
+"""Django admin: threads to moderate (messages inline, metrics read-only), replies in flight,
+feedback with its CSV export, who may use which model, and token usage per user, model and day."""
+
+import csv
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
+from chat import model_choice
 from chat.engine import generation
-from chat.models import Message, ReplyInFlight, Thread, TokenUsage
+from chat.models import (
+    Feedback,
+    Message,
+    ModelAccess,
+    ModelUsage,
+    ReplyInFlight,
+    Thread,
+    TokenUsage,
+)
 
 METRIC_FIELDS = ("token_count", "first_token_ms", "elapsed_ms")
 
@@ -120,11 +135,11 @@ class TokenUsageAdmin(admin.ModelAdmin):
     """Output tokens per user and UTC day against DAILY_TOKEN_BUDGET; an operator may lower
     `used` to give a user more for the day."""
 
-    list_display = ("user", "day", "used", "reserved", "remaining")
+    list_display = ("user", "day", "used", "reserved", "remaining", "input_used")
     list_filter = ("day",)
     search_fields = ("user__username",)
     date_hierarchy = "day"
-    readonly_fields = ("user", "day", "reserved")
+    readonly_fields = ("user", "day", "reserved", "input_used")
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -135,3 +150,162 @@ class TokenUsageAdmin(admin.ModelAdmin):
         if budget <= 0:
             return "no budget"
         return str(max(budget - obj.used - obj.reserved, 0))
+
+
+class ModelFilter(admin.SimpleListFilter):
+    """By the model that wrote the reply."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        models = Message.objects.filter(feedback__isnull=False).values_list("model", flat=True)
+        return [(m, m) for m in sorted(set(models)) if m]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(message__model=self.value()) if self.value() else queryset
+
+
+# The columns of the feedback CSV export, in order.
+FEEDBACK_CSV_COLUMNS = (
+    "updated_at",
+    "user",
+    "rating",
+    "tags",
+    "comment",
+    "model",
+    "thread_id",
+    "message_id",
+    "status",
+    "tokens",
+    "first_token_ms",
+    "elapsed_ms",
+    "reply",
+)
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Ratings of replies, with the reply, its model and metrics, and its thread; filtered by
+    rating, model and date, and exported as CSV."""
+
+    list_display = (
+        "updated_at",
+        "user",
+        "rating",
+        "tag_list",
+        "comment",
+        "model",
+        "reply_excerpt",
+        "tokens",
+        "elapsed_ms",
+        "thread_link",
+    )
+    list_filter = ("rating", ModelFilter, "updated_at")
+    search_fields = ("comment", "message__content", "user__username")
+    date_hierarchy = "updated_at"
+    list_select_related = ("user", "message")
+    readonly_fields = ("message", "user", "created_at", "updated_at")
+    actions = ["export_csv"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="tags")
+    def tag_list(self, obj: Feedback) -> str:
+        return ", ".join(obj.tags or [])
+
+    @admin.display(description="model", ordering="message__model")
+    def model(self, obj: Feedback) -> str:
+        return obj.message.model
+
+    @admin.display(description="reply")
+    def reply_excerpt(self, obj: Feedback) -> str:
+        text = obj.message.content
+        return text if len(text) <= 120 else text[:119] + "…"
+
+    @admin.display(description="tokens")
+    def tokens(self, obj: Feedback) -> int | None:
+        return obj.message.token_count
+
+    @admin.display(description="elapsed ms")
+    def elapsed_ms(self, obj: Feedback) -> int | None:
+        return obj.message.elapsed_ms
+
+    @admin.display(description="thread")
+    def thread_link(self, obj: Feedback) -> str:
+        url = reverse("admin:chat_thread_change", args=[obj.message.thread_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.message.thread_id)[:8])
+
+    @admin.action(description="Export the selected feedback as CSV")
+    def export_csv(self, request, queryset) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="feedback.csv"'
+        writer = csv.writer(response)
+        writer.writerow(FEEDBACK_CSV_COLUMNS)
+        for given in queryset.select_related("user", "message").order_by("-updated_at"):
+            reply = given.message
+            writer.writerow(
+                _csv_safe(value)
+                for value in (
+                    given.updated_at.isoformat(),
+                    given.user.get_username(),
+                    given.rating,
+                    "; ".join(given.tags or []),
+                    given.comment,
+                    reply.model,
+                    reply.thread_id,
+                    reply.id,
+                    reply.status,
+                    reply.token_count,
+                    reply.first_token_ms,
+                    reply.elapsed_ms,
+                    reply.content,
+                )
+            )
+        return response
+
+
+def _csv_safe(value: object) -> object:
+    """A cell a spreadsheet will not run as a formula (text from users and models)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+@admin.register(ModelAccess)
+class ModelAccessAdmin(admin.ModelAdmin):
+    """Keep a model to some groups: only their members see it and may use it (on every
+    transport); a model with no groups here is everyone's."""
+
+    list_display = ("model", "group_names")
+    filter_horizontal = ("groups",)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        model_choice.forget_access()  # this process at once; the others within 5 s
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        model_choice.forget_access()
+
+    @admin.display(description="groups")
+    def group_names(self, obj: ModelAccess) -> str:
+        return ", ".join(g.name for g in obj.groups.all()) or "everyone"
+
+
+@admin.register(ModelUsage)
+class ModelUsageAdmin(admin.ModelAdmin):
+    """Tokens per user, model and UTC day, input and output apart (input is most of a bill)."""
+
+    list_display = ("day", "model", "user", "input_tokens", "output_tokens", "replies")
+    list_filter = ("model", "day")
+    search_fields = ("user__username", "model")
+    date_hierarchy = "day"
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

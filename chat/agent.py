@@ -26,59 +26,24 @@ from agents import (
 from django.conf import settings
 from openai.types.responses import ResponseTextDeltaEvent
 
-from chat import local_model, runtime, tools
+from chat import catalog, local_model, runtime, tools
 from chat.chunks import LeanChatCompletionsModel
 from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
 
-PROVIDERS = ("local", "openai", "compatible")
-DEFAULT_MODELS = {
-    "local": local_model.MODEL_NAME,
-    "openai": "gpt-4o-mini",
-    "compatible": "default",
-}
-# The embedded model has a 2k-token window per slot; real providers take much more history.
-HISTORY_CHARS = {"local": 4000, "openai": 60000, "compatible": 60000}
 LOCAL_MAX_TOKENS = 512
 # Model turns a reply may take: each round of tool calls is one more.
 MAX_TURNS = 10
 
 
-@dataclass(frozen=True)
-class Provider:
-    """Which model answers, and how to reach it."""
-
-    name: str
-    model: str
-    offline_demo: bool
-    history_chars: int
-
-
-def provider() -> Provider:
-    """The provider chosen by AGENT_PROVIDER and AGENT_MODEL."""
-    name = settings.AGENT_PROVIDER
-    if name not in PROVIDERS:
-        raise ChatError(
-            "provider_error",
-            f"AGENT_PROVIDER must be one of {', '.join(PROVIDERS)}, not {name!r}",
-            recoverable=False,
-        )
-    return Provider(
-        name=name,
-        model=settings.AGENT_MODEL or DEFAULT_MODELS[name],
-        offline_demo=name == "local",
-        history_chars=HISTORY_CHARS[name],
-    )
-
-
-async def _client(name: str) -> openai.AsyncOpenAI:
-    """The openai client for the provider, made once per event loop (runtime.py): an httpx
-    pool must not be shared across loops (tests run many)."""
+async def _client(chosen: catalog.Model) -> openai.AsyncOpenAI:
+    """The openai client for the model's provider, made once per event loop (runtime.py): an
+    httpx pool must not be shared across loops (tests run many)."""
     per_loop = runtime.openai_clients()
-    key = (name, settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
+    key = (chosen.kind, chosen.base_url, chosen.api_key)
     if key not in per_loop:
-        if name == "local":
+        if chosen.kind == "local":
             try:
                 url = await asyncio.to_thread(local_model.base_url)
             except local_model.LocalModelUnavailable as exc:
@@ -86,25 +51,24 @@ async def _client(name: str) -> openai.AsyncOpenAI:
             per_loop[key] = openai.AsyncOpenAI(
                 base_url=url, api_key=local_model.api_key(), max_retries=0
             )
-        elif name == "compatible" and not settings.OPENAI_BASE_URL:
+        elif chosen.kind == "compatible" and not chosen.base_url:
             raise ChatError(
                 "provider_error",
-                "AGENT_PROVIDER=compatible needs OPENAI_BASE_URL",
+                f"Model {chosen.id}: provider {chosen.provider} has no address "
+                "(OPENAI_BASE_URL, or AGENT_PROVIDER_<NAME>_BASE_URL).",
                 recoverable=False,
             )
         else:
             # A compatible server may need no key at all; OpenAI itself always does.
-            api_key = settings.OPENAI_API_KEY or ("unused" if name == "compatible" else None)
+            api_key = chosen.api_key or ("unused" if chosen.kind == "compatible" else None)
             if api_key is None:
                 raise ChatError(
                     "provider_error",
-                    "AGENT_PROVIDER=openai needs OPENAI_API_KEY",
+                    f"Model {chosen.id}: provider openai needs OPENAI_API_KEY.",
                     recoverable=False,
                 )
             per_loop[key] = openai.AsyncOpenAI(
-                api_key=api_key,
-                base_url=settings.OPENAI_BASE_URL or None,
-                max_retries=1,
+                api_key=api_key, base_url=chosen.base_url or None, max_retries=1
             )
     return per_loop[key]
 
@@ -112,10 +76,12 @@ async def _client(name: str) -> openai.AsyncOpenAI:
 @dataclass
 class Usage:
     """Output tokens a reply's model turns spent (as the provider reported them, else one
-    per text delta), and the most they may add up to (`limit`: the reply's hold)."""
+    per text delta), and the most they may add up to (`limit`: the reply's hold); input
+    tokens (the provider's count, else a token per CHARS_PER_INPUT_TOKEN of what was sent)."""
 
     output_tokens: int | None = None
     limit: int | None = None
+    input_tokens: int = 0
 
     def left(self) -> int | None:
         """Tokens the next turn may still ask for; None: no limit."""
@@ -125,6 +91,15 @@ class Usage:
 
     def add(self, tokens: int) -> None:
         self.output_tokens = (self.output_tokens or 0) + max(tokens, 0)
+
+    def add_input(self, reported: int | None, sent: Any) -> None:
+        """One turn's input: the provider's count, else an estimate from what was sent."""
+        if reported is None:
+            reported = -(-len(str(sent)) // CHARS_PER_INPUT_TOKEN)
+        self.input_tokens += max(reported, 0)
+
+
+CHARS_PER_INPUT_TOKEN = 4
 
 
 class _Metered:
@@ -154,10 +129,11 @@ class _Metered:
         )
         if self.metered is not None:
             self.metered.add(response.usage.output_tokens if response.usage else 0)
+            self.metered.add_input(response.usage.input_tokens if response.usage else None, input)
         return response
 
     async def stream_response(self, system_instructions, input, model_settings, *args, **kwargs):
-        deltas, reported = 0, None
+        deltas, reported, reported_input = 0, None, None
         try:
             async for event in super().stream_response(  # type: ignore[misc]
                 system_instructions, input, self._within(model_settings), *args, **kwargs
@@ -166,10 +142,12 @@ class _Metered:
                     deltas += 1
                 elif event.type == "response.completed" and event.response.usage is not None:
                     reported = event.response.usage.output_tokens
+                    reported_input = event.response.usage.input_tokens
                 yield event
         finally:  # a turn cut short (a stop, a failure) is counted by what it sent
             if self.metered is not None:
                 self.metered.add(reported if reported is not None else deltas)
+                self.metered.add_input(reported_input, input)
 
 
 class _MeteredChatCompletions(_Metered, LeanChatCompletionsModel):
@@ -181,7 +159,7 @@ class _MeteredResponses(_Metered, OpenAIResponsesModel):
 
 
 async def _agent(
-    chosen: Provider, *, max_tokens: int | None = None, usage: Usage | None = None
+    chosen: catalog.Model, *, max_tokens: int | None = None, usage: Usage | None = None
 ) -> Agent:
     """The agent with the provider's model, asking for at most `max_tokens` over all its
     turns (by default REPLY_MAX_TOKENS; the embedded model: no more than LOCAL_MAX_TOKENS a
@@ -189,19 +167,19 @@ async def _agent(
     max_tokens = settings.REPLY_MAX_TOKENS if max_tokens is None else max_tokens
     usage = usage if usage is not None else Usage()
     usage.limit = max_tokens
-    client = await _client(chosen.name)
+    client = await _client(chosen)
     # Traces go to OpenAI only when OpenAI is the provider anyway (no text leaves for a third
     # party); the SDK's own OPENAI_AGENTS_DISABLE_TRACING turns them off there too (the tests
     # set it).
-    set_tracing_disabled(chosen.name != "openai" or settings.OPENAI_AGENTS_DISABLE_TRACING)
-    if chosen.name == "openai":
-        model = _MeteredResponses(model=chosen.model, openai_client=client)
+    set_tracing_disabled(chosen.kind != "openai" or settings.OPENAI_AGENTS_DISABLE_TRACING)
+    if chosen.kind == "openai":
+        model = _MeteredResponses(model=chosen.id, openai_client=client)
         model_settings = ModelSettings(max_tokens=max_tokens)
     else:
-        model = _MeteredChatCompletions(model=chosen.model, openai_client=client)
+        model = _MeteredChatCompletions(model=chosen.id, openai_client=client)
         model_settings = ModelSettings(
             include_usage=True,
-            max_tokens=min(LOCAL_MAX_TOKENS, max_tokens) if chosen.name == "local" else max_tokens,
+            max_tokens=min(LOCAL_MAX_TOKENS, max_tokens) if chosen.kind == "local" else max_tokens,
         )
     model.metered = usage
     return Agent(
@@ -240,7 +218,7 @@ def _tool_event(event: Any) -> ToolEvent | None:
 async def stream_reply(
     history: list[dict[str, str]],
     *,
-    chosen: Provider,
+    chosen: catalog.Model,
     usage: Usage,
     max_tokens: int | None = None,
     context: tools.ChatContext | None = None,
@@ -264,28 +242,33 @@ async def stream_reply(
             result.cancel()
     except ChatError:
         raise
-    except openai.APITimeoutError as exc:
-        raise ChatError("timeout", "The model provider timed out.") from exc
-    except openai.APIStatusError as exc:
-        raise ChatError(
+    except Exception as exc:
+        failure = _provider_failure(exc, chosen)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def _provider_failure(exc: Exception, chosen: catalog.Model) -> ChatError | None:
+    """The ChatError a provider's failure is, naming the model (so a user can pick another)."""
+    who = f"Model {chosen.id} ({chosen.provider})"
+    if isinstance(exc, openai.APITimeoutError):
+        return ChatError("timeout", f"{who} timed out.")
+    if isinstance(exc, openai.APIStatusError):
+        return ChatError(
             "provider_error",
-            f"The model provider answered HTTP {exc.status_code}: {_detail(exc)}",
+            f"{who} answered HTTP {exc.status_code}: {_detail(exc)}",
             recoverable=exc.status_code >= 500 or exc.status_code in (408, 409, 429),
-        ) from exc
-    except openai.APIConnectionError as exc:
-        raise ChatError(
-            "provider_error", "The model provider could not be reached.", recoverable=True
-        ) from exc
-    except openai.APIError as exc:
-        raise ChatError(
-            "provider_error", f"The model provider failed: {_detail(exc)}", recoverable=True
-        ) from exc
-    except AgentsException as exc:
-        raise ChatError(
-            "provider_error",
-            f"The model provider failed: {exc.__class__.__name__}",
-            recoverable=True,
-        ) from exc
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return ChatError("provider_error", f"{who} could not be reached.", recoverable=True)
+    if isinstance(exc, openai.APIError):
+        return ChatError("provider_error", f"{who} failed: {_detail(exc)}", recoverable=True)
+    if isinstance(exc, AgentsException):
+        return ChatError(
+            "provider_error", f"{who} failed: {exc.__class__.__name__}", recoverable=True
+        )
+    return None
 
 
 def _detail(exc: openai.APIError) -> str:
@@ -301,7 +284,9 @@ TITLE_PROMPT = (
 )
 
 
-async def make_title(first_message: str, *, chosen: Provider, max_tokens: int, usage: Usage) -> str:
+async def make_title(
+    first_message: str, *, chosen: catalog.Model, max_tokens: int, usage: Usage
+) -> str:
     """A short title for a thread, written by the model from its first message; fills `usage`."""
     try:
         titler = (await _agent(chosen, max_tokens=max_tokens, usage=usage)).clone(

@@ -111,6 +111,11 @@ TimeZone = Annotated[
     str,
     "The user's IANA time zone (e.g. Europe/Paris), for the agent's clock tool. Optional: UTC.",
 ]
+ModelId = Annotated[
+    str,
+    "A model id from `GET /api/models/`: the thread's model from this reply on. Optional: "
+    "the thread's model.",
+]
 ClientId = Annotated[
     str,
     "A UUID the client makes per send: sent again (a retry after a reconnect), it starts "
@@ -155,6 +160,18 @@ class Step(TypedDict):
     elapsed_ms: NotRequired[Annotated[int, "How long the tool ran (ended steps)."]]
 
 
+FeedbackRating = Literal["up", "down"]
+
+
+class FeedbackObject(TypedDict):
+    """The owner's rating of a reply (`PUT /api/messages/<id>/feedback/`)."""
+
+    rating: FeedbackRating
+    tags: Annotated[list[str], "Short labels (the page offers the operator's FEEDBACK_TAGS)."]
+    comment: Annotated[str, "Empty when none."]
+    updated_at: Annotated[str, "ISO 8601."]
+
+
 class MessageObject(TypedDict):
     """A saved message, as `message` frames and the HTTP API carry it."""
 
@@ -171,6 +188,16 @@ class MessageObject(TypedDict):
     metrics: NotRequired[Annotated[Metrics | None, "Replies only: null until it has ended."]]
     error: NotRequired[Annotated[ErrorDetail | None, "Replies only: null unless it failed."]]
     steps: NotRequired[Annotated[list[Step], "Replies only: its tool steps, in call order."]]
+    feedback: NotRequired[
+        Annotated[FeedbackObject | None, "Replies only: the owner's rating, or null."]
+    ]
+    history_left_out: NotRequired[
+        Annotated[
+            int,
+            "Replies only: earlier messages of the thread that were not sent to the model, "
+            "its context window being full (0: the whole thread was).",
+        ]
+    ]
 
 
 class ThreadObject(TypedDict):
@@ -178,6 +205,7 @@ class ThreadObject(TypedDict):
 
     id: Uuid
     title: Annotated[str, "Empty until the first reply titles it."]
+    model: Annotated[str, "The model id its next reply uses (`GET /api/models/`)."]
     created_at: Annotated[str, "ISO 8601."]
     updated_at: Annotated[str, "ISO 8601."]
 
@@ -233,6 +261,13 @@ class StartFrame(TypedDict):
     message_id: ReplyId
     seq: Literal[0]
     model: Annotated[str, "The model writing the reply."]
+    history_left_out: NotRequired[
+        Annotated[
+            int,
+            "Earlier messages of the thread not sent to the model (its context window was "
+            "full); left out when none, and when the frame is replayed.",
+        ]
+    ]
 
 
 class TokenFrame(TypedDict):
@@ -329,6 +364,16 @@ class ThreadDeletedFrame(TypedDict):
     thread_id: Annotated[str, "The deleted thread's id."]
 
 
+class FeedbackFrame(TypedDict):
+    """The owner rated a reply, changed the rating or removed it (in any tab, or ChatKit):
+    sent on the thread's sockets."""
+
+    type: Literal["feedback"]
+    ts: Ts
+    message_id: Annotated[str, "The reply rated."]
+    feedback: Annotated[FeedbackObject | None, "Null: the rating was removed."]
+
+
 Frame = (
     ReadyFrame
     | MessageFrame
@@ -341,6 +386,7 @@ Frame = (
     | RemovedFrame
     | ThreadFrame
     | ThreadDeletedFrame
+    | FeedbackFrame
 )
 
 # --- client commands -----------------------------------------------------------------------
@@ -353,6 +399,7 @@ class StartCommand(TypedDict):
     message: Annotated[str, "Not empty; at most the server's `MAX_MESSAGE_CHARS`."]
     client_id: NotRequired[ClientId]
     time_zone: NotRequired[TimeZone]
+    model: NotRequired[ModelId]
 
 
 class StopCommand(TypedDict):
@@ -381,6 +428,7 @@ class RegenerateCommand(TypedDict):
     command: Literal["regenerate"]
     client_id: NotRequired[ClientId]
     time_zone: NotRequired[TimeZone]
+    model: NotRequired[ModelId]
 
 
 class EditCommand(TypedDict):
@@ -392,6 +440,7 @@ class EditCommand(TypedDict):
     message: Annotated[str, "The new text."]
     client_id: NotRequired[ClientId]
     time_zone: NotRequired[TimeZone]
+    model: NotRequired[ModelId]
 
 
 Command = (
@@ -444,7 +493,28 @@ def message_object(message: "Message") -> MessageObject:
             else None
         )
         shaped["steps"] = list(message.steps or [])
+        shaped["feedback"] = _feedback(message)
+        shaped["history_left_out"] = message.history_left_out
     return shaped
+
+
+def _feedback(message: "Message") -> FeedbackObject | None:
+    """The reply's feedback, if any (read through the one-to-one `feedback`)."""
+    try:
+        given = message.feedback  # type: ignore[attr-defined]
+    except AttributeError:  # Feedback.DoesNotExist is an AttributeError too
+        return None
+    return feedback_object(given)
+
+
+def feedback_object(feedback: Any) -> FeedbackObject:
+    """A saved Feedback as the message object and the API carry it."""
+    return {
+        "rating": feedback.rating,
+        "tags": list(feedback.tags or []),
+        "comment": feedback.comment,
+        "updated_at": feedback.updated_at.isoformat(),
+    }
 
 
 def thread_object(thread: "Thread") -> ThreadObject:
@@ -452,6 +522,7 @@ def thread_object(thread: "Thread") -> ThreadObject:
     return {
         "id": str(thread.id),
         "title": thread.title,
+        "model": thread.model,
         "created_at": thread.created_at.isoformat(),
         "updated_at": thread.updated_at.isoformat(),
     }
@@ -482,15 +553,23 @@ def thread_deleted(*, thread_id: str) -> ThreadDeletedFrame:
     return {"type": "thread_deleted", "ts": now_ms(), "thread_id": thread_id}
 
 
-def start(*, message_id: str, model: str) -> StartFrame:
+def feedback(*, message_id: str, given: FeedbackObject | None) -> FeedbackFrame:
+    """A reply's feedback changed."""
+    return {"type": "feedback", "ts": now_ms(), "message_id": message_id, "feedback": given}
+
+
+def start(*, message_id: str, model: str, history_left_out: int = 0) -> StartFrame:
     """A reply began."""
-    return {
+    frame: StartFrame = {
         "type": "start",
         "ts": now_ms(),
         "message_id": message_id,
         "seq": 0,
         "model": model,
     }
+    if history_left_out:
+        frame["history_left_out"] = history_left_out
+    return frame
 
 
 def token(*, message_id: str, seq: int, text: str) -> TokenFrame:

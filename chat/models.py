@@ -1,9 +1,21 @@
-"""Threads, messages and token usage: the data model (chat.frames shapes it for the wire)."""
+"""Threads, messages, feedback, preferences and token usage: the data model (chat.frames shapes
+it for the wire)."""
 
 import uuid
 
 from django.conf import settings
 from django.db import models
+
+
+def default_model() -> str:
+    """A new thread's model, when its maker names none: the configured default (catalog.py)."""
+    from chat import catalog  # catalog reads these models: imported when first needed
+    from chat.errors import ChatError
+
+    try:
+        return catalog.default().id
+    except ChatError:  # a misconfigured provider: the thread's first reply says what is wrong
+        return ""
 
 
 class Thread(models.Model):
@@ -14,6 +26,8 @@ class Thread(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
     )
     title = models.CharField(max_length=200, blank=True, default="")
+    # The model its next reply uses (catalog.py): the user's choice, kept per thread.
+    model = models.CharField(max_length=200, blank=True, default=default_model)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -63,6 +77,9 @@ class Message(models.Model):
     # Tokens a running reply holds of its user's daily budget (quota.py): what settling it
     # gives back if its process dies.
     held_tokens = models.PositiveIntegerField(default=0)
+    # Earlier messages of the thread left out of this reply's input: its model's context
+    # window could not take them (catalog.py).
+    history_left_out = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -92,7 +109,7 @@ class ReplyInFlight(Message):
 
 class TokenUsage(models.Model):
     """Output tokens one user spent on one UTC day, and those held for replies still running
-    (quota.py: the day's budget is DAILY_TOKEN_BUDGET)."""
+    (quota.py: the day's budget is DAILY_TOKEN_BUDGET); input tokens, for DAILY_INPUT_BUDGET."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="token_usage"
@@ -100,6 +117,7 @@ class TokenUsage(models.Model):
     day = models.DateField()
     used = models.PositiveBigIntegerField(default=0)
     reserved = models.BigIntegerField(default=0)
+    input_used = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-day", "user"]
@@ -123,3 +141,83 @@ class ClientSecretGrant(models.Model):
 
     def __str__(self) -> str:
         return f"client secret of {self.user} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class ModelUsage(models.Model):
+    """Tokens one user spent with one model on one UTC day, by kind: what the bill is made of
+    (input is most of it: the history is sent again every turn)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_usage"
+    )
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    replies = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "model", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day", "model"], name="one_usage_a_model_a_day")
+        ]
+        verbose_name_plural = "model usage"
+
+    def __str__(self) -> str:
+        return f"{self.user} with {self.model} on {self.day}"
+
+
+class ModelAccess(models.Model):
+    """An operator keeps a model to some groups: only their members see it and may use it.
+    A model with no row (or a row with no groups) is everyone's."""
+
+    model = models.CharField(max_length=200, unique=True, help_text="A model id of AGENT_MODELS.")
+    groups = models.ManyToManyField("auth.Group", blank=True, related_name="models_allowed")
+
+    class Meta:
+        verbose_name = "model access"
+        verbose_name_plural = "model access"
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class Preferences(models.Model):
+    """What a user chose that outlives a thread: the model a new thread takes."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
+    model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"
+
+
+class Feedback(models.Model):
+    """A user's rating of a reply (up or down), with tags and a comment: one per reply, its
+    owner's, replaced by the next and removed by a null rating."""
+
+    class Rating(models.TextChoices):
+        UP = "up"
+        DOWN = "down"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback"
+    )
+    rating = models.CharField(max_length=8, choices=Rating.choices, db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        verbose_name_plural = "feedback"
+
+    def __str__(self) -> str:
+        return f"{self.rating} on {self.message_id}"

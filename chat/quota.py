@@ -1,4 +1,5 @@
-"""Each user's daily budget of output tokens (DAILY_TOKEN_BUDGET; 0: none).
+"""Each user's daily budget of output tokens (DAILY_TOKEN_BUDGET; 0: none), of input tokens
+(DAILY_INPUT_BUDGET), and the ledger of both kinds per model and day (ModelUsage).
 
 A reply holds its most (REPLY_MAX_TOKENS, or what is left of the day's budget if that is
 less, and then that is its `max_tokens`) before it starts, and settles to what the provider
@@ -16,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
-from chat.models import TokenUsage
+from chat.models import ModelUsage, TokenUsage
 
 TITLE_MAX_TOKENS = 32
 
@@ -66,25 +67,74 @@ def reserve(*, user_id: int, tokens: int) -> Hold | None:
     return Hold(user_id, day, tokens)
 
 
-def settle(hold: Hold, *, spent: int) -> None:
-    """Give the hold back and count what was `spent` instead, on the hold's day."""
-    if not hold.counted:
-        return
-    TokenUsage.objects.filter(user_id=hold.user_id, day=hold.day).update(
-        reserved=Greatest(F("reserved") - hold.tokens, 0), used=F("used") + max(spent, 0)
-    )
+def settle(
+    hold: Hold, *, spent: int, model: str = "", input_tokens: int = 0, reply: bool = True
+) -> None:
+    """Give the hold back and count what was `spent` instead, on the hold's day; with `model`,
+    count the tokens of both kinds, input too, for that model (ModelUsage) and the user's
+    day's input (DAILY_INPUT_BUDGET), and one more reply unless it is not one (a title)."""
+    spent, input_tokens = max(spent, 0), max(input_tokens, 0)
+    if model:
+        _count_model(hold.user_id, hold.day, model, input_tokens, spent, replies=int(reply))
+    if hold.counted:
+        TokenUsage.objects.filter(user_id=hold.user_id, day=hold.day).update(
+            reserved=Greatest(F("reserved") - hold.tokens, 0),
+            used=F("used") + spent,
+            input_used=F("input_used") + input_tokens,
+        )
+    elif input_tokens and settings.DAILY_INPUT_BUDGET > 0:
+        TokenUsage.objects.bulk_create(
+            [TokenUsage(user_id=hold.user_id, day=hold.day)], ignore_conflicts=True
+        )
+        TokenUsage.objects.filter(user_id=hold.user_id, day=hold.day).update(
+            input_used=F("input_used") + input_tokens
+        )
+
+
+def _count_model(
+    user_id: int, day: datetime.date, model: str, input_tokens: int, output: int, *, replies: int
+) -> None:
+    """Add one reply's (or title's) tokens to the user's day with `model`: one upsert
+    (SQLite and PostgreSQL both take `ON CONFLICT ... DO UPDATE`)."""
+    table = connection.ops.quote_name(ModelUsage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, day, model, input_tokens, output_tokens, replies) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, day, model) DO UPDATE SET "
+            f"input_tokens = {table}.input_tokens + excluded.input_tokens, "
+            f"output_tokens = {table}.output_tokens + excluded.output_tokens, "
+            f"replies = {table}.replies + excluded.replies",
+            [user_id, day, model, input_tokens, output, replies],
+        )
+
+
+def input_allowed(*, user_id: int) -> bool:
+    """Whether the user may still send input today (DAILY_INPUT_BUDGET; 0: no budget). The
+    reply that crosses the budget finishes; the next is refused."""
+    budget = settings.DAILY_INPUT_BUDGET
+    if budget <= 0:
+        return True
+    row = TokenUsage.objects.filter(user_id=user_id, day=today()).values_list("input_used")
+    return (row.first() or (0,))[0] < budget
 
 
 def reply_hold_lost(
-    *, user_id: int, day: datetime.date, held: int, content: str, frames_shown: int = 0
+    *,
+    user_id: int,
+    day: datetime.date,
+    held: int,
+    content: str,
+    frames_shown: int = 0,
+    model: str = "",
 ) -> int:
     """Settle the hold of a reply whose process died holding it: exactly the `held` tokens
     its row recorded are given back (never another reply's), and what it showed is counted
     as spent: a token per frame shown, or one per four characters if that is more. Returns
     the tokens counted."""
     spent = max(frames_shown, -(-len(content) // 4))
-    if settings.DAILY_TOKEN_BUDGET > 0:
-        settle(Hold(user_id, day, held), spent=spent)
+    settle(
+        Hold(user_id, day, held, counted=settings.DAILY_TOKEN_BUDGET > 0), spent=spent, model=model
+    )
     return spent
 
 
@@ -93,9 +143,12 @@ def standing(*, user_id: int) -> dict[str, Any]:
     day = today()
     budget = settings.DAILY_TOKEN_BUDGET
     row = TokenUsage.objects.filter(user_id=user_id, day=day).first()
-    used, reserved = (row.used, row.reserved) if row else (0, 0)
+    used, reserved, input_used = (row.used, row.reserved, row.input_used) if row else (0, 0, 0)
     tomorrow = day + datetime.timedelta(days=1)
     midnight = datetime.datetime.combine(tomorrow, datetime.time(), datetime.UTC)
+    input_budget = settings.DAILY_INPUT_BUDGET
+    since = day - datetime.timedelta(days=USAGE_DAYS - 1)
+    by_model = ModelUsage.objects.filter(user_id=user_id, day__gte=since).order_by("-day", "model")
     return {
         "day": day.isoformat(),
         "budget": budget,
@@ -103,4 +156,21 @@ def standing(*, user_id: int) -> dict[str, Any]:
         "reserved": reserved,
         "remaining": max(budget - used - reserved, 0) if budget > 0 else None,
         "resets_at": midnight.isoformat().replace("+00:00", "Z"),
+        "input_budget": input_budget,
+        "input_used": input_used,
+        "input_remaining": max(input_budget - input_used, 0) if input_budget > 0 else None,
+        "models": [
+            {
+                "day": usage.day.isoformat(),
+                "model": usage.model,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "replies": usage.replies,
+            }
+            for usage in by_model
+        ],
     }
+
+
+# Days of per-model usage GET /api/usage/ lists, today included.
+USAGE_DAYS = 30

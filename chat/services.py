@@ -12,10 +12,10 @@ from django.db import transaction
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from chat import frames, inputs, quota
+from chat import catalog, frames, inputs, model_choice, quota
 from chat.engine import broadcast
 from chat.errors import ChatError
-from chat.models import Message, Thread
+from chat.models import Feedback, Message, Preferences, Thread
 
 TITLE_CHARS = 60
 INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
@@ -29,10 +29,37 @@ def title_from_text(text: str) -> str:
     return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
 
 
-def thread_create(*, owner: AbstractBaseUser, title: str = "") -> Thread:
-    """A new, empty thread; the owner's other tabs hear of it."""
-    thread = Thread.objects.create(owner=owner, title=title.strip()[:200])
-    thread_announce(thread=thread)
+def thread_create(*, owner: AbstractBaseUser, title: str = "", model: object = None) -> Thread:
+    """A new, empty thread with the model asked for (which the user may use, else
+    `bad_request`: nothing is made) or the one they last chose; the owner's other tabs hear
+    of it."""
+    chosen = _model_chosen(owner.pk, model) or model_choice.for_reply(
+        user_id=owner.pk, thread_id="", asked=None, new_thread=True
+    )
+    with transaction.atomic():
+        thread = Thread.objects.create(owner=owner, title=title.strip()[:200], model=chosen.id)
+        thread_announce(thread=thread)
+    return thread
+
+
+def _model_chosen(user_id: int, model: object) -> catalog.Model | None:
+    """The model a user asked for (remembered as their choice for new threads), or None when
+    they asked for none."""
+    if model is None:
+        return None
+    chosen = model_choice.choose(user_id=user_id, model_id=model)
+    Preferences.objects.update_or_create(user_id=user_id, defaults={"model": chosen.id})
+    return chosen
+
+
+def thread_set_model(*, thread: Thread, model: object) -> Thread:
+    """Make `model` the thread's (from its next reply on) and the user's choice for new
+    threads; a model they may not use is `bad_request`, and nothing changes."""
+    chosen = _model_chosen(thread.owner_id, model)
+    if chosen is not None and thread.model != chosen.id:
+        thread.model = chosen.id
+        thread.save(update_fields=["model", "updated_at"])
+        thread_announce(thread=thread)
     return thread
 
 
@@ -78,6 +105,8 @@ class Begun:
     removed_ids: list[str] = field(default_factory=list)
     thread: Thread | None = None  # set when the thread's title changed
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
+    history_left_out: int = 0  # older messages the model's window could not take
+    model_changed: Thread | None = None  # set when the thread's model changed
 
 
 @dataclass(frozen=True)
@@ -96,6 +125,9 @@ class Ask:
     # The id of the user whose new thread this message begins: the thread is created in the
     # begin's transaction, so a refused first message leaves no empty thread (ChatKit).
     new_thread_of: int | None = None
+    # The model asked for (already checked: model_choice.choose): the thread's from now on, and the
+    # user's choice for new threads. None: the thread's.
+    model: str | None = None
 
 
 def reply_open(
@@ -112,10 +144,14 @@ def reply_open(
     """
     with transaction.atomic():
         if ask.new_thread_of is not None:
-            thread = Thread.objects.create(id=thread_id, owner_id=ask.new_thread_of)
+            thread = Thread.objects.create(id=thread_id, owner_id=ask.new_thread_of, model=model)
             thread_announce(thread=thread)
         else:
             thread = Thread.objects.select_for_update().get(pk=thread_id)
+        if ask.model is not None:
+            Preferences.objects.update_or_create(
+                user_id=thread.owner_id, defaults={"model": ask.model}
+            )
         replaced = _replaced(thread, ask)
         removed = [str(pk) for pk in replaced.values_list("id", flat=True)]
         replaced.delete()
@@ -200,8 +236,20 @@ def _begin(
     retitled = not thread.title and text is not None
     if retitled:
         thread.title = title_from_text(text)
-    thread.save(update_fields=["title", "updated_at"])
-    return Begun(reply=reply, user_message=user_message, thread=thread if retitled else None)
+    remodelled = thread.model != model
+    thread.model = model  # the model asked for, or the default for one no longer offered
+    thread.save(update_fields=["title", "model", "updated_at"])
+    return Begun(
+        reply=reply,
+        user_message=user_message,
+        thread=thread if retitled else None,
+        model_changed=thread if remodelled else None,
+    )
+
+
+def reply_history_cut(*, reply_id: uuid.UUID, left_out: int) -> None:
+    """Record that the reply's input left out the thread's `left_out` oldest messages."""
+    Message.objects.filter(pk=reply_id).update(history_left_out=left_out)
 
 
 def thread_retitle(*, thread_id: uuid.UUID, title: str, expected: str) -> Thread | None:
@@ -288,6 +336,7 @@ def reply_interrupt(
                 held=reply.held_tokens,
                 content=reply.content,
                 frames_shown=frames_shown,
+                model=reply.model,
             )
             reply.save(update_fields=["token_count"])
     return bool(interrupted)
@@ -308,3 +357,63 @@ def reply_begun(*, reply_id: uuid.UUID) -> Begun | None:
         .first()
     )
     return Begun(reply=reply, user_message=user_message)
+
+
+FEEDBACK_TAGS_MAX = 10  # tags on one feedback
+FEEDBACK_TAG_CHARS = 40
+FEEDBACK_COMMENT_CHARS = 2000
+
+
+def feedback_set(*, message: Message, user: AbstractBaseUser, given: dict) -> Feedback | None:
+    """The user's feedback on a finished reply of theirs, replacing any before, or removed
+    with a null `rating`; the thread's other tabs hear of it. Bad feedback, or feedback on a
+    user message or an unfinished reply, is `bad_request`, and nothing changes."""
+    if message.role != Message.Role.ASSISTANT:
+        raise ChatError("bad_request", "Only a reply can be rated.")
+    if message.status not in Message.TERMINAL:
+        raise ChatError("bad_request", "The reply is still being written; rate it when it ends.")
+    rating, tags, comment = _feedback_fields(given)
+    with transaction.atomic():
+        if rating is None:
+            Feedback.objects.filter(message=message).delete()
+            saved = None
+        else:
+            saved, _ = Feedback.objects.update_or_create(
+                message=message,
+                defaults={"user": user, "rating": rating, "tags": tags, "comment": comment},
+            )
+        shaped = frames.feedback_object(saved) if saved is not None else None
+        frame = frames.feedback(message_id=str(message.id), given=shaped)
+        broadcast.publish_after_commit([str(message.thread_id)], frame)
+    return saved
+
+
+def _feedback_fields(given: object) -> tuple[str | None, list[str], str]:
+    """The rating, tags and comment of a feedback body, checked."""
+    if not isinstance(given, dict) or "rating" not in given:
+        raise ChatError("bad_request", '`rating` is required: "up", "down" or null.')
+    rating, tags, comment = given["rating"], given.get("tags", []), given.get("comment", "")
+    if rating not in ("up", "down", None):
+        raise ChatError("bad_request", '`rating` must be "up", "down" or null.')
+    if (
+        not isinstance(tags, list)
+        or len(tags) > FEEDBACK_TAGS_MAX
+        or not all(
+            isinstance(tag, str) and 0 < len(tag.strip()) <= FEEDBACK_TAG_CHARS for tag in tags
+        )
+    ):
+        raise ChatError(
+            "bad_request",
+            f"`tags` must be a list of at most {FEEDBACK_TAGS_MAX} non-empty strings of at "
+            f"most {FEEDBACK_TAG_CHARS} characters.",
+        )
+    if not isinstance(comment, str) or len(comment) > FEEDBACK_COMMENT_CHARS:
+        raise ChatError(
+            "bad_request",
+            f"`comment` must be a string of at most {FEEDBACK_COMMENT_CHARS} characters.",
+        )
+    for text in (*tags, comment):
+        if (problem := inputs.text_problem(text)) is not None:
+            raise ChatError("bad_request", f"The feedback is not valid: {problem}")
+    unique = list(dict.fromkeys(tag.strip() for tag in tags))
+    return rating, unique, comment.strip()

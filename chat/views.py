@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views import csrf, defaults
 
-from chat import agent, dbthread, frames, runtime, selectors, shutdown
+from chat import catalog, dbthread, frames, model_choice, runtime, selectors, shutdown
 from chat.errors import ChatError
 
 PAGE_MESSAGES = 200
@@ -35,6 +35,9 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
         "threads": [frames.thread_object(t) for t in selectors.thread_list(user=request.user)],
         "messages": [frames.message_object(m) for m in messages],
         "provider": provider,
+        "models": _models(request.user.pk),
+        "preferredModel": _preferred_model(request.user.pk),
+        "feedbackTags": settings.FEEDBACK_TAGS,
         "maxMessageChars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
     }
@@ -66,17 +69,37 @@ def chatkit_page(request: HttpRequest) -> HttpResponse:
         "domainKey": settings.CHATKIT_DOMAIN_KEY,
         "hosted": bool(settings.CHATKIT_WORKFLOW_ID),
         "offlineDemo": _provider()["offlineDemo"],
+        "models": _models(request.user.pk),
+        "preferredModel": _preferred_model(request.user.pk),
     }
     return render(request, "chat/chatkit.html", {"chatkit_config": config})
 
 
 def _provider() -> dict[str, Any]:
-    """The model the pages name, and whether it is the offline demo (labelled as such)."""
+    """The default model the pages name, and whether it is the offline demo (labelled)."""
     try:
-        chosen = agent.provider()
+        chosen = catalog.default()
     except ChatError:
         return {"name": settings.AGENT_PROVIDER, "model": "", "offlineDemo": False}
-    return {"name": chosen.name, "model": chosen.model, "offlineDemo": chosen.offline_demo}
+    return {"name": chosen.provider, "model": chosen.id, "offlineDemo": chosen.offline_demo}
+
+
+def _models(user_id: int) -> list[dict[str, Any]]:
+    """The models the user may pick (empty when the configuration is broken: a reply says
+    why), each with whether it is the offline demo."""
+    try:
+        usable = model_choice.usable(user_id=user_id)
+    except ChatError:
+        return []
+    return [{**m.public(), "offlineDemo": m.offline_demo} for m in usable]
+
+
+def _preferred_model(user_id: int) -> str:
+    """The model a new thread of this user's takes."""
+    try:
+        return model_choice.for_reply(user_id=user_id, thread_id="", asked=None, new_thread=True).id
+    except ChatError:
+        return ""
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:

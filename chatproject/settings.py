@@ -7,6 +7,7 @@ group (tests/test_settings.py checks that the two agree). Code reads `django.con
 
 import math
 import os
+import re
 import secrets
 import warnings
 from pathlib import Path
@@ -124,6 +125,8 @@ REST_FRAMEWORK = {
     ],
     # `?format=` is ours (thread export), not DRF's renderer switch.
     "URL_FORMAT_OVERRIDE": None,
+    # A ChatError from a service answers as docs/protocol.md's error object.
+    "EXCEPTION_HANDLER": "chat.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat API",
@@ -353,6 +356,35 @@ AGENT_INSTRUCTIONS = os.environ.get(
 # Named as the openai SDK names them.
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+
+
+# The models users may pick (chat/catalog.py): `id` (served by AGENT_PROVIDER) or `id@name`
+# (served by provider `name`: local, openai, compatible, or a server of its own below).
+AGENT_MODELS = env_list("AGENT_MODELS", "")
+AGENT_VISION_MODELS = env_list("AGENT_VISION_MODELS", "")
+AGENT_MODEL_LABELS = os.environ.get("AGENT_MODEL_LABELS", "")  # id=Label,...
+AGENT_MODEL_CONTEXT = os.environ.get("AGENT_MODEL_CONTEXT", "")  # id=tokens,...
+# Each other provider named in AGENT_MODELS: AGENT_PROVIDER_<NAME>_BASE_URL, and its key in
+# AGENT_PROVIDER_<NAME>_API_KEY (optional). <NAME> is the name upper-cased, `-` and `.` as `_`.
+PROVIDER_KINDS = ("local", "openai", "compatible")
+
+
+def provider_endpoints(models: list[str]) -> dict[str, dict[str, str]]:
+    """The address and key of each provider that AGENT_MODELS names beyond the built-in ones."""
+    endpoints = {}
+    for name in {model.partition("@")[2] for model in models} - {"", *PROVIDER_KINDS}:
+        key = re.sub(r"[^A-Z0-9]", "_", name.upper())
+        if url := os.environ.get(f"AGENT_PROVIDER_{key}_BASE_URL", ""):
+            api_key = os.environ.get(f"AGENT_PROVIDER_{key}_API_KEY", "")
+            endpoints[name] = {"base_url": url, "api_key": api_key}
+    return endpoints
+
+
+AGENT_PROVIDER_ENDPOINTS = provider_endpoints(AGENT_MODELS)
+# The tags the page offers with a thumbs up or down (the API takes any short strings).
+FEEDBACK_TAGS = env_list(
+    "FEEDBACK_TAGS", "Accurate,Helpful,Well written,Inaccurate,Not helpful,Too long,Unsafe"
+)
 # The Agents SDK's own switch: traces go to OpenAI only when OpenAI is the provider anyway, and
 # not even then with this set (the tests set it).
 OPENAI_AGENTS_DISABLE_TRACING = env_bool("OPENAI_AGENTS_DISABLE_TRACING", False)
@@ -408,6 +440,10 @@ REPLY_MAX_TOKENS = env_number("REPLY_MAX_TOKENS", "4096", minimum=1, whole=True)
 # Output tokens one user may spend per UTC day, titles included (0: no budget). A reply
 # reserves REPLY_MAX_TOKENS when it starts and settles to the provider's count when it ends.
 DAILY_TOKEN_BUDGET = env_number("DAILY_TOKEN_BUDGET", "200000", whole=True)
+
+# Input tokens (the history sent, every turn) one user may spend per UTC day, over all models
+# (0: no budget). Checked when a reply starts: the reply that crosses it finishes.
+DAILY_INPUT_BUDGET = env_number("DAILY_INPUT_BUDGET", "0", whole=True)
 
 # Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
 REPLIES_PER_MINUTE = env_number("REPLIES_PER_MINUTE", "30", whole=True)

@@ -77,6 +77,16 @@ def _never_the_internet(settings):
     settings.OPENAI_API_KEY = "none"
 
 
+@pytest.fixture(autouse=True)
+def _model_access_read_afresh():
+    """Each test reads the operator's ModelAccess table anew (a process caches it briefly)."""
+    from chat import model_choice
+
+    model_choice.forget_access()
+    yield
+    model_choice.forget_access()
+
+
 @pytest.fixture
 def redis_url():
     """The test Redis database, flushed before and after."""

@@ -418,11 +418,46 @@ async def test_tool_steps_show_as_progress_and_the_users_time_zone_reaches_the_t
     assert step["name"] == "current_time" and step["status"] == "done"
     assert "(Asia/Tokyo, UTC+0900)" in step["output"]
 
-    # Feedback is accepted (not stored).
+
+async def test_chatkit_thumbs_are_the_same_feedback_as_the_page_and_the_api(
+    site, stub, alice, chatkit
+):
+    stub.script("rate me", tokens=["Rated", " reply"])
+    events = await chatkit.stream(ck.create("rate me"))
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    question, reply = saved(alice, thread_id)
+    # The page (or the API) gave it tags and a comment first; ChatKit's thumb changes the
+    # rating and keeps them.
+    given = {"rating": "up", "tags": ["Helpful"], "comment": "clear"}
+    assert alice.put(f"/api/messages/{reply['id']}/feedback/", json=given).status_code == 200
+    ws = await socket(site, alice, thread_id)
+    items = [reply["id"], question["id"], thread_id]  # a user message, not a message at all
     feedback = ItemsFeedbackReq(
-        params={"thread_id": thread_id, "item_ids": [thread_id], "kind": "positive"}
+        params={"thread_id": thread_id, "item_ids": items, "kind": "negative"}
     )
     assert await chatkit.call(feedback) == {}
+    heard = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert heard["type"] == "feedback" and heard["feedback"]["rating"] == "down"
+    await ws.close()
+    question, reply = saved(alice, thread_id)
+    assert "feedback" not in question, "a user message is not rated"
+    assert (reply["feedback"]["rating"], reply["feedback"]["tags"]) == ("down", ["Helpful"])
+    assert reply["feedback"]["comment"] == "clear"
+
+
+async def test_the_composers_model_choice_is_the_threads_model(site, stub, alice, chatkit):
+    stub.script("which model", tokens=["Either", " one"])
+    request = ck.create("which model")
+    request.params.input.inference_options.model = "stub-model"
+    events = await chatkit.stream(request)
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    assert saved(alice, thread_id)[-1]["model"] == "stub-model"
+    refused = ck.add_message(thread_id, "which model")
+    refused.params.input.inference_options.model = "not-offered"
+    events = await chatkit.stream(refused)
+    assert [type(e) for e in events] == [ErrorEvent]
+    assert "not-offered" in events[0].message
+    assert len(saved(alice, thread_id)) == 2, "nothing saved"
 
 
 async def test_a_reply_in_flight_from_the_page_loads_live_and_keeps_chatkit_waiting(

@@ -164,6 +164,14 @@ async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defi
     assert edited[1]["type"] == "message" and edited[1]["message"]["content"] == "edited"
     assert edited[-1]["type"] == "complete"
 
+    # The reply is rated (in another tab, or by the API): this tab hears of it.
+    rated = await database_sync_to_async(Message.objects.get)(pk=edited[-1]["message_id"])
+    await database_sync_to_async(services.feedback_set)(
+        message=rated, user=alice, given={"rating": "up", "tags": ["Helpful"]}
+    )
+    heard = (await wire.until(of_type("feedback")))[-1]
+    assert heard["message_id"] == str(rated.id) and heard["feedback"]["rating"] == "up"
+
     # Another thread of the user's is deleted (in another tab): this tab's list hears of it.
     other = await database_sync_to_async(Thread.objects.create)(owner=alice)
     other_id = str(other.id)

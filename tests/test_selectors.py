@@ -25,13 +25,15 @@ def test_the_history_keeps_the_newest_messages_that_fit_and_skips_the_reply_bein
     thread = make_thread(alice, "", "first " * 10, "second", "third", "fourth")
     writing = Message.objects.create(thread=thread, role="assistant", status="streaming")
     history = selectors.thread_history(thread_id=thread.id, exclude_id=writing.id, max_chars=20)
-    assert history == [
+    assert history.left_out == 1, "the first message did not fit"
+    assert history.messages == [
         {"role": "assistant", "content": "second"},
         {"role": "user", "content": "third"},
         {"role": "assistant", "content": "fourth"},
     ]
     alone = selectors.thread_history(thread_id=thread.id, exclude_id=None, max_chars=3)
-    assert alone == [{"role": "assistant", "content": "rth"}], "the newest, cut to fit"
+    assert alone.messages == [{"role": "assistant", "content": "rth"}], "the newest, cut to fit"
+    assert alone.left_out == 3
 
 
 def test_a_repeated_send_finds_the_reply_that_answered_it(alice):

@@ -14,17 +14,26 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from chatkit.types import ThreadDeleteParams, ThreadsDeleteReq, ThreadsUpdateReq
+from chatkit.types import ItemsFeedbackReq, ThreadDeleteParams, ThreadsDeleteReq, ThreadsUpdateReq
 from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
 from tests import chatkit_client as ck
-from tests.servers import Daphne, cookie_header, frames_until, login, shared_sites
+from tests.servers import Daphne, cookie_header, frames_until, login, manage, shared_sites
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
 
 USER, PASSWORD = "tabitha", "tabitha-pw"
 TEXT = ["Across ", "every ", "transport."]
+
+
+MODELS = "stub-model,second-model,kept-model"
+KEEP_TO_STAFF = """
+from django.contrib.auth.models import Group
+from chat.models import ModelAccess
+access = ModelAccess.objects.create(model="kept-model")
+access.groups.add(Group.objects.create(name="staff-only"))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,9 @@ def processes(stub_server, tmp_path_factory):
         {USER: PASSWORD},
         REPLIES_PER_MINUTE="0",
         SSE_HEARTBEAT_SECONDS="0.5",
+        AGENT_MODELS=MODELS,
     ) as servers:
+        manage(servers[0].env, "shell", "-c", KEEP_TO_STAFF)  # not the table's user's group
         yield servers
 
 
@@ -58,8 +69,8 @@ class Tab:
         assert json.loads(await ws.recv())["type"] == "ready"
         return ws
 
-    def new_thread(self, title: str = "") -> str:
-        return self.http.post("/api/threads/", json={"title": title}).json()["id"]
+    def new_thread(self, title: str = "", **fields: str) -> str:
+        return self.http.post("/api/threads/", json={"title": title, **fields}).json()["id"]
 
     def saved(self, thread_id: str) -> list[dict]:
         return self.http.get(f"/api/threads/{thread_id}/messages/").json()["results"]
@@ -127,9 +138,49 @@ async def reply_by_sse(tab: Tab, thread: str) -> None:
     assert frames.is_terminal(ended[-1])
 
 
-async def reply_by_chatkit(tab: Tab, thread: str) -> None:
-    events = await tab.chatkit.stream(ck.add_message(thread, "table reply"))
+async def reply_by_chatkit(tab: Tab, thread: str, model: str | None = None) -> None:
+    request = ck.add_message(thread, "table reply")
+    request.params.input.inference_options.model = model
+    events = await tab.chatkit.stream(request)
     assert "".join(ck.deltas(events)) == "".join(TEXT)
+
+
+async def model_by_websocket(tab: Tab, thread: str, model: str = "second-model") -> list[dict]:
+    ws = await tab.socket(thread)
+    await ws.send(json.dumps({"command": "start", "message": "table reply", "model": model}))
+    received = await frames_until(ws, lambda f: frames.is_terminal(f) or f["type"] == "error")
+    await ws.close()
+    return received
+
+
+async def model_by_sse(tab: Tab, thread: str, model: str = "second-model") -> list[dict]:
+    body = {"message": "table reply", "thread_id": thread, "model": model}
+    with tab.http.stream("POST", "/api/stream/message", json=body) as answer:
+        if answer.status_code != 200:
+            return [json.loads(answer.read())]
+        return [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data:")]
+
+
+async def model_by_chatkit(tab: Tab, thread: str, model: str = "second-model") -> list:
+    request = ck.add_message(thread, "table reply")
+    request.params.input.inference_options.model = model
+    return await tab.chatkit.stream(request)
+
+
+async def model_by_rest(tab: Tab, thread: str, model: str = "second-model") -> int:
+    return tab.http.patch(f"/api/threads/{thread}/", json={"model": model}).status_code
+
+
+async def feedback_by_rest(tab: Tab, thread: str) -> None:
+    reply = tab.saved(thread)[-1]
+    given = {"rating": "down", "tags": ["Too long"], "comment": "by the API"}
+    assert tab.http.put(f"/api/messages/{reply['id']}/feedback/", json=given).is_success
+
+
+async def feedback_by_chatkit(tab: Tab, thread: str) -> None:
+    reply = tab.saved(thread)[-1]
+    params = {"thread_id": thread, "item_ids": [reply["id"]], "kind": "negative"}
+    assert await tab.chatkit.call(ItemsFeedbackReq(params=params)) == {}
 
 
 async def stop_by_websocket(tab: Tab, thread: str) -> None:
@@ -168,6 +219,13 @@ ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
     "stop": {"websocket": stop_by_websocket, "chatkit": stop_by_chatkit},
     "rename": {"rest": rename_by_rest, "chatkit": rename_by_chatkit},
     "delete": {"rest": delete_by_rest, "chatkit": delete_by_chatkit},
+    "model": {
+        "websocket": model_by_websocket,
+        "sse": model_by_sse,
+        "chatkit": model_by_chatkit,
+        "rest": model_by_rest,
+    },
+    "feedback": {"rest": feedback_by_rest, "chatkit": feedback_by_chatkit},
 }
 
 
@@ -212,7 +270,36 @@ async def deleted(tab: Tab, thread: str, other: "Listener") -> None:
         assert frame["thread_id"] == thread
 
 
-CHECKS = {"reply": replied, "stop": stopped, "rename": renamed, "delete": deleted}
+def chat_requests(stub) -> list[dict]:
+    return [r for r in stub.requests if r["path"].endswith("/chat/completions")]
+
+
+async def modelled(tab: Tab, thread: str, other: "Listener") -> None:
+    assert tab.http.get(f"/api/threads/{thread}/").json()["model"] == "second-model"
+    for frame in await other.heard(lambda f: f["type"] == "thread" and f["thread"]["id"] == thread):
+        assert frame["thread"]["model"] == "second-model"  # another tab's picker follows
+    # The next reply, asked on the viewer's process without naming a model, uses it.
+    await reply_by_websocket(tab, thread)
+    assert chat_requests(tab.stub)[-1]["body"]["model"] == "second-model"
+    assert tab.saved(thread)[-1]["model"] == "second-model"
+
+
+async def rated(tab: Tab, thread: str, other: "Listener") -> None:
+    reply = tab.saved(thread)[-1]
+    assert reply["feedback"]["rating"] == "down"
+    # The same rating, whichever transport changes it next: one per reply.
+    changed = tab.http.put(f"/api/messages/{reply['id']}/feedback/", json={"rating": "up"})
+    assert changed.is_success and tab.saved(thread)[-1]["feedback"]["rating"] == "up"
+
+
+CHECKS = {
+    "reply": replied,
+    "stop": stopped,
+    "rename": renamed,
+    "delete": deleted,
+    "model": modelled,
+    "feedback": rated,
+}
 SLOW = [f" s{i}" for i in range(300)]
 
 CASES = [
@@ -233,8 +320,9 @@ async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
     session = login(a.url, USER, PASSWORD)
     doer = Tab(a, session)
     viewer = Tab(b if where == "two-processes" else a, session)
-    thread = doer.new_thread("table")
-    if capability in ("stop", "rename", "delete"):
+    viewer.stub = stub
+    thread = doer.new_thread("table", model="stub-model")  # the model the table changes
+    if capability in ("stop", "rename", "delete", "feedback"):
         await reply_by_websocket(doer, thread)  # a thread with a conversation in it
     # Another tab of the same user, on the viewer's process, showing another thread.
     other = await viewer.listen(viewer.new_thread("elsewhere"))
@@ -245,3 +333,34 @@ async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
         await other.close()
         await doer.close()
         await viewer.close()
+
+
+REFUSALS = {
+    "websocket": model_by_websocket,
+    "sse": model_by_sse,
+    "chatkit": model_by_chatkit,
+    "rest": model_by_rest,
+}
+
+
+@pytest.mark.parametrize("transport", list(REFUSALS))
+async def test_a_model_kept_to_a_group_is_neither_listed_nor_usable_on_any_transport(
+    processes, stub, transport
+):
+    a, _ = processes
+    tab = Tab(a, login(a.url, USER, PASSWORD))
+    try:
+        assert "kept-model" not in [m["id"] for m in tab.http.get("/api/models/").json()]
+        thread = tab.new_thread("kept", model="stub-model")
+        asked = len(chat_requests(stub))
+        answer = await REFUSALS[transport](tab, thread, "kept-model")
+        if transport == "rest":
+            assert answer == 400
+        elif transport == "chatkit":
+            assert [type(e).__name__ for e in answer] == ["ErrorEvent"]
+        else:
+            assert [(f["type"], f.get("code")) for f in answer] == [("error", "bad_request")]
+        assert tab.saved(thread) == [] and len(chat_requests(stub)) == asked
+        assert tab.http.get(f"/api/threads/{thread}/").json()["model"] == "stub-model"
+    finally:
+        await tab.close()

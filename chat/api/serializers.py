@@ -7,12 +7,34 @@ from chat.models import Message, Thread
 
 
 class ThreadSerializer(serializers.ModelSerializer):
-    """A thread; only the title is writable."""
+    """A thread; the title and the model are writable (a model the user may not use is a
+    400, from services)."""
+
+    model = serializers.CharField(required=False, max_length=200)
 
     class Meta:
         model = Thread
-        fields = ["id", "title", "created_at", "updated_at"]
+        fields = ["id", "title", "model", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class FeedbackSerializer(serializers.Serializer):
+    """`PUT /api/messages/<id>/feedback/` (the schema; services.feedback_set checks it)."""
+
+    rating = serializers.ChoiceField(choices=["up", "down"], allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=40), required=False)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class ModelSerializer(serializers.Serializer):
+    """A model the user may pick (`GET /api/models/`)."""
+
+    id = serializers.CharField()
+    label = serializers.CharField()
+    provider = serializers.CharField()
+    default = serializers.BooleanField()
+    vision = serializers.BooleanField()
 
 
 class MessageSerializer(serializers.ModelSerializer):

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from chat.api import chatkit, streaming
-from chat.api.views import ChatKitSessionView, ThreadViewSet, UsageView
+from chat.api.views import ChatKitSessionView, FeedbackView, ModelsView, ThreadViewSet, UsageView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -19,6 +19,8 @@ urlpatterns = [
     path("chatkit", chatkit.chatkit, name="chatkit"),
     path("chatkit/session", ChatKitSessionView.as_view(), name="chatkit-session"),
     path("usage/", UsageView.as_view(), name="usage"),
+    path("models/", ModelsView.as_view(), name="models"),
+    path("messages/<uuid:message_id>/feedback/", FeedbackView.as_view(), name="message-feedback"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "docs/",

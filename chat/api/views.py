@@ -3,6 +3,7 @@
 import openai
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponse
 from django.utils.text import slugify
@@ -17,9 +18,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import auth, quota, selectors, services
+from chat import auth, frames, model_choice, quota, selectors, services
 from chat.api import export
-from chat.api.serializers import MessageSerializer, ThreadSerializer
+from chat.api.serializers import (
+    FeedbackSerializer,
+    MessageSerializer,
+    ModelSerializer,
+    ThreadSerializer,
+)
 from chat.models import Message, Thread
 
 
@@ -93,13 +99,21 @@ class ThreadViewSet(
 
     def perform_create(self, serializer: ThreadSerializer) -> None:
         serializer.instance = services.thread_create(
-            owner=self.request.user, title=serializer.validated_data.get("title", "")
+            owner=self.request.user,
+            title=serializer.validated_data.get("title", ""),
+            model=serializer.validated_data.get("model"),
         )
 
     def perform_update(self, serializer: ThreadSerializer) -> None:
-        # Through the service, which tells the owner's other tabs.
-        title = serializer.validated_data.get("title", serializer.instance.title)
-        serializer.instance = services.thread_rename(thread=serializer.instance, title=title)
+        # Through the services, which tell the owner's other tabs; one transaction, so a
+        # refused model leaves the title too.
+        data, thread = serializer.validated_data, serializer.instance
+        with transaction.atomic():
+            if "model" in data:
+                thread = services.thread_set_model(thread=thread, model=data["model"])
+            if "title" in data:
+                thread = services.thread_rename(thread=thread, title=data["title"])
+        serializer.instance = thread
 
     def perform_destroy(self, instance: Thread) -> None:
         services.thread_delete(thread=instance)
@@ -110,7 +124,8 @@ class ThreadViewSet(
         """The thread's messages, paginated by cursor."""
         thread = self.get_object()
         paginator = MessagePagination()
-        page = paginator.paginate_queryset(Message.objects.filter(thread=thread), request, self)
+        messages = Message.objects.filter(thread=thread).select_related("feedback")
+        page = paginator.paginate_queryset(messages, request, self)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
     @extend_schema(
@@ -202,8 +217,9 @@ class ChatKitSessionView(APIView):
 
 
 class UsageView(APIView):
-    """`GET /api/usage/`: the user's token budget today (DAILY_TOKEN_BUDGET; `remaining` is
-    null when there is none)."""
+    """`GET /api/usage/`: the user's token budgets today (DAILY_TOKEN_BUDGET for output,
+    DAILY_INPUT_BUDGET for input; `remaining` null when there is none), and their tokens of
+    each kind per model and day over the last 30 days."""
 
     @extend_schema(
         responses=inline_serializer(
@@ -215,8 +231,46 @@ class UsageView(APIView):
                 "reserved": serializers.IntegerField(),
                 "remaining": serializers.IntegerField(allow_null=True),
                 "resets_at": serializers.DateTimeField(),
+                "input_budget": serializers.IntegerField(),
+                "input_used": serializers.IntegerField(),
+                "input_remaining": serializers.IntegerField(allow_null=True),
+                "models": inline_serializer(
+                    "ModelUsage",
+                    {
+                        "day": serializers.DateField(),
+                        "model": serializers.CharField(),
+                        "input_tokens": serializers.IntegerField(),
+                        "output_tokens": serializers.IntegerField(),
+                        "replies": serializers.IntegerField(),
+                    },
+                    many=True,
+                ),
             },
         )
     )
     def get(self, request: Request) -> Response:
         return Response(quota.standing(user_id=request.user.pk))
+
+
+class ModelsView(APIView):
+    """`GET /api/models/`: the models this user may pick, not paginated; `default` marks the
+    one a thread takes when nothing else was chosen."""
+
+    @extend_schema(responses=ModelSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response([m.public() for m in model_choice.usable(user_id=request.user.pk)])
+
+
+class FeedbackView(APIView):
+    """`PUT /api/messages/<id>/feedback/`: rate one of the user's finished replies (up or
+    down, tags, a comment), replacing the rating before; `"rating": null` removes it."""
+
+    @extend_schema(request=FeedbackSerializer, responses=FeedbackSerializer)
+    def put(self, request: Request, message_id: str) -> Response:
+        message = selectors.message_get_for_user(user=request.user, message_id=message_id)
+        if message is None:
+            raise NotFound("No such message.")
+        saved = services.feedback_set(message=message, user=request.user, given=request.data)
+        if saved is None:
+            return Response({"rating": None, "tags": [], "comment": "", "updated_at": None})
+        return Response(frames.feedback_object(saved))

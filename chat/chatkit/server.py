@@ -54,7 +54,7 @@ from chatkit.types import (
 )
 from django.utils import timezone
 
-from chat import frames, services
+from chat import dbthread, frames, selectors, services
 from chat.chatkit import items
 from chat.chatkit.store import DjangoStore, RequestContext
 from chat.engine import generation
@@ -111,6 +111,8 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
                 if asked.attachments:
                     raise ChatError("bad_request", "Attachments are not supported.")
                 start = {"command": "start", "message": items.user_text(message)}
+                if asked.inference_options.model:  # the composer's model choice
+                    start["model"] = asked.inference_options.model
                 ask = dataclasses.replace(
                     generation.ask_for({**start, "client_id": message.id}),
                     message_id=_item_uuid(message.id),  # the item's id is the message's
@@ -183,8 +185,13 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
     async def add_feedback(
         self, thread_id: str, item_ids: list[str], feedback: Any, context: RequestContext
     ) -> None:
-        """Accepted, not stored; for the user's own threads only."""
-        await self.store.load_thread(thread_id, context)
+        """ChatKit's thumbs (`positive`, `negative`) on replies of the user's own thread:
+        the same feedback as `PUT /api/messages/<id>/feedback/` (tags and comment kept)."""
+        await self.store.load_thread(thread_id, context)  # another user's: not found
+        rating = {"positive": "up", "negative": "down"}.get(feedback)
+        if rating is None:
+            raise CustomStreamError("Feedback is positive or negative.", allow_retry=False)
+        await dbthread.off_loop(_rate)(context.user, thread_id, item_ids, rating)
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext
@@ -193,6 +200,20 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         request's reply through the engine, which saves the text shown, as `cancelled`.
         Nothing else is written: the package's own handling would save a second copy."""
         context.stop_reply()
+
+
+def _rate(user: Any, thread_id: str, item_ids: list[str], rating: str) -> None:
+    """Rate each of the thread's replies named, keeping tags and comment given elsewhere."""
+    for item_id in item_ids:
+        message = selectors.message_get_for_user(user=user, message_id=item_id)
+        if message is None or str(message.thread_id) != str(thread_id):
+            continue  # not a message of this thread: nothing to rate
+        kept = frames.message_object(message).get("feedback") or {}
+        given = {"rating": rating, "tags": kept.get("tags", []), "comment": kept.get("comment", "")}
+        try:
+            services.feedback_set(message=message, user=user, given=given)
+        except ChatError:
+            continue  # a user message, or a reply still running: ChatKit has no answer for it
 
 
 def _item_uuid(item_id: str) -> uuid.UUID:

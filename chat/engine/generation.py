@@ -11,6 +11,7 @@ explicit step that settles what a dead process left behind.
 """
 
 import contextlib
+import functools
 import logging
 import uuid
 import zoneinfo
@@ -21,8 +22,20 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
 
-from chat import agent, dbthread, frames, inputs, limits, outage, quota, selectors, services, tasks
-from chat.engine import live, ownership
+from chat import (
+    catalog,
+    dbthread,
+    frames,
+    inputs,
+    limits,
+    model_choice,
+    outage,
+    quota,
+    selectors,
+    services,
+    tasks,
+)
+from chat.engine import broadcast, live, ownership
 from chat.engine.broadcast import publish
 from chat.engine.ownership import reap_all, registry, thread_reap  # noqa: F401
 from chat.engine.run import ReplyStream, Run
@@ -73,17 +86,30 @@ def ask_for(command: dict[str, Any]) -> services.Ask:
     it to `reply_begin`. A bad command raises the `ChatError` that answers it."""
     name = command.get("command")
     client_id = _client_uuid(command.get("client_id"))
+    model = _model_id(command.get("model"))
     if name == "start":
-        return services.Ask(client_id=client_id, text=_validate_text(command.get("message")))
+        text = _validate_text(command.get("message"))
+        return services.Ask(client_id=client_id, text=text, model=model)
     if name == "regenerate":
-        return services.Ask(client_id=client_id, regenerate=True)
+        return services.Ask(client_id=client_id, regenerate=True, model=model)
     if name == "edit":
         return services.Ask(
             client_id=client_id,
             text=_validate_text(command.get("message")),
             edited_id=_uuid(command.get("message_id"), "message_id"),
+            model=model,
         )
     raise ChatError("bad_request", f"Unknown command {name!r}.")
+
+
+def _model_id(model: Any) -> str | None:
+    """The command's `model`, if it names one (whether the user may use it is checked when
+    the reply begins)."""
+    if model is None:
+        return None
+    if not isinstance(model, str) or not model or len(model) > 200:
+        raise ChatError("bad_request", "`model` must be a model id from /api/models/.")
+    return model
 
 
 def ask_retry(*, message_id: Any) -> services.Ask:
@@ -128,12 +154,19 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     reg = registry()
     if reg.draining:
         raise ChatError("interrupted", "This server is restarting; send your message again.")
-    chosen = agent.provider()
+    chosen = await outage.db(
+        "choosing the model",
+        model_choice.for_reply,
+        user_id=user_id,
+        thread_id=thread_id,
+        asked=ask.model,
+        new_thread=ask.new_thread_of is not None,
+    )
     await reg.open()
     reply_id = uuid.uuid4()
     async with contextlib.AsyncExitStack() as undo:
         hold = await _admit(undo, user_id, reply_id)
-        claim = await undo.enter_async_context(reg.claim(thread_id, reply_id, chosen.model))
+        claim = await undo.enter_async_context(reg.claim(thread_id, reply_id, chosen.id))
         # A retried send is told apart only when something refuses it (the claim: its reply
         # still runs; the commit: its client_id is taken), so a first send costs no lookup.
         if not claim.taken:
@@ -156,6 +189,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
             new_title=frames.thread_object(begun.thread) if begun.thread else None,
             first_message=begun.user_message.content if begun.thread else "",
             history=begun.history,
+            history_left_out=begun.history_left_out,
         )
         reg.runs[thread_id] = run
         claim.taken_over()
@@ -163,6 +197,10 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     # Published after the commit above: no subscriber sees a message a rollback removed.
     if begun.removed_ids:
         await publish(thread_id, frames.removed(message_ids=begun.removed_ids))
+    if begun.model_changed is not None:
+        changed = frames.thread(thread=frames.thread_object(begun.model_changed))
+        await publish(thread_id, changed)
+        await publish(broadcast.user_topic(user_id), changed)
     if begun.user_message is not None:
         await publish(thread_id, frames.message(message=frames.message_object(begun.user_message)))
     run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
@@ -188,6 +226,12 @@ async def _admit(undo: contextlib.AsyncExitStack, user_id: int, reply_id: uuid.U
             f"At most {settings.MAX_REPLIES_IN_FLIGHT} replies at once; wait for one to end.",
         )
     undo.push_async_callback(_let_go, user_id, reply_id, None, spent=0)
+    if not await outage.db("counting the input spent today", quota.input_allowed, user_id=user_id):
+        raise ChatError(
+            "quota_exceeded",
+            f"Today's budget of {settings.DAILY_INPUT_BUDGET} input tokens is spent; "
+            "it renews at midnight UTC.",
+        )
     hold = await outage.db(
         "holding the reply's tokens",
         quota.reserve,
@@ -215,7 +259,13 @@ async def _existing_send(thread_id: str, client_id: uuid.UUID) -> Any:
 
 
 async def _let_go(
-    user_id: int, reply_id: uuid.UUID, hold: quota.Hold | None, *, spent: int
+    user_id: int,
+    reply_id: uuid.UUID,
+    hold: quota.Hold | None,
+    *,
+    spent: int,
+    model: str = "",
+    input_tokens: int = 0,
 ) -> None:
     """The reply is no longer in flight: count it out, and settle its tokens."""
     await outage.attempt(
@@ -223,20 +273,23 @@ async def _let_go(
         lambda: limits.in_flight_end(user_id=user_id, reply_id=str(reply_id)),
     )
     if hold is not None:
-        await _settle_tokens(hold, reply_id, spent=spent)
+        await _settle_tokens(hold, reply_id, spent=spent, model=model, input_tokens=input_tokens)
 
 
-async def _settle_tokens(hold: quota.Hold, reply_id: uuid.UUID, *, spent: int) -> None:
+async def _settle_tokens(
+    hold: quota.Hold, reply_id: uuid.UUID, *, spent: int, model: str = "", input_tokens: int = 0
+) -> None:
+    settle = functools.partial(quota.settle, model=model, input_tokens=input_tokens)
     await outage.attempt(
         f"settling the tokens of reply {reply_id}",
-        lambda: dbthread.off_loop(quota.settle)(hold, spent=spent),
+        lambda: dbthread.off_loop(settle)(hold, spent=spent),
     )
 
 
 async def _commit(
     thread_id: str,
     reply_id: uuid.UUID,
-    chosen: agent.Provider,
+    chosen: catalog.Model,
     ask: services.Ask,
     hold: quota.Hold,
 ) -> services.Begun:
@@ -255,12 +308,16 @@ async def _commit(
                 ask=ask,
                 thread_id=uuid.UUID(thread_id),
                 reply_id=reply_id,
-                model=chosen.model,
+                model=chosen.id,
                 held_tokens=hold.tokens if hold.counted else 0,
             )
-        begun.history = selectors.thread_history(
-            thread_id=uuid.UUID(thread_id), exclude_id=reply_id, max_chars=chosen.history_chars
+        begun.history, begun.history_left_out = selectors.thread_history(
+            thread_id=uuid.UUID(thread_id),
+            exclude_id=reply_id,
+            max_chars=chosen.history_chars(hold.tokens),
         )
+        if begun.history_left_out:
+            services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)
         return begun
 
     return await outage.retrying(f"committing reply {reply_id}", dbthread.off_loop(attempt))
@@ -277,7 +334,14 @@ async def _own(run: Run) -> None:
         reg = ownership.registry()
         if reg.runs.get(run.thread_id) is run:  # a next reply may already be registered
             del reg.runs[run.thread_id]
-        await _let_go(run.user_id, run.reply_id, run.hold, spent=stream.tokens_spent)
+        await _let_go(
+            run.user_id,
+            run.reply_id,
+            run.hold,
+            spent=stream.tokens_spent,
+            model=run.provider.id,
+            input_tokens=stream.usage.input_tokens,
+        )
 
 
 async def reply_stop(*, thread_id: str) -> bool:

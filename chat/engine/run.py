@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import agent, dbthread, errors, frames, outage, quota, services, tasks, tools
+from chat import agent, catalog, dbthread, errors, frames, outage, quota, services, tasks, tools
 from chat.engine import broadcast, live
 from chat.engine.broadcast import publish, publish_strictly
 from chat.engine.coalescer import Coalescer
@@ -35,7 +35,7 @@ class Run:
 
     thread_id: str
     reply_id: uuid.UUID
-    provider: agent.Provider
+    provider: catalog.Model  # the model writing it, and its provider
     owner: str = ""  # this process's control channel, as the live record names it
     user_id: int = 0  # who asked: the reply counts among their replies in flight
     time_zone: str = "UTC"  # the asker's, for tools that tell the time
@@ -50,6 +50,7 @@ class Run:
     new_title: dict[str, Any] | None = None
     first_message: str = ""
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
+    history_left_out: int = 0  # older messages its model's window could not take
 
     @property
     def stopped(self) -> bool:
@@ -141,7 +142,7 @@ class ReplyStream:
             owner=self.run.owner,
             seq=self.seq,
             content=self.content,
-            model=self.run.provider.model,
+            model=self.run.provider.id,
             offsets=list(self.offsets),
             terminal=self.terminal,
             tools=dict(self.tools),
@@ -152,7 +153,11 @@ class ReplyStream:
         comes first; end on the provider's end, `stop`, or a timeout (raised)."""
         await publish(
             self.run.thread_id,
-            frames.start(message_id=self.reply_id, model=self.run.provider.model),
+            frames.start(
+                message_id=self.reply_id,
+                model=self.run.provider.id,
+                history_left_out=self.run.history_left_out,
+            ),
         )
         self.run.inbox = inbox = _Inbox()
         producer = asyncio.create_task(self._produce(self.run.history, inbox))
@@ -479,9 +484,12 @@ async def _retitle(run: Run) -> None:
     finally:
         if hold is not None:
             spent = usage.output_tokens if usage.output_tokens is not None else hold.tokens
+            settle = functools.partial(
+                quota.settle, model=run.provider.id, input_tokens=usage.input_tokens, reply=False
+            )
             await outage.attempt(
                 f"settling the title's tokens of thread {run.thread_id}",
-                lambda: dbthread.off_loop(quota.settle)(hold, spent=spent),
+                lambda: dbthread.off_loop(settle)(hold, spent=spent),
             )
     if thread is not None:
         await _publish_thread(run, frames.thread(thread=frames.thread_object(thread)))

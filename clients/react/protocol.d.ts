@@ -31,6 +31,8 @@ export interface StartFrame {
   seq: 0;
   /** The model writing the reply. */
   model: string;
+  /** Earlier messages of the thread not sent to the model (its context window was full); left out when none, and when the frame is replayed. */
+  history_left_out?: number;
 }
 
 /** A chunk of reply text: one or more model tokens, appended to the reply. */
@@ -135,6 +137,17 @@ export interface ThreadDeletedFrame {
   thread_id: string;
 }
 
+/** The owner rated a reply, changed the rating or removed it (in any tab, or ChatKit): sent on the thread's sockets. */
+export interface FeedbackFrame {
+  type: "feedback";
+  /** Server time, epoch milliseconds. */
+  ts: number;
+  /** The reply rated. */
+  message_id: string;
+  /** Null: the rating was removed. */
+  feedback: FeedbackObject | null;
+}
+
 /** Send a message and start the reply to it. */
 export interface StartCommand {
   command: "start";
@@ -144,6 +157,8 @@ export interface StartCommand {
   client_id?: string;
   /** The user's IANA time zone (e.g. Europe/Paris), for the agent's clock tool. Optional: UTC. */
   time_zone?: string;
+  /** A model id from `GET /api/models/`: the thread's model from this reply on. Optional: the thread's model. */
+  model?: string;
 }
 
 /** Stop the thread's running reply, from any socket, whichever process runs it. Closing a socket never stops a reply. */
@@ -168,6 +183,8 @@ export interface RegenerateCommand {
   client_id?: string;
   /** The user's IANA time zone (e.g. Europe/Paris), for the agent's clock tool. Optional: UTC. */
   time_zone?: string;
+  /** A model id from `GET /api/models/`: the thread's model from this reply on. Optional: the thread's model. */
+  model?: string;
 }
 
 /** Replace the thread's last user message (and the reply to it) with new text, and answer it. */
@@ -181,6 +198,8 @@ export interface EditCommand {
   client_id?: string;
   /** The user's IANA time zone (e.g. Europe/Paris), for the agent's clock tool. Optional: UTC. */
   time_zone?: string;
+  /** A model id from `GET /api/models/`: the thread's model from this reply on. Optional: the thread's model. */
+  model?: string;
 }
 
 /** A reply in flight: its text up to and including frame `seq`. */
@@ -216,6 +235,10 @@ export interface MessageObject {
   error?: ErrorDetail | null;
   /** Replies only: its tool steps, in call order. */
   steps?: Step[];
+  /** Replies only: the owner's rating, or null. */
+  feedback?: FeedbackObject | null;
+  /** Replies only: earlier messages of the thread that were not sent to the model, its context window being full (0: the whole thread was). */
+  history_left_out?: number;
 }
 
 /** What a finished reply measured. */
@@ -243,8 +266,21 @@ export interface ThreadObject {
   id: string;
   /** Empty until the first reply titles it. */
   title: string;
+  /** The model id its next reply uses (`GET /api/models/`). */
+  model: string;
   /** ISO 8601. */
   created_at: string;
+  /** ISO 8601. */
+  updated_at: string;
+}
+
+/** The owner's rating of a reply (`PUT /api/messages/<id>/feedback/`). */
+export interface FeedbackObject {
+  rating: "up" | "down";
+  /** Short labels (the page offers the operator's FEEDBACK_TAGS). */
+  tags: string[];
+  /** Empty when none. */
+  comment: string;
   /** ISO 8601. */
   updated_at: string;
 }
@@ -274,7 +310,7 @@ export interface ErrorDetail {
 }
 
 /** Every frame the server sends, told apart by `type`. */
-export type Frame = ReadyFrame | MessageFrame | StartFrame | TokenFrame | ToolFrame | CompleteFrame | ErrorFrame | HeartbeatFrame | RemovedFrame | ThreadFrame | ThreadDeletedFrame;
+export type Frame = ReadyFrame | MessageFrame | StartFrame | TokenFrame | ToolFrame | CompleteFrame | ErrorFrame | HeartbeatFrame | RemovedFrame | ThreadFrame | ThreadDeletedFrame | FeedbackFrame;
 
 /** Every command a client sends, told apart by `command`. */
 export type Command = StartCommand | StopCommand | HeartbeatCommand | ResyncCommand | RegenerateCommand | EditCommand;
@@ -295,6 +331,7 @@ export interface FrameByType {
   "removed": RemovedFrame;
   "thread": ThreadFrame;
   "thread_deleted": ThreadDeletedFrame;
+  "feedback": FeedbackFrame;
 }
 
 /** The command of each `command`. */

@@ -65,10 +65,21 @@ function options() {
   return {
     api: { url: config.api, domainKey: config.domainKey, fetch: authorizedFetch },
     history: { enabled: true, showDelete: true, showRename: true },
-    threadItemActions: { retry: true },
+    threadItemActions: { retry: true, feedback: true },
     startScreen: { greeting: 'What can I help with?' },
-    composer: { placeholder: 'Message the assistant…' },
+    composer: { placeholder: 'Message the assistant…', models: composerModels() },
   };
+}
+
+/** The models this user may pick, for ChatKit's composer (its choice reaches the server as
+ * `inference_options.model`); the one a new thread takes is the default. */
+export function composerModels(models = config.models ?? [], preferred = config.preferredModel) {
+  return models.map((model) => ({
+    id: model.id,
+    label: model.label,
+    description: model.offlineDemo ? 'Offline demo model, runs on this machine' : model.provider,
+    default: model.id === (preferred || models.find((m) => m.default)?.id),
+  }));
 }
 
 function say(text) {

@@ -28,7 +28,8 @@ export function describeRequestError(error, what) {
   if (status === 401 || status === 403) return `${what}: your session may have expired. Reload the page to log in again.`;
   if (status >= 500) return `${what}: the server failed (${status}).`;
   if (status === 429) return `${what}: too many requests; wait a moment.`;
-  return `${what}: ${status ? error.message : 'network problem'}.`;
+  const reason = status ? error.message : 'network problem';
+  return `${what}: ${reason}${/[.!?]$/.test(reason) ? '' : '.'}`;
 }
 
 /**
