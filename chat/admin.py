@@ -10,9 +10,10 @@ from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat import model_choice
+from chat import model_choice, services
 from chat.engine import generation
 from chat.models import (
+    Attachment,
     Feedback,
     Message,
     ModelAccess,
@@ -309,3 +310,45 @@ class ModelUsageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Uploads: owner, type, size and the message they went with; removing one removes its
+    file from the storage too."""
+
+    list_display = ("name", "owner", "kind", "mime_type", "size", "message_link", "created_at")
+    list_filter = ("kind", "mime_type", "created_at")
+    search_fields = ("name", "owner__username")
+    date_hierarchy = "created_at"
+    list_select_related = ("owner", "message")
+    readonly_fields = (
+        "id",
+        "owner",
+        "message",
+        "name",
+        "mime_type",
+        "kind",
+        "size",
+        "path",
+        "text_cut",
+        "created_at",
+    )
+    exclude = ("text",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="message")
+    def message_link(self, obj: Attachment) -> str:
+        if obj.message_id is None:
+            return "not sent"
+        url = reverse("admin:chat_thread_change", args=[obj.message.thread_id])
+        return format_html('<a href="{}">thread {}</a>', url, str(obj.message.thread_id)[:8])
+
+    def delete_model(self, request, obj: Attachment) -> None:
+        services.attachment_delete(attachment=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for attachment in queryset:
+            services.attachment_delete(attachment=attachment)

@@ -116,6 +116,11 @@ ModelId = Annotated[
     "A model id from `GET /api/models/`: the thread's model from this reply on. Optional: "
     "the thread's model.",
 ]
+AttachmentIds = Annotated[
+    list[str],
+    "Ids from `POST /api/attachments/`: the user's own uploads, not sent before. On `edit`, "
+    "left out: the edited message's files stay; given: they replace them.",
+]
 ClientId = Annotated[
     str,
     "A UUID the client makes per send: sent again (a retry after a reconnect), it starts "
@@ -160,6 +165,20 @@ class Step(TypedDict):
     elapsed_ms: NotRequired[Annotated[int, "How long the tool ran (ended steps)."]]
 
 
+AttachmentKind = Literal["image", "text", "document"]
+
+
+class AttachmentObject(TypedDict):
+    """A file sent with a user message (`POST /api/attachments/` made it)."""
+
+    id: Uuid
+    name: Annotated[str, "The file's name as uploaded (its last path part, printable)."]
+    mime_type: Annotated[str, "Its type, from its bytes (never the name or the header)."]
+    size: Annotated[int, "Bytes stored (an image as re-encoded: no metadata, scaled)."]
+    kind: Annotated[AttachmentKind, "`image`, `text` or `document` (a PDF)."]
+    url: Annotated[str, "`GET` it for the file: its owner only."]
+
+
 FeedbackRating = Literal["up", "down"]
 
 
@@ -188,6 +207,9 @@ class MessageObject(TypedDict):
     metrics: NotRequired[Annotated[Metrics | None, "Replies only: null until it has ended."]]
     error: NotRequired[Annotated[ErrorDetail | None, "Replies only: null unless it failed."]]
     steps: NotRequired[Annotated[list[Step], "Replies only: its tool steps, in call order."]]
+    attachments: NotRequired[
+        Annotated[list[AttachmentObject], "User messages only: the files sent with it."]
+    ]
     feedback: NotRequired[
         Annotated[FeedbackObject | None, "Replies only: the owner's rating, or null."]
     ]
@@ -400,6 +422,7 @@ class StartCommand(TypedDict):
     client_id: NotRequired[ClientId]
     time_zone: NotRequired[TimeZone]
     model: NotRequired[ModelId]
+    attachments: NotRequired[AttachmentIds]
 
 
 class StopCommand(TypedDict):
@@ -441,6 +464,7 @@ class EditCommand(TypedDict):
     client_id: NotRequired[ClientId]
     time_zone: NotRequired[TimeZone]
     model: NotRequired[ModelId]
+    attachments: NotRequired[AttachmentIds]
 
 
 Command = (
@@ -476,6 +500,8 @@ def message_object(message: "Message") -> MessageObject:
         "client_id": str(message.client_id) if message.client_id else None,
         "created_at": message.created_at.isoformat(),
     }
+    if message.role == "user":
+        shaped["attachments"] = [attachment_object(a) for a in _attached(message)]
     if message.role == "assistant":
         shaped["model"] = message.model
         shaped["metrics"] = (
@@ -496,6 +522,27 @@ def message_object(message: "Message") -> MessageObject:
         shaped["feedback"] = _feedback(message)
         shaped["history_left_out"] = message.history_left_out
     return shaped
+
+
+def _attached(message: "Message") -> list[Any]:
+    """The message's attachments as its reader loaded them: set by the begin (`attached`) or
+    prefetched by the selector; never a query from here."""
+    attached = getattr(message, "attached", None)
+    if attached is None:
+        attached = getattr(message, "_prefetched_objects_cache", {}).get("attachments", ())
+    return list(attached)
+
+
+def attachment_object(attachment: Any) -> AttachmentObject:
+    """A stored Attachment as message objects and the upload's answer carry it."""
+    return {
+        "id": str(attachment.id),
+        "name": attachment.name,
+        "mime_type": attachment.mime_type,
+        "size": attachment.size,
+        "kind": attachment.kind,
+        "url": f"/api/attachments/{attachment.id}/content",
+    }
 
 
 def _feedback(message: "Message") -> FeedbackObject | None:

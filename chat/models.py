@@ -221,3 +221,38 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rating} on {self.message_id}"
+
+
+class Attachment(models.Model):
+    """A file a user uploaded (chat/attachments.py says what it is), sent with one of their
+    messages, or waiting to be (removed after a day if never sent)."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        TEXT = "text"
+        DOCUMENT = "document"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    name = models.CharField(max_length=200)
+    mime_type = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    size = models.PositiveBigIntegerField()
+    # Its name in STORAGES["attachments"] (services.py): its owner's id and its own, never the
+    # client's file name.
+    path = models.CharField(max_length=300)
+    # A text's or PDF's text as the model is given it (cut to ATTACHMENT_TEXT_CHARS).
+    text = models.TextField(blank=True, default="")
+    text_cut = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -3,13 +3,16 @@
 Selectors return models and plain data; chat.frames shapes them for the wire and the API.
 """
 
+import base64
 import uuid
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.core.files.storage import storages
 
-from chat.models import Message, Thread
+from chat import attachments
+from chat.models import Attachment, Message, Thread
 
 
 def thread_get_for_user(*, user: AbstractBaseUser, thread_id: str | uuid.UUID) -> Thread | None:
@@ -32,35 +35,89 @@ HISTORY_MESSAGES = 200
 class History(NamedTuple):
     """The agent's input: the thread's newest messages that fit, and how many did not."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     left_out: int
 
 
+# What an image takes of a history's character budget (about a thousand tokens).
+IMAGE_CHARS = 3000
+NO_VISION = "the model now answering cannot see images."
+
+
 def thread_history(
-    *, thread_id: uuid.UUID, exclude_id: uuid.UUID | None, max_chars: int
+    *, thread_id: uuid.UUID, exclude_id: uuid.UUID | None, max_chars: int, vision: bool = False
 ) -> History:
-    """The thread as agent input: the most recent messages whose text fits in `max_chars`
-    (the model's context window, catalog.py), and the count of older ones left out."""
+    """The thread as agent input: the most recent messages whose text (their files' text
+    included, an image counted as IMAGE_CHARS) fits in `max_chars` (the model's context
+    window, catalog.py), and the count of older ones left out. A message with files is a
+    list of parts: its text with each text file's, then its images (a model without vision
+    gets a note in their place)."""
     rows = (
         Message.objects.filter(thread_id=thread_id)
         .exclude(pk=exclude_id)
-        .exclude(content="")
+        .exclude(content="", attachments__isnull=True)
         .order_by("-created_at", "-id")
     )
-    history: list[dict[str, str]] = []
+    # One query: a message with files comes once per file (the join), its ids beside it.
+    fetched: dict[uuid.UUID, tuple[str, str, list[uuid.UUID]]] = {}
+    for pk, role, content, attached in rows.values_list("id", "role", "content", "attachments")[
+        : HISTORY_MESSAGES * 2
+    ]:
+        entry = fetched.setdefault(pk, (role, content, []))
+        if attached is not None:
+            entry[2].append(attached)
+        if len(fetched) > HISTORY_MESSAGES:
+            break
+    files = _files_of([a for _, _, ids in fetched.values() for a in ids])
+    history: list[dict[str, Any]] = []
     used = 0
-    # A slice, not .iterator(): on PostgreSQL that is a server-side cursor, three more trips.
-    fetched = list(rows.values_list("role", "content")[: HISTORY_MESSAGES + 1])
-    for role, content in fetched[:HISTORY_MESSAGES]:
-        used += len(content)
+    for role, content, ids in list(fetched.values())[:HISTORY_MESSAGES]:
+        parts = [files[a] for a in ids if a in files]
+        used += len(content) + sum(_part_chars(p) for p in parts)
         if history and used > max_chars:
             break
-        history.append({"role": role, "content": content[-max_chars:]})
+        history.append(_message_input(role, content[-max_chars:], parts, vision))
     history.reverse()
     left_out = len(fetched) - len(history)
     if len(fetched) > HISTORY_MESSAGES:  # more than were read: count them (rare)
-        left_out = rows.count() - len(history)
+        left_out = rows.values("id").distinct().count() - len(history)
     return History(history, left_out)
+
+
+def _files_of(ids: list[uuid.UUID]) -> dict[uuid.UUID, Attachment]:
+    if not ids:
+        return {}
+    return {a.pk: a for a in Attachment.objects.filter(pk__in=ids)}
+
+
+def _part_chars(attachment: Attachment) -> int:
+    return IMAGE_CHARS if attachment.kind == Attachment.Kind.IMAGE else len(attachment.text)
+
+
+def _message_input(
+    role: str, content: str, files: list[Attachment], vision: bool
+) -> dict[str, Any]:
+    """One message as the agent's input: plain text, or text and image parts with its files."""
+    if not files:
+        return {"role": role, "content": content}
+    text = content
+    images: list[dict[str, Any]] = []
+    for attachment in files:
+        if attachment.kind != Attachment.Kind.IMAGE:
+            text += attachments.for_model(attachment.name, attachment.text, attachment.text_cut)
+        elif vision:
+            images.append(
+                {"type": "input_image", "image_url": _data_url(attachment), "detail": "auto"}
+            )
+        else:
+            text += f"\n\n[An image, {attachment.name}, was attached here: {NO_VISION}]"
+    return {"role": role, "content": [{"type": "input_text", "text": text}, *images]}
+
+
+def _data_url(attachment: Attachment) -> str:
+    with storages["attachments"].open(attachment.path, "rb") as stored:
+        encoded = base64.b64encode(stored.read()).decode("ascii")
+    return f"data:{attachment.mime_type};base64,{encoded}"
 
 
 def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
@@ -68,6 +125,7 @@ def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
     return list(
         Message.objects.filter(thread_id=thread_id)
         .select_related("feedback")
+        .prefetch_related("attachments")
         .order_by("created_at", "id")
     )
 
@@ -88,7 +146,12 @@ def reply_to_send(*, thread_id: str | uuid.UUID, client_id: uuid.UUID) -> Messag
 
 def message_get(*, message_id: str | uuid.UUID) -> Message | None:
     """A message by id (the caller has checked its thread is the user's)."""
-    return Message.objects.filter(pk=message_id).select_related("feedback").first()
+    return (
+        Message.objects.filter(pk=message_id)
+        .select_related("feedback")
+        .prefetch_related("attachments")
+        .first()
+    )
 
 
 def message_get_for_user(*, user: AbstractBaseUser, message_id: object) -> Message | None:
@@ -110,3 +173,11 @@ def replies_streaming(*, thread_id: uuid.UUID | None = None) -> list[Message]:
     if thread_id is not None:
         qs = qs.filter(thread_id=thread_id)
     return list(qs)
+
+
+def attachment_get_for_user(*, user: AbstractBaseUser, attachment_id: object) -> Attachment | None:
+    """The user's attachment with that id, or None (another user's is simply not found)."""
+    try:
+        return Attachment.objects.filter(pk=attachment_id, owner=user).first()
+    except (ValueError, ValidationError):
+        return None

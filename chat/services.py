@@ -4,18 +4,22 @@ Async code calls these through `dbthread.off_loop` (or `outage.db`); nothing her
 per token.
 """
 
+import datetime
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import transaction
-from django.db.models import Case, Q, QuerySet, Value, When
+from django.db.models import Case, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
-from chat import catalog, frames, inputs, model_choice, quota
+from chat import attachments, catalog, frames, inputs, model_choice, quota
 from chat.engine import broadcast
 from chat.errors import ChatError
-from chat.models import Feedback, Message, Preferences, Thread
+from chat.models import Attachment, Feedback, Message, Preferences, Thread
 
 TITLE_CHARS = 60
 INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
@@ -74,6 +78,7 @@ def thread_announce(*, thread: Thread) -> None:
 def thread_delete(*, thread: Thread) -> None:
     """Delete the thread with its messages; its sockets and its owner's other tabs hear of it."""
     thread_id, owner_id = str(thread.id), thread.owner_id
+    attachments_forget_files_of(messages=thread.messages.all())
     thread.delete()
     frame = frames.thread_deleted(thread_id=thread_id)
     broadcast.publish_after_commit([thread_id, broadcast.user_topic(owner_id)], frame)
@@ -128,10 +133,19 @@ class Ask:
     # The model asked for (already checked: model_choice.choose): the thread's from now on, and the
     # user's choice for new threads. None: the thread's.
     model: str | None = None
+    # Uploads the new message carries (their owner's, unsent). None with an edit: the edited
+    # message's stay with it.
+    attachments: tuple[uuid.UUID, ...] | None = None
 
 
 def reply_open(
-    *, ask: Ask, thread_id: uuid.UUID, reply_id: uuid.UUID, model: str, held_tokens: int = 0
+    *,
+    ask: Ask,
+    thread_id: uuid.UUID,
+    reply_id: uuid.UUID,
+    model: str,
+    held_tokens: int = 0,
+    vision: bool = False,
 ) -> Begun:
     """Begin the reply that `ask` asks for, in one transaction: the thread locked (or made,
     with `new_thread_of`, so it never exists empty), a repeated command refused before it
@@ -154,6 +168,12 @@ def reply_open(
             )
         replaced = _replaced(thread, ask)
         removed = [str(pk) for pk in replaced.values_list("id", flat=True)]
+        attached = list(ask.attachments or ())
+        if ask.edited_id is not None and ask.attachments is None:  # an edit keeps its files
+            kept = Attachment.objects.filter(message_id=ask.edited_id)
+            attached = list(kept.values_list("id", flat=True))
+            kept.update(message=None)
+        attachments_forget_files_of(messages=replaced)
         replaced.delete()
         begun = _begin(
             thread,
@@ -165,6 +185,12 @@ def reply_open(
             message_id=ask.message_id,
         )
         begun.removed_ids = removed
+        if attached:
+            if begun.user_message is None:
+                raise ChatError("bad_request", "Files go with a message.")
+            begun.user_message.attached = _attach(
+                attached, begun.user_message, thread.owner_id, vision, model
+            )
         return begun
 
 
@@ -417,3 +443,101 @@ def _feedback_fields(given: object) -> tuple[str | None, list[str], str]:
             raise ChatError("bad_request", f"The feedback is not valid: {problem}")
     unique = list(dict.fromkeys(tag.strip() for tag in tags))
     return rating, unique, comment.strip()
+
+
+def attachment_create(*, owner: AbstractBaseUser, name: str, content: bytes) -> Attachment:
+    """Store an upload: what it is is checked from its bytes (attachments.inspect: a refusal
+    stores nothing), then the user's UPLOAD_QUOTA_BYTES, then the file, then its row (a row
+    that cannot be written takes its file with it)."""
+    inspected = attachments.inspect(name, content)
+    size = len(inspected.content)
+    quota = settings.UPLOAD_QUOTA_BYTES
+    if quota > 0:
+        used = Attachment.objects.filter(owner=owner).aggregate(total=Sum("size"))["total"] or 0
+        if used + size > quota:
+            raise ChatError(
+                "quota_exceeded",
+                f"Your files take {used:,} of your {quota:,} bytes; remove some to add this one.",
+            )
+    attachment = Attachment(
+        owner=owner,
+        name=inspected.name,
+        mime_type=inspected.mime_type,
+        kind=inspected.kind,
+        size=size,
+        text=inspected.text,
+        text_cut=inspected.cut,
+    )
+    store = storages["attachments"]
+    attachment.path = store.save(f"{owner.pk}/{attachment.id}", ContentFile(inspected.content))
+    try:
+        attachment.save(force_insert=True)
+    except Exception:
+        store.delete(attachment.path)
+        raise
+    return attachment
+
+
+def attachment_delete(*, attachment: Attachment) -> None:
+    """Remove an attachment and, once that commits, its file."""
+    path = attachment.path
+    attachment.delete()
+    transaction.on_commit(lambda: _forget_files([path]))
+
+
+def _forget_files(paths: list[str]) -> None:
+    store = storages["attachments"]
+    for path in paths:
+        try:
+            store.delete(path)
+        except OSError:  # already gone: nothing to free
+            pass
+
+
+def attachments_forget_files_of(*, messages: QuerySet[Message]) -> None:
+    """Before `messages` are deleted (their attachment rows go with them): remove their files
+    once the deletion commits."""
+    paths = list(Attachment.objects.filter(message__in=messages).values_list("path", flat=True))
+    if paths:
+        transaction.on_commit(lambda: _forget_files(paths))
+
+
+UNSENT_ATTACHMENT_HOURS = 24
+
+
+def attachments_sweep() -> int:
+    """Remove uploads never sent with a message, a day after they came; the count removed."""
+    cutoff = timezone.now() - datetime.timedelta(hours=UNSENT_ATTACHMENT_HOURS)
+    stale = Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff)
+    paths = list(stale.values_list("path", flat=True))
+    removed, _ = stale.delete()
+    _forget_files(paths)
+    return removed
+
+
+def _attach(
+    ids: list[uuid.UUID], user_message: Message, owner_id: int, vision: bool, model: str
+) -> list[Attachment]:
+    """Inside the begin's transaction: give the user's message these attachments (their
+    owner's own uploads, not sent with another message), refusing an image for a model
+    without vision; `bad_request` rolls everything back."""
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > settings.MAX_ATTACHMENTS:
+        raise ChatError("bad_request", f"At most {settings.MAX_ATTACHMENTS} files on a message.")
+    found = list(
+        Attachment.objects.select_for_update().filter(
+            pk__in=ids, owner_id=owner_id, message__isnull=True
+        )
+    )
+    if len(found) != len(ids):
+        raise ChatError(
+            "bad_request",
+            "An attachment is not yours, was removed, or was sent with another message.",
+        )
+    if not vision and any(a.kind == Attachment.Kind.IMAGE for a in found):
+        raise ChatError(
+            "bad_request", f"The model {model} does not take images: pick one that does."
+        )
+    Attachment.objects.filter(pk__in=ids).update(message=user_message)
+    found.sort(key=lambda a: ids.index(a.pk))
+    return found

@@ -17,6 +17,7 @@ from chat.engine.ownership import Sweeping  # noqa: E402
 from chat.proxy import TrustedProxies  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.slow_readers import DropSlowReaders  # noqa: E402
+from chat.upload_limit import UploadLimit  # noqa: E402
 
 if settings.AGENT_PROVIDER == "local":
     from chat.local_model import warm_up_in_background  # noqa: E402
@@ -37,7 +38,7 @@ application = TrustedProxies(
         Sweeping(
             ProtocolTypeRouter(
                 {
-                    "http": django_asgi_app,
+                    "http": UploadLimit(django_asgi_app),
                     "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
                 }
             )

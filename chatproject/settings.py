@@ -5,6 +5,7 @@ below; README's "Configuration" table lists each with its default and meaning, g
 group (tests/test_settings.py checks that the two agree). Code reads `django.conf.settings`.
 """
 
+import json
 import math
 import os
 import re
@@ -298,6 +299,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
 
+# --- Files ---------------------------------------------------------------------------------
+# Where attachments are kept (chat/attachments.py): Django's storage API, a folder under
+# CHAT_VAR_DIR by default (one machine only: several need a shared store, e.g. S3 through
+# django-storages, docs/deploy.md).
+
+ATTACHMENTS_STORAGE = os.environ.get(
+    "ATTACHMENTS_STORAGE", "django.core.files.storage.FileSystemStorage"
+)
+# The storage's OPTIONS as JSON, e.g. {"bucket_name": "chat-files"} for S3 (its keys come from
+# the AWS_* variables boto3 reads itself).
+ATTACHMENTS_STORAGE_OPTIONS = json.loads(os.environ.get("ATTACHMENTS_STORAGE_OPTIONS") or "{}")
+if ATTACHMENTS_STORAGE == "django.core.files.storage.FileSystemStorage":
+    ATTACHMENTS_STORAGE_OPTIONS.setdefault("location", str(VAR_DIR / "attachments"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": {"BACKEND": ATTACHMENTS_STORAGE, "OPTIONS": ATTACHMENTS_STORAGE_OPTIONS},
+}
+
+
 # --- Redis and channel layers --------------------------------------------------------------
 # Without REDIS_URL everything lives in this one process; with it, the processes share live
 # replies, frames, counts and `stop` through Redis (one client per event loop: chat/runtime.py).
@@ -444,6 +465,14 @@ DAILY_TOKEN_BUDGET = env_number("DAILY_TOKEN_BUDGET", "200000", whole=True)
 # Input tokens (the history sent, every turn) one user may spend per UTC day, over all models
 # (0: no budget). Checked when a reply starts: the reply that crosses it finishes.
 DAILY_INPUT_BUDGET = env_number("DAILY_INPUT_BUDGET", "0", whole=True)
+
+# Attachments (chat/attachments.py): the largest upload, refused before it is stored; what
+# one user's uploads may take in all; a text's or PDF's characters a model is given (past it,
+# cut with a note); files on one message.
+MAX_UPLOAD_BYTES = env_number("MAX_UPLOAD_BYTES", str(10 * 1024 * 1024), minimum=1, whole=True)
+UPLOAD_QUOTA_BYTES = env_number("UPLOAD_QUOTA_BYTES", str(200 * 1024 * 1024), whole=True)
+ATTACHMENT_TEXT_CHARS = env_number("ATTACHMENT_TEXT_CHARS", "100000", minimum=100, whole=True)
+MAX_ATTACHMENTS = env_number("MAX_ATTACHMENTS", "10", minimum=1, whole=True)
 
 # Replies one user may start per minute, over WebSocket and HTTP alike (0: no limit).
 REPLIES_PER_MINUTE = env_number("REPLIES_PER_MINUTE", "30", whole=True)

@@ -1,5 +1,7 @@
 """Helpers for the browser tests (Playwright pages against a real daphne)."""
 
+import re
+
 
 def log_in(page, site, username: str, password: str) -> None:
     """Log in through the real login form; back on the chat page, ready to type."""
@@ -8,3 +10,15 @@ def log_in(page, site, username: str, password: str) -> None:
     page.fill('input[name="password"]', password)
     page.click('button[type="submit"], input[type="submit"]')
     page.wait_for_selector('textarea[name="message"]')
+
+
+def send(page, text: str) -> None:
+    """Type a message in the composer and send it with Enter."""
+    page.fill('textarea[name="message"]', text)
+    page.keyboard.press("Enter")
+
+
+def thread_id(page) -> str:
+    """The open thread's id, once the page's address names one."""
+    page.wait_for_url(re.compile(r"/t/[0-9a-f-]{36}/"))
+    return re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import log_in
+from tests.browser import log_in, send, thread_id
 
 PICKER = "[data-model-picker]"
 DONE = '[data-role="assistant"][data-status="complete"]'
@@ -45,16 +45,6 @@ def open_tab(context, path: str):
     page.goto(path)
     page.wait_for_selector("html[data-ready]")
     return page
-
-
-def send(page, text: str) -> None:
-    page.fill('textarea[name="message"]', text)
-    page.keyboard.press("Enter")
-
-
-def thread_id(page) -> str:
-    page.wait_for_url(re.compile(r"/t/[0-9a-f-]{36}/"))
-    return re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)
 
 
 def saved_reply(page, thread: str) -> dict:

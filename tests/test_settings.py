@@ -62,6 +62,7 @@ def test_settings_reads_a_variable_in_every_group_of_its_own():
     assert list(groups) == [
         "Site and security",
         "Database",
+        "Files",
         "Redis and channel layers",
         "Provider and agent",
         "Streaming",

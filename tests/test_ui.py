@@ -6,11 +6,10 @@ here is on a duration: timing is bench/render.py's job.
 """
 
 import json
-import re
 
 import pytest
 
-from tests.browser import log_in
+from tests.browser import log_in, send, thread_id
 from tests.servers import stub_site
 
 USER, PASSWORD = "dana", "dana-pw"
@@ -71,16 +70,6 @@ def open_chat(context, site, path: str = "/"):
     page.goto(site.url + path)
     page.wait_for_selector("html[data-ready]")
     return page
-
-
-def send(page, text: str) -> None:
-    page.fill('textarea[name="message"]', text)
-    page.keyboard.press("Enter")
-
-
-def thread_id(page) -> str:
-    page.wait_for_url(re.compile(r"/t/[0-9a-f-]{36}/"))
-    return re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)
 
 
 def saved_messages(page, thread: str) -> list[dict]:

@@ -30,6 +30,12 @@ def thread_markdown(thread: Thread, messages: list[Message]) -> str:
         if message.steps:
             lines.append("")
         lines.append(message.content or "_(no text)_")
+        attached = frames.message_object(message).get("attachments") or []
+        if attached:
+            lines.append("")
+            lines += [
+                f"- Attached: {a['name']} ({a['mime_type']}, {a['size']:,} bytes)" for a in attached
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from chat.api import chatkit, streaming
+from chat.api import attachments, chatkit, streaming
 from chat.api.views import ChatKitSessionView, FeedbackView, ModelsView, ThreadViewSet, UsageView
 
 router = DefaultRouter(trailing_slash=True)
@@ -20,6 +20,17 @@ urlpatterns = [
     path("chatkit/session", ChatKitSessionView.as_view(), name="chatkit-session"),
     path("usage/", UsageView.as_view(), name="usage"),
     path("models/", ModelsView.as_view(), name="models"),
+    path("attachments/", attachments.AttachmentsView.as_view(), name="attachments"),
+    path(
+        "attachments/<uuid:attachment_id>/",
+        attachments.AttachmentView.as_view(),
+        name="attachment",
+    ),
+    path(
+        "attachments/<uuid:attachment_id>/content",
+        attachments.AttachmentContentView.as_view(),
+        name="attachment-content",
+    ),
     path("messages/<uuid:message_id>/feedback/", FeedbackView.as_view(), name="message-feedback"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

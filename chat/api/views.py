@@ -124,7 +124,11 @@ class ThreadViewSet(
         """The thread's messages, paginated by cursor."""
         thread = self.get_object()
         paginator = MessagePagination()
-        messages = Message.objects.filter(thread=thread).select_related("feedback")
+        messages = (
+            Message.objects.filter(thread=thread)
+            .select_related("feedback")
+            .prefetch_related("attachments")
+        )
         page = paginator.paginate_queryset(messages, request, self)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 

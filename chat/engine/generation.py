@@ -87,9 +87,10 @@ def ask_for(command: dict[str, Any]) -> services.Ask:
     name = command.get("command")
     client_id = _client_uuid(command.get("client_id"))
     model = _model_id(command.get("model"))
+    attached = _attachment_ids(command.get("attachments"))
     if name == "start":
         text = _validate_text(command.get("message"))
-        return services.Ask(client_id=client_id, text=text, model=model)
+        return services.Ask(client_id=client_id, text=text, model=model, attachments=attached)
     if name == "regenerate":
         return services.Ask(client_id=client_id, regenerate=True, model=model)
     if name == "edit":
@@ -98,8 +99,22 @@ def ask_for(command: dict[str, Any]) -> services.Ask:
             text=_validate_text(command.get("message")),
             edited_id=_uuid(command.get("message_id"), "message_id"),
             model=model,
+            attachments=attached,
         )
     raise ChatError("bad_request", f"Unknown command {name!r}.")
+
+
+def _attachment_ids(ids: Any) -> tuple[uuid.UUID, ...] | None:
+    """The command's `attachments`, if it names any (whose they are is checked when the
+    reply begins)."""
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or len(ids) > settings.MAX_ATTACHMENTS:
+        raise ChatError(
+            "bad_request",
+            f"`attachments` must be a list of at most {settings.MAX_ATTACHMENTS} ids.",
+        )
+    return tuple(_uuid(value, "attachments") for value in ids)
 
 
 def _model_id(model: Any) -> str | None:
@@ -310,11 +325,13 @@ async def _commit(
                 reply_id=reply_id,
                 model=chosen.id,
                 held_tokens=hold.tokens if hold.counted else 0,
+                vision=chosen.vision,
             )
         begun.history, begun.history_left_out = selectors.thread_history(
             thread_id=uuid.UUID(thread_id),
             exclude_id=reply_id,
             max_chars=chosen.history_chars(hold.tokens),
+            vision=chosen.vision,
         )
         if begun.history_left_out:
             services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)

@@ -159,6 +159,8 @@ export interface StartCommand {
   time_zone?: string;
   /** A model id from `GET /api/models/`: the thread's model from this reply on. Optional: the thread's model. */
   model?: string;
+  /** Ids from `POST /api/attachments/`: the user's own uploads, not sent before. On `edit`, left out: the edited message's files stay; given: they replace them. */
+  attachments?: string[];
 }
 
 /** Stop the thread's running reply, from any socket, whichever process runs it. Closing a socket never stops a reply. */
@@ -200,6 +202,8 @@ export interface EditCommand {
   time_zone?: string;
   /** A model id from `GET /api/models/`: the thread's model from this reply on. Optional: the thread's model. */
   model?: string;
+  /** Ids from `POST /api/attachments/`: the user's own uploads, not sent before. On `edit`, left out: the edited message's files stay; given: they replace them. */
+  attachments?: string[];
 }
 
 /** A reply in flight: its text up to and including frame `seq`. */
@@ -235,6 +239,8 @@ export interface MessageObject {
   error?: ErrorDetail | null;
   /** Replies only: its tool steps, in call order. */
   steps?: Step[];
+  /** User messages only: the files sent with it. */
+  attachments?: AttachmentObject[];
   /** Replies only: the owner's rating, or null. */
   feedback?: FeedbackObject | null;
   /** Replies only: earlier messages of the thread that were not sent to the model, its context window being full (0: the whole thread was). */
@@ -307,6 +313,22 @@ export interface Step {
 export interface ErrorDetail {
   code: "bad_request" | "too_large" | "busy" | "rate_limited" | "quota_exceeded" | "provider_error" | "timeout" | "interrupted" | "internal";
   message: string;
+}
+
+/** A file sent with a user message (`POST /api/attachments/` made it). */
+export interface AttachmentObject {
+  /** A UUID. */
+  id: string;
+  /** The file's name as uploaded (its last path part, printable). */
+  name: string;
+  /** Its type, from its bytes (never the name or the header). */
+  mime_type: string;
+  /** Bytes stored (an image as re-encoded: no metadata, scaled). */
+  size: number;
+  /** `image`, `text` or `document` (a PDF). */
+  kind: "image" | "text" | "document";
+  /** `GET` it for the file: its owner only. */
+  url: string;
 }
 
 /** Every frame the server sends, told apart by `type`. */
