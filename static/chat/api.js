@@ -36,27 +36,75 @@ async function request(method, url, body, { baseUrl = '', clientSecret } = {}) {
     credentials: clientSecret ? 'omit' : 'same-origin',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const text = await response.text();
-  let data = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = text;
-    }
-  }
-  if (!response.ok) {
-    // DRF answers `{detail}`; a refusal as an error frame (chat/errors.py) has `message`.
-    const said = data && typeof data === 'object' ? data.detail ?? data.message : null;
-    const detail = typeof said === 'string' ? said : response.statusText;
-    const error = new Error(detail || `Request failed (${response.status})`);
-    error.status = response.status;
-    error.body = data;
-    // The server's word on retrying wins over any guess (protocol.js errorClass).
-    if (typeof data?.recoverable === 'boolean') error.recoverable = data.recoverable;
-    throw error;
-  }
+  const data = parsed(await response.text());
+  if (!response.ok) throw refusal(response.status, response.statusText, data);
   return data;
+}
+
+function parsed(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+// The Error every helper throws for an answer that is not 2xx.
+function refusal(status, statusText, data) {
+  // DRF answers `{detail}`; a refusal as an error frame (chat/errors.py) has `message`.
+  const said = data && typeof data === 'object' ? data.detail ?? data.message : null;
+  const detail = typeof said === 'string' ? said : statusText;
+  const error = new Error(detail || `Request failed (${status})`);
+  error.status = status;
+  error.body = data;
+  // The server's word on retrying wins over any guess (protocol.js errorClass).
+  if (typeof data?.recoverable === 'boolean') error.recoverable = data.recoverable;
+  return error;
+}
+
+/**
+ * Upload a file for the composer (`POST /api/attachments/`, multipart field `file`), with
+ * progress: XMLHttpRequest, since fetch reports no upload progress. The server decides what
+ * the file is; a refusal (413 `too_large`, 400 `bad_request`, 429 `quota_exceeded`) rejects
+ * with api.js's Error, its message the server's.
+ * @param {Blob & {name?: string}} file
+ * @param {{onProgress?: (loaded: number, total: number) => void}} [options]
+ * @returns {{done: Promise<import('./protocol.js').Attachment>, abort: () => void}} abort:
+ *   stop the upload (done then rejects with an Error named `AbortError`)
+ */
+export function uploadAttachment(file, { onProgress = () => {} } = {}) {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    xhr.open('POST', '/api/attachments/');
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.setRequestHeader('X-CSRFToken', csrfToken());
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    xhr.addEventListener('load', () => {
+      const data = parsed(xhr.responseText);
+      if (xhr.status >= 200 && xhr.status < 300) resolve(data);
+      else reject(refusal(xhr.status, xhr.statusText, data));
+    });
+    // No answer at all: the network, or a server that closed the connection on a body it
+    // refused before reading it (a 413 the browser never got to read).
+    xhr.addEventListener('error', () => reject(new Error('The upload did not get through.')));
+    xhr.addEventListener('abort', () => reject(Object.assign(new Error('Upload cancelled.'), { name: 'AbortError' })));
+    const form = new FormData();
+    form.append('file', file, file.name ?? 'file');
+    xhr.send(form);
+  });
+  return { done, abort: () => xhr.abort() };
+}
+
+/**
+ * Remove an upload that was never sent (the composer's chip removed).
+ * @param {string} id
+ * @returns {Promise<null>}
+ */
+export function deleteAttachment(id) {
+  return request('DELETE', `/api/attachments/${encodeURIComponent(id)}/`);
 }
 
 /**

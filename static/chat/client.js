@@ -11,6 +11,7 @@
  * chat.on('error', ({ code, kind, recoverable }) => console.warn(kind, code));
  * chat.send('Hello!');  // queued until the socket is ready; safe to retry (client_id)
  * chat.send('Hi', { model: 'gpt-4o' });  // this reply on (and the thread's from now on)
+ * chat.send('Sum this up', { attachments: [uploaded] });  // from POST /api/attachments/
  * await chat.rate(replyId, { rating: 'down', tags: ['Inaccurate'], comment: 'Wrong year' });
  * chat.stop();          // stops the reply for every tab, whichever process runs it
  * chat.dispose();       // closes the socket; no event fires afterwards
@@ -41,8 +42,10 @@
  * @typedef {import('./protocol.js').FrameResult} FrameResult
  * @typedef {import('./connection.js').ConnectionState} ConnectionState
  * @typedef {object} ChatClient
- * @property {(text: string, options?: string|{clientId?: string, model?: string|null}) => string} send
- *   send a message (options: its client_id, or `{clientId, model}`); returns its client_id
+ * @property {(text: string, options?: string|{clientId?: string, model?: string|null,
+ *   attachments?: import('./protocol.js').Attachment[]}) => string} send
+ *   send a message (options: its client_id, or `{clientId, model, attachments}`: attachments
+ *   are uploads from `POST /api/attachments/`); returns its client_id
  * @property {(messageId: string, given: {rating: 'up'|'down'|null, tags?: string[], comment?: string})
  *   => Promise<import('./protocol.js').Feedback|null>} rate  rate a finished reply (null: remove
  *   the rating); the state takes the saved feedback; throws api.js's Error when refused
@@ -249,8 +252,8 @@ export function createChatClient({
 
   return {
     send(text, options = {}) {
-      const { clientId, model } = typeof options === 'string' ? { clientId: options } : options;
-      const { command, message } = makeStart(text, clientId, { model });
+      const { clientId, model, attachments } = typeof options === 'string' ? { clientId: options } : options;
+      const { command, message } = makeStart(text, clientId, { model, attachments });
       handle(addLocalMessage(state, message));
       conn.send(withZone(command));
       return command.client_id;

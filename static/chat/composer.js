@@ -1,13 +1,17 @@
 /**
- * The composer: the message box and its keys, Send and Stop, the length counter, and the
- * drafts (one per thread, kept in sessionStorage). It holds no thread state of its own: it
- * asks the open thread (threadview.js) through the callbacks it is given.
+ * The composer: the message box and its keys, Send and Stop, the length counter, the drafts
+ * (one per thread, kept in sessionStorage), and the files a message carries (their chips and
+ * uploads are uploadtray.js's; a hint when the model cannot take an image). It holds no
+ * thread state of its own: it asks the open thread (threadview.js) through the callbacks it
+ * is given.
  *
  * @typedef {object} ComposerThread  what the composer needs of the open thread
  * @property {() => string|null} id        the open thread (null: none yet), for its draft
  * @property {() => boolean} canSend       nothing is loading, being created, or replying
  * @property {() => boolean} busy          a reply runs (Stop is offered)
- * @property {(text: string) => Promise<void>} send  throws when a thread could not be created
+ * @property {(text: string, options?: {attachments?: import('./protocol.js').Attachment[]}) => Promise<void>} send
+ *   throws when a thread could not be created
+ * @property {() => import('./models.js').ModelInfo|undefined} model  the model the next reply uses
  * @property {() => void} stop
  * @property {() => boolean} editLast      opens the last message's editor; false if none
  * @typedef {object} Composer
@@ -17,23 +21,32 @@
  *   keep the draft of the thread left and bring back the next one's; carry: keep the text
  *   (the thread was just made for it)
  * @property {(options?: {keepTyped?: boolean}) => void} restore  bring back the open thread's draft
- * @property {(text: string) => void} giveBack  put refused text back, unless something is typed
+ * @property {(text: string, attachments?: import('./protocol.js').Attachment[]) => void} giveBack
+ *   a message was refused: its text back, unless something is typed, and its files to send again
+ * @property {(attachments: import('./protocol.js').Attachment[]) => void} attached  a message
+ *   the server saved carries these files: their chips go
  * @property {(text: string) => void} clearIf   empty the box if it holds exactly `text`
  * @property {() => void} focus
  */
 
+import { createUploadTray } from './uploadtray.js';
+
 /**
  * Wire the composer of the page under `root`.
  * @param {ParentNode} root
- * @param {{maxChars: number, notices: import('./notices.js').Notices, thread: ComposerThread}} options
+ * @param {{maxChars: number, maxUploadBytes?: number|null, notices: import('./notices.js').Notices,
+ *   thread: ComposerThread}} options  maxUploadBytes: the server's limit, if the page knows it
  * @returns {Composer}
  */
-export function createComposer(root, { maxChars, notices, thread }) {
+export function createComposer(root, { maxChars, maxUploadBytes = null, notices, thread }) {
   const form = root.querySelector('[data-composer]');
   const input = root.querySelector('textarea[name="message"]');
   const sendButton = root.querySelector('[data-action="send"]');
   const stopButton = root.querySelector('[data-action="stop"]');
   const counter = root.querySelector('[data-counter]');
+  const visionHint = root.querySelector('[data-vision-hint]');
+  const files = createUploadTray(root, { maxBytes: maxUploadBytes, notices, onChange: () => sync() });
+  const idsOf = (attachments) => attachments.map((a) => a.id);
 
   const draftKey = (threadId) => `chat-draft:${threadId ?? 'new'}`;
 
@@ -87,21 +100,40 @@ export function createComposer(root, { maxChars, notices, thread }) {
 
   async function send() {
     const text = input.value.trim();
-    if (!text || !thread.canSend()) return;
+    if (!text || !thread.canSend() || files.uploading()) return;
     if (text.length > maxChars) {
       notices.tooLarge();
       return;
     }
     notices.hide();
-    // Clear now so anything typed while the thread is created is not wiped afterwards.
+    // Clear now so anything typed while the thread is created is not wiped afterwards. The
+    // files stay, held, until the server saves the message (attached) or refuses it (giveBack).
     setText('');
+    const attachments = files.ready();
+    files.hold(idsOf(attachments));
     try {
-      await thread.send(text);
+      await thread.send(text, { attachments });
     } catch (error) {
+      files.release(idsOf(attachments));
       if (!input.value) input.value = text;
       syncInput();
       notices.failed(error, 'Could not create a thread', { retry: send });
     }
+  }
+
+  // Runs after every frame, so it only writes cheap properties and never reads layout.
+  function sync() {
+    const uploading = files.uploading();
+    sendButton.disabled = !thread.canSend() || uploading;
+    const title = uploading ? 'Wait for the files to upload' : '';
+    if (sendButton.title !== title) sendButton.title = title;
+    stopButton.hidden = !thread.busy();
+    // An image for a model that cannot see: the server would refuse the message; say so first.
+    const model = thread.model();
+    const blind = Boolean(model) && model.vision === false && files.hasImage();
+    const hint = blind ? `${model.label || model.id} can't see images: pick a model that can, or remove the image.` : '';
+    if (visionHint.textContent !== hint) visionHint.textContent = hint;
+    if (visionHint.hidden !== !blind) visionHint.hidden = !blind;
   }
 
   form.addEventListener('submit', (event) => {
@@ -128,11 +160,7 @@ export function createComposer(root, { maxChars, notices, thread }) {
 
   return {
     send,
-    // Runs after every frame, so it only writes cheap properties and never reads layout.
-    sync() {
-      sendButton.disabled = !thread.canSend();
-      stopButton.hidden = !thread.busy();
-    },
+    sync,
     switchThread(from, to, { carry = false } = {}) {
       if (carry) {
         forgetDraft(from);
@@ -144,10 +172,14 @@ export function createComposer(root, { maxChars, notices, thread }) {
       }
     },
     restore,
-    giveBack(text) {
+    giveBack(text, attachments = []) {
+      files.release(idsOf(attachments));
       if (input.value) return;
       input.value = text;
       syncInput();
+    },
+    attached(attachments) {
+      files.sent(idsOf(attachments));
     },
     clearIf(text) {
       if (input.value === text) setText('');

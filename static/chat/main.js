@@ -2,7 +2,7 @@
 // owns its own state and elements (see each module's header):
 //   notices.js     the notice bar and the screen-reader announcer
 //   sidebar.js     the thread list, search, rename/delete, tokens left, phone sidebar
-//   composer.js    the message box, Send/Stop, the counter, drafts
+//   composer.js    the message box, Send/Stop, the counter, drafts, the files to send
 //   threadview.js  the open thread: its client, messages, paging, header, connection
 // The parts call each other only through the callbacks given here.
 import { createComposer } from './composer.js';
@@ -27,12 +27,15 @@ const sidebar = createSidebar(document, {
 });
 const composer = createComposer(document, {
   maxChars,
+  // Not in every server's config: without it, only the server checks a file's size.
+  maxUploadBytes: config.maxUploadBytes ?? null,
   notices,
   thread: {
     id: () => thread.id(),
     canSend: () => thread.canSend(),
     busy: () => thread.busy(),
-    send: (text) => thread.send(text),
+    model: () => thread.model(),
+    send: (text, options) => thread.send(text, options),
     stop: () => thread.stop(),
     editLast: () => thread.editLast(),
   },

@@ -1,6 +1,7 @@
 /**
  * One message on screen: its elements (role and the model that wrote a reply, tool steps,
- * text, notes, metrics, actions, the reply's rating), built once and then updated in place,
+ * text, the files it carries (attachmentview.js), notes, metrics, actions, the reply's
+ * rating), built once and then updated in place,
  * touching only what changed. User text only ever reaches the DOM as text nodes; model text
  * goes through richtext.js (markdown sanitized by DOMPurify); tool output is set as text. The
  * feedback panel that opens under a reply is feedback.js's.
@@ -17,6 +18,7 @@
  * @typedef {object} MessageContext  what a message shows beside its own fields
  * @property {(modelId: string) => string} modelLabel  a model's name, by id
  */
+import { buildAttachments } from './attachmentview.js';
 import { el } from './dom.js';
 import { errorClass, isTerminal } from './protocol.js';
 import { createRichText } from './richtext.js';
@@ -152,6 +154,10 @@ export function buildMessage(msg) {
   rec.steps = el('div', 'message__steps');
   rec.steps.dataset.steps = '';
   rec.stepsKey = '';
+  rec.files = el('div', 'message__files');
+  rec.files.dataset.attachments = '';
+  rec.files.hidden = true;
+  rec.filesKey = '';
   rec.note = el('p', 'message__note');
   rec.leftOut = el('p', 'message__left-out');
   rec.leftOut.hidden = true;
@@ -162,7 +168,7 @@ export function buildMessage(msg) {
   rec.edit = button('edit', 'Edit', 'Edit and resend this message');
   rec.retry = button('retry', 'Retry', 'Try again');
   rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
-  const parts = [head, rec.steps, content, rec.note, rec.leftOut, rec.metrics, rec.actions];
+  const parts = [head, rec.steps, content, rec.files, rec.note, rec.leftOut, rec.metrics, rec.actions];
   if (msg.role === 'assistant') {
     rec.up = thumb('up');
     rec.down = thumb('down');
@@ -224,6 +230,17 @@ function updateSteps(rec, msg) {
   setHidden(rec.steps, steps.length === 0);
 }
 
+// A message's files are drawn again only when which files it has changes: a thumbnail
+// redrawn would load its image again.
+function updateFiles(rec, msg) {
+  const files = msg.attachments ?? [];
+  const key = files.map((file) => `${file.id}:${file.url}`).join('|');
+  if (key === rec.filesKey) return;
+  rec.filesKey = key;
+  rec.files.replaceChildren(...buildAttachments(files));
+  setHidden(rec.files, files.length === 0);
+}
+
 // Writes only what differs: an unchanged write still invalidates style and layout, and the
 // streaming message is updated on every animation frame.
 function setText(node, text) {
@@ -281,6 +298,7 @@ export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {})
   setHidden(rec.model, !model);
   updateSteps(rec, msg);
   if (!rec.editing) updateText(rec, msg);
+  updateFiles(rec, msg);
 
   // Only our own unsent message is "sending"; a persisted one the server calls pending is not.
   if (rec.local !== Boolean(msg.local)) {

@@ -8,6 +8,8 @@
  *
  * @typedef {{code: string, message: string, recoverable?: boolean}} ErrorInfo
  * @typedef {{rating: 'up'|'down', tags: string[], comment: string, updated_at: string}} Feedback
+ * @typedef {{id: string, name: string, mime_type: string, size: number,
+ *   kind: 'image'|'text'|'document', url: string}} Attachment  a file sent with a user message
  * @typedef {{totalTokens: number, elapsedSeconds: number,
  *   throughputTokensPerSec: number, timeToFirstTokenMs: number}} Metrics
  * @typedef {object} ChatMessage
@@ -19,6 +21,7 @@
  * @property {string|null} created_at
  * @property {string|null} [model]  the model that wrote a reply (its `start` frame's, then its object's)
  * @property {Feedback|null} [feedback]  the owner's rating of a reply, or null
+ * @property {Attachment[]} [attachments]  the files a user message carries (none: empty)
  * @property {number} [history_left_out]  earlier messages of the thread not sent to the model
  *   for this reply, its context window being full (0: none)
  * @property {Metrics|null} [metrics]
@@ -119,6 +122,7 @@ function normalize(m) {
     steps: Array.isArray(m.steps) ? m.steps.map(stepOf) : [],
     feedback: feedbackOf(m.feedback),
     history_left_out: leftOut(m.history_left_out),
+    attachments: attachmentsOf(m.attachments),
     rev: 0,
     ...(m.truncated === true ? { truncated: true } : {}),
   };
@@ -130,6 +134,21 @@ function feedbackOf(f) {
   return {
     rating: f.rating, tags: Array.isArray(f.tags) ? f.tags.map(String) : [], comment: f.comment ?? '', updated_at: f.updated_at ?? null,
   };
+}
+
+/** A message's attachments as the state keeps them: each with an id, the rest as sent. */
+function attachmentsOf(list) {
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter((a) => a && a.id != null)
+    .map((a) => ({
+      id: String(a.id),
+      name: String(a.name ?? 'file'),
+      mime_type: String(a.mime_type ?? ''),
+      size: Number.isFinite(a.size) ? a.size : 0,
+      kind: a.kind === 'image' || a.kind === 'document' ? a.kind : 'text',
+      url: String(a.url ?? ''),
+    }));
 }
 
 function leftOut(n) {
@@ -248,14 +267,22 @@ export function mergeMessages(state, messages) {
  * Make the `start` command for a new user message and its optimistic local copy.
  * @param {string} text the message as typed
  * @param {string} [clientId] defaults to a fresh crypto.randomUUID()
- * @param {{model?: string|null}} [options] model: the thread's model from this reply on
- *   (the server refuses one the user may not use with `bad_request`)
- * @returns {{command: {command: 'start', message: string, client_id: string, model?: string},
- *   message: ChatMessage}}
+ * @param {{model?: string|null, attachments?: Attachment[]}} [options] model: the thread's
+ *   model from this reply on (the server refuses one the user may not use with
+ *   `bad_request`); attachments: uploads (`POST /api/attachments/`) the message carries
+ * @returns {{command: {command: 'start', message: string, client_id: string, model?: string,
+ *   attachments?: string[]}, message: ChatMessage}}
  */
-export function makeStart(text, clientId = globalThis.crypto.randomUUID(), { model = null } = {}) {
+export function makeStart(text, clientId = globalThis.crypto.randomUUID(), { model = null, attachments = [] } = {}) {
+  const files = attachmentsOf(attachments);
   return {
-    command: { command: 'start', message: text, client_id: clientId, ...(model ? { model } : {}) },
+    command: {
+      command: 'start',
+      message: text,
+      client_id: clientId,
+      ...(model ? { model } : {}),
+      ...(files.length ? { attachments: files.map((a) => a.id) } : {}),
+    },
     message: {
       id: clientId,
       role: 'user',
@@ -266,6 +293,7 @@ export function makeStart(text, clientId = globalThis.crypto.randomUUID(), { mod
       model: null,
       metrics: null,
       error: null,
+      attachments: files,
       local: true,
       rev: 0,
     },
@@ -427,7 +455,10 @@ export function beginEdit(state, messageId, text, clientId = globalThis.crypto.r
   const from = state.messages.indexOf(target);
   const ids = state.messages.slice(from).filter((m) => !m.superseded).map((m) => m.id);
   supersede(state, ids, clientId, result);
+  // The server keeps the edited message's files when the command names none (and an empty
+  // list would drop them): the command never carries `attachments`; the copy shows them.
   const { message } = makeStart(text, clientId);
+  message.attachments = target.attachments ?? [];
   state.messages.push(message);
   state.byId.set(message.id, message);
   result.changed.push(message.id);
@@ -472,7 +503,8 @@ function reopen(state, msg) {
  * first attempt did get through the server answers with where things stand, not a copy.
  * @param {ThreadState} state mutated in place
  * @param {string} id the optimistic message's id
- * @returns {{command: {command: 'start', message: string, client_id: string}|null, result: FrameResult}}
+ * @returns {{command: {command: 'start', message: string, client_id: string,
+ *   attachments?: string[]}|null, result: FrameResult}}
  */
 export function retryLocalMessage(state, id) {
   const result = emptyResult();
@@ -481,7 +513,10 @@ export function retryLocalMessage(state, id) {
   msg.status = 'pending';
   msg.error = null;
   result.changed.push(id);
-  return { command: { command: 'start', message: msg.content, client_id: msg.client_id }, result };
+  const files = (msg.attachments ?? []).map((a) => a.id);
+  const command = { command: 'start', message: msg.content, client_id: msg.client_id };
+  if (files.length) command.attachments = files;
+  return { command, result };
 }
 
 function applyRemoved(state, frame, result) {

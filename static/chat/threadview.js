@@ -15,8 +15,9 @@
  * @property {() => string|null} id            the open thread (null: the empty page)
  * @property {() => boolean} busy              a reply runs or a command awaits its answer
  * @property {() => boolean} canSend           not busy, and no thread is loading or being made
- * @property {(text: string) => Promise<void>} send  makes the thread first if there is none;
- *   throws when that fails
+ * @property {(text: string, options?: {attachments?: import('./protocol.js').Attachment[]}) => Promise<void>} send
+ *   makes the thread first if there is none; throws when that fails
+ * @property {() => import('./models.js').ModelInfo|undefined} model  the model of the next reply
  * @property {() => void} stop
  * @property {() => boolean} editLast          opens the last user message's editor
  * @property {(threadId: string, options: {push: boolean}) => Promise<void>} select
@@ -120,10 +121,18 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
 
   /** Act on what a frame or a merge changed. */
   function applyResult(result) {
-    for (const { from, to } of result.renamed) view.rename(from, to);
+    for (const { from, to } of result.renamed) {
+      view.rename(from, to);
+      // A message of ours saved with its files: the composer lets go of their chips.
+      const saved = state().byId.get(to);
+      if (saved?.role === 'user' && saved.attachments?.length) composer.attached(saved.attachments);
+    }
     view.update(state(), result.changed);
-    // Give the refused text back so the user can retry without retyping it.
-    for (const id of result.failed) composer.giveBack(state().byId.get(id)?.content ?? '');
+    // Give the refused text and files back so the user can retry without redoing them.
+    for (const id of result.failed) {
+      const refused = state().byId.get(id);
+      composer.giveBack(refused?.content ?? '', refused?.attachments ?? []);
+    }
     syncComposer();
     syncJump();
   }
@@ -133,6 +142,8 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
   function showModel(next) {
     model = next;
     header.showModel(model);
+    // Whether the model can see images decides the composer's hint.
+    composer.sync();
   }
 
   /** The open thread's model as the page knows it: the sidebar's copy of the thread. */
@@ -325,7 +336,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
 
   // ------------------------------------------------------------ commands
 
-  async function send(text) {
+  async function send(text, { attachments = [] } = {}) {
     const made = !threadId;
     if (!threadId) {
       creating = true;
@@ -352,7 +363,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     // Queued by the connection until `ready` when the socket is not open yet. A model just
     // picked rides along: the server makes it the thread's before this reply, whichever of
     // this and the PATCH lands first.
-    client.send(text, { model: picked });
+    client.send(text, { model: picked, attachments });
     // The thread was made with it; a PATCH on its way clears it when it lands.
     if (made) picked = null;
     view.scrollToBottom();
@@ -367,6 +378,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
     id: () => threadId,
     busy,
     canSend: () => !creating && !loading && !busy(),
+    model: () => models.get(model),
     send,
     stop() {
       if (client && busy()) client.stop();
