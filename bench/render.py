@@ -23,9 +23,10 @@ Results are printed as a table and written to ``var/bench-render.json``;
 docs/performance.md ("Browser render performance") explains the method and reports a run.
 
 With ``--screenshots DIR`` it instead saves the page's main states as PNGs (empty, streaming,
-error, phone width) for the docs, and the model picker with a rated reply's feedback panel
-(``models-feedback-{desktop,phone}-{light,dark}.png``); ``--states`` picks which of the two
-sets (``main``, ``models-feedback``).
+error, phone width) for the docs, the model picker with a rated reply's feedback panel
+(``models-feedback-{desktop,phone}-{light,dark}.png``), and a message sent with files beside a
+composer attaching more (``attachments-{desktop,phone}.png``); ``--states`` picks which sets
+(``main``, ``models-feedback``, ``attachments``).
 """
 
 from __future__ import annotations
@@ -592,6 +593,121 @@ async def models_feedback_screenshots(directory: Path) -> None:
     print(f"model and feedback screenshots written to {directory}")
 
 
+# A chart drawn in the page and attached as a PNG (what a pasted screenshot would be).
+CHART_FILE = """async ([name, width, height]) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const g = canvas.getContext('2d');
+  g.fillStyle = '#ffffff';
+  g.fillRect(0, 0, width, height);
+  const bars = [0.45, 0.62, 0.38, 0.81, 0.7, 0.92];
+  const step = width / (bars.length + 1);
+  bars.forEach((value, i) => {
+    g.fillStyle = i === bars.length - 1 ? '#f59e0b' : '#2f62d8';
+    const h = value * (height - 40);
+    g.fillRect(step * (i + 0.6), height - 20 - h, step * 0.7, h);
+  });
+  g.fillStyle = '#1d232b';
+  g.fillRect(step * 0.4, height - 20, width - step * 0.8, 2);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+  const data = new DataTransfer();
+  data.items.add(new File([blob], name, { type: 'image/png' }));
+  const box = document.querySelector('textarea[name="message"]');
+  box.focus();
+  const init = { clipboardData: data, bubbles: true, cancelable: true };
+  box.dispatchEvent(new ClipboardEvent('paste', init));
+}"""
+NOTES_MD = (
+    "# Sales review, Q3\n\n- North: 112 (+12%)\n- South: 97 (-3%)\n- West: 130 (+21%)\n\n"
+    "The West's new stores opened in July.\n"
+)
+
+
+async def attach_composer_files(page: Page) -> None:
+    """The composer mid-way: an image and a text file uploaded, a log still uploading."""
+    await page.evaluate(CHART_FILE, ["revenue.png", 640, 400])
+    await page.locator("input[type=file]").set_input_files(
+        {"name": "q3-notes.md", "mimeType": "text/markdown", "buffer": NOTES_MD.encode()}
+    )
+    await page.locator('[data-uploads] li[data-upload-status="ready"]').nth(1).wait_for()
+    # A slow uplink (Chromium's own throttling) so the log's progress shows part way.
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 64_000},
+    )
+    log = "".join(
+        f"2026-10-0{i % 9 + 1} 12:00:{i % 60:02d} GET /api/orders 200\n" for i in range(9000)
+    )
+    await page.locator("input[type=file]").set_input_files(
+        {"name": "server-access.log", "mimeType": "text/plain", "buffer": log.encode()}
+    )
+    await page.wait_for_function(
+        """() => {
+          const meta = document.querySelector('[data-upload-status="uploading"] .upload__meta');
+          return meta && /\\b[3-9]\\d%/.test(meta.textContent);
+        }""",
+        timeout=30000,
+    )
+    await page.fill('textarea[name="message"]', "And how does this log compare?")
+
+
+async def attachments_screenshots(directory: Path) -> None:
+    """A message sent with a chart and a notes file (its thumbnail and chip), a reply, and the
+    composer attaching more (an image and a file ready, a log uploading): desktop and phone."""
+    answer = (
+        "From the chart and your notes:\n\n"
+        "- **West** leads at 130 (+21%), helped by the July openings.\n"
+        "- **North** grew 12%; **South** slipped 3%.\n\n"
+        "The last bar (orange) is the West."
+    )
+    with (
+        stub_process() as stub_url,
+        product(stub_url, AGENT_VISION_MODELS="stub-model") as site,
+    ):
+        stub_script(
+            stub_url,
+            match="Summarize",
+            tokens=tokenize(answer),
+            delay_ms=5,
+            title=["Q3 ", "sales ", "review"],
+        )
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            state = await logged_in_state(browser, site)
+            context, page = await open_page(browser, site, state, mode="markdown")
+            await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+            await page.evaluate(CHART_FILE, ["revenue-by-region.png", 960, 600])
+            await page.locator("input[type=file]").set_input_files(
+                {"name": "q3-notes.md", "mimeType": "text/markdown", "buffer": NOTES_MD.encode()}
+            )
+            await page.locator('[data-uploads] li[data-upload-status="ready"]').nth(1).wait_for()
+            await page.fill('textarea[name="message"]', "Summarize the chart and my notes")
+            await page.keyboard.press("Enter")
+            await page.locator(DONE).wait_for(timeout=60000)
+            path = urlsplit(page.url).path
+            await context.close()
+
+            for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE)):
+                context, page = await open_page(
+                    browser, site, state, mode="markdown", viewport=viewport, path=path
+                )
+                await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+                await page.wait_for_function(
+                    "() => [...document.querySelectorAll('.attachment-image__img')]"
+                    ".every((img) => img.complete && img.naturalWidth > 0)"
+                )
+                await attach_composer_files(page)
+                await page.evaluate("document.querySelector('[data-scroller]').scrollTop = 1e6")
+                await page.wait_for_timeout(200)
+                await page.screenshot(path=directory / f"attachments-{name}.png")
+                await context.close()
+            await browser.close()
+    print(f"attachment screenshots written to {directory}")
+
+
 def _stop_on_sigterm() -> None:
     # SIGTERM unwinds like Ctrl+C, so the context managers stop daphne and the stub.
     def stop(signum: int, frame: Any) -> None:
@@ -610,8 +726,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--screenshots", type=Path, help="save the page's states as PNGs here")
     parser.add_argument(
         "--states",
-        default="main,models-feedback",
-        help="with --screenshots: which sets, of main,models-feedback (default both)",
+        default="main,models-feedback,attachments",
+        help="with --screenshots: which sets, of main,models-feedback,attachments (default all)",
     )
     args = parser.parse_args(argv)
     _stop_on_sigterm()
@@ -622,6 +738,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(screenshots(args.screenshots))
         if "models-feedback" in states:
             asyncio.run(models_feedback_screenshots(args.screenshots))
+        if "attachments" in states:
+            asyncio.run(attachments_screenshots(args.screenshots))
         return
     result = asyncio.run(benchmark(args))
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
