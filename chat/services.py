@@ -450,28 +450,70 @@ def attachment_create(*, owner: AbstractBaseUser, name: str, content: bytes) -> 
     stores nothing), then the user's UPLOAD_QUOTA_BYTES, then the file, then its row (a row
     that cannot be written takes its file with it)."""
     inspected = attachments.inspect(name, content)
+    return _attachment_keep(Attachment(owner=owner), inspected, insert=True)
+
+
+def attachment_announce(*, owner: AbstractBaseUser, name: str, mime_type: str) -> Attachment:
+    """An upload announced before its bytes come (ChatKit's two-phase `attachments.create`):
+    a row of size 0 (an uploaded file is never empty) that only `attachment_upload` fills.
+    Its kind and type are the client's word until then, and it cannot be sent; the sweeper
+    removes it after a day if its bytes never come."""
+    claimed = str(mime_type or "")[:100]
+    if claimed.startswith("image/"):
+        kind = Attachment.Kind.IMAGE
+    elif claimed == "application/pdf":
+        kind = Attachment.Kind.DOCUMENT
+    else:
+        kind = Attachment.Kind.TEXT
+    attachment = Attachment(
+        owner=owner, name=attachments.clean_name(name), mime_type=claimed, kind=kind, size=0
+    )
+    attachment.path = f"{owner.pk}/{attachment.id}"  # where its bytes will go (none yet: a 404)
+    attachment.save(force_insert=True)
+    return attachment
+
+
+def attachment_upload(*, attachment: Attachment, content: bytes) -> Attachment:
+    """The bytes of an announced upload, through attachment_create's checks (a refusal stores
+    nothing and leaves it waiting); refused if its bytes came already or it was removed."""
+    inspected = attachments.inspect(attachment.name, content)
+    with transaction.atomic():
+        waiting = (
+            Attachment.objects.select_for_update()
+            .filter(pk=attachment.pk, owner_id=attachment.owner_id, size=0, message__isnull=True)
+            .first()
+        )
+        if waiting is None:
+            raise ChatError("bad_request", "This file was uploaded already, or removed.")
+        return _attachment_keep(waiting, inspected, insert=False)
+
+
+def _attachment_keep(
+    attachment: Attachment, inspected: attachments.Inspected, *, insert: bool
+) -> Attachment:
+    """The inspected upload's file stored and its row written, within the owner's quota."""
     size = len(inspected.content)
     quota = settings.UPLOAD_QUOTA_BYTES
     if quota > 0:
-        used = Attachment.objects.filter(owner=owner).aggregate(total=Sum("size"))["total"] or 0
+        mine = Attachment.objects.filter(owner_id=attachment.owner_id)
+        used = mine.aggregate(total=Sum("size"))["total"] or 0
         if used + size > quota:
             raise ChatError(
                 "quota_exceeded",
                 f"Your files take {used:,} of your {quota:,} bytes; remove some to add this one.",
             )
-    attachment = Attachment(
-        owner=owner,
-        name=inspected.name,
-        mime_type=inspected.mime_type,
-        kind=inspected.kind,
-        size=size,
-        text=inspected.text,
-        text_cut=inspected.cut,
-    )
+    attachment.name = inspected.name
+    attachment.mime_type = inspected.mime_type
+    attachment.kind = inspected.kind
+    attachment.size = size
+    attachment.text = inspected.text
+    attachment.text_cut = inspected.cut
     store = storages["attachments"]
-    attachment.path = store.save(f"{owner.pk}/{attachment.id}", ContentFile(inspected.content))
+    attachment.path = store.save(
+        f"{attachment.owner_id}/{attachment.id}", ContentFile(inspected.content)
+    )
     try:
-        attachment.save(force_insert=True)
+        attachment.save(force_insert=insert)
     except Exception:
         store.delete(attachment.path)
         raise
@@ -526,13 +568,14 @@ def _attach(
         raise ChatError("bad_request", f"At most {settings.MAX_ATTACHMENTS} files on a message.")
     found = list(
         Attachment.objects.select_for_update().filter(
-            pk__in=ids, owner_id=owner_id, message__isnull=True
+            pk__in=ids, owner_id=owner_id, message__isnull=True, size__gt=0
         )
     )
     if len(found) != len(ids):
         raise ChatError(
             "bad_request",
-            "An attachment is not yours, was removed, or was sent with another message.",
+            "An attachment is not yours, was removed, was sent with another message, "
+            "or its upload has not finished.",
         )
     if not vision and any(a.kind == Attachment.Kind.IMAGE for a in found):
         raise ChatError(

@@ -2,12 +2,14 @@
 
 Django's ASGI handler reads a request's whole body (spooling it to a temporary file past
 FILE_UPLOAD_MAX_MEMORY_SIZE) before any view runs, so a view's check comes after the bytes are
-on disk. This sits in front: `POST /api/attachments/` whose `Content-Length` says more than
-the limit (plus room for the multipart framing) is answered 413 `too_large` at once, its body
-never read; one without a length (chunked) is counted as it arrives and cut off the same way.
+on disk. This sits in front: `POST /api/attachments/` (or ChatKit's upload of an announced
+attachment) whose `Content-Length` says more than the limit (plus room for the multipart
+framing) is answered 413 `too_large` at once, its body never read; one without a length
+(chunked) is counted as it arrives and cut off the same way.
 """
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +17,8 @@ from django.conf import settings
 from chat import frames
 
 UPLOAD_PATH = "/api/attachments/"
+# ChatKit's two-phase upload of an announced attachment (chat/chatkit/attachments.py).
+CHATKIT_UPLOAD = re.compile(r"/api/chatkit/attachments/[^/]+/upload")
 # The multipart framing around the file: boundaries, headers, the file name.
 FRAMING_BYTES = 64 * 1024
 
@@ -43,6 +47,10 @@ async def _refuse(send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_upload(path: str) -> bool:
+    return path == UPLOAD_PATH or CHATKIT_UPLOAD.fullmatch(path) is not None
+
+
 class TooLarge(Exception):
     """The body grew past the limit while it was read."""
 
@@ -54,7 +62,7 @@ class UploadLimit:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] != "http" or scope["path"] != UPLOAD_PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] != "POST" or not _is_upload(scope["path"]):
             return await self.inner(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:

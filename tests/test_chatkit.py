@@ -2,12 +2,17 @@
 request types in, its own event types out, every reply written by our engine."""
 
 import asyncio
+import io
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from chatkit.types import (
+    AttachmentDeleteParams,
+    AttachmentsCreateReq,
+    AttachmentsDeleteReq,
     ErrorEvent,
     ItemsFeedbackReq,
     NoticeEvent,
@@ -19,15 +24,23 @@ from chatkit.types import (
     ThreadsUpdateReq,
     ThreadUpdatedEvent,
 )
+from PIL import Image
 from websockets.asyncio.client import connect as ws_connect
 
 from tests import chatkit_client as ck
 from tests.servers import cookie_header, login, stub_site
 
+UPLOAD_LIMIT = 100_000
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.asyncio,
-    pytest.mark.site({"alice": "alice-pw", "bob": "bob-pw"}, SSE_HEARTBEAT_SECONDS="0.5"),
+    pytest.mark.site(
+        {"alice": "alice-pw", "bob": "bob-pw"},
+        SSE_HEARTBEAT_SECONDS="0.5",
+        MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
+        AGENT_VISION_MODELS="stub-model",
+    ),
 ]
 
 
@@ -240,12 +253,7 @@ async def test_bad_requests_are_answered_with_errors_never_a_500(site, stub, ali
         (ck.get_thread(str(uuid.uuid4())).model_dump_json(), 404),
         (ck.retry(thread_id, str(uuid.uuid4())).model_dump_json(), 404),
         (ck.list_items(thread_id, after="nope").model_dump_json(), 404),
-        (
-            json.dumps(
-                {"type": "attachments.create", "params": {"name": "a", "size": 1, "mime_type": "x"}}
-            ),
-            400,
-        ),
+        (json.dumps({"type": "attachments.delete", "params": {"attachment_id": "nope"}}), 404),
         (
             json.dumps(
                 {
@@ -309,15 +317,15 @@ async def test_a_refused_create_is_one_error_event_and_saves_no_thread(site, stu
         assert "the limit is 16000" in error.message and not error.allow_retry
     only_error(await chatkit.stream(ck.create("   ")))
 
-    # An attachment id (attachments are not supported): refused, by name, before anything.
+    # An attachment id that is none of ours: refused, by name, before anything.
     with_file = ck.create("see the file")
     with_file.params.input.attachments = ["att_123"]
     error = only_error(await chatkit.stream(with_file))
-    assert "Attachments are not supported" in error.message
+    assert "`attachments` must be a UUID" in error.message
     thread_id = alice.post("/api/threads/", json={}).json()["id"]
     with_file = ck.add_message(thread_id, "see the file")
-    with_file.params.input.attachments = ["att_123"]
-    assert "Attachments" in only_error(await chatkit.stream(with_file)).message
+    with_file.params.input.attachments = [str(uuid.uuid4())]
+    assert "attachment is not yours" in only_error(await chatkit.stream(with_file)).message
     assert saved(alice, thread_id) == []
 
     assert await thread_ids(chatkit) == before | {thread_id}
@@ -497,3 +505,119 @@ async def test_a_title_with_a_nul_character_is_refused_and_the_old_one_kept(
     )
     assert answer.status_code == 400 and "NUL" in answer.json()["message"]
     assert alice.get(f"/api/threads/{thread_id}/").json()["title"] == "kept"
+
+
+# --- attachments ---------------------------------------------------------------------------
+
+
+def announce(name: str, size: int, mime_type: str) -> AttachmentsCreateReq:
+    return AttachmentsCreateReq(params={"name": name, "size": size, "mime_type": mime_type})
+
+
+def upload_to(http, created: dict, name: str, content: bytes):
+    """What ChatKit does with an attachment's upload descriptor: post the file there."""
+    descriptor = created["upload_descriptor"]
+    return http.request(
+        descriptor["method"],
+        descriptor["url"],
+        files={"file": (name, content)},
+        headers=descriptor.get("headers") or {},
+    )
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (20, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def stored_files(site) -> list[Path]:
+    return [p for p in (Path(site.env["CHAT_VAR_DIR"]) / "attachments").rglob("*") if p.is_file()]
+
+
+async def test_files_attached_in_chatkit_reach_the_model_and_are_the_same_rows_everywhere(
+    site, stub, alice, chatkit
+):
+    note = b"The spare key is under the blue pot."
+    text = await chatkit.call(announce("notes.txt", len(note), "text/plain"))
+    image = await chatkit.call(announce("dot.png", len(png()), "image/png"))
+    assert (text["type"], image["type"]) == ("file", "image")
+    assert text["upload_descriptor"]["url"].endswith(
+        f"/api/chatkit/attachments/{text['id']}/upload"
+    )
+    for created, name, content in ((text, "notes.txt", note), (image, "dot.png", png())):
+        uploaded = upload_to(alice, created, name, content)
+        assert uploaded.status_code == 200, uploaded.text
+        assert uploaded.json()["id"] == created["id"]
+
+    # A third, removed before sending (the composer's chip closed): gone with its file.
+    dropped = await chatkit.call(announce("draft.txt", 5, "text/plain"))
+    assert upload_to(alice, dropped, "draft.txt", b"draft").status_code == 200
+    params = AttachmentDeleteParams(attachment_id=dropped["id"])
+    assert await chatkit.call(AttachmentsDeleteReq(params=params)) == {}
+    assert len(stored_files(site)) == 2
+
+    stub.script("what do my files say", tokens=["Under", " the pot."])
+    request = ck.create("what do my files say?")
+    request.params.input.attachments = [text["id"], image["id"]]
+    events = await chatkit.stream(request)
+    thread_id = next(e for e in events if isinstance(e, ThreadCreatedEvent)).thread.id
+    echoed = next(e.item for e in events if isinstance(e, ThreadItemDoneEvent))
+    assert [a.id for a in echoed.attachments] == [text["id"], image["id"]]
+    assert "".join(ck.deltas(events)) == "Under the pot."
+
+    asked = [
+        json.dumps(r["body"]["messages"][-1])
+        for r in stub.requests
+        if r["path"].endswith("/chat/completions") and "Write a short title" not in json.dumps(r)
+    ]
+    question = asked[-1]  # the reply's request (not the title's)
+    assert note.decode() in question and "data:image/png;base64," in question
+
+    # The REST API's message object, and ChatKit's items loaded back, list the same files.
+    message = saved(alice, thread_id)[0]
+    assert [(a["id"], a["name"]) for a in message["attachments"]] == [
+        (text["id"], "notes.txt"),
+        (image["id"], "dot.png"),
+    ]
+    user_item = (await chatkit.call(ck.list_items(thread_id, order="asc")))["data"][0]
+    shown = {a["id"]: a for a in user_item["attachments"]}
+    assert shown[text["id"]]["type"] == "file"
+    preview = shown[image["id"]]["preview_url"]
+    assert preview.endswith(f"/api/attachments/{image['id']}/content")
+    got = alice.get(preview)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+
+
+async def test_another_users_attachment_a_refused_file_and_an_oversize_upload_store_nothing(
+    site, stub, alice, chatkit
+):
+    mine = await chatkit.call(announce("mine.txt", 4, "text/plain"))
+    assert upload_to(alice, mine, "mine.txt", b"mine").status_code == 200
+    files = stored_files(site)
+    bob_http = login(site.url, "bob", "bob-pw")
+    bob = ck.ChatKitClient(site.url, bob_http)
+    try:
+        assert upload_to(bob_http, mine, "mine.txt", b"bob's").status_code == 404
+        taking = ck.create("read alice's file")
+        taking.params.input.attachments = [mine["id"]]
+        assert "not yours" in only_error(await bob.stream(taking)).message
+        params = AttachmentDeleteParams(attachment_id=mine["id"])
+        assert (await bob.post(AttachmentsDeleteReq(params=params))).status_code == 404
+    finally:
+        await bob.close()
+
+    # Too large: refused when announced, and when the bytes come anyway (before they are read).
+    too_big = await chatkit.post(announce("big.txt", UPLOAD_LIMIT + 1, "text/plain"))
+    assert too_big.status_code == 413 and too_big.json()["code"] == "too_large"
+    liar = await chatkit.call(announce("small.txt", 10, "text/plain"))
+    refused = upload_to(alice, liar, "small.txt", b"x" * (3 * UPLOAD_LIMIT))
+    assert refused.status_code == 413 and refused.json()["code"] == "too_large"
+    # Not what it says it is: the same check as the page's uploads, said clearly.
+    program = upload_to(alice, liar, "small.txt", b"\x7fELF\x02\x01\x01" + b"\x00" * 200)
+    assert program.status_code == 400 and "attach text, PDF" in program.json()["message"]
+    assert stored_files(site) == files
+    # Neither is sendable: its bytes never came.
+    waiting = ck.create("send the refused one")
+    waiting.params.input.attachments = [liar["id"]]
+    assert "upload has not finished" in only_error(await chatkit.stream(waiting)).message

@@ -8,9 +8,9 @@ CSRF or Origin check) or `Authorization: Bearer <client secret>`.
 
 Whatever fails before a stream's first event is an HTTP error with a JSON body, never a
 broken stream: a malformed request 400, another user's thread or an unknown item 404, a
-feature this backend does not offer 400. A message refused (too long, empty, an attachment,
-rate, budget, busy) is a stream of one `error` event, which ChatKit shows, with nothing
-saved or echoed; so is a body over DATA_UPLOAD_MAX_MEMORY_SIZE (only a message is that
+feature this backend does not offer 400. A message refused (too long, empty, an attachment
+not the user's, rate, budget, busy) is a stream of one `error` event, which ChatKit shows,
+with nothing saved or echoed; so is a body over DATA_UPLOAD_MAX_MEMORY_SIZE (only a message is that
 large). After a stream's first event, failures are ChatKit `error` events.
 """
 
@@ -41,8 +41,6 @@ logger = logging.getLogger(__name__)
 
 # What the package routes but this backend does not offer: refused up front, with a reason.
 UNSUPPORTED = {
-    "attachments.create": "Attachments are not supported.",
-    "attachments.delete": "Attachments are not supported.",
     "input.transcribe": "Dictation is not supported.",
     "threads.custom_action": "Widget actions are not supported.",
     "threads.sync_custom_action": "Widget actions are not supported.",
@@ -82,7 +80,12 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         # Refused here, not by the store inside the package's stream, which would log a
         # traceback for every probe of another user's thread.
         return request_auth.detail("No such thread.", 404)
-    context = RequestContext(user=user, time_zone=asked.metadata.get("time_zone"))
+    context = RequestContext(
+        user=user,
+        time_zone=asked.metadata.get("time_zone"),
+        base_url=request.build_absolute_uri("/"),
+        secret=credential.secret,
+    )
     # A stream counts among the user's sockets while it lasts, and ends when what opened it
     # stops holding (logout): as a dropped request, which stops its reply.
     standing = Standing(credential)

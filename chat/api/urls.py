@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from chat.api import attachments, chatkit, streaming
 from chat.api.views import ChatKitSessionView, FeedbackView, ModelsView, ThreadViewSet, UsageView
+from chat.chatkit import attachments as chatkit_attachments
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -18,6 +19,11 @@ urlpatterns = [
     path("threads/<uuid:thread_id>/events/", streaming.thread_events, name="thread-events"),
     path("chatkit", chatkit.chatkit, name="chatkit"),
     path("chatkit/session", ChatKitSessionView.as_view(), name="chatkit-session"),
+    path(
+        "chatkit/attachments/<uuid:attachment_id>/upload",
+        chatkit_attachments.upload,
+        name="chatkit-attachment-upload",
+    ),
     path("usage/", UsageView.as_view(), name="usage"),
     path("models/", ModelsView.as_view(), name="models"),
     path("attachments/", attachments.AttachmentsView.as_view(), name="attachments"),

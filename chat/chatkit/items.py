@@ -11,6 +11,9 @@ from datetime import datetime
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
+    Attachment,
+    FileAttachment,
+    ImageAttachment,
     InferenceOptions,
     ThreadItem,
     ThreadMetadata,
@@ -19,6 +22,8 @@ from chatkit.types import (
     UserMessageTextContent,
 )
 
+from chat import frames
+from chat.models import Attachment as Upload
 from chat.models import Message, Thread
 
 
@@ -44,9 +49,28 @@ def assistant_item(
     )
 
 
-def item_of(message: Message, *, live_text: str | None = None) -> ThreadItem | None:
+def attachment_of(upload: Upload, *, base_url: str, thread_id: str | None = None) -> Attachment:
+    """One of our attachments as ChatKit shows it: an image with its preview (the owner's
+    `GET /api/attachments/<id>/content`, which the browser loads with the session cookie),
+    anything else as a file; `thread_id` once it was sent there."""
+    fields = {
+        "id": str(upload.id),
+        "name": upload.name,
+        "mime_type": upload.mime_type,
+        "thread_id": thread_id,
+    }
+    if upload.kind == Upload.Kind.IMAGE:
+        preview = base_url.rstrip("/") + frames.attachment_object(upload)["url"]
+        return ImageAttachment(**fields, preview_url=preview)
+    return FileAttachment(**fields)
+
+
+def item_of(
+    message: Message, *, live_text: str | None = None, base_url: str = ""
+) -> ThreadItem | None:
     """A saved message as a ChatKit item (a reply still streaming with the text shown so
-    far, `live_text`, when known); None for what ChatKit does not show (system messages)."""
+    far, `live_text`, when known; a user message with its attachments, their previews under
+    `base_url`); None for what ChatKit does not show (system messages)."""
     thread_id = str(message.thread_id)
     if message.role == Message.Role.USER:
         return UserMessageItem(
@@ -54,7 +78,10 @@ def item_of(message: Message, *, live_text: str | None = None) -> ThreadItem | N
             thread_id=thread_id,
             created_at=message.created_at,
             content=[UserMessageTextContent(text=message.content)],
-            attachments=[],
+            attachments=[
+                attachment_of(a, base_url=base_url, thread_id=thread_id)
+                for a in message.attachments.all()
+            ],
             inference_options=InferenceOptions(),
         )
     if message.role == Message.Role.ASSISTANT:

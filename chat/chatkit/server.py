@@ -12,8 +12,10 @@ A new message (`threads.create`, `threads.add_user_message`) is begun before any
 sent or saved (`_ask`): the package's own handling saves the thread and echoes the message
 first, so a refusal would leave an empty thread and an echo (two million characters of it,
 for a message far over the limit). Here everything the engine refuses (empty, too long,
-rate, replies in flight, budget, busy) and attachments are refused as one `error` event, and
-a new thread is written by the engine, in the transaction of its first message. (This
+rate, replies in flight, budget, busy, an attachment not the user's own upload) is refused as
+one `error` event, and a new thread is written by the engine, in the transaction of its first
+message. The message's attachments (`input.attachments`, ids of our uploads: attachments.py)
+are the `start`'s, so the model gets them as from any transport. (This
 overrides the package's `_process_streaming_impl` and reuses its `_process_events`: private
 names of openai-chatkit 1.6.5, pinned in requirements.txt; tests/test_chatkit.py's refusal
 tests fail if an upgrade stops routing new messages here.)
@@ -56,6 +58,7 @@ from django.utils import timezone
 
 from chat import dbthread, frames, selectors, services
 from chat.chatkit import items
+from chat.chatkit.attachments import DjangoAttachmentStore
 from chat.chatkit.store import DjangoStore, RequestContext
 from chat.engine import generation
 from chat.engine.subscription import Subscriber
@@ -72,7 +75,7 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
     """ChatKit requests served from our tables, every reply written by our engine."""
 
     def __init__(self) -> None:
-        super().__init__(store=DjangoStore())
+        super().__init__(store=DjangoStore(), attachment_store=DjangoAttachmentStore())
 
     async def _process_streaming_impl(self, request, context: RequestContext):
         """The package's streaming requests, but a new message is ours (`_ask`)."""
@@ -108,11 +111,11 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         )
         async with Subscriber(thread.id) as subscriber:
             try:
-                if asked.attachments:
-                    raise ChatError("bad_request", "Attachments are not supported.")
                 start = {"command": "start", "message": items.user_text(message)}
                 if asked.inference_options.model:  # the composer's model choice
                     start["model"] = asked.inference_options.model
+                if asked.attachments:  # the user's own uploads, checked as the reply begins
+                    start["attachments"] = list(asked.attachments)
                 ask = dataclasses.replace(
                     generation.ask_for({**start, "client_id": message.id}),
                     message_id=_item_uuid(message.id),  # the item's id is the message's
@@ -127,6 +130,8 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             except ChatError as refused:
                 yield ErrorEvent(message=refused.message, allow_retry=refused.recoverable)
                 return
+            for attachment_id in asked.attachments:  # now the message's
+                message.attachments.append(await self.store.load_attachment(attachment_id, context))
             if new:
                 yield ThreadCreatedEvent(thread=Thread(**thread.model_dump(), items=Page()))
             yield ThreadItemDoneEvent(item=message)

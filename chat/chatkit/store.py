@@ -33,6 +33,7 @@ from django.db.models import Q
 from chat import outage, selectors, services
 from chat.chatkit import items
 from chat.engine import generation, ownership
+from chat.models import Attachment as Upload
 from chat.models import Message, Thread
 
 MAX_PAGE = 100
@@ -44,6 +45,11 @@ class RequestContext:
 
     user: AbstractBaseUser
     time_zone: str | None = None
+    # The site as the request reached it ("https://chat.example.com/"): ChatKit wants absolute
+    # URLs for an attachment's upload and preview.
+    base_url: str = "http://localhost/"
+    # The client secret the request came with, if any: the upload of an attachment carries it.
+    secret: str = ""
     # The engine's reply this request streams, so a dropped request stops that reply only.
     thread_id: str | None = None
     reply_id: str | None = None
@@ -60,7 +66,7 @@ class RequestContext:
 
 
 class Unsupported(Exception):
-    """A ChatKit feature this backend does not offer (attachments, widgets, client tools)."""
+    """A ChatKit feature this backend does not offer (widgets, client tools, dictation)."""
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -108,7 +114,8 @@ def _messages(*, user: AbstractBaseUser, thread_id: str, limit: int, after: str 
         if mark is None:
             raise NotFoundError("No such item to page after.")
         messages = messages.filter(_beyond(mark, "created_at", forward=oldest_first))
-    return list(messages.order_by(*_order("created_at", forward=oldest_first))[: limit + 1])
+    ordered = messages.order_by(*_order("created_at", forward=oldest_first))
+    return list(ordered.prefetch_related("attachments")[: limit + 1])
 
 
 def _beyond(mark: Thread | Message, field: str, *, forward: bool) -> Q:
@@ -129,7 +136,8 @@ def _page(data: list, limit: int) -> Page:
 
 
 def _load_item(*, user: AbstractBaseUser, thread_id: str, item_id: str) -> Message:
-    message = _thread(user, thread_id).messages.filter(pk=_uuid(item_id)).first()
+    messages = _thread(user, thread_id).messages.prefetch_related("attachments")
+    message = messages.filter(pk=_uuid(item_id)).first()
     if message is None:
         raise NotFoundError("No such item.")
     return message
@@ -189,7 +197,9 @@ class DjangoStore(Store[RequestContext]):
             order=order,
         )
         live = await _live_text(thread_id, rows)
-        shown = [items.item_of(m, live_text=live.get(str(m.id))) for m in rows]
+        shown = [
+            items.item_of(m, live_text=live.get(str(m.id)), base_url=context.base_url) for m in rows
+        ]
         return _page([item for item in shown if item is not None], limit)
 
     async def load_item(self, thread_id: str, item_id: str, context: RequestContext) -> ThreadItem:
@@ -201,7 +211,9 @@ class DjangoStore(Store[RequestContext]):
             item_id=item_id,
         )
         live = await _live_text(thread_id, [message])
-        item = items.item_of(message, live_text=live.get(str(message.id)))
+        item = items.item_of(
+            message, live_text=live.get(str(message.id)), base_url=context.base_url
+        )
         if item is None:
             raise NotFoundError("No such item.")
         return item
@@ -235,13 +247,29 @@ class DjangoStore(Store[RequestContext]):
         )
 
     async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
-        raise Unsupported("Attachments are not supported.")
+        pass  # written by our attachment store (attachments.py) and, when sent, by the engine
 
     async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
-        raise Unsupported("Attachments are not supported.")
+        upload = await outage.db(
+            f"loading attachment {attachment_id}",
+            _load_attachment,
+            user=context.user,
+            attachment_id=attachment_id,
+        )
+        thread_id = str(upload.message.thread_id) if upload.message_id else None
+        return items.attachment_of(upload, base_url=context.base_url, thread_id=thread_id)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
-        raise Unsupported("Attachments are not supported.")
+        pass  # our attachment store removed the row with its file
+
+
+def _load_attachment(*, user: AbstractBaseUser, attachment_id: str) -> Upload:
+    upload = (
+        Upload.objects.select_related("message").filter(pk=_uuid(attachment_id), owner=user).first()
+    )
+    if upload is None:
+        raise NotFoundError("No such attachment.")
+    return upload
 
 
 def _limit(limit: Any) -> int:

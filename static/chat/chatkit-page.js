@@ -63,11 +63,45 @@ function options() {
     return { api: { getClientSecret: (current) => clientSecret({ fresh: Boolean(current) }) } };
   }
   return {
-    api: { url: config.api, domainKey: config.domainKey, fetch: authorizedFetch },
+    api: {
+      url: config.api,
+      domainKey: config.domainKey,
+      fetch: authorizedFetch,
+      // `attachments.create` answers with our upload URL; the file is posted there.
+      uploadStrategy: { type: 'two_phase' },
+    },
     history: { enabled: true, showDelete: true, showRename: true },
     threadItemActions: { retry: true, feedback: true },
     startScreen: { greeting: 'What can I help with?' },
-    composer: { placeholder: 'Message the assistant…', models: composerModels() },
+    composer: {
+      placeholder: 'Message the assistant…',
+      models: composerModels(),
+      attachments: composerAttachments(),
+    },
+  };
+}
+
+/** What ChatKit's composer may attach: what the server takes (the server checks the bytes
+ * whatever the browser says), at most MAX_ATTACHMENTS files of MAX_UPLOAD_BYTES each. */
+export function composerAttachments({
+  maxCount = config.maxAttachments ?? 10,
+  maxSize = config.maxUploadBytes ?? 10 * 1024 * 1024,
+} = {}) {
+  return {
+    enabled: true,
+    maxCount,
+    maxSize,
+    accept: {
+      'image/png': ['.png'],
+      'image/jpeg': ['.jpg', '.jpeg'],
+      'image/webp': ['.webp'],
+      'image/gif': ['.gif'],
+      'application/pdf': ['.pdf'],
+      'application/json': ['.json'],
+      'text/*': ['.txt', '.md', '.markdown', '.csv', '.tsv', '.log', '.py', '.js', '.ts', '.html',
+        '.css', '.xml', '.yaml', '.yml', '.toml', '.ini', '.sh', '.sql', '.c', '.h', '.cpp',
+        '.java', '.go', '.rs', '.rb'],
+    },
   };
 }
 
