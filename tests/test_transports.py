@@ -9,12 +9,20 @@ found were all of that kind. A new capability adds its row to both tables.
 """
 
 import asyncio
+import io
 import json
 from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from chatkit.types import ItemsFeedbackReq, ThreadDeleteParams, ThreadsDeleteReq, ThreadsUpdateReq
+from chatkit.types import (
+    AttachmentsCreateReq,
+    ItemsFeedbackReq,
+    ThreadDeleteParams,
+    ThreadsDeleteReq,
+    ThreadsUpdateReq,
+)
+from PIL import Image
 from websockets.asyncio.client import connect as ws_connect
 
 from chat import frames
@@ -45,6 +53,7 @@ def processes(stub_server, tmp_path_factory):
         REPLIES_PER_MINUTE="0",
         SSE_HEARTBEAT_SECONDS="0.5",
         AGENT_MODELS=MODELS,
+        AGENT_VISION_MODELS="stub-model",
     ) as servers:
         manage(servers[0].env, "shell", "-c", KEEP_TO_STAFF)  # not the table's user's group
         yield servers
@@ -214,6 +223,46 @@ async def delete_by_chatkit(tab: Tab, thread: str) -> None:
     await tab.chatkit.call(ThreadsDeleteReq(params=ThreadDeleteParams(thread_id=thread)))
 
 
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (24, 16), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+# A thread's uploads, made by the `attach` action on A and sent by its check (on A or B): one
+# set for a `start` on the WebSocket, one for the streaming POST (a file is sent once).
+UPLOADS: dict[str, list[list[str]]] = {}
+SENDERS = ("websocket", "sse")
+
+
+def attachment_files(via: str) -> list[tuple[str, bytes]]:
+    return [(f"{via}.txt", f"The note sent by {via}.".encode()), (f"{via}.png", png())]
+
+
+async def attach_by_rest(tab: Tab, thread: str) -> None:
+    UPLOADS[thread] = [
+        [
+            tab.http.post("/api/attachments/", files={"file": file}).json()["id"]
+            for file in attachment_files(via)
+        ]
+        for via in SENDERS
+    ]
+
+
+async def attach_by_chatkit(tab: Tab, thread: str) -> None:
+    UPLOADS[thread] = []
+    for via in SENDERS:
+        ids = []
+        for name, content in attachment_files(via):
+            params = {"name": name, "size": len(content), "mime_type": "application/octet-stream"}
+            created = await tab.chatkit.call(AttachmentsCreateReq(params=params))
+            descriptor = created["upload_descriptor"]
+            sent = tab.http.post(descriptor["url"], files={"file": (name, content)})
+            assert sent.status_code == 200, sent.text
+            ids.append(created["id"])
+        UPLOADS[thread].append(ids)
+
+
 ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
     "reply": {"websocket": reply_by_websocket, "sse": reply_by_sse, "chatkit": reply_by_chatkit},
     "stop": {"websocket": stop_by_websocket, "chatkit": stop_by_chatkit},
@@ -226,6 +275,7 @@ ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
         "rest": model_by_rest,
     },
     "feedback": {"rest": feedback_by_rest, "chatkit": feedback_by_chatkit},
+    "attach": {"rest": attach_by_rest, "chatkit": attach_by_chatkit},
 }
 
 
@@ -292,6 +342,38 @@ async def rated(tab: Tab, thread: str, other: "Listener") -> None:
     assert changed.is_success and tab.saved(thread)[-1]["feedback"]["rating"] == "up"
 
 
+async def sent_with_files(tab: Tab, thread: str, other: "Listener") -> None:
+    """The uploads, sent on this process by a `start` and by the streaming POST, reach the
+    model (the text, and the image as a data URL: its file read from the shared storage); the
+    REST API and ChatKit list them; the file is served here."""
+    for via, ids in zip(SENDERS, UPLOADS.pop(thread), strict=True):
+        start = {"message": f"table reply by {via}", "attachments": ids}
+        if via == "websocket":
+            ws = await tab.socket(thread)
+            await ws.send(json.dumps({"command": "start", **start}))
+            ended = await frames_until(ws, lambda f: frames.is_terminal(f) or f["type"] == "error")
+            await ws.close()
+            assert ended[-1]["type"] == "complete", ended[-1]
+        else:
+            with tab.http.stream(
+                "POST", "/api/stream/message", json={**start, "thread_id": thread}
+            ) as answer:
+                assert answer.status_code == 200, answer.read()
+                lines = [line for line in answer.iter_lines() if line.startswith("data:")]
+            assert json.loads(lines[-1][5:])["type"] == "complete"
+        asked = json.dumps(chat_requests(tab.stub)[-1]["body"]["messages"][-1])
+        assert f"The note sent by {via}." in asked and "data:image/png;base64," in asked
+    questions = [m for m in tab.saved(thread) if m["role"] == "user"]
+    assert [[a["name"] for a in m["attachments"]] for m in questions] == [
+        [f"{via}.txt", f"{via}.png"] for via in SENDERS
+    ]
+    note = questions[0]["attachments"][0]
+    assert tab.http.get(note["url"]).content == b"The note sent by websocket."
+    items = (await tab.chatkit.call(ck.list_items(thread, order="asc")))["data"]
+    shown = [[a["type"] for a in i["attachments"]] for i in items if i["type"] == "user_message"]
+    assert shown == [["file", "image"], ["file", "image"]]
+
+
 CHECKS = {
     "reply": replied,
     "stop": stopped,
@@ -299,6 +381,7 @@ CHECKS = {
     "delete": deleted,
     "model": modelled,
     "feedback": rated,
+    "attach": sent_with_files,
 }
 SLOW = [f" s{i}" for i in range(300)]
 
