@@ -217,6 +217,21 @@ def test_a_file_over_the_limit_shows_the_servers_refusal_on_its_chip_and_is_neve
     refused.first.locator('[data-action="remove-attachment"]').click()
     expect(refused).to_have_count(1)
 
+    # Removing an uploaded file deletes it on the server.
+    page.locator("input[type=file]").set_input_files(
+        {"name": "draft.txt", "mimeType": "text/plain", "buffer": b"a draft"}
+    )
+    ready = page.locator(f'{CHIPS}[data-upload-status="ready"]')
+    expect(ready).to_have_count(1, timeout=10000)
+    uploaded = ready.get_attribute("data-upload-id")
+    with page.expect_response(
+        lambda r: r.request.method == "DELETE" and uploaded in r.url
+    ) as deleted:
+        ready.locator('[data-action="remove-attachment"]').click()
+    assert deleted.value.status == 204
+    expect(ready).to_have_count(0)
+    assert page.request.get(f"/api/attachments/{uploaded}/content").status == 404
+
 
 def test_an_image_for_a_model_without_vision_is_refused_and_stays_to_send_with_another(
     site, stub, context
