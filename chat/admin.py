@@ -2,15 +2,18 @@
 feedback with its CSV export, who may use which model, and token usage per user, model and day."""
 
 import csv
+import datetime
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
-from chat import model_choice, services
+from chat import model_choice, services, usage_report
 from chat.engine import generation
 from chat.models import (
     Attachment,
@@ -299,17 +302,79 @@ class ModelAccessAdmin(admin.ModelAdmin):
 class ModelUsageAdmin(admin.ModelAdmin):
     """Tokens per user, model and UTC day, input and output apart (input is most of a bill)."""
 
-    list_display = ("day", "model", "user", "input_tokens", "output_tokens", "replies")
+    list_display = ("day", "model", "user", "input_tokens", "output_tokens", "replies", "errors")
     list_filter = ("model", "day")
     search_fields = ("user__username", "model")
     date_hierarchy = "day"
     list_select_related = ("user",)
+    change_list_template = "admin/chat/modelusage/change_list.html"
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_urls(self):
+        dashboard = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard),
+            name="chat_modelusage_dashboard",
+        )
+        return [dashboard, *super().get_urls()]
+
+    def dashboard(self, request) -> HttpResponse:
+        """Tokens, replies, errors and median time to first token per day, user or model over
+        a range of days, from the ledger; `?format=csv` exports the table."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        today = datetime.datetime.now(datetime.UTC).date()
+        start = _date(request.GET.get("start"), today - datetime.timedelta(days=29))
+        end = _date(request.GET.get("end"), today)
+        by = request.GET.get("by", "day")
+        if by not in usage_report.GROUPINGS:
+            by = "day"
+        rows, total = usage_report.report(start=start, end=end, by=by)
+        if request.GET.get("format") == "csv":
+            return _usage_csv(rows, total, by)
+        widest = max((r.tokens for r in rows), default=0) or 1
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage dashboard",
+            "opts": self.model._meta,
+            "rows": [
+                (r, round(300 * r.input_tokens / widest), round(300 * r.output_tokens / widest))
+                for r in rows
+            ],
+            "total": total,
+            "start": start,
+            "end": end,
+            "by": by,
+            "groupings": list(usage_report.GROUPINGS),
+        }
+        return TemplateResponse(request, "admin/chat/usage_dashboard.html", context)
+
+
+def _date(text: str | None, default: datetime.date) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text) if text else default
+    except ValueError:
+        return default
+
+
+USAGE_CSV_COLUMNS = ("input_tokens", "output_tokens", "replies", "errors", "median_ttft_ms")
+
+
+def _usage_csv(rows, total, by: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-by-{by}.csv"'
+    writer = csv.writer(response)
+    writer.writerow((by, *USAGE_CSV_COLUMNS))
+    for row in [*rows, total]:
+        writer.writerow(
+            _csv_safe(v) for v in (row.key, *(getattr(row, column) for column in USAGE_CSV_COLUMNS))
+        )
+    return response
 
 
 @admin.register(Attachment)

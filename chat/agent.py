@@ -147,7 +147,8 @@ class _Metered:
         finally:  # a turn cut short (a stop, a failure) is counted by what it sent
             if self.metered is not None:
                 self.metered.add(reported if reported is not None else deltas)
-                self.metered.add_input(reported_input, input)
+                if reported_input is not None or deltas:  # a turn that failed is not billed
+                    self.metered.add_input(reported_input, input)
 
 
 class _MeteredChatCompletions(_Metered, LeanChatCompletionsModel):

@@ -12,8 +12,9 @@ one of three kinds (docs/protocol.md, "Attachments"):
 - `text`: UTF-8 text with no NUL (plain text, Markdown, CSV, JSON, source code).
 
 Anything else, or a file whose name claims a type its bytes are not (HTML named .png, a
-program named .pdf), is refused as `bad_request` (HTTP 415). A text's or PDF's text past
-ATTACHMENT_TEXT_CHARS is cut, with a note saying so, never silently.
+program named .pdf), is refused as `bad_request` (HTTP 415; an empty or unreadable one:
+400). A text's or PDF's text past ATTACHMENT_TEXT_CHARS is cut, with a note saying so, never
+silently.
 
 Pure functions on bytes, no database: services.py stores what `inspect` returns.
 """
@@ -101,13 +102,16 @@ def inspect(name: str, content: bytes) -> Inspected:
     raise ChatError(
         "bad_request",
         f"{name} is {what}: attach text, PDF, or PNG, JPEG, WebP or GIF images.",
+        http_status=415,
     )
 
 
 def _claims(name: str, claimed: str | None, kind: str) -> None:
     """Refuse a name that claims another type than the bytes are."""
     if claimed is not None and claimed != kind:
-        raise ChatError("bad_request", f"{name} is named as another type than it is.")
+        raise ChatError(
+            "bad_request", f"{name} is named as another type than it is.", http_status=415
+        )
 
 
 def _utf8_text(content: bytes) -> str | None:

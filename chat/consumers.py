@@ -55,7 +55,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return
         self.user_id = user.pk
         self.credential = auth.credential_of_scope(self.scope)
-        self.standing = Standing(self.credential, self._credential_lost)
+        self.standing = Standing(self.credential, self._credential_lost, transport="websocket")
         if not await self.standing.open():
             await self.close(code=CLOSE_TOO_MANY)
             return

@@ -34,10 +34,18 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
 class ChatError(Exception):
     """A refusal or a failure, as the client is told of it."""
 
-    def __init__(self, code: ErrorCode, message: str, *, recoverable: bool | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        recoverable: bool | None = None,
+        http_status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
+        self.http_status = http_status  # when not the code's own (an unsupported type: 415)
         if recoverable is None:
             recoverable = frames.ERRORS[code].recoverable
             if recoverable is None:
@@ -47,7 +55,7 @@ class ChatError(Exception):
     @property
     def status(self) -> int:
         """The HTTP status of a request refused with this error."""
-        return HTTP_STATUS[self.code]
+        return self.http_status or HTTP_STATUS[self.code]
 
     def frame(self, *, message_id: str | None = None, seq: int | None = None) -> frames.ErrorFrame:
         """The `error` frame; with a `message_id` (and its `seq`) it ends that reply."""

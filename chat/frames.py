@@ -546,12 +546,10 @@ def attachment_object(attachment: Any) -> AttachmentObject:
 
 
 def _feedback(message: "Message") -> FeedbackObject | None:
-    """The reply's feedback, if any (read through the one-to-one `feedback`)."""
-    try:
-        given = message.feedback  # type: ignore[attr-defined]
-    except AttributeError:  # Feedback.DoesNotExist is an AttributeError too
-        return None
-    return feedback_object(given)
+    """The reply's feedback as its reader loaded it (`select_related("feedback")`, as the
+    selectors do); never a query from here (frames are built on the event loop too)."""
+    given = message._state.fields_cache.get("feedback")
+    return feedback_object(given) if given is not None else None
 
 
 def feedback_object(feedback: Any) -> FeedbackObject:

@@ -155,6 +155,18 @@ class ModelUsage(models.Model):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     replies = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)  # replies that ended error or interrupted
+    # Replies by time to first token, in TTFT_BUCKETS_MS (the last: slower, or none came):
+    # the usage dashboard's median, without reading a message.
+    ttft_1 = models.PositiveIntegerField(default=0)
+    ttft_2 = models.PositiveIntegerField(default=0)
+    ttft_3 = models.PositiveIntegerField(default=0)
+    ttft_4 = models.PositiveIntegerField(default=0)
+    ttft_5 = models.PositiveIntegerField(default=0)
+    ttft_6 = models.PositiveIntegerField(default=0)
+    ttft_7 = models.PositiveIntegerField(default=0)
+
+    TTFT_BUCKETS_MS = (250, 500, 1000, 2000, 4000, 8000, None)
 
     class Meta:
         ordering = ["-day", "model", "user"]

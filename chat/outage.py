@@ -17,7 +17,7 @@ import redis.exceptions
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from chat import dbthread
+from chat import dbthread, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ async def retrying(
                     bound,
                 )
             failures += 1
+            metrics.OUTAGE_RETRIES.inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
         else:

@@ -67,16 +67,29 @@ def reserve(*, user_id: int, tokens: int) -> Hold | None:
     return Hold(user_id, day, tokens)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a reply's end adds to its model's day besides tokens: whether it failed, and its
+    time to first token (None: none came)."""
+
+    failed: bool = False
+    first_token_ms: int | None = None
+
+
 def settle(
-    hold: Hold, *, spent: int, model: str = "", input_tokens: int = 0, reply: bool = True
+    hold: Hold,
+    *,
+    spent: int,
+    model: str = "",
+    input_tokens: int = 0,
+    reply: bool = True,
+    outcome: Outcome | None = None,
 ) -> None:
     """Give the hold back and count what was `spent` instead, on the hold's day; with `model`,
     count the tokens of both kinds, input too, for that model (ModelUsage) and the user's
     day's input (DAILY_INPUT_BUDGET), and one more reply unless it is not one (a title)."""
     spent, input_tokens = max(spent, 0), max(input_tokens, 0)
-    if model:
-        _count_model(hold.user_id, hold.day, model, input_tokens, spent, replies=int(reply))
-    if hold.counted:
+    if hold.counted:  # first: the hold is free for the next start as soon as may be
         TokenUsage.objects.filter(user_id=hold.user_id, day=hold.day).update(
             reserved=Greatest(F("reserved") - hold.tokens, 0),
             used=F("used") + spent,
@@ -89,23 +102,51 @@ def settle(
         TokenUsage.objects.filter(user_id=hold.user_id, day=hold.day).update(
             input_used=F("input_used") + input_tokens
         )
+    if model:
+        _count_model(
+            hold.user_id, hold.day, model, input_tokens, spent, int(reply), outcome or Outcome()
+        )
 
 
 def _count_model(
-    user_id: int, day: datetime.date, model: str, input_tokens: int, output: int, *, replies: int
+    user_id: int,
+    day: datetime.date,
+    model: str,
+    input_tokens: int,
+    output: int,
+    replies: int,
+    outcome: Outcome,
 ) -> None:
-    """Add one reply's (or title's) tokens to the user's day with `model`: one upsert
-    (SQLite and PostgreSQL both take `ON CONFLICT ... DO UPDATE`)."""
+    """Add one reply's (or title's) tokens, failure and time to first token to the user's day
+    with `model`: one upsert (SQLite and PostgreSQL both take `ON CONFLICT ... DO UPDATE`)."""
     table = connection.ops.quote_name(ModelUsage._meta.db_table)
+    bucket = _ttft_bucket(outcome.first_token_ms) if replies else None
+    counted = {
+        "input_tokens": input_tokens,
+        "output_tokens": output,
+        "replies": replies,
+        "errors": int(outcome.failed),
+        **{f"ttft_{n}": int(n == bucket) for n in range(1, len(ModelUsage.TTFT_BUCKETS_MS) + 1)},
+    }
+    columns = ", ".join(counted)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counted)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (user_id, day, model, input_tokens, output_tokens, replies) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, day, model) DO UPDATE SET "
-            f"input_tokens = {table}.input_tokens + excluded.input_tokens, "
-            f"output_tokens = {table}.output_tokens + excluded.output_tokens, "
-            f"replies = {table}.replies + excluded.replies",
-            [user_id, day, model, input_tokens, output, replies],
+            f"INSERT INTO {table} (user_id, day, model, {columns}) "
+            f"VALUES (%s, %s, %s, {', '.join(['%s'] * len(counted))}) "
+            f"ON CONFLICT (user_id, day, model) DO UPDATE SET {updates}",
+            [user_id, day, model, *counted.values()],
         )
+
+
+def _ttft_bucket(first_token_ms: int | None) -> int:
+    """The TTFT column (1-based) a reply falls in; no first token: the last."""
+    bounds = ModelUsage.TTFT_BUCKETS_MS
+    if first_token_ms is not None:
+        for number, bound in enumerate(bounds, 1):
+            if bound is not None and first_token_ms <= bound:
+                return number
+    return len(bounds)
 
 
 def input_allowed(*, user_id: int) -> bool:
@@ -132,9 +173,8 @@ def reply_hold_lost(
     as spent: a token per frame shown, or one per four characters if that is more. Returns
     the tokens counted."""
     spent = max(frames_shown, -(-len(content) // 4))
-    settle(
-        Hold(user_id, day, held, counted=settings.DAILY_TOKEN_BUDGET > 0), spent=spent, model=model
-    )
+    held_hold = Hold(user_id, day, held, counted=settings.DAILY_TOKEN_BUDGET > 0)
+    settle(held_hold, spent=spent, model=model, outcome=Outcome(failed=True))
     return spent
 
 

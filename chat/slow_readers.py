@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from chat import metrics
 from chat.frames import CLOSE_TOO_SLOW
 
 
@@ -86,6 +87,7 @@ class DropSlowReaders:
             await send(message)
 
         def drop() -> None:
+            metrics.SLOW_READERS.labels("websocket" if websocket else "sse").inc()
             if websocket:
                 close_too_slow(protocol)
                 dropped.set_result({"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW})

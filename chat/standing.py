@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, user_logged_out
 from django.db.models.signals import post_delete, post_save
 
-from chat import auth, limits, tasks
+from chat import auth, limits, metrics, tasks
 from chat.engine import broadcast
 from chat.models import ClientSecretGrant
 
@@ -37,9 +37,12 @@ class Standing:
         self,
         credential: auth.Credential,
         on_lost: Callable[[], Awaitable[None]] | None = None,
+        *,
+        transport: str,
     ) -> None:
         self.credential = credential
         self.on_lost = on_lost
+        self.transport = transport  # websocket, sse or chatkit: its open-connections series
         self.socket_id = uuid.uuid4().hex
         self.counted = False
         self.lost = False
@@ -51,7 +54,10 @@ class Standing:
         watching its credential."""
         user_id = self.credential.user_id
         self.counted = await limits.socket_open(user_id=user_id, socket_id=self.socket_id)
+        if not self.counted:
+            metrics.refused("rate_limited")
         if self.counted:
+            metrics.OPEN_CONNECTIONS.labels(self.transport).inc()
             await broadcast.hub().subscribe(broadcast.user_topic(user_id), self)
             self._watch = tasks.background(self._watching(), name=f"standing-{self.socket_id}")
         return self.counted
@@ -62,6 +68,7 @@ class Standing:
             self._watch.cancel()
         if self.counted:
             self.counted = False
+            metrics.OPEN_CONNECTIONS.labels(self.transport).dec()
             user_id = self.credential.user_id
             broadcast.hub().unsubscribe(broadcast.user_topic(user_id), self)
             await limits.socket_closed(user_id=user_id, socket_id=self.socket_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import frames
+from chat import frames, metrics
 
 UPLOAD_PATH = "/api/attachments/"
 # ChatKit's two-phase upload of an announced attachment (chat/chatkit/attachments.py).
@@ -28,6 +28,7 @@ def _limit() -> int:
 
 
 async def _refuse(send: Any) -> None:
+    metrics.refused("too_large")
     limit = settings.MAX_UPLOAD_BYTES
     frame = frames.error(
         code="too_large", message=f"The file is over {limit:,} bytes.", recoverable=False

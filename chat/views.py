@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views import csrf, defaults
 
 from chat import catalog, dbthread, frames, model_choice, runtime, selectors, shutdown
+from chat import metrics as chat_metrics
 from chat.errors import ChatError
 
 PAGE_MESSAGES = 200
@@ -39,6 +40,7 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
         "preferredModel": _preferred_model(request.user.pk),
         "feedbackTags": settings.FEEDBACK_TAGS,
         "maxMessageChars": settings.MAX_MESSAGE_CHARS,
+        "maxUploadBytes": settings.MAX_UPLOAD_BYTES,
         "username": request.user.get_username(),
     }
     return render(request, "chat/index.html", {"chat_config": chat_config})
@@ -100,6 +102,15 @@ def _preferred_model(user_id: int) -> str:
         return model_choice.for_reply(user_id=user_id, thread_id="", asked=None, new_thread=True).id
     except ChatError:
         return ""
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics`: this process's Prometheus series (chat/metrics.py), for a direct
+    loopback peer or a bearer of METRICS_TOKEN; anyone else 403."""
+    if not chat_metrics.may_read(request.META, request.META.get("REMOTE_ADDR", "")):
+        return HttpResponse("Forbidden: loopback or METRICS_TOKEN only.\n", status=403)
+    body, content_type = chat_metrics.exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:

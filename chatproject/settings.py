@@ -509,12 +509,26 @@ OUTAGE_SECONDS = env_number("OUTAGE_SECONDS", "30")
 # those still running then end as `interrupted`, their shown text saved (docs/deploy.md).
 DRAIN_SECONDS = env_number("DRAIN_SECONDS", "20")
 
+# Who may read GET /metrics besides a direct loopback peer: `Authorization: Bearer <token>`.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "info").upper()
+# `json`: one JSON object a line (chat/logs.py), a reply's end with its ids, model, status,
+# tokens and timings as fields; `text` (the default): plain lines.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "chat.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "daphne": {"level": "WARNING"},

@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("chat.api.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
 ]
 
 # JSON APIs answer JSON: a body past the upload limit is a 413 `too_large` (chat/views.py).

@@ -168,7 +168,8 @@ def test_an_upload_is_stored_in_the_configured_storage_and_served_to_its_owner_o
 @pytest.mark.parametrize(
     "name, content, status, code",
     [
-        ("page.png", b"<html></html>", 400, "bad_request"),
+        ("page.png", b"<html></html>", 415, "bad_request"),
+        ("tool.pdf", b"\x7fELF\x02\x01\x01" + b"\x00" * 200, 415, "bad_request"),
         ("empty.txt", b"", 400, "bad_request"),
     ],
 )

@@ -22,15 +22,15 @@ async def test_a_standing_is_counted_and_ends_when_an_announcement_finds_its_cre
         lost.set()
 
     gone = auth.Credential(alice.pk, session_key="no-such-session")
-    first = Standing(gone, on_lost)
+    first = Standing(gone, on_lost, transport="websocket")
     assert await first.open()
-    assert not await Standing(gone, on_lost).open(), "one socket allowed"
+    assert not await Standing(gone, on_lost, transport="websocket").open(), "one socket allowed"
     bobs_lost = asyncio.Event()
 
     async def bob_lost() -> None:
         bobs_lost.set()
 
-    bobs = Standing(auth.Credential(bob.pk, session_key="gone-too"), bob_lost)
+    bobs = Standing(auth.Credential(bob.pk, session_key="gone-too"), bob_lost, transport="sse")
     assert await bobs.open(), "another user's count"
 
     await standing.credentials_changed(user_id=bob.pk)
@@ -41,7 +41,7 @@ async def test_a_standing_is_counted_and_ends_when_an_announcement_finds_its_cre
     assert first.lost
 
     await first.close()
-    again = Standing(gone, on_lost)
+    again = Standing(gone, on_lost, transport="websocket")
     assert await again.open(), "closing counted it out"
     await again.close()
     await bobs.close()

@@ -88,7 +88,7 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
     )
     # A stream counts among the user's sockets while it lasts, and ends when what opened it
     # stops holding (logout): as a dropped request, which stops its reply.
-    standing = Standing(credential)
+    standing = Standing(credential, transport="chatkit")
     if is_streaming_req(asked) and not await standing.open():
         return _refused(
             f"At most {settings.MAX_SOCKETS_PER_USER} sockets and streams open at once; close one."

@@ -7,10 +7,12 @@ from typing import Any
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chat import metrics
 from chat.errors import ChatError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ChatError):
+        metrics.refused(exc.code)
         return Response(exc.frame(), status=exc.status)
     return drf_exception_handler(exc, context)

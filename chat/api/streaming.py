@@ -93,7 +93,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
     ):
         return request_auth.detail("No such thread.", 404)
     async with contextlib.AsyncExitStack() as stack:
-        standing = await stack.enter_async_context(Standing(credential))
+        standing = await stack.enter_async_context(Standing(credential, transport="sse"))
         if not standing.counted:
             return _too_many().response()
         subscriber = await stack.enter_async_context(Subscriber(thread_id))
@@ -160,7 +160,7 @@ async def thread_events(request: HttpRequest, thread_id: uuid.UUID) -> HttpRespo
         return request_auth.detail("No such thread.", 404)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId", "")
     async with contextlib.AsyncExitStack() as stack:
-        standing = await stack.enter_async_context(Standing(credential))
+        standing = await stack.enter_async_context(Standing(credential, transport="sse"))
         if not standing.counted:
             return _too_many().response()
         # The thread's frames, and the user's thread list (other threads made, renamed...).

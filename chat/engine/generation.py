@@ -28,6 +28,7 @@ from chat import (
     frames,
     inputs,
     limits,
+    metrics,
     model_choice,
     outage,
     quota,
@@ -143,7 +144,11 @@ async def reply_begin(
     with the message: a refusal leaves no thread). Idempotent on the ask's `client_id`: a
     repeat starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
     """
-    return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
+    try:
+        return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
+    except ChatError as refused:
+        metrics.refused(refused.code)
+        raise
 
 
 def _zone(time_zone: Any) -> str:
@@ -219,6 +224,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     if begun.user_message is not None:
         await publish(thread_id, frames.message(message=frames.message_object(begun.user_message)))
     run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
+    metrics.reply_started(chosen.id)
     return StartResult(reply_id=str(begun.reply.id), duplicate=False)
 
 
@@ -281,6 +287,7 @@ async def _let_go(
     spent: int,
     model: str = "",
     input_tokens: int = 0,
+    outcome: quota.Outcome | None = None,
 ) -> None:
     """The reply is no longer in flight: count it out, and settle its tokens."""
     await outage.attempt(
@@ -288,13 +295,23 @@ async def _let_go(
         lambda: limits.in_flight_end(user_id=user_id, reply_id=str(reply_id)),
     )
     if hold is not None:
-        await _settle_tokens(hold, reply_id, spent=spent, model=model, input_tokens=input_tokens)
+        await _settle_tokens(
+            hold, reply_id, spent=spent, model=model, input_tokens=input_tokens, outcome=outcome
+        )
 
 
 async def _settle_tokens(
-    hold: quota.Hold, reply_id: uuid.UUID, *, spent: int, model: str = "", input_tokens: int = 0
+    hold: quota.Hold,
+    reply_id: uuid.UUID,
+    *,
+    spent: int,
+    model: str = "",
+    input_tokens: int = 0,
+    outcome: quota.Outcome | None = None,
 ) -> None:
-    settle = functools.partial(quota.settle, model=model, input_tokens=input_tokens)
+    settle = functools.partial(
+        quota.settle, model=model, input_tokens=input_tokens, outcome=outcome
+    )
     await outage.attempt(
         f"settling the tokens of reply {reply_id}",
         lambda: dbthread.off_loop(settle)(hold, spent=spent),
@@ -358,7 +375,17 @@ async def _own(run: Run) -> None:
             spent=stream.tokens_spent,
             model=run.provider.id,
             input_tokens=stream.usage.input_tokens,
+            outcome=quota.Outcome(
+                failed=stream.terminal is not None and stream.terminal["type"] == "error",
+                first_token_ms=stream.first_token_ms,
+            ),
         )
+        metrics.tokens(
+            model=run.provider.id,
+            input_tokens=stream.usage.input_tokens,
+            output_tokens=stream.tokens_spent,
+        )
+        metrics.reply_gone()
 
 
 async def reply_stop(*, thread_id: str) -> bool:

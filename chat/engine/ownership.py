@@ -21,7 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import dbthread, frames, outage, runtime, selectors, services, shutdown, tasks
+from chat import dbthread, frames, metrics, outage, runtime, selectors, services, shutdown, tasks
 from chat.engine import live
 from chat.engine.broadcast import publish_strictly
 from chat.engine.run import CANCELLED, SHUT_DOWN, ReplyStream, Run
@@ -422,4 +422,5 @@ class Sweeping:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] in ("http", "websocket"):
             sweep_soon()
+        metrics.watch_loop()
         return await self.inner(scope, receive, send)

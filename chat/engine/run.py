@@ -19,7 +19,19 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import agent, catalog, dbthread, errors, frames, outage, quota, services, tasks, tools
+from chat import (
+    agent,
+    catalog,
+    dbthread,
+    errors,
+    frames,
+    metrics,
+    outage,
+    quota,
+    services,
+    tasks,
+    tools,
+)
 from chat.engine import broadcast, live
 from chat.engine.broadcast import publish, publish_strictly
 from chat.engine.coalescer import Coalescer
@@ -266,6 +278,7 @@ class ReplyStream:
             )
         if event.output is not None:
             failed = event.call_id in self.context.failures
+            metrics.TOOL_CALLS.labels(step["name"], "error" if failed else "done").inc()
             step = {
                 **step,
                 "status": "error" if failed else "done",
@@ -309,6 +322,7 @@ class ReplyStream:
         with the record (published by the same script), or after it.
         """
         hub = broadcast.hub()
+        metrics.frame_published(len(text))
         announce = hub.envelope(text) if hub.remote is not None else ""
         if not self.store.shared:
             await hub.deliver(self.run.thread_id, frame, text)
@@ -391,7 +405,29 @@ class ReplyStream:
             await _publish_thread(self.run, frames.thread(thread=self.run.new_title))
             if outcome.status == "complete" and not self.run.provider.offline_demo:
                 tasks.background(_retitle(self.run), name=f"title-{self.reply_id}")
-        # The seed's stream logging, once per reply.
+        metrics.reply_finished(
+            model=self.run.provider.id,
+            status=outcome.status,
+            code=outcome.code,
+            first_token_ms=self.first_token_ms,
+            elapsed_ms=elapsed_ms,
+        )
+        # The seed's stream logging, once per reply (LOG_FORMAT=json: these as fields).
+        fields = {
+            "event": "reply_end",
+            "reply_id": self.reply_id,
+            "thread_id": self.run.thread_id,
+            "user_id": self.run.user_id,
+            "model": self.run.provider.id,
+            "status": outcome.status,
+            "error": outcome.code or None,
+            "chars": len(self.content),
+            "output_tokens": tokens,
+            "input_tokens": self.usage.input_tokens,
+            "frames": terminal["seq"],
+            "elapsed_ms": elapsed_ms,
+            "first_token_ms": self.first_token_ms,
+        }
         logger.info(
             "reply %s thread=%s status=%s chars=%d tokens=%d frames=%d elapsed_ms=%d ttft_ms=%s%s",
             self.reply_id,
@@ -403,6 +439,7 @@ class ReplyStream:
             elapsed_ms,
             self.first_token_ms,
             f" error={outcome.code}" if outcome.code else "",
+            extra={"fields": fields},
         )
 
     async def _close_record(self) -> None:
