@@ -139,3 +139,35 @@ async def test_each_series_moves_with_what_it_counts_on_the_process_it_happens_o
                 assert value(during, "chat_replies_in_flight") == 1
                 assert value(during, "chat_open_connections", transport="sse") == 2
     assert value(scrape(a), "chat_event_loop_lag_seconds") >= 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_replys_end_is_one_json_log_line_with_its_fields(stub, alice, caplog):
+    """LOG_FORMAT=json's formatter (chat/logs.py) on the record a real reply's end writes."""
+    import logging
+
+    from chat.logs import JsonFormatter
+    from tests.helpers import connect, frames_until_end, new_thread, receive, send, start_command
+
+    stub.script("logged", tokens=["a", "b", "c"], usage={"prompt_tokens": 7})
+    thread = await new_thread(alice, "logged")
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    with caplog.at_level(logging.INFO, logger="chat.engine.run"):
+        await send(ws, start_command("logged"))
+        ended = (await frames_until_end(ws))[-1]
+        await asyncio.sleep(0.2)
+    await ws.disconnect()
+    (record,) = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "reply_end"]
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert (entry["level"], entry["logger"]) == ("info", "chat.engine.run")
+    assert entry["reply_id"] == ended["message_id"] and entry["thread_id"] == str(thread.id)
+    assert (entry["model"], entry["status"], entry["output_tokens"]) == (
+        "stub-model",
+        "complete",
+        3,
+    )
+    assert entry["input_tokens"] == 7 and entry["first_token_ms"] is not None
