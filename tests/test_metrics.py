@@ -143,7 +143,7 @@ async def test_each_series_moves_with_what_it_counts_on_the_process_it_happens_o
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_a_replys_end_is_one_json_log_line_with_its_fields(stub, alice, caplog):
+async def test_a_replys_end_is_one_json_log_line_with_its_fields(stub, alice):
     """LOG_FORMAT=json's formatter (chat/logs.py) on the record a real reply's end writes."""
     import logging
 
@@ -154,12 +154,19 @@ async def test_a_replys_end_is_one_json_log_line_with_its_fields(stub, alice, ca
     thread = await new_thread(alice, "logged")
     ws = await connect(thread.id, alice)
     await receive(ws)
-    with caplog.at_level(logging.INFO, logger="chat.engine.run"):
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler()
+    keep.emit = records.append
+    run_log = logging.getLogger("chat.engine.run")
+    run_log.addHandler(keep)
+    try:
         await send(ws, start_command("logged"))
         ended = (await frames_until_end(ws))[-1]
         await asyncio.sleep(0.2)
+    finally:
+        run_log.removeHandler(keep)
     await ws.disconnect()
-    (record,) = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "reply_end"]
+    (record,) = [r for r in records if getattr(r, "fields", {}).get("event") == "reply_end"]
     line = JsonFormatter().format(record)
     assert "\n" not in line
     entry = json.loads(line)
