@@ -55,3 +55,36 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_stored_with_or_without
 
     assert stored_files(site) == []
     assert "rows 0" in manage(site.env, "shell", "-c", COUNT_ROWS)
+
+
+def test_an_upload_cut_midway_leaves_no_file_and_no_row(site):
+    """The client goes away half-way through a file within the limit: Django never got the
+    whole body, so no view ran, nothing was stored, and the next upload works."""
+    import socket
+    import time
+
+    alice = login(site.url, "alice", "alice-pw")
+    body = multipart(b"y" * (LIMIT // 2))
+    cookies = "; ".join(f"{name}={value}" for name, value in alice.cookies.items())
+    head = (
+        "POST /api/attachments/ HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{site.port}\r\n"
+        "Content-Type: multipart/form-data; boundary=b0undary\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Cookie: {cookies}\r\n"
+        f"X-CSRFToken: {alice.cookies.get('csrftoken', '')}\r\n"
+        f"Origin: {site.url}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", site.port)) as raw:
+        raw.sendall(head + body[: len(body) // 2])
+        time.sleep(0.3)
+    time.sleep(0.5)  # daphne sees the disconnect and drops the request
+    assert stored_files(site) == []
+    assert "rows 0" in manage(site.env, "shell", "-c", COUNT_ROWS)
+    whole = alice.post(
+        "/api/attachments/",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
+    assert whole.status_code == 201, whole.text
+    assert len(stored_files(site)) == 1

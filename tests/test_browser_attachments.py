@@ -189,12 +189,11 @@ def test_files_dropped_picked_and_pasted_go_with_the_message_and_open_after_a_re
     assert "revenue rose by 12 percent" in json.dumps(edited)
 
 
-def test_a_file_over_the_limit_shows_the_servers_refusal_on_its_chip_and_is_never_sent(
-    site, stub, context
-):
+def test_a_file_over_the_limit_shows_the_refusal_on_its_chip_and_is_never_sent(site, stub, context):
     stub.script("Just text", tokens=["Fine."])
     page = logged_in(context, site, "jack")
-    # Just over the limit (the view refuses it), and far over (refused before it is read).
+    # Just over the limit, and far over: the page knows MAX_UPLOAD_BYTES and refuses both
+    # before uploading (the server's own 413, with and without a length: test_attachments_server).
     page.locator("input[type=file]").set_input_files(
         [
             {"name": "over.txt", "mimeType": "text/plain", "buffer": b"x" * (LIMIT + 1000)},
@@ -204,7 +203,7 @@ def test_a_file_over_the_limit_shows_the_servers_refusal_on_its_chip_and_is_neve
     refused = page.locator(f'{CHIPS}[data-upload-status="error"]')
     expect(refused).to_have_count(2, timeout=10000)
     for chip in (refused.nth(0), refused.nth(1)):
-        expect(chip).to_contain_text("The file is over 50,000 bytes.")
+        expect(chip).to_contain_text("the limit is 49 KB")
     # Nothing uploads, so Send is free; the message goes without the refused files.
     send(page, "Just text, please")
     thread = thread_id(page)

@@ -615,7 +615,7 @@ async def test_another_users_attachment_a_refused_file_and_an_oversize_upload_st
     assert refused.status_code == 413 and refused.json()["code"] == "too_large"
     # Not what it says it is: the same check as the page's uploads, said clearly.
     program = upload_to(alice, liar, "small.txt", b"\x7fELF\x02\x01\x01" + b"\x00" * 200)
-    assert program.status_code == 400 and "attach text, PDF" in program.json()["message"]
+    assert program.status_code == 415 and "attach text, PDF" in program.json()["message"]
     assert stored_files(site) == files
     # Neither is sendable: its bytes never came.
     waiting = ck.create("send the refused one")

@@ -63,6 +63,7 @@ class AttachmentsView(APIView):
 class AttachmentView(APIView):
     """`DELETE /api/attachments/<id>/`: remove an upload not yet sent (the page's chip)."""
 
+    @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, attachment_id: str) -> Response:
         attachment = selectors.attachment_get_for_user(
             user=request.user, attachment_id=attachment_id
