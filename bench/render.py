@@ -109,7 +109,7 @@ addEventListener('DOMContentLoaded', () => {
 # The baselines' stand-in for static/chat/richtext.js: the real module (served under another
 # URL) with `createRichText` replaced, since a module's own export wins over `export *`.
 # `plain` shows model text as one text node, as user text is shown; `none` never shows it.
-# Either drops the `markdown` class that render.js gave the container, so the page styles the
+# Either drops the `markdown` class that message.js gave the container, so the page styles the
 # text as plain (pre-wrap, the streaming cursor).
 BASELINE_RICHTEXT = """
 export * from './richtext.js?bench=real';

@@ -1,7 +1,7 @@
 /**
  * Markdown for model replies, DOM-free: where a streaming text can be cut into settled blocks,
  * and markdown to HTML with a strict first line of defence. The HTML still goes through
- * DOMPurify before it reaches the DOM (see render.js); this module makes sure that even
+ * DOMPurify before it reaches the DOM (see richtext.js and message.js); this module makes sure that even
  * without it, no raw HTML from the model, no `javascript:` link and no remote image survives.
  *
  * Incremental rendering: a reply only grows while it streams, and markdown blocks before the
