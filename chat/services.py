@@ -449,7 +449,12 @@ def attachment_create(*, owner: AbstractBaseUser, name: str, content: bytes) -> 
     """Store an upload: what it is is checked from its bytes (attachments.inspect: a refusal
     stores nothing), then the user's UPLOAD_QUOTA_BYTES, then the file, then its row (a row
     that cannot be written takes its file with it)."""
-    inspected = attachments.inspect(name, content)
+    return attachment_store(owner=owner, inspected=attachments.inspect(name, content))
+
+
+def attachment_store(*, owner: AbstractBaseUser, inspected: attachments.Inspected) -> Attachment:
+    """Keep an upload already inspected (attachments.inspect, which async code runs in a
+    worker thread: a PDF's or an image's parse holds no event loop and no database thread)."""
     return _attachment_keep(Attachment(owner=owner), inspected, insert=True)
 
 
@@ -476,7 +481,13 @@ def attachment_announce(*, owner: AbstractBaseUser, name: str, mime_type: str) -
 def attachment_upload(*, attachment: Attachment, content: bytes) -> Attachment:
     """The bytes of an announced upload, through attachment_create's checks (a refusal stores
     nothing and leaves it waiting); refused if its bytes came already or it was removed."""
-    inspected = attachments.inspect(attachment.name, content)
+    return attachment_fill(
+        attachment=attachment, inspected=attachments.inspect(attachment.name, content)
+    )
+
+
+def attachment_fill(*, attachment: Attachment, inspected: attachments.Inspected) -> Attachment:
+    """An announced upload's bytes, already inspected, kept (see attachment_upload)."""
     with transaction.atomic():
         waiting = (
             Attachment.objects.select_for_update()

@@ -5,59 +5,57 @@ file is comes from its bytes (chat/attachments.py), checked off the event loop i
 services.attachment_create.
 """
 
+import asyncio
+from typing import Any
+
 from django.conf import settings
 from django.core.files.storage import storages
-from django.http import FileResponse
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import frames, selectors, services
+from chat import attachments, dbthread, frames, metrics, selectors, services
+from chat.api import request_auth
 from chat.errors import ChatError
 
-AttachmentSerializer = inline_serializer(
-    "Attachment",
-    {
-        "id": serializers.UUIDField(),
-        "name": serializers.CharField(),
-        "mime_type": serializers.CharField(),
-        "size": serializers.IntegerField(),
-        "kind": serializers.ChoiceField(choices=["image", "text", "document"]),
-        "url": serializers.CharField(),
-    },
-)
 
-
-class AttachmentsView(APIView):
+@csrf_exempt  # request_auth.authenticate checks CSRF (or Origin) for session requests
+@require_POST
+async def upload(request: HttpRequest) -> HttpResponse:
     """`POST /api/attachments/` (multipart, field `file`): 201 with the attachment; it waits
-    to be sent with a message (`attachments` of `start`), and is removed after a day if not."""
+    to be sent with a message (`attachments` of `start`), and is removed after a day if not.
 
-    parser_classes = [MultiPartParser]
+    An async view: the body is parsed and the file inspected (a PDF's text, an image decoded
+    and re-encoded) in worker threads, so neither the event loop, nor Django's one thread for
+    sync views, nor the database's thread waits on one upload's CPU."""
+    authenticated = await request_auth.authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    user, _ = authenticated
+    try:
+        sent = await asyncio.to_thread(_file_of, request)
+        inspected = await asyncio.to_thread(attachments.inspect, sent.name, sent.read())
+        kept = await dbthread.off_loop(services.attachment_store)(owner=user, inspected=inspected)
+    except ChatError as refused:
+        metrics.refused(refused.code)
+        return refused.response()
+    return JsonResponse(frames.attachment_object(kept), status=201)
 
-    @extend_schema(
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
-        },
-        responses={201: AttachmentSerializer},
-    )
-    def post(self, request: Request) -> Response:
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise ChatError("bad_request", "Send the file as the multipart field `file`.")
-        if upload.size > settings.MAX_UPLOAD_BYTES:  # a length the header did not tell
-            raise ChatError("too_large", f"The file is over {settings.MAX_UPLOAD_BYTES:,} bytes.")
-        content = upload.read()
-        attachment = services.attachment_create(
-            owner=request.user, name=upload.name, content=content
-        )
-        return Response(frames.attachment_object(attachment), status=status.HTTP_201_CREATED)
+
+def _file_of(request: HttpRequest) -> Any:
+    """The request's multipart `file`, within MAX_UPLOAD_BYTES (the body is parsed here)."""
+    sent = request.FILES.get("file")
+    if sent is None:
+        raise ChatError("bad_request", "Send the file as the multipart field `file`.")
+    if sent.size > settings.MAX_UPLOAD_BYTES:  # a length the header did not tell
+        raise ChatError("too_large", f"The file is over {settings.MAX_UPLOAD_BYTES:,} bytes.")
+    return sent
 
 
 class AttachmentView(APIView):

@@ -62,6 +62,32 @@ def add_streaming_paths(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
             "responses": {"200": {"description": "The reply's frames", "content": _SSE}, **_ERRORS},
         }
     }
+    paths["/api/attachments/"] = {
+        "post": {
+            "operationId": "attachments_create",
+            "summary": "Upload a file to send with a message (its type from its bytes)",
+            "tags": ["attachments"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            },
+            "security": security,
+            "responses": {
+                "201": {"description": "The attachment object (docs/protocol.md)"},
+                "413": {"description": "Over MAX_UPLOAD_BYTES"},
+                "415": {"description": "A type no model can be given, or named as another"},
+                **_ERRORS,
+            },
+        }
+    }
     paths["/api/chatkit"] = _chatkit_path(security, schemes=result["components"])
     paths["/api/threads/{id}/events/"] = {
         "get": {

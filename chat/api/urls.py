@@ -26,7 +26,7 @@ urlpatterns = [
     ),
     path("usage/", UsageView.as_view(), name="usage"),
     path("models/", ModelsView.as_view(), name="models"),
-    path("attachments/", attachments.AttachmentsView.as_view(), name="attachments"),
+    path("attachments/", attachments.upload, name="attachments"),
     path(
         "attachments/<uuid:attachment_id>/",
         attachments.AttachmentView.as_view(),

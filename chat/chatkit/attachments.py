@@ -12,6 +12,9 @@ way. A refused file is an HTTP error with the protocol's error object, and the a
 stays waiting, with no file, until ChatKit removes it (`attachments.delete`) or the sweeper does.
 """
 
+import asyncio
+from typing import Any
+
 from chatkit.store import AttachmentStore, NotFoundError
 from chatkit.types import Attachment, AttachmentCreateParams, AttachmentUploadDescriptor
 from django.conf import settings
@@ -20,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from chat import dbthread, errors, outage, selectors, services
+from chat import attachments, dbthread, errors, metrics, outage, selectors, services
 from chat.api import request_auth
 from chat.chatkit import items
 from chat.chatkit.store import RequestContext
@@ -90,23 +93,35 @@ async def upload(request: HttpRequest, attachment_id: str) -> HttpResponse:
         return authenticated
     user, _ = authenticated
     try:
-        return await dbthread.off_loop(_upload)(request, user, str(attachment_id))
+        sent = await asyncio.to_thread(_file_of, request)
+        # What the file is (the CPU of a PDF's text or an image's re-encoding) in a worker
+        # thread: no event loop and no database thread waits on it.
+        inspected = await asyncio.to_thread(attachments.inspect, sent.name, sent.read())
+        return await dbthread.off_loop(_upload)(request, user, str(attachment_id), inspected)
     except ChatError as refused:
+        metrics.refused(refused.code)
         return refused.response()
     except Exception:
         return errors.unexpected(f"ChatKit upload of {attachment_id}").response()
 
 
-def _upload(request: HttpRequest, user: AbstractBaseUser, attachment_id: str) -> HttpResponse:
-    waiting = selectors.attachment_get_for_user(user=user, attachment_id=attachment_id)
-    if waiting is None:
-        return request_auth.detail("No such attachment.", 404)
+def _file_of(request: HttpRequest) -> Any:
+    """The request's multipart `file`, within MAX_UPLOAD_BYTES (the body is parsed here)."""
     sent = request.FILES.get("file")
     if sent is None:
         raise ChatError("bad_request", "Send the file as the multipart field `file`.")
     if sent.size > settings.MAX_UPLOAD_BYTES:  # within the framing room upload_limit allows
         raise ChatError("too_large", f"The file is over {settings.MAX_UPLOAD_BYTES:,} bytes.")
-    stored: Upload = services.attachment_upload(attachment=waiting, content=sent.read())
+    return sent
+
+
+def _upload(
+    request: HttpRequest, user: AbstractBaseUser, attachment_id: str, inspected: Any
+) -> HttpResponse:
+    waiting = selectors.attachment_get_for_user(user=user, attachment_id=attachment_id)
+    if waiting is None:
+        return request_auth.detail("No such attachment.", 404)
+    stored: Upload = services.attachment_fill(attachment=waiting, inspected=inspected)
     shown = items.attachment_of(stored, base_url=request.build_absolute_uri("/"))
     body = shown.model_dump_json(
         by_alias=True, exclude_none=True, context={"exclude_metadata": True}
