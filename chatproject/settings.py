@@ -94,6 +94,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chat.accounts.theme",  # <html data-theme>: the user's choice
             ],
         },
     },
@@ -453,6 +454,10 @@ SSE_HEARTBEAT_SECONDS = env_number("SSE_HEARTBEAT_SECONDS", 15, minimum=0.05)
 # chat/slow_readers.py; docs/security.md). 0 turns a count off where noted.
 
 MAX_MESSAGE_CHARS = env_number("MAX_MESSAGE_CHARS", 16000, minimum=1, whole=True)
+
+# The longest instructions of their own a user may give the agent (the settings page): they
+# are sent with every reply, so they cost input tokens every turn.
+USER_INSTRUCTIONS_CHARS = env_number("USER_INSTRUCTIONS_CHARS", "2000", whole=True)
 
 # The most tokens one reply may cost (the provider's max_tokens / max_output_tokens): a reply
 # cannot run up a bill without end.
