@@ -14,6 +14,7 @@ urlpatterns = [
     path("settings/delete/", accounts.account_delete, name="account-delete"),
     # Django's own password change, on the settings page (before auth.urls: its name wins).
     path("accounts/password_change/", accounts.PasswordChange.as_view(), name="password_change"),
+    path("accounts/", include(accounts.reset_urls())),  # 404 unless an operator opens them
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("chat.api.urls")),

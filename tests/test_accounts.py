@@ -3,9 +3,11 @@ Django's password change ending the other sessions), the export, and deleting an
 with everything of it. In-process; the same over real daphne: test_accounts_site.py."""
 
 import json
+import re
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.test import AsyncClient, Client
@@ -26,6 +28,7 @@ from tests.test_sessions import closed_with, logged_in_client, session_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+User = get_user_model()
 FRENCH = "Answer in French. I am a Django developer."
 
 
@@ -209,3 +212,120 @@ def test_deleting_the_account_needs_the_username_typed_and_then_removes_every_ro
 def _bobs(model, bob) -> list:
     field = "owner" if model in (Thread, Attachment) else "user"
     return list(model.objects.filter(**{field: bob}).values_list("pk", flat=True))
+
+
+# --- sign-up and password reset -------------------------------------------------------------
+
+OFF_URLS = [
+    "/accounts/signup/",
+    "/accounts/signup/MQ/abc-123/",
+    "/accounts/password_reset/",
+    "/accounts/password_reset/done/",
+    "/accounts/reset/MQ/abc-123/",
+    "/accounts/reset/done/",
+]
+
+
+@pytest.fixture
+def fresh_counts():
+    """The sign-up and reset throttle starts from nothing (the cache outlives a test)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def logs_in(username: str, password: str) -> bool:
+    """Whether the login form lets them in (a form login: axes needs the request)."""
+    answer = Client().post("/accounts/login/", {"username": username, "password": password})
+    return answer.status_code == 302
+
+
+def link_in(mail) -> str:
+    return re.search(r"https?://[^/\s]+(/\S+)", mail.body)[1]
+
+
+def test_sign_up_and_reset_are_404_while_off_and_the_login_page_does_not_offer_them(
+    client, settings
+):
+    settings.SIGNUP_ENABLED = settings.PASSWORD_RESET_ENABLED = False
+    for url in OFF_URLS:
+        assert client.get(url).status_code == 404, url
+        assert client.post(url, {"email": "x@example.com"}).status_code == 404, url
+    login = client.get("/accounts/login/").text
+    assert "Create an account" not in login and "Forgot your password" not in login
+
+
+def test_an_open_sign_up_makes_an_inactive_account_that_the_emailed_link_confirms(
+    client, settings, mailoutbox, fresh_counts
+):
+    settings.SIGNUP_ENABLED = True
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    assert "Create an account" in client.get("/accounts/login/").text
+    form = {
+        "username": "newcomer",
+        "email": "newcomer@example.com",
+        "password1": "a long enough passphrase",
+        "password2": "a long enough passphrase",
+    }
+    answer = client.post("/accounts/signup/", form)
+    assert answer.status_code == 200 and "Check your email" in answer.text
+    user = User.objects.get(username="newcomer")
+    assert not user.is_active, "no account works before its address is confirmed"
+    assert not logs_in("newcomer", "a long enough passphrase")
+    [mail] = mailoutbox
+    assert mail.to == ["newcomer@example.com"]
+
+    confirmed = client.get(link_in(mail))
+    assert confirmed.status_code == 302 and confirmed["Location"].endswith("?activated=1")
+    user.refresh_from_db()
+    assert user.is_active
+    told = [m for m in mailoutbox if m.to == ["ops@example.com"]]
+    assert len(told) == 1 and "newcomer" in told[0].subject
+    assert logs_in("newcomer", "a long enough passphrase")
+
+    again = Client().post("/accounts/signup/", {**form, "username": "twin"})
+    assert again.status_code == 400 and "uses this address already" in again.text
+
+
+def test_an_open_password_reset_mails_a_link_that_sets_a_new_password(
+    client, settings, mailoutbox, fresh_counts, alice
+):
+    settings.PASSWORD_RESET_ENABLED = True
+    alice.email = "alice@example.com"
+    alice.save()
+    assert "Forgot your password" in client.get("/accounts/login/").text
+    asked = client.post("/accounts/password_reset/", {"email": "alice@example.com"})
+    assert asked.status_code == 302 and asked["Location"] == "/accounts/password_reset/done/"
+    assert "Check your email" in client.get(asked["Location"]).text
+    [mail] = mailoutbox
+    form_page = client.get(link_in(mail), follow=True)
+    assert form_page.status_code == 200 and "Set a new password" in form_page.text
+    done = client.post(
+        form_page.redirect_chain[-1][0],
+        {"new_password1": "brand new passphrase 9", "new_password2": "brand new passphrase 9"},
+    )
+    assert done.status_code == 302 and done["Location"] == "/accounts/reset/done/"
+    assert logs_in("alice", "brand new passphrase 9")
+
+
+@pytest.mark.parametrize("url", ["/accounts/signup/", "/accounts/password_reset/"])
+def test_sign_up_and_reset_requests_are_throttled_per_address(
+    client, settings, mailoutbox, fresh_counts, url
+):
+    settings.SIGNUP_ENABLED = settings.PASSWORD_RESET_ENABLED = True
+    settings.ACCOUNT_REQUESTS_PER_HOUR = 2
+    codes = [
+        client.post(url, {"email": f"someone{i}@example.com", "username": f"u{i}"}).status_code
+        for i in range(3)
+    ]
+    assert codes[2] == 429 and 429 not in codes[:2]
+    # The same email address from elsewhere is counted too.
+    other = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(2):
+        other.post(url, {"email": "target@example.com", "username": "x"})
+    assert (
+        Client(REMOTE_ADDR="203.0.113.8").post(url, {"email": "target@example.com"}).status_code
+        == 429
+    )
