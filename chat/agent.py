@@ -159,12 +159,31 @@ class _MeteredResponses(_Metered, OpenAIResponsesModel):
     """OpenAI's Responses API, metered per turn."""
 
 
+USER_INSTRUCTIONS_HEADING = (
+    "The user has given these instructions of their own; follow them where they do not "
+    "conflict with the above:"
+)
+
+
+def instructions(user_instructions: str = "") -> str:
+    """The agent's system instructions: AGENT_INSTRUCTIONS, then the user's own (their
+    settings page), when they gave any."""
+    if not user_instructions.strip():
+        return settings.AGENT_INSTRUCTIONS
+    own = user_instructions.strip()
+    return f"{settings.AGENT_INSTRUCTIONS}\n\n{USER_INSTRUCTIONS_HEADING}\n{own}"
+
+
 async def _agent(
-    chosen: catalog.Model, *, max_tokens: int | None = None, usage: Usage | None = None
+    chosen: catalog.Model,
+    *,
+    max_tokens: int | None = None,
+    usage: Usage | None = None,
+    user_instructions: str = "",
 ) -> Agent:
     """The agent with the provider's model, asking for at most `max_tokens` over all its
     turns (by default REPLY_MAX_TOKENS; the embedded model: no more than LOCAL_MAX_TOKENS a
-    turn), each turn's spend added to `usage`."""
+    turn), each turn's spend added to `usage`, told the user's own instructions too."""
     max_tokens = settings.REPLY_MAX_TOKENS if max_tokens is None else max_tokens
     usage = usage if usage is not None else Usage()
     usage.limit = max_tokens
@@ -185,7 +204,7 @@ async def _agent(
     model.metered = usage
     return Agent(
         name="Assistant",
-        instructions=settings.AGENT_INSTRUCTIONS,
+        instructions=instructions(user_instructions),
         model=model,
         model_settings=model_settings,
         tools=[] if chosen.offline_demo else tools.enabled(),
@@ -223,11 +242,15 @@ async def stream_reply(
     usage: Usage,
     max_tokens: int | None = None,
     context: tools.ChatContext | None = None,
+    user_instructions: str = "",
 ) -> AsyncIterator[str | ToolEvent]:
     """Text deltas of the agent's answer to the thread's history, and its tool calls as they
-    happen; fills `usage` at the end. `context` is what the tools of this reply may know."""
+    happen; fills `usage` at the end. `context` is what the tools of this reply may know;
+    `user_instructions` are the asker's own, added to the agent's."""
     try:
-        agent = await _agent(chosen, max_tokens=max_tokens, usage=usage)
+        agent = await _agent(
+            chosen, max_tokens=max_tokens, usage=usage, user_instructions=user_instructions
+        )
         result = Runner.run_streamed(agent, input=history, context=context, max_turns=MAX_TURNS)
         try:
             async for event in result.stream_events():

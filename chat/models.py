@@ -195,12 +195,22 @@ class ModelAccess(models.Model):
 
 
 class Preferences(models.Model):
-    """What a user chose that outlives a thread: the model a new thread takes."""
+    """What a user chose that outlives a thread: the model a new thread takes, their own
+    instructions to the agent (added to AGENT_INSTRUCTIONS for every new reply) and the
+    page's theme."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "As the system"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
     )
     model = models.CharField(max_length=200, blank=True, default="")
+    # At most USER_INSTRUCTIONS_CHARS (checked where they are set: services.preferences_set).
+    instructions = models.TextField(blank=True, default="")
+    theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
 
     class Meta:
         verbose_name_plural = "preferences"

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 
 from chat import attachments
-from chat.models import Attachment, Message, Thread
+from chat.models import Attachment, Message, Preferences, Thread
 
 
 def thread_get_for_user(*, user: AbstractBaseUser, thread_id: str | uuid.UUID) -> Thread | None:
@@ -82,6 +82,17 @@ def thread_history(
     if len(fetched) > HISTORY_MESSAGES:  # more than were read: count them (rare)
         left_out = rows.values("id").distinct().count() - len(history)
     return History(history, left_out)
+
+
+def user_instructions(*, user_id: int) -> str:
+    """The user's own instructions to the agent (their settings page); "" for none."""
+    found = Preferences.objects.filter(user_id=user_id).values_list("instructions", flat=True)
+    return found.first() or ""
+
+
+def preferences_of(*, user: AbstractBaseUser) -> Preferences:
+    """The user's preferences, unsaved defaults when they never chose anything."""
+    return Preferences.objects.filter(user=user).first() or Preferences(user=user)
 
 
 def _files_of(ids: list[uuid.UUID]) -> dict[uuid.UUID, Attachment]:

@@ -112,6 +112,7 @@ class Begun:
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
     history_left_out: int = 0  # older messages the model's window could not take
     model_changed: Thread | None = None  # set when the thread's model changed
+    instructions: str = ""  # the thread owner's own instructions to the agent
 
 
 @dataclass(frozen=True)
@@ -595,3 +596,47 @@ def _attach(
     Attachment.objects.filter(pk__in=ids).update(message=user_message)
     found.sort(key=lambda a: ids.index(a.pk))
     return found
+
+
+def preferences_set(
+    *, user: AbstractBaseUser, instructions: str | None = None, theme: str | None = None
+) -> Preferences:
+    """Save what the user chose on their settings page: their own instructions to the agent
+    (at most USER_INSTRUCTIONS_CHARS, else `too_large`; text that cannot be stored is
+    `bad_request`), read by every reply begun after this, and the page's theme."""
+    prefs, _ = Preferences.objects.get_or_create(user=user)
+    if instructions is not None:
+        if (problem := inputs.text_problem(instructions)) is not None:
+            raise ChatError("bad_request", problem)
+        instructions = instructions.strip().replace("\r\n", "\n")
+        if len(instructions) > settings.USER_INSTRUCTIONS_CHARS:
+            raise ChatError(
+                "too_large",
+                f"Your instructions are {len(instructions)} characters; the limit is "
+                f"{settings.USER_INSTRUCTIONS_CHARS}.",
+            )
+        prefs.instructions = instructions
+    if theme is not None:
+        if theme not in Preferences.Theme.values:
+            raise ChatError("bad_request", f"The theme is one of {', '.join(Preferences.Theme)}.")
+        prefs.theme = theme
+    prefs.save()
+    return prefs
+
+
+def account_delete(*, user: AbstractBaseUser) -> None:
+    """Delete the user and everything of theirs: threads and messages, attachments and, once
+    that commits, their files, feedback, token usage, preferences and client secrets (all
+    by cascade). Their sockets and streams on every process end (standing.py hears the
+    deletion), and their other tabs hear each thread go."""
+    with transaction.atomic():
+        paths = list(Attachment.objects.filter(owner=user).values_list("path", flat=True))
+        thread_ids = [
+            str(pk) for pk in Thread.objects.filter(owner=user).values_list("id", flat=True)
+        ]
+        user.delete()
+        if paths:
+            transaction.on_commit(lambda: _forget_files(paths))
+        for thread_id in thread_ids:
+            frame = frames.thread_deleted(thread_id=thread_id)
+            broadcast.publish_after_commit([thread_id], frame)

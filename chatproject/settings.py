@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import warnings
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chat.accounts.page_context",  # <html data-theme>, the login page's links
             ],
         },
     },
@@ -255,6 +257,38 @@ if SERVE_STATIC:
     warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise")
 
 
+# --- Accounts and email --------------------------------------------------------------------
+# Who may make an account, and the mail that goes with it (chat/accounts.py). An operator
+# creates users in the admin unless they open sign-up (each new account confirmed by a link
+# mailed to it, ADMINS told) or password reset by email. The console backend prints mail on a
+# laptop; EMAIL_HOST turns on SMTP.
+SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", False)
+PASSWORD_RESET_ENABLED = env_bool("PASSWORD_RESET_ENABLED", False)
+# Sign-ups and reset requests one client address may make in an hour (each also counted per
+# email address); shared by every process through Redis (CACHES), else per process.
+ACCOUNT_REQUESTS_PER_HOUR = env_number("ACCOUNT_REQUESTS_PER_HOUR", "5", minimum=1, whole=True)
+# How long a sign-up's or a reset's link works.
+PASSWORD_RESET_TIMEOUT = env_number("ACCOUNT_LINK_HOURS", "24", minimum=1, whole=True) * 3600
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_number("EMAIL_PORT", "587", minimum=1, whole=True)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10  # a slow mail server must not hang a sign-up
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "chat@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who hears of each new account (mail_admins): `Name <address>` or plain addresses.
+ADMINS = [(name or address, address) for name, address in map(parseaddr, env_list("ADMINS", ""))]
+if any("@" not in address for _, address in ADMINS):
+    raise ImproperlyConfigured(f"ADMINS must be email addresses, not {os.environ['ADMINS']!r}")
+
+
 # --- Database ------------------------------------------------------------------------------
 # Threads, messages and token usage: SQLite under CHAT_VAR_DIR on a laptop, PostgreSQL shared
 # by every process in production.
@@ -324,6 +358,12 @@ STORAGES = {
 # replies, frames, counts and `stop` through Redis (one client per event loop: chat/runtime.py).
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# The sign-up and reset throttle's counts (chat/accounts.py): shared through Redis when there
+# is one, else in this process.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "pubsub")
 CHANNEL_CAPACITY = env_number("CHANNEL_CAPACITY", "20000", minimum=1, whole=True)
 
@@ -453,6 +493,10 @@ SSE_HEARTBEAT_SECONDS = env_number("SSE_HEARTBEAT_SECONDS", 15, minimum=0.05)
 # chat/slow_readers.py; docs/security.md). 0 turns a count off where noted.
 
 MAX_MESSAGE_CHARS = env_number("MAX_MESSAGE_CHARS", 16000, minimum=1, whole=True)
+
+# The longest instructions of their own a user may give the agent (the settings page): they
+# are sent with every reply, so they cost input tokens every turn.
+USER_INSTRUCTIONS_CHARS = env_number("USER_INSTRUCTIONS_CHARS", "2000", whole=True)
 
 # The most tokens one reply may cost (the provider's max_tokens / max_output_tokens): a reply
 # cannot run up a bill without end.

@@ -61,6 +61,7 @@ def test_settings_reads_a_variable_in_every_group_of_its_own():
     groups = settings_groups()
     assert list(groups) == [
         "Site and security",
+        "Accounts and email",
         "Database",
         "Files",
         "Redis and channel layers",

@@ -3,8 +3,11 @@
 import json
 from typing import Any
 
-from chat import frames
-from chat.models import Message, Thread
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from chat import frames, selectors
+from chat.models import Message, Preferences, Thread
 
 ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -44,8 +47,39 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def thread_json(thread: Thread, messages: list[Message]) -> str:
+def thread_data(thread: Thread, messages: list[Message]) -> dict[str, Any]:
     """The thread and its messages as docs/protocol.md's objects."""
     data: dict[str, Any] = dict(frames.thread_object(thread))
     data["messages"] = [frames.message_object(m) for m in messages]
+    return data
+
+
+def thread_json(thread: Thread, messages: list[Message]) -> str:
+    """`thread_data` as a JSON file."""
+    return json.dumps(thread_data(thread, messages), indent=2, ensure_ascii=False)
+
+
+def account_json(user: AbstractBaseUser) -> str:
+    """Everything the user has here, as one JSON file (before deleting the account): who they
+    are, their preferences, and every thread with its messages as `thread_json` has them
+    (attachments by name, type, size and URL, not their bytes)."""
+    prefs = Preferences.objects.filter(user=user).first() or Preferences(user=user)
+    threads = Thread.objects.filter(owner=user).order_by("created_at", "id")
+    data = {
+        "exported_at": timezone.now().isoformat(),
+        "user": {
+            "username": user.get_username(),
+            "email": getattr(user, "email", ""),
+            "date_joined": user.date_joined.isoformat() if user.date_joined else None,
+        },
+        "preferences": {
+            "model": prefs.model,
+            "instructions": prefs.instructions,
+            "theme": prefs.theme,
+        },
+        "threads": [
+            thread_data(thread, selectors.thread_messages(thread_id=thread.id))
+            for thread in threads
+        ],
+    }
     return json.dumps(data, indent=2, ensure_ascii=False)

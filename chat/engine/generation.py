@@ -194,7 +194,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
                 return StartResult(reply_id=str(sent.id), duplicate=True)
             raise ChatError("busy", "A reply is already being written in this thread.")
         try:
-            begun = await _commit(thread_id, reply_id, chosen, ask, hold)
+            begun = await _commit(user_id, thread_id, reply_id, chosen, ask, hold)
         except (IntegrityError, services.AlreadySent):  # a retried command
             sent = await _existing_send(thread_id, ask.client_id)
             return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
@@ -210,6 +210,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
             first_message=begun.user_message.content if begun.thread else "",
             history=begun.history,
             history_left_out=begun.history_left_out,
+            instructions=begun.instructions,
         )
         reg.runs[thread_id] = run
         claim.taken_over()
@@ -319,16 +320,18 @@ async def _settle_tokens(
 
 
 async def _commit(
+    user_id: int,
     thread_id: str,
     reply_id: uuid.UUID,
     chosen: catalog.Model,
     ask: services.Ask,
     hold: quota.Hold,
 ) -> services.Begun:
-    """The begin's one transaction, and the agent's input read on the same connection: one
-    trip to the database per reply start. Retried through an outage; a connection that dropped
-    after the commit but before its answer must not make a second reply, so a retry first
-    looks for what the lost attempt committed."""
+    """The begin's one transaction, and the agent's input (the history, the user's own
+    instructions) read on the same connection: one trip to the database per reply start.
+    Retried through an outage; a connection that dropped after the commit but before its
+    answer must not make a second reply, so a retry first looks for what the lost attempt
+    committed."""
     attempts = 0
 
     def attempt() -> services.Begun:
@@ -352,6 +355,7 @@ async def _commit(
         )
         if begun.history_left_out:
             services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)
+        begun.instructions = selectors.user_instructions(user_id=user_id)
         return begun
 
     return await outage.retrying(f"committing reply {reply_id}", dbthread.off_loop(attempt))

@@ -63,6 +63,7 @@ class Run:
     first_message: str = ""
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
     history_left_out: int = 0  # older messages its model's window could not take
+    instructions: str = ""  # the asker's own instructions (their settings), read at the begin
 
     @property
     def stopped(self) -> bool:
@@ -231,6 +232,7 @@ class ReplyStream:
                 usage=self.usage,
                 max_tokens=max_tokens,
                 context=self.context,
+                user_instructions=self.run.instructions,
             ):
                 inbox.put(delta)
             inbox.put(_END)
