@@ -22,3 +22,11 @@ def thread_id(page) -> str:
     """The open thread's id, once the page's address names one."""
     page.wait_for_url(re.compile(r"/t/[0-9a-f-]{36}/"))
     return re.search(r"/t/([0-9a-f-]{36})/", page.url).group(1)
+
+
+def logged_in(context, site, username: str, password: str):
+    """A new tab of `context`, logged in, on the chat page once its scripts run."""
+    page = context.new_page()
+    log_in(page, site, username, password)
+    page.wait_for_selector("html[data-ready]")
+    return page

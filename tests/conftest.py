@@ -202,6 +202,15 @@ def browser():
         browser.close()
 
 
+@pytest.fixture
+def page(browser):
+    """A fresh browser context's one tab (a module may define its own)."""
+    context = browser.new_context()
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
 @pytest.fixture(scope="module")
 def site(request, stub_server, tmp_path_factory):
     """One daphne process for the test module, on a laptop's defaults (SQLite, in-process

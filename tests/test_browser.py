@@ -7,14 +7,6 @@ from tests.browser import log_in
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.site({"carol": "carol-pw"})]
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def test_a_user_logs_in_sends_hello_watches_the_reply_stream_and_finds_it_after_reload(
     site, stub, page
 ):

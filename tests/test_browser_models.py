@@ -6,7 +6,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import log_in, send, thread_id
+from tests import browser as browser_steps
+from tests.browser import send, thread_id
 
 PICKER = "[data-model-picker]"
 DONE = '[data-role="assistant"][data-status="complete"]'
@@ -34,10 +35,7 @@ def context(browser, site):
 
 
 def logged_in(context, site, user: str):
-    page = context.new_page()
-    log_in(page, site, user, USERS[user])
-    page.wait_for_selector("html[data-ready]")
-    return page
+    return browser_steps.logged_in(context, site, user, USERS[user])
 
 
 def open_tab(context, path: str):

@@ -10,14 +10,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.site({"sam": "s
 OWN = "Always answer in French."
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def test_instructions_set_on_the_settings_page_reach_the_model_and_the_password_changes(
     site, stub, page
 ):

@@ -39,7 +39,7 @@ async def upload(request: HttpRequest) -> HttpResponse:
         return authenticated
     user, _ = authenticated
     try:
-        sent = await asyncio.to_thread(_file_of, request)
+        sent = await asyncio.to_thread(uploaded_file, request)
         inspected = await asyncio.to_thread(attachments.inspect, sent.name, sent.read())
         kept = await dbthread.off_loop(services.attachment_store)(owner=user, inspected=inspected)
     except ChatError as refused:
@@ -48,7 +48,7 @@ async def upload(request: HttpRequest) -> HttpResponse:
     return JsonResponse(frames.attachment_object(kept), status=201)
 
 
-def _file_of(request: HttpRequest) -> Any:
+def uploaded_file(request: HttpRequest) -> Any:
     """The request's multipart `file`, within MAX_UPLOAD_BYTES (the body is parsed here)."""
     sent = request.FILES.get("file")
     if sent is None:

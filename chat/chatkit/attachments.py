@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 
 from chat import attachments, dbthread, errors, metrics, outage, selectors, services
 from chat.api import request_auth
+from chat.api.attachments import uploaded_file
 from chat.chatkit import items
 from chat.chatkit.store import RequestContext
 from chat.errors import ChatError
@@ -93,7 +94,7 @@ async def upload(request: HttpRequest, attachment_id: str) -> HttpResponse:
         return authenticated
     user, _ = authenticated
     try:
-        sent = await asyncio.to_thread(_file_of, request)
+        sent = await asyncio.to_thread(uploaded_file, request)
         # What the file is (the CPU of a PDF's text or an image's re-encoding) in a worker
         # thread: no event loop and no database thread waits on it.
         inspected = await asyncio.to_thread(attachments.inspect, sent.name, sent.read())
@@ -103,16 +104,6 @@ async def upload(request: HttpRequest, attachment_id: str) -> HttpResponse:
         return refused.response()
     except Exception:
         return errors.unexpected(f"ChatKit upload of {attachment_id}").response()
-
-
-def _file_of(request: HttpRequest) -> Any:
-    """The request's multipart `file`, within MAX_UPLOAD_BYTES (the body is parsed here)."""
-    sent = request.FILES.get("file")
-    if sent is None:
-        raise ChatError("bad_request", "Send the file as the multipart field `file`.")
-    if sent.size > settings.MAX_UPLOAD_BYTES:  # within the framing room upload_limit allows
-        raise ChatError("too_large", f"The file is over {settings.MAX_UPLOAD_BYTES:,} bytes.")
-    return sent
 
 
 def _upload(
