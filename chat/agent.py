@@ -24,7 +24,7 @@ from agents import (
     set_tracing_disabled,
 )
 from django.conf import settings
-from openai.types.responses import ResponseTextDeltaEvent
+from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 from chat import catalog, local_model, runtime, tools
 from chat.chunks import LeanChatCompletionsModel
@@ -82,6 +82,9 @@ class Usage:
     output_tokens: int | None = None
     limit: int | None = None
     input_tokens: int = 0
+    # The last model turn ended at its token limit (Chat Completions' finish_reason
+    # `length`, the Responses API's `incomplete` for max_output_tokens).
+    truncated: bool = False
 
     def left(self) -> int | None:
         """Tokens the next turn may still ask for; None: no limit."""
@@ -109,6 +112,10 @@ class _Metered:
 
     metered: Usage | None = None
 
+    def _finished(self, reason: str) -> None:
+        if self.metered is not None:
+            self.metered.truncated = reason == "length"
+
     def _within(self, model_settings: ModelSettings) -> ModelSettings:
         left = self.metered.left() if self.metered is not None else None
         if left is None:
@@ -128,12 +135,15 @@ class _Metered:
             system_instructions, input, self._within(model_settings), *args, **kwargs
         )
         if self.metered is not None:
+            self.metered.truncated = False
             self.metered.add(response.usage.output_tokens if response.usage else 0)
             self.metered.add_input(response.usage.input_tokens if response.usage else None, input)
         return response
 
     async def stream_response(self, system_instructions, input, model_settings, *args, **kwargs):
         deltas, reported, reported_input = 0, None, None
+        if self.metered is not None:
+            self.metered.truncated = False
         try:
             async for event in super().stream_response(  # type: ignore[misc]
                 system_instructions, input, self._within(model_settings), *args, **kwargs
@@ -151,12 +161,39 @@ class _Metered:
                     self.metered.add_input(reported_input, input)
 
 
+def _cut_for_length(response: Any) -> bool:
+    details = getattr(response, "incomplete_details", None)
+    return getattr(details, "reason", None) == "max_output_tokens"
+
+
 class _MeteredChatCompletions(_Metered, LeanChatCompletionsModel):
     """Chat Completions (compatible servers and the embedded model), metered per turn."""
 
 
 class _MeteredResponses(_Metered, OpenAIResponsesModel):
     """OpenAI's Responses API, metered per turn."""
+
+    async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        fetched = await super()._fetch_response(*args, **kwargs)
+        return self._length_ends(fetched) if kwargs.get("stream") else fetched
+
+    async def _length_ends(self, stream: Any) -> AsyncIterator[Any]:
+        """The stream with an `incomplete` for max_output_tokens read as its end: for this
+        app a reply complete and truncated (the SDK would fail the run on `incomplete`)."""
+        try:
+            async for event in stream:
+                if getattr(event, "type", None) == "response.incomplete" and _cut_for_length(
+                    event.response
+                ):
+                    self._finished("length")
+                    event = ResponseCompletedEvent(
+                        type="response.completed",
+                        response=event.response,
+                        sequence_number=event.sequence_number,
+                    )
+                yield event
+        finally:
+            await self._maybe_aclose_async_iterator(stream)
 
 
 USER_INSTRUCTIONS_HEADING = (

@@ -39,16 +39,21 @@ class LeanChatCompletionsModel(OpenAIChatCompletionsModel):
         fetched = await super()._fetch_response(*args, **kwargs)
         if isinstance(fetched, tuple):  # streaming: (the response shell, the openai stream)
             response, stream = fetched
-            return response, ChunkStream(stream)
+            return response, ChunkStream(stream, on_finish=self._finished)
         return fetched
+
+    def _finished(self, reason: str) -> None:
+        """A turn's `finish_reason`, which the SDK does not surface (`length`: cut at
+        max_tokens); a subclass keeps it."""
 
 
 class ChunkStream:
     """The chunks of an openai `AsyncStream`'s HTTP response, parsed, and merged when they
     queue up."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, on_finish: Any = None) -> None:
         self._stream = stream
+        self._on_finish = on_finish  # called with each choice's finish_reason as it comes
         self.response = stream.response  # the SDK reads the request id from its headers
 
     async def close(self) -> None:
@@ -85,6 +90,8 @@ class ChunkStream:
                         chunk = json.loads(data)
                         if (failure := _error(chunk, self.response.request)) is not None:
                             break
+                        if self._on_finish is not None:
+                            _tell_finish(chunk, self._on_finish)
                         if merged is not None and _merge(merged, chunk):
                             continue
                         if merged is not None:
@@ -113,6 +120,13 @@ class ChunkStream:
         except Exception as exc:
             blocks.append(exc)
         arrived.set()
+
+
+def _tell_finish(chunk: Any, on_finish: Any) -> None:
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+            on_finish(choice["finish_reason"])
 
 
 def _caused(error: BaseException, cause: BaseException) -> BaseException:

@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 class ThreadConsumer(AsyncWebsocketConsumer):
-    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync, regenerate and edit
+    """`/ws/threads/<id>/`: commands start, stop, heartbeat, resync, regenerate, edit and
+    continue
     (docs/protocol.md)."""
 
     # Frames come from this process's hub (broadcast.py), not through the channel layer: no

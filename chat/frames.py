@@ -45,7 +45,8 @@ ERRORS: Final[dict[ErrorCode, ErrorInfo]] = {
         False,
         "The command or body is malformed: not JSON, an unknown command, a missing or empty "
         "`message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that "
-        "is not the thread's last user message, a `regenerate` with no reply to replace.",
+        "is not the thread's last user message, a `regenerate` with no reply to replace, a "
+        "`continue` of a message that is not the thread's last reply, finished and truncated.",
     ),
     "too_large": ErrorInfo(
         False,
@@ -220,6 +221,12 @@ class MessageObject(TypedDict):
             "its context window being full (0: the whole thread was).",
         ]
     ]
+    truncated: NotRequired[
+        Annotated[
+            bool,
+            "Replies only: the provider ended it at its token limit; `continue` extends it.",
+        ]
+    ]
 
 
 class ThreadObject(TypedDict):
@@ -328,6 +335,13 @@ class CompleteFrame(TypedDict):
     seq: Seq
     status: Literal["complete", "cancelled"]
     metrics: Metrics
+    truncated: NotRequired[
+        Annotated[
+            Literal[True],
+            "The provider ended the reply at its token limit (left out otherwise): `continue` "
+            "extends it.",
+        ]
+    ]
 
 
 class ErrorFrame(TypedDict):
@@ -467,8 +481,22 @@ class EditCommand(TypedDict):
     attachments: NotRequired[AttachmentIds]
 
 
+class ContinueCommand(TypedDict):
+    """Extend the thread's last reply, which the token limit cut (`truncated`): the same
+    message, its text grows, its frames carry on its `seq` after its last frame (no `start`)."""
+
+    command: Literal["continue"]
+    message_id: Annotated[str, "The thread's last message: a finished, truncated reply."]
+
+
 Command = (
-    StartCommand | StopCommand | HeartbeatCommand | ResyncCommand | RegenerateCommand | EditCommand
+    StartCommand
+    | StopCommand
+    | HeartbeatCommand
+    | ResyncCommand
+    | RegenerateCommand
+    | EditCommand
+    | ContinueCommand
 )
 
 # --- builders ------------------------------------------------------------------------------
@@ -521,6 +549,7 @@ def message_object(message: "Message") -> MessageObject:
         shaped["steps"] = list(message.steps or [])
         shaped["feedback"] = _feedback(message)
         shaped["history_left_out"] = message.history_left_out
+        shaped["truncated"] = bool(getattr(message, "truncated", False))
     return shaped
 
 
@@ -641,9 +670,10 @@ def complete(
     seq: int,
     status: Literal["complete", "cancelled"],
     metrics: Metrics,
+    truncated: bool = False,
 ) -> CompleteFrame:
-    """A reply ended normally or by `stop`."""
-    return {
+    """A reply ended normally or by `stop` (`truncated`: at the provider's token limit)."""
+    frame: CompleteFrame = {
         "type": "complete",
         "ts": now_ms(),
         "message_id": message_id,
@@ -651,6 +681,9 @@ def complete(
         "status": status,
         "metrics": metrics,
     }
+    if truncated:
+        frame["truncated"] = True
+    return frame
 
 
 def error(
@@ -715,6 +748,7 @@ def of_saved_reply(reply: MessageObject) -> list[Frame]:
                 status=status,
                 metrics=reply.get("metrics")
                 or metrics(tokens=0, elapsed_ms=0, first_token_ms=None),
+                truncated=bool(reply.get("truncated")),
             )
         )
     elif status == "error" or status == "interrupted":

@@ -80,6 +80,10 @@ class Message(models.Model):
     # Earlier messages of the thread left out of this reply's input: its model's context
     # window could not take them (catalog.py).
     history_left_out = models.PositiveIntegerField(default=0)
+    # Replies: the provider ended it at its token limit (a `continue` extends it), and the
+    # `seq` of its terminal frame (where a continuation's frames carry on).
+    truncated = models.BooleanField(default=False)
+    frames = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

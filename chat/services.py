@@ -113,6 +113,7 @@ class Begun:
     history_left_out: int = 0  # older messages the model's window could not take
     model_changed: Thread | None = None  # set when the thread's model changed
     instructions: str = ""  # the thread owner's own instructions to the agent
+    continued: bool = False  # `reply` is a truncated reply extended (its text, its `frames`)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ class Ask:
     # Uploads the new message carries (their owner's, unsent). None with an edit: the edited
     # message's stay with it.
     attachments: tuple[uuid.UUID, ...] | None = None
+    # The thread's last reply, cut by the token limit, that this reply extends (`continue`):
+    # the same message goes on streaming, its text growing.
+    continued_id: uuid.UUID | None = None
 
 
 def reply_open(
@@ -163,6 +167,8 @@ def reply_open(
             thread_announce(thread=thread)
         else:
             thread = Thread.objects.select_for_update().get(pk=thread_id)
+        if ask.continued_id is not None:
+            return _continued(thread, ask.continued_id, held_tokens)
         if ask.model is not None:
             Preferences.objects.update_or_create(
                 user_id=thread.owner_id, defaults={"model": ask.model}
@@ -193,6 +199,27 @@ def reply_open(
                 attached, begun.user_message, thread.owner_id, vision, model
             )
         return begun
+
+
+def _continued(thread: Thread, reply_id: uuid.UUID, held_tokens: int) -> Begun:
+    """Inside the caller's transaction: the thread's last message, a finished reply cut by
+    the token limit, streaming again (its text and its last `seq` kept); anything else is
+    `bad_request`, and nothing changes."""
+    last = thread.messages.order_by("-created_at", "-id").first()
+    if (
+        last is None
+        or last.id != reply_id
+        or last.role != Message.Role.ASSISTANT
+        or last.status != Message.Status.COMPLETE
+        or not last.truncated
+    ):
+        raise ChatError(
+            "bad_request", "Only the thread's last reply, cut by the token limit, can continue."
+        )
+    last.status = Message.Status.STREAMING
+    last.held_tokens = held_tokens
+    last.save(update_fields=["status", "held_tokens"])
+    return Begun(reply=last, continued=True)
 
 
 def _replaced(thread: Thread, ask: Ask) -> QuerySet[Message]:
@@ -314,10 +341,15 @@ def reply_finish(
     first_token_ms: int | None = None,
     elapsed_ms: int | None = None,
     steps: list[dict] | None = None,
+    truncated: bool = False,
+    frames: int = 0,
 ) -> None:
-    """The one final write of a reply: its text, tool steps, terminal status and metrics."""
+    """The one final write of a reply: its text, tool steps, terminal status and metrics,
+    whether the token limit cut it, and its terminal frame's `seq`."""
     Message.objects.filter(pk=reply_id).update(
         steps=steps or [],
+        truncated=truncated,
+        frames=frames,
         content=content,
         status=status,
         error_code=error_code,

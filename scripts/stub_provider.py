@@ -514,6 +514,8 @@ class StubServer:
         if script.status is not None:
             return await _send_json(writer, script.status, _error_body(script.status), keep)
         tokens = _within(script.tokens, body.get("max_completion_tokens") or body.get("max_tokens"))
+        # A real model that stops at max_tokens says so.
+        finish = "length" if len(tokens) < len(script.tokens) else "stop"
         delay = self._delay(script)
         first_delay = script.first_token_delay_ms / 1000
         usage = {
@@ -543,7 +545,7 @@ class StubServer:
             if failure is not None:
                 return False
             message = {"role": "assistant", "content": "".join(tokens), "refusal": None}
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             completion = {**base, "object": "chat.completion", "choices": [choice]}
             return await _send_json(writer, 200, {**completion, "usage": usage}, keep)
 
@@ -611,7 +613,7 @@ class StubServer:
             error = {"message": message, "type": "server_error", "code": "server_error"}
             await _send_event(writer, {"error": error})
         else:
-            await _send_event(writer, chunk({}, "stop"))
+            await _send_event(writer, chunk({}, finish))
             if "usage" in base:
                 await _send_event(writer, {**base, "choices": [], "usage": usage})
             await _send_event(writer, b"[DONE]")
@@ -634,6 +636,10 @@ class StubServer:
         if script.status is not None:
             return await _send_json(writer, script.status, _error_body(script.status), keep)
         tokens = _within(script.tokens, body.get("max_output_tokens"))
+        # Cut at max_output_tokens: the response ends `incomplete`, as OpenAI's does.
+        ended: dict[str, Any] = {"status": "completed"}
+        if len(tokens) < len(script.tokens):
+            ended = {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
         delay = self._delay(script)
         cut, failure = _cut(script)
         text = "".join(tokens)
@@ -678,7 +684,7 @@ class StubServer:
         ]
         if not body.get("stream"):
             output = call_items if calls is not None else [done_item]
-            completed = {**response, "status": "completed", "output": output, "usage": usage}
+            completed = {**response, **ended, "output": output, "usage": usage}
             return await _send_json(writer, 200, completed, keep)
         sequence = iter(range(1_000_000))
 
@@ -736,8 +742,9 @@ class StubServer:
             await send("response.output_text.done", **at, text=text, logprobs=[])
             await send("response.content_part.done", **at, part=part)
             await send("response.output_item.done", output_index=0, item=done_item)
-            completed = {**response, "status": "completed", "output": [done_item], "usage": usage}
-            await send("response.completed", response=completed)
+            completed = {**response, **ended, "output": [done_item], "usage": usage}
+            kind = "response.completed" if ended["status"] == "completed" else "response.incomplete"
+            await send(kind, response=completed)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return keep

@@ -94,7 +94,7 @@ def start(text: str) -> dict[str, Any]:
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defined(
-    stub, memory_layer, alice
+    stub, memory_layer, alice, settings
 ):
     thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
     wire = Wire(await connect(thread.id, alice))
@@ -178,6 +178,18 @@ async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defi
     await database_sync_to_async(services.thread_delete)(thread=other)
     gone = (await wire.until(of_type("thread_deleted")))[-1]
     assert gone["thread_id"] == other_id
+
+    # A reply cut by the token limit (`truncated`), continued: its frames carry on its seq.
+    settings.REPLY_MAX_TOKENS = 3
+    stub.script("cut-protocol", tokens=[f" c{i}" for i in range(8)])
+    stub.script("Continue exactly", tokens=[" and", " done."])
+    await wire.send(start("cut-protocol"))
+    cut = (await wire.until(frames.is_terminal))[-1]
+    assert cut["type"] == "complete" and cut["truncated"] is True
+    await wire.send({"command": "continue", "message_id": cut["message_id"]})
+    more = await wire.until(frames.is_terminal)
+    assert more[0]["type"] == "token" and more[0]["seq"] == cut["seq"] + 1
+    assert more[-1]["message_id"] == cut["message_id"] and "truncated" not in more[-1]
 
     # A command the doc does not list is answered, and the socket stays open.
     await wire.send_raw(json.dumps({"command": "fly"}))

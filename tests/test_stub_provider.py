@@ -285,3 +285,24 @@ def test_the_cli_prints_its_url_and_key_and_serves_only_that_key():
 def test_the_stub_serves_loopback_only(host):
     with pytest.raises(ValueError, match="loopback"):
         StubServer(host=host)
+
+
+@pytest.mark.asyncio
+async def test_tokens_cut_at_max_tokens_end_for_length(stub):
+    stub.script("long", tokens=["a", "b", "c", "d"])
+    async with client_for(stub) as client:
+        cut = await collect(await stream_chat(client, "long", max_tokens=2), [])
+        whole = await collect(await stream_chat(client, "long", max_tokens=4), [])
+        said = await client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "long"}], max_tokens=3
+        )
+        cut_response = await client.responses.create(
+            model="gpt-test", input="long", max_output_tokens=2
+        )
+        whole_response = await client.responses.create(model="gpt-test", input="long")
+    assert cut[-1].choices[0].finish_reason == "length"
+    assert whole[-1].choices[0].finish_reason == "stop"
+    assert said.choices[0].finish_reason == "length"
+    assert cut_response.status == "incomplete"
+    assert cut_response.incomplete_details.reason == "max_output_tokens"
+    assert whole_response.status == "completed"

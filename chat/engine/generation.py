@@ -39,7 +39,7 @@ from chat import (
 from chat.engine import broadcast, live, ownership
 from chat.engine.broadcast import publish
 from chat.engine.ownership import reap_all, registry, thread_reap  # noqa: F401
-from chat.engine.run import ReplyStream, Run
+from chat.engine.run import ContinuedFrom, ReplyStream, Run
 from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ def _client_uuid(client_id: Any) -> uuid.UUID:
     return uuid.uuid4() if client_id is None else _uuid(client_id, "client_id")
 
 
-ASKING_COMMANDS = ("start", "regenerate", "edit")
+ASKING_COMMANDS = ("start", "regenerate", "edit", "continue")
+# What the model is told after the partial reply it continues (a user turn comes last).
+CONTINUE_PROMPT = "Continue exactly where you stopped."
 
 
 def ask_for(command: dict[str, Any]) -> services.Ask:
@@ -86,6 +88,9 @@ def ask_for(command: dict[str, Any]) -> services.Ask:
     transport maps what it got to an `Ask` (the streaming POST's body is a `start`) and hands
     it to `reply_begin`. A bad command raises the `ChatError` that answers it."""
     name = command.get("command")
+    if name == "continue":
+        continued = _uuid(command.get("message_id"), "message_id")
+        return services.Ask(client_id=uuid.uuid4(), continued_id=continued)
     client_id = _client_uuid(command.get("client_id"))
     model = _model_id(command.get("model"))
     attached = _attachment_ids(command.get("attachments"))
@@ -183,7 +188,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
         new_thread=ask.new_thread_of is not None,
     )
     await reg.open()
-    reply_id = uuid.uuid4()
+    reply_id = ask.continued_id or uuid.uuid4()
     async with contextlib.AsyncExitStack() as undo:
         hold = await _admit(undo, user_id, reply_id)
         claim = await undo.enter_async_context(reg.claim(thread_id, reply_id, chosen.id))
@@ -211,7 +216,10 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
             history=begun.history,
             history_left_out=begun.history_left_out,
             instructions=begun.instructions,
+            continued=_continued_from(begun),
         )
+        if run.continued is not None:
+            await _record_continued(run)
         reg.runs[thread_id] = run
         claim.taken_over()
         undo.pop_all()  # the reply holds its slot and tokens now
@@ -227,6 +235,35 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
     metrics.reply_started(chosen.id)
     return StartResult(reply_id=str(begun.reply.id), duplicate=False)
+
+
+def _continued_from(begun: services.Begun) -> ContinuedFrom | None:
+    """Where a continued reply carries on: its saved text, steps and last frame's `seq`."""
+    if not begun.continued:
+        return None
+    reply = begun.reply
+    return ContinuedFrom(
+        content=reply.content, seq=max(reply.frames, 1), steps=list(reply.steps or [])
+    )
+
+
+async def _record_continued(run: Run) -> None:
+    """The claim's live record made the continued reply's: its whole text so far in frame
+    `seq` (its last), so `ready.active` and replays carry on from there."""
+    was = run.continued
+    offsets = [0] * was.seq + [len(was.content)]
+    record = live.LiveReply(
+        message_id=str(run.reply_id),
+        owner=run.owner,
+        seq=was.seq,
+        content=was.content,
+        model=run.provider.id,
+        offsets=offsets,
+    )
+    await outage.attempt(
+        f"recording continued reply {run.reply_id}",
+        lambda: live.store().restore(thread_id=run.thread_id, reply=record),
+    )
 
 
 async def _admit(undo: contextlib.AsyncExitStack, user_id: int, reply_id: uuid.UUID) -> quota.Hold:
@@ -338,6 +375,10 @@ async def _commit(
         nonlocal attempts
         attempts += 1
         begun = services.reply_begun(reply_id=reply_id) if attempts > 1 else None
+        if ask.continued_id is not None and begun is not None:
+            # The lost attempt committed only if it set the reply streaming again.
+            streaming = begun.reply.status == begun.reply.Status.STREAMING
+            begun = services.Begun(reply=begun.reply, continued=True) if streaming else None
         if begun is None:
             begun = services.reply_open(
                 ask=ask,
@@ -349,10 +390,13 @@ async def _commit(
             )
         begun.history, begun.history_left_out = selectors.thread_history(
             thread_id=uuid.UUID(thread_id),
-            exclude_id=reply_id,
+            # A continued reply is in its own input: the text the model goes on from.
+            exclude_id=None if begun.continued else reply_id,
             max_chars=chosen.history_chars(hold.tokens),
             vision=chosen.vision,
         )
+        if begun.continued:
+            begun.history.append({"role": "user", "content": CONTINUE_PROMPT})
         if begun.history_left_out:
             services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)
         begun.instructions = selectors.user_instructions(user_id=user_id)

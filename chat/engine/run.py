@@ -41,6 +41,16 @@ from chat.outage import Softly
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ContinuedFrom:
+    """A reply cut by the token limit that this run extends: its text and tool steps so far,
+    and its last frame's `seq` (its terminal frame's), after which its frames carry on."""
+
+    content: str
+    seq: int
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
 @dataclass
 class Run:
     """A reply in flight on this process."""
@@ -64,6 +74,7 @@ class Run:
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
     history_left_out: int = 0  # older messages its model's window could not take
     instructions: str = ""  # the asker's own instructions (their settings), read at the begin
+    continued: ContinuedFrom | None = None  # set when this run extends a truncated reply
 
     @property
     def stopped(self) -> bool:
@@ -126,6 +137,13 @@ class ReplyStream:
         self.tools: dict[int, dict[str, Any]] = {}  # its tool frames by seq (live.LiveReply)
         self.step_started: dict[str, float] = {}
         self.context = tools.ChatContext(user_id=run.user_id, time_zone=run.time_zone)
+        if (was := run.continued) is not None:
+            # Its whole text so far counts as frame `seq`, as its live record has it.
+            self.seq = was.seq
+            self.content = was.content
+            self.offsets = [0] * was.seq + [len(was.content)]
+            self.checkpointed = len(was.content)
+            self.steps = {step["call_id"]: step for step in was.steps}
 
     @property
     def tokens_spent(self) -> int:
@@ -164,14 +182,15 @@ class ReplyStream:
     async def _stream(self) -> Outcome:
         """Coalesce deltas into frames: BUFFER_SIZE characters or FLUSH_INTERVAL_MS, whichever
         comes first; end on the provider's end, `stop`, or a timeout (raised)."""
-        await publish(
-            self.run.thread_id,
-            frames.start(
-                message_id=self.reply_id,
-                model=self.run.provider.id,
-                history_left_out=self.run.history_left_out,
-            ),
-        )
+        if self.run.continued is None:  # a continued reply's frames carry on its seq
+            await publish(
+                self.run.thread_id,
+                frames.start(
+                    message_id=self.reply_id,
+                    model=self.run.provider.id,
+                    history_left_out=self.run.history_left_out,
+                ),
+            )
         self.run.inbox = inbox = _Inbox()
         producer = asyncio.create_task(self._produce(self.run.history, inbox))
         deadline = self.started + settings.STREAM_TIMEOUT
@@ -384,6 +403,8 @@ class ReplyStream:
             first_token_ms=self.first_token_ms,
             elapsed_ms=elapsed_ms,
             steps=list(self.steps.values()),
+            truncated=terminal.get("truncated", False),
+            frames=terminal["seq"],
         )
         saved = await outage.attempt(
             f"final save of reply {self.reply_id}", lambda: dbthread.off_loop(final)()
@@ -459,7 +480,11 @@ class ReplyStream:
                 tokens=tokens, elapsed_ms=elapsed_ms, first_token_ms=self.first_token_ms
             )
             return frames.complete(
-                message_id=self.reply_id, seq=seq, status=outcome.status, metrics=metrics
+                message_id=self.reply_id,
+                seq=seq,
+                status=outcome.status,
+                metrics=metrics,
+                truncated=outcome.status == "complete" and self.usage.truncated,
             )
         return frames.error(
             code=outcome.code,

@@ -83,6 +83,8 @@ export interface CompleteFrame {
   seq: number;
   status: "complete" | "cancelled";
   metrics: Metrics;
+  /** The provider ended the reply at its token limit (left out otherwise): `continue` extends it. */
+  truncated?: true;
 }
 
 /** An error. With `message_id` it ends that reply, like `complete` (the text shown is kept and saved); without, it answers a command, and the socket stays open. */
@@ -206,6 +208,13 @@ export interface EditCommand {
   attachments?: string[];
 }
 
+/** Extend the thread's last reply, which the token limit cut (`truncated`): the same message, its text grows, its frames carry on its `seq` after its last frame (no `start`). */
+export interface ContinueCommand {
+  command: "continue";
+  /** The thread's last message: a finished, truncated reply. */
+  message_id: string;
+}
+
 /** A reply in flight: its text up to and including frame `seq`. */
 export interface Snapshot {
   /** The reply's message id (a UUID). */
@@ -245,6 +254,8 @@ export interface MessageObject {
   feedback?: FeedbackObject | null;
   /** Replies only: earlier messages of the thread that were not sent to the model, its context window being full (0: the whole thread was). */
   history_left_out?: number;
+  /** Replies only: the provider ended it at its token limit; `continue` extends it. */
+  truncated?: boolean;
 }
 
 /** What a finished reply measured. */
@@ -335,7 +346,7 @@ export interface AttachmentObject {
 export type Frame = ReadyFrame | MessageFrame | StartFrame | TokenFrame | ToolFrame | CompleteFrame | ErrorFrame | HeartbeatFrame | RemovedFrame | ThreadFrame | ThreadDeletedFrame | FeedbackFrame;
 
 /** Every command a client sends, told apart by `command`. */
-export type Command = StartCommand | StopCommand | HeartbeatCommand | ResyncCommand | RegenerateCommand | EditCommand;
+export type Command = StartCommand | StopCommand | HeartbeatCommand | ResyncCommand | RegenerateCommand | EditCommand | ContinueCommand;
 
 export type FrameType = Frame['type'];
 export type CommandName = Command['command'];
@@ -364,11 +375,12 @@ export interface CommandByName {
   "resync": ResyncCommand;
   "regenerate": RegenerateCommand;
   "edit": EditCommand;
+  "continue": ContinueCommand;
 }
 
 /**
  * An error's `code`:
- * - `bad_request`: The command or body is malformed: not JSON, an unknown command, a missing or empty `message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that is not the thread's last user message, a `regenerate` with no reply to replace.
+ * - `bad_request`: The command or body is malformed: not JSON, an unknown command, a missing or empty `message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that is not the thread's last user message, a `regenerate` with no reply to replace, a `continue` of a message that is not the thread's last reply, finished and truncated.
  * - `too_large`: The message is longer than the server's limit, or the frame is far past any valid command.
  * - `busy`: A reply is already running on this thread; wait for its end.
  * - `rate_limited`: Too many replies a minute, too many at once, or too many commands a second on one socket (those are dropped). On the 429 that refuses one event stream too many, `recoverable` is false: close one first.

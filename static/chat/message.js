@@ -15,6 +15,7 @@
  * @property {boolean} editing      its text is being edited in place (messageview.js)
  * @property {HTMLButtonElement} up    `[data-action="feedback-up"]`
  * @property {HTMLButtonElement} down  `[data-action="feedback-down"]`
+ * @property {HTMLButtonElement} [continue]  `[data-action="continue"]`: replies only
  * @typedef {object} MessageContext  what a message shows beside its own fields
  * @property {(modelId: string) => string} modelLabel  a model's name, by id
  */
@@ -170,6 +171,10 @@ export function buildMessage(msg) {
   rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
   const parts = [head, rec.steps, content, rec.files, rec.note, rec.leftOut, rec.metrics, rec.actions];
   if (msg.role === 'assistant') {
+    // A reply the token limit cut goes on where it stopped (`continue`).
+    rec.continue = button('continue', 'Continue', 'Continue this reply where it stopped');
+    rec.continue.dataset.action = 'continue';
+    rec.regenerate.before(rec.continue);
     rec.up = thumb('up');
     rec.down = thumb('down');
     rec.copy.after(rec.up, rec.down);
@@ -331,7 +336,11 @@ export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {})
   setHidden(rec.retry, !retryable || (msg.role === 'assistant' && flags.regenerate !== msg.id));
   const rateable = Boolean(rec.up) && isTerminal(msg.status) && !msg.local;
   if (rec.up) updateFeedback(rec, msg, rateable);
-  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden && !rateable);
+  const truncated = msg.role === 'assistant' && msg.status === 'complete' && msg.truncated === true;
+  setData(root, 'truncated', truncated ? 'true' : undefined);
+  if (rec.continue) setHidden(rec.continue, !truncated || flags.regenerate !== msg.id);
+  const continuable = Boolean(rec.continue) && !rec.continue.hidden;
+  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden && !rateable && !continuable);
 }
 
 // Thumbs on every finished reply, pressed as the saved rating says, and the rating's details.

@@ -1,6 +1,7 @@
 /**
  * What the buttons on the open thread's messages do: copy a message or a code block,
- * regenerate the last answer, edit the last message in place, retry a failed one.
+ * regenerate the last answer, continue one the token limit cut, edit the last message in place,
+ * retry a failed one.
  *
  * @typedef {import('./protocol.js').ThreadState} ThreadState
  * @typedef {ReturnType<typeof import('./client.js').createChatClient>} ChatClient
@@ -48,6 +49,10 @@ export function createMessageActions(list, { state, client, view, maxChars, noti
       view.scrollToBottom();
     } else if (action === 'edit') {
       editLast();
+    } else if (action === 'continue') {
+      notices.hide();
+      chat.continue(id);
+      view.scrollToBottom();
     } else if (action === 'retry') {
       notices.hide();
       if (msg.local) {

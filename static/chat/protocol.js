@@ -484,15 +484,21 @@ export function beginContinue(state, messageId) {
   return { command: { command: 'continue', message_id: reply.id }, result };
 }
 
-// Whether frame `seq` of an ended reply is the continuation this state awaits: an ended
-// reply takes no more text otherwise. (Another tab's continue shows at the next refetch.)
-function continues(msg, continuing, seq) {
-  if (msg.status !== 'complete' || msg.id !== continuing) return false;
+// Whether frame `seq` of an ended reply continues it: the continue this state awaits, or
+// another tab's continue of a truncated reply (its next frame, or a snapshot past its end);
+// an ended reply takes no more text otherwise.
+function continues(msg, continuing, seq, snapshot = false) {
+  if (msg.status !== 'complete') return false;
+  if (msg.id !== continuing) {
+    if (msg.truncated !== true || typeof seq !== 'number') return false;
+    if (typeof msg.lastSeq !== 'number') return snapshot;
+    return snapshot ? seq > msg.lastSeq : seq === msg.lastSeq + 1;
+  }
   return typeof msg.lastSeq !== 'number' || typeof seq !== 'number' || seq > msg.lastSeq;
 }
 
 function reopen(state, msg) {
-  state.awaiting = null;
+  if (state.awaiting?.continuing === msg.id) state.awaiting = null;
   msg.status = 'streaming';
   msg.metrics = null;
   delete msg.truncated;
@@ -581,7 +587,7 @@ function applyReady(state, frame, result) {
     insertOrdered(state, msg);
   } else if (TERMINAL.has(msg.status)) {
     // Only this state's continue makes an ended reply active again.
-    if (!continues(msg, continuing, active.seq)) return result;
+    if (!continues(msg, continuing, active.seq, true)) return result;
     reopen(state, msg);
   } else if (typeof msg.lastSeq === 'number' && msg.lastSeq >= active.seq) {
     // Frames we already applied are as new as this snapshot; keep them.
