@@ -32,7 +32,7 @@ node_modules/.installed: package.json package-lock.json
 ## run: install, migrate, create the demo user, and serve on http://$(HOST):$(PORT)
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py ensure_demo_user
+	$(PY) manage.py ensure_demo_user --host $(HOST) --port $(PORT)
 	$(PY) manage.py sweep_replies
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatproject.asgi:application
 

@@ -25,8 +25,9 @@ docs/performance.md ("Browser render performance") explains the method and repor
 With ``--screenshots DIR`` it instead saves the page's main states as PNGs (empty, streaming,
 error, phone width) for the docs, the model picker with a rated reply's feedback panel
 (``models-feedback-{desktop,phone}-{light,dark}.png``), and a message sent with files beside a
-composer attaching more (``attachments-{desktop,phone}.png``); ``--states`` picks which sets
-(``main``, ``models-feedback``, ``attachments``).
+composer attaching more (``attachments-{desktop,phone}.png``), and one thread in both themes at
+both widths with the thread list and the 404 page (``finish-*.png``); ``--states`` picks which
+sets (``main``, ``models-feedback``, ``attachments``, ``finish``).
 """
 
 from __future__ import annotations
@@ -593,6 +594,82 @@ async def models_feedback_screenshots(directory: Path) -> None:
     print(f"model and feedback screenshots written to {directory}")
 
 
+REMOVE_PROBE = "document.querySelector('[data-bench-probe]')?.remove()"
+
+
+async def finish_screenshots(directory: Path) -> None:
+    """One thread (a long question folded, a reply with a tool step, a list and a code block,
+    rated) in both themes at both widths (``finish-{desktop,phone}-{light,dark}.png``), the
+    thread list open on a phone in the dark (``finish-phone-threads-dark.png``), and the 404
+    page (``finish-404-dark.png``). The theme is the system's (the browser's colour scheme)."""
+    question = (
+        "Here is the log from last night's run; what failed, and how many retries did it take?\n"
+        + "\n".join(f"02:{i:02d} worker-{i % 3} retry {i}: connection reset" for i in range(24))
+    )
+    answer = (
+        "The run failed on **connection resets** from one worker pool; it took 24 retries.\n\n"
+        "- Every retry came from `worker-0`, `worker-1` or `worker-2`\n"
+        "- They were 1 minute apart, so the backoff never grew\n\n"
+        "A backoff that grows would look like this:\n\n"
+        "```python\nimport random\n\n\ndef backoff(attempt: int) -> float:\n"
+        '    """Seconds to wait before retry `attempt`."""\n'
+        "    return min(60, 2**attempt) * random.uniform(0.5, 1.0)\n```\n"
+    )
+    with (
+        stub_process() as stub_url,
+        product(
+            stub_url,
+            AGENT_TOOLS="chat.tools.calculate",
+            AGENT_MODELS="stub-model,second-model",
+            AGENT_MODEL_LABELS="stub-model=Stub model,second-model=Second model",
+        ) as site,
+    ):
+        stub_script(
+            stub_url,
+            match="last night's run",
+            tool_calls=[[{"name": "calculate", "arguments": {"expression": "24 * 1"}}]],
+            tokens=tokenize(answer),
+            delay_ms=2,
+            title=["Last ", "night's ", "failed ", "run"],
+        )
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            state = await logged_in_state(browser, site)
+            context, page = await open_page(browser, site, state, mode="markdown")
+            await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+            await page.fill('textarea[name="message"]', question)
+            await page.keyboard.press("Enter")
+            await page.locator(DONE).wait_for(timeout=60000)
+            await page.click(f'{DONE} [data-action="feedback-up"]')
+            path = urlsplit(page.url).path
+            await context.close()
+
+            for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE)):
+                for scheme in ("light", "dark"):
+                    context, page = await open_page(
+                        browser,
+                        site,
+                        state,
+                        mode="markdown",
+                        viewport=viewport,
+                        color_scheme=scheme,
+                        path=path,
+                    )
+                    await page.evaluate("document.querySelector('[data-bench-probe]')?.remove()")
+                    await page.wait_for_timeout(300)
+                    await page.screenshot(path=directory / f"finish-{name}-{scheme}.png")
+                    if name == "phone" and scheme == "dark":
+                        await page.click('[data-action="toggle-sidebar"]')
+                        await page.wait_for_timeout(400)
+                        await page.screenshot(path=directory / "finish-phone-threads-dark.png")
+                        await page.goto("/t/00000000-0000-0000-0000-000000000000/")
+                        await page.evaluate(REMOVE_PROBE)
+                        await page.screenshot(path=directory / "finish-404-dark.png")
+                    await context.close()
+            await browser.close()
+    print(f"finish screenshots written to {directory}")
+
+
 # A chart drawn in the page and attached as a PNG (what a pasted screenshot would be).
 CHART_FILE = """async ([name, width, height]) => {
   const canvas = document.createElement('canvas');
@@ -726,8 +803,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--screenshots", type=Path, help="save the page's states as PNGs here")
     parser.add_argument(
         "--states",
-        default="main,models-feedback,attachments",
-        help="with --screenshots: which sets, of main,models-feedback,attachments (default all)",
+        default="main,models-feedback,attachments,finish",
+        help="with --screenshots: which sets, of main,models-feedback,attachments,finish (all)",
     )
     args = parser.parse_args(argv)
     _stop_on_sigterm()
@@ -740,6 +817,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(models_feedback_screenshots(args.screenshots))
         if "attachments" in states:
             asyncio.run(attachments_screenshots(args.screenshots))
+        if "finish" in states:
+            asyncio.run(finish_screenshots(args.screenshots))
         return
     result = asyncio.run(benchmark(args))
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)

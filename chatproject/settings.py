@@ -5,12 +5,12 @@ below; README's "Configuration" table lists each with its default and meaning, g
 group (tests/test_settings.py checks that the two agree). Code reads `django.conf.settings`.
 """
 
+import contextlib
 import json
 import math
 import os
 import re
 import secrets
-import warnings
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -253,8 +253,11 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 if SERVE_STATIC:
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
     WHITENOISE_USE_FINDERS = True
-    # Whitenoise also serves STATIC_ROOT, and warns while collectstatic has not made it.
-    warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise")
+    # Whitenoise also serves STATIC_ROOT and warns ("No directory at") on every start, and in
+    # every test, while collectstatic has not made it: make it, empty (it is git-ignored). A
+    # read-only tree (a deployment that ran collectstatic elsewhere) leaves it as it is.
+    with contextlib.suppress(OSError):
+        STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 
 # --- Accounts and email --------------------------------------------------------------------

@@ -24,6 +24,7 @@ const files = [
   ['@highlightjs/cdn-assets/es/core.min.js', 'highlight/core.min.js'],
   ['@highlightjs/cdn-assets/LICENSE', 'highlight/LICENSE'],
   ['@highlightjs/cdn-assets/styles/github.min.css', 'highlight/github.min.css'],
+  ['@highlightjs/cdn-assets/styles/github-dark.min.css', 'highlight/github-dark.min.css'],
   ...LANGUAGES.map((name) => [`@highlightjs/cdn-assets/es/languages/${name}.min.js`, `highlight/languages/${name}.min.js`]),
 ];
 

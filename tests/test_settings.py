@@ -118,3 +118,46 @@ def test_a_setting_out_of_range_stops_the_start_with_its_name(name, value, tmp_p
     assert started.returncode != 0, f"{name}={value} was accepted"
     last = started.stderr.strip().splitlines()[-1]
     assert name in last and value in last, last
+
+
+def test_a_start_serving_static_files_warns_of_nothing(tmp_path):
+    """Whitenoise found no STATIC_ROOT (no collectstatic yet) and said so on every start and in
+    every test; a newcomer must not wonder about it."""
+    static_root = tmp_path / "staticfiles"
+    code = (
+        "import django; django.setup()\n"
+        "from whitenoise.middleware import WhiteNoiseMiddleware\n"
+        "WhiteNoiseMiddleware(lambda request: None)\n"
+    )
+    started = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        | {
+            "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+            "CHAT_VAR_DIR": str(tmp_path),
+            "STATIC_ROOT": str(static_root),
+            "SERVE_STATIC": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    assert "No directory at" not in started.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("127.0.0.1", "8765", "http://127.0.0.1:8765/"),
+        ("0.0.0.0", "9000", "http://127.0.0.1:9000/"),
+        ("::1", "8000", "http://[::1]:8000/"),
+    ],
+)
+def test_make_run_prints_the_address_it_serves(host, port, url):
+    """`PORT=8765 make run` once said "Log in at http://127.0.0.1:8000/"."""
+    from chat.management.commands.ensure_demo_user import site_url
+
+    assert site_url(host, port) == url
+    assert "ensure_demo_user --host $(HOST) --port $(PORT)" in (ROOT / "Makefile").read_text()

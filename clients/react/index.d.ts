@@ -65,6 +65,8 @@ export interface ClientError {
   recoverable: boolean;
   /** The reply this error ended, or null for a refused command. */
   messageId: string | null;
+  /** The unsent message a refused `start` left failed (it shows the refusal), if any. */
+  refused?: string | null;
   /** The HTTP status, for a request that got an answer. */
   status?: number;
 }

@@ -199,6 +199,8 @@ export function createChatClient({
               message: frame.message ?? 'Something went wrong.',
               ...errorClass({ code, recoverable: frame.recoverable }),
               messageId: frame.message_id != null ? String(frame.message_id) : null,
+              // The optimistic message this refused, which now shows it (null: none).
+              refused: result.failed[0] ?? null,
             });
           }
           break;

@@ -83,13 +83,32 @@ export function createComposer(root, { maxChars, maxUploadBytes = null, notices,
     syncInput();
   }
 
+  // The count shows near the limit; over it the box is marked invalid and Send is off (an
+  // Enter says why in the notice bar), so the server never has to refuse the length.
+  const over = () => input.value.trim().length > maxChars;
+
   function syncInput() {
     const length = input.value.length;
+    const tooLong = over();
     counter.hidden = length < maxChars * 0.9;
-    counter.textContent = `${length} / ${maxChars}`;
-    counter.classList.toggle('composer__counter--over', length > maxChars);
+    counter.textContent = `${length.toLocaleString('en')} / ${maxChars.toLocaleString('en')}`;
+    counter.classList.toggle('composer__counter--over', tooLong);
+    counter.title = tooLong ? `${(length - maxChars).toLocaleString('en')} characters over the limit` : '';
+    if (tooLong) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
     input.style.height = 'auto';
     input.style.height = `${input.scrollHeight}px`;
+    syncSend();
+  }
+
+  function syncSend() {
+    const uploading = files.uploading();
+    const tooLong = over();
+    sendButton.disabled = !thread.canSend() || uploading || tooLong;
+    let title = '';
+    if (uploading) title = 'Wait for the files to upload';
+    else if (tooLong) title = `The message is over the limit of ${maxChars.toLocaleString('en')} characters`;
+    if (sendButton.title !== title) sendButton.title = title;
   }
 
   function setText(text) {
@@ -102,7 +121,7 @@ export function createComposer(root, { maxChars, maxUploadBytes = null, notices,
     const text = input.value.trim();
     if (!text || !thread.canSend() || files.uploading()) return;
     if (text.length > maxChars) {
-      notices.tooLarge();
+      notices.tooLarge(text.length);
       return;
     }
     notices.hide();
@@ -123,10 +142,7 @@ export function createComposer(root, { maxChars, maxUploadBytes = null, notices,
 
   // Runs after every frame, so it only writes cheap properties and never reads layout.
   function sync() {
-    const uploading = files.uploading();
-    sendButton.disabled = !thread.canSend() || uploading;
-    const title = uploading ? 'Wait for the files to upload' : '';
-    if (sendButton.title !== title) sendButton.title = title;
+    syncSend();
     stopButton.hidden = !thread.busy();
     // An image for a model that cannot see: the server would refuse the message; say so first.
     const model = thread.model();

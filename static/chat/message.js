@@ -21,23 +21,15 @@
  */
 import { buildAttachments } from './attachmentview.js';
 import { el } from './dom.js';
-import { errorClass, isTerminal } from './protocol.js';
+import { describeFailure, INTERRUPTED } from './notices.js';
+import { errorClass, isLongMessage, isTerminal } from './protocol.js';
 import { createRichText } from './richtext.js';
 
 const ROLE_LABELS = { user: 'You', assistant: 'Assistant', system: 'System' };
 const STATUS_NOTES = {
   cancelled: 'Stopped.',
-  interrupted: 'Interrupted: the reply was cut off and kept as far as it got.',
+  interrupted: INTERRUPTED,
 };
-const ERROR_LABELS = {
-  network: 'Network problem',
-  timeout: 'Timed out',
-  server: 'Server error',
-  rate_limit: 'Rate limited',
-  limit: 'Too many connections',
-  request: 'Not sent',
-};
-
 function button(action, label, ariaLabel) {
   const node = el('button', 'message__action', label);
   node.type = 'button';
@@ -117,17 +109,6 @@ export function formatMetrics(metrics) {
 }
 
 /**
- * What to tell the user about a failed message.
- * @param {{code: string, message?: string, recoverable?: boolean}} error
- * @returns {string}
- */
-export function describeFailure(error) {
-  const { kind } = errorClass(error);
-  if (error.code === 'interrupted') return STATUS_NOTES.interrupted;
-  return `${ERROR_LABELS[kind]}: ${error.message || error.code}`;
-}
-
-/**
  * A message's elements, built once; `updateMessage` fills them in.
  * @param {ChatMessage} msg
  * @returns {MessageRecord}
@@ -151,6 +132,16 @@ export function buildMessage(msg) {
   } else {
     rec.text = document.createTextNode('');
     content.append(rec.text);
+    // Folding is the reader's own: it survives the message's updates, not a reload.
+    rec.more = el('button', 'message__more', 'Show more');
+    rec.more.type = 'button';
+    rec.more.dataset.action = 'show-more';
+    rec.more.hidden = true;
+    rec.expanded = false;
+    rec.more.addEventListener('click', () => {
+      rec.expanded = !rec.expanded;
+      syncFold(rec, true);
+    });
   }
   rec.steps = el('div', 'message__steps');
   rec.steps.dataset.steps = '';
@@ -169,7 +160,7 @@ export function buildMessage(msg) {
   rec.edit = button('edit', 'Edit', 'Edit and resend this message');
   rec.retry = button('retry', 'Retry', 'Try again');
   rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
-  const parts = [head, rec.steps, content, rec.files, rec.note, rec.leftOut, rec.metrics, rec.actions];
+  const parts = [head, rec.steps, content, rec.more, rec.files, rec.note, rec.leftOut, rec.metrics, rec.actions].filter(Boolean);
   if (msg.role === 'assistant') {
     // A reply the token limit cut goes on where it stopped (`continue`).
     rec.continue = button('continue', 'Continue', 'Continue this reply where it stopped');
@@ -303,6 +294,10 @@ export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {})
   setHidden(rec.model, !model);
   updateSteps(rec, msg);
   if (!rec.editing) updateText(rec, msg);
+  if (rec.more) {
+    rec.long = !rec.editing && isLongMessage(msg.content);
+    syncFold(rec, false);
+  }
   updateFiles(rec, msg);
 
   // Only our own unsent message is "sending"; a persisted one the server calls pending is not.
@@ -341,6 +336,22 @@ export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {})
   if (rec.continue) setHidden(rec.continue, !truncated || flags.regenerate !== msg.id);
   const continuable = Boolean(rec.continue) && !rec.continue.hidden;
   setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden && !rateable && !continuable);
+}
+
+// A long user message: folded to a few lines unless the reader unfolded it.
+function syncFold(rec, toggled) {
+  const folded = rec.long && !rec.expanded;
+  setHidden(rec.more, !rec.long);
+  if (rec.content.classList.contains('message__content--folded') !== folded) {
+    rec.content.classList.toggle('message__content--folded', folded);
+  }
+  setData(rec.root, 'folded', rec.long ? String(folded) : undefined);
+  const label = folded ? 'Show more' : 'Show less';
+  setText(rec.more, label);
+  const expanded = String(!folded);
+  if (rec.more.getAttribute('aria-expanded') !== expanded) rec.more.setAttribute('aria-expanded', expanded);
+  // Folding back a message taller than the screen would leave the reader far below it.
+  if (toggled && folded) rec.root.scrollIntoView({ block: 'nearest' });
 }
 
 // Thumbs on every finished reply, pressed as the saved rating says, and the rating's details.

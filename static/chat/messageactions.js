@@ -27,7 +27,7 @@ export function createMessageActions(list, { state, client, view, maxChars, noti
     if (!target || !client()) return false;
     view.startEdit(target.id, (text) => {
       if (text.length > maxChars) {
-        notices.tooLarge();
+        notices.tooLarge(text.length);
         return;
       }
       notices.hide();

@@ -70,6 +70,26 @@ const RECOVERABLE_CODES = new Set([
 const TITLE_CHARS = 60;
 const PY_WHITESPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
 
+// A user message longer than this is shown folded, with "Show more" (a pasted log or file
+// would otherwise push the thread off the screen).
+const FOLD_CHARS = 1500;
+const FOLD_LINES = 20;
+
+/**
+ * Whether a user message is long enough to be shown folded.
+ * @param {string} text
+ * @returns {boolean}
+ */
+export function isLongMessage(text) {
+  if (text.length > FOLD_CHARS) return true;
+  let lines = 1;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) {
+    lines += 1;
+    if (lines > FOLD_LINES) return true;
+  }
+  return false;
+}
+
 /**
  * Whether a message has ended (complete, cancelled, error or interrupted).
  * @param {string} status

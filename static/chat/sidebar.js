@@ -159,7 +159,9 @@ export function createSidebar(root, { threads, notices, openThread }) {
     ui.app.classList.add('app--sidebar-open');
     ui.toggle.setAttribute('aria-expanded', 'true');
     ui.backdrop.hidden = false;
-    ui.search.focus();
+    // Focus goes into the drawer, but not to search: on a phone that pops the keyboard up
+    // over the list the user opened it to see.
+    (ui.app.querySelector('.thread__link[aria-current="page"]') ?? ui.app.querySelector('[data-action="close-sidebar"]'))?.focus({ preventScroll: true });
   }
 
   function close() {

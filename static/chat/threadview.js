@@ -32,11 +32,11 @@ import { createChatClient } from './client.js';
 import { createConnectionBadge } from './connectionbadge.js';
 import { createEarlierPages } from './earlierpages.js';
 import { createFeedback } from './feedback.js';
-import { describeFailure } from './message.js';
 import { createMessageActions } from './messageactions.js';
 import { createMessageView } from './messageview.js';
 import { createModelCatalog } from './models.js';
-import { createThreadState, isBusy, titleFromText } from './protocol.js';
+import { describeFailure } from './notices.js';
+import { createThreadState, errorClass, isBusy, titleFromText } from './protocol.js';
 import { createThreadHeader } from './threadheader.js';
 
 const THREAD_PATH = /^\/t\/([0-9a-fA-F-]{36})\/?$/;
@@ -128,9 +128,12 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       if (saved?.role === 'user' && saved.attachments?.length) composer.attached(saved.attachments);
     }
     view.update(state(), result.changed);
-    // Give the refused text and files back so the user can retry without redoing them.
+    // A refused message offers one way to send it again: its Retry when retrying as it is can
+    // help (the box stays empty, so Enter cannot send it a second time), else its text and
+    // files back in the composer, to change and send.
     for (const id of result.failed) {
       const refused = state().byId.get(id);
+      if (refused?.error && errorClass(refused.error).recoverable) continue;
       composer.giveBack(refused?.content ?? '', refused?.attachments ?? []);
     }
     syncComposer();
@@ -232,8 +235,10 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       home({ push: true });
     });
     current.on('error', (error) => {
-      if (error.messageId) {
+      if (error.messageId || error.refused) {
+        // The message shows it (its note): the bar would say it a second time.
         notices.announce(describeFailure(error));
+        if (error.code === 'quota_exceeded') sidebar.refreshUsage();
       } else if (error.code === 'network') {
         notices.show(`Could not refresh this thread: ${error.message}`, { kind: error.kind, retry: () => current.check() });
       } else {

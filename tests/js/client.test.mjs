@@ -218,12 +218,25 @@ test('stop, regenerate and edit send their commands', () => {
   client.dispose();
 });
 
+test('a refused send names the message it left failed, so the page says it once, there', () => {
+  const { client, events } = makeClient();
+  latest().accept();
+  latest().frame({ type: 'ready', thread_id: 't', active: null });
+  const clientId = client.send('hello');
+  latest().frame({ type: 'error', code: 'rate_limited', message: 'At most 3 replies at once; wait for one to end.', recoverable: true });
+  const [error] = named(events, 'error');
+  const failed = client.state.messages.find((m) => m.client_id === clientId);
+  assert.equal(failed.status, 'error');
+  assert.equal(error.refused, failed.id);
+  client.dispose();
+});
+
 test('errors carry their class; a thread frame reports the title; fatal closes stop it', () => {
   const { client, events } = makeClient();
   latest().accept();
   latest().frame({ type: 'error', code: 'rate_limited', message: 'slow', recoverable: true });
   latest().frame({ type: 'thread', thread: { id: 't', title: 'New title' } });
-  assert.deepEqual(named(events, 'error')[0], { code: 'rate_limited', message: 'slow', recoverable: true, kind: 'rate_limit', messageId: null });
+  assert.deepEqual(named(events, 'error')[0], { code: 'rate_limited', message: 'slow', recoverable: true, kind: 'rate_limit', messageId: null, refused: null });
   assert.equal(named(events, 'thread')[0].thread.title, 'New title');
   latest().frame({ type: 'thread_deleted', thread_id: 'other' });
   assert.deepEqual(named(events, 'thread_deleted'), [{ threadId: 'other' }]);
