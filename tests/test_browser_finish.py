@@ -11,7 +11,8 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import log_in, send, thread_id
+from tests import browser as browser_steps
+from tests.browser import send, thread_id
 
 # A name long enough to be cut by a squeezed foot ("de…" on a phone once).
 USER, PASSWORD = "daniela.rossi", "daniela-pw"
@@ -100,12 +101,7 @@ READ = [
 @pytest.fixture(scope="module")
 def session_state(site, browser):
     """One login for the module; every test's context starts from its cookies."""
-    context = browser.new_context()
-    page = context.new_page()
-    log_in(page, site, USER, PASSWORD)
-    state = context.storage_state()
-    context.close()
-    return state
+    return browser_steps.session_state(browser, site, USER, PASSWORD)
 
 
 def scripted(stub, *scripts: tuple[str, dict]) -> None:

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests import browser as browser_steps
 from tests.browser import log_in, send, thread_id
 from tests.servers import stub_site
 
@@ -30,12 +31,7 @@ STREAMING = '[data-role="assistant"][data-status="streaming"]'
 @pytest.fixture(scope="module")
 def session_state(site, browser):
     """A logged-in browser session, made once and reused by every test's context."""
-    context = browser.new_context()
-    page = context.new_page()
-    log_in(page, site, USER, PASSWORD)
-    state = context.storage_state()
-    context.close()
-    return state
+    return browser_steps.session_state(browser, site, USER, PASSWORD)
 
 
 @pytest.fixture
