@@ -52,8 +52,13 @@ def _model_chosen(user_id: int, model: object) -> catalog.Model | None:
     if model is None:
         return None
     chosen = model_choice.choose(user_id=user_id, model_id=model)
-    Preferences.objects.update_or_create(user_id=user_id, defaults={"model": chosen.id})
+    _remember_model(user_id, chosen.id)
     return chosen
+
+
+def _remember_model(user_id: int, model_id: str) -> None:
+    """The model a user chose last: the one their new threads take."""
+    Preferences.objects.update_or_create(user_id=user_id, defaults={"model": model_id})
 
 
 def thread_set_model(*, thread: Thread, model: object) -> Thread:
@@ -170,9 +175,7 @@ def reply_open(
         if ask.continued_id is not None:
             return _continued(thread, ask.continued_id, held_tokens)
         if ask.model is not None:
-            Preferences.objects.update_or_create(
-                user_id=thread.owner_id, defaults={"model": ask.model}
-            )
+            _remember_model(thread.owner_id, ask.model)
         replaced = _replaced(thread, ask)
         removed = [str(pk) for pk in replaced.values_list("id", flat=True)]
         attached = list(ask.attachments or ())

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from chat import frames, selectors
-from chat.models import Message, Preferences, Thread
+from chat.models import Message, Thread
 
 ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -63,7 +63,7 @@ def account_json(user: AbstractBaseUser) -> str:
     """Everything the user has here, as one JSON file (before deleting the account): who they
     are, their preferences, and every thread with its messages as `thread_json` has them
     (attachments by name, type, size and URL, not their bytes)."""
-    prefs = Preferences.objects.filter(user=user).first() or Preferences(user=user)
+    prefs = selectors.preferences_of(user=user)
     threads = Thread.objects.filter(owner=user).order_by("created_at", "id")
     data = {
         "exported_at": timezone.now().isoformat(),
