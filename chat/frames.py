@@ -263,7 +263,7 @@ class ShareObject(TypedDict):
 
     token: Annotated[str, "The link's secret (256 random bits): `/s/<token>/` is the page."]
     url: Annotated[str, "The page's address, for anyone with it."]
-    up_to: Annotated[Uuid, "The last message the snapshot holds."]
+    up_to: Annotated[str, "The id of the last message the snapshot holds."]
     created_at: Annotated[str, "ISO 8601: when the snapshot was copied."]
     expires_at: Annotated[str | None, "ISO 8601; null: until revoked or the thread is deleted."]
 
@@ -290,7 +290,7 @@ class SharedMessage(TypedDict):
     """A message of a share's snapshot: no id, status, model, metrics or feedback."""
 
     role: Role
-    content: str
+    content: Annotated[str, "The text as it was when shared (a reply's is markdown)."]
     created_at: Annotated[str, "ISO 8601."]
     steps: NotRequired[Annotated[list[SharedStep], "Replies with tool steps: them, in call order."]]
     attachments: NotRequired[Annotated[list[SharedAttachment], "User messages with files: them."]]
