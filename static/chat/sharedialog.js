@@ -121,8 +121,8 @@ export function createShareDialog(root) {
       if (asked !== generation) return;
       showLink(share.url);
       say('Link created: anyone with it can read this copy of the chat.');
-      ui.url.focus();
-      ui.url.select();
+      // Copy is what comes next; the link stays readable from its start.
+      ui.copy.focus();
       await refresh();
     } catch (error) {
       if (asked === generation) say(error.message, { error: true });
