@@ -89,15 +89,19 @@ class ShareView(APIView):
     """`/api/shares/<token>/`: anyone with the token reads the snapshot (GET, no login); its
     owner revokes it (DELETE, 204; 404 for anyone else)."""
 
+    # A read is public: no authentication runs for it (so a session needs no CSRF token and a
+    # stale credential is no 401); a revoke authenticates as the rest of the API does.
+    public = False
+
+    def initialize_request(self, request, *args, **kwargs):
+        self.public = request.method in SAFE_METHODS
+        return super().initialize_request(request, *args, **kwargs)
+
     def get_authenticators(self):
-        if self.request.method in SAFE_METHODS:
-            return []
-        return super().get_authenticators()
+        return [] if self.public else super().get_authenticators()
 
     def get_permissions(self):
-        if self.request.method in SAFE_METHODS:
-            return [AllowAny()]
-        return super().get_permissions()
+        return [AllowAny()] if self.public else super().get_permissions()
 
     @extend_schema(auth=[], responses=SharedThreadSerializer)
     def get(self, request: Request, token: str) -> Response:
