@@ -720,7 +720,12 @@ def share_create(*, thread: Thread, up_to: object = None, expires_in: object = N
             thread=thread,
             up_to=path[end].id,
             title=thread.title,
-            messages=[frames.shared_message(m, token=token) for m in path[: end + 1]],
+            # A reply that failed before any text or step would be an empty box: left out.
+            messages=[
+                frames.shared_message(m, token=token)
+                for m in path[: end + 1]
+                if m.role != Message.Role.ASSISTANT or m.content or m.steps
+            ],
             expires_at=expires_at,
         )
 

@@ -4,7 +4,8 @@ logged-out browser reads it (and opens no socket and no thread API), the owner r
 and the link is a 404. One site and one logged-in session for the module.
 
 With `SCREENSHOTS=<dir>` set, it saves the dialog and the shared page there
-(`share-dialog.png`, `share-page.png`: docs/screenshots/ holds the committed ones).
+(`share-dialog.png`, `share-page.png`, `share-page-dark.png`: docs/screenshots/ holds the
+first two).
 """
 
 import os
@@ -105,6 +106,9 @@ def test_a_thread_shared_from_the_header_is_read_logged_out_then_revoked(site, s
     expect(reader.locator('textarea, [data-thread-list], [data-action="send"]')).to_have_count(0)
     assert USER not in reader.content()
     screenshot(reader, "share-page.png")
+    reader.emulate_media(color_scheme="dark")
+    expect(reader.locator("html")).to_have_attribute("data-theme", "dark")
+    screenshot(reader, "share-page-dark.png")
     assert sockets == []
     assert not [u for u in requests if "/api/" in u or private_thread in u], requests
 

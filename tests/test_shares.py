@@ -248,6 +248,15 @@ def test_bad_input_is_a_400_and_nothing_is_shared(thread, alice, make_user, body
     assert Share.objects.count() == 0
 
 
+def test_a_reply_that_failed_before_any_text_is_left_out(alice):
+    failed = make_thread(alice, "t", "a question", "")
+    Message.objects.filter(pk=failed.active_leaf_id).update(status="error", error_code="timeout")
+    failed.refresh_from_db()
+    token = shared(failed, alice)["token"]
+    body = Client().get(f"/api/shares/{token}/").json()
+    assert [m["content"] for m in body["messages"]] == ["a question"]
+
+
 def test_an_empty_thread_has_nothing_to_share(alice):
     empty = make_thread(alice, "nothing yet")
     refused = share(logged_in(alice), empty)

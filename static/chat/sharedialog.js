@@ -28,6 +28,17 @@ export function describeShare(share) {
 }
 
 /**
+ * A share's page on this page's own origin: the server builds `url` from the request, which
+ * behind a TLS proxy not configured for it says http://.
+ * @param {{url: string}} share
+ * @returns {string}
+ */
+export function pageUrl(share) {
+  const base = globalThis.location?.href ?? 'http://localhost/';
+  return new URL(new URL(share.url, base).pathname, base).href;
+}
+
+/**
  * Wire the dialog under `root`.
  * @param {ParentNode} root
  * @returns {{open(threadId: string, opener?: HTMLElement): Promise<void>, close(): void}}
@@ -64,8 +75,8 @@ export function createShareDialog(root) {
     const row = el('li', 'share-item');
     row.dataset.shareToken = share.token;
     const text = el('div', 'share-item__text');
-    const link = el('a', 'share-item__url', share.url);
-    link.href = share.url;
+    const link = el('a', 'share-item__url', pageUrl(share));
+    link.href = pageUrl(share);
     link.target = '_blank';
     link.rel = 'noopener';
     text.append(link, el('span', 'share-item__meta', describeShare(share)));
@@ -98,7 +109,7 @@ export function createShareDialog(root) {
     button.disabled = true;
     try {
       await api.revokeShare(share.token);
-      if (ui.url.value === share.url) ui.link.hidden = true;
+      if (ui.url.value === pageUrl(share)) ui.link.hidden = true;
       row.remove();
       ui.empty.hidden = ui.list.children.length > 0;
       say('Link revoked: it no longer opens.');
@@ -119,7 +130,7 @@ export function createShareDialog(root) {
       const seconds = Number(ui.expiry.value) || null;
       const share = await api.createShare(threadId, { expiresIn: seconds });
       if (asked !== generation) return;
-      showLink(share.url);
+      showLink(pageUrl(share));
       say('Link created: anyone with it can read this copy of the chat.');
       // Copy is what comes next; the link stays readable from its start.
       ui.copy.focus();
