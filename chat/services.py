@@ -173,7 +173,7 @@ def reply_open(
         else:
             thread = Thread.objects.select_for_update().get(pk=thread_id)
         if ask.continued_id is not None:
-            return _continued(thread, ask.continued_id, held_tokens)
+            return _continued(thread, ask, held_tokens)
         if ask.model is not None:
             _remember_model(thread.owner_id, ask.model)
         replaced = _replaced(thread, ask)
@@ -204,14 +204,17 @@ def reply_open(
         return begun
 
 
-def _continued(thread: Thread, reply_id: uuid.UUID, held_tokens: int) -> Begun:
+def _continued(thread: Thread, ask: Ask, held_tokens: int) -> Begun:
     """Inside the caller's transaction: the thread's last message, a finished reply cut by
     the token limit, streaming again (its text and its last `seq` kept); anything else is
-    `bad_request`, and nothing changes."""
+    `bad_request`, and nothing changes. The reply takes the continue's `client_id`, so the
+    same continue sent again is told apart (`AlreadySent`) from a continue of a reply that
+    is no longer truncated."""
+    _not_sent_before(thread, ask.client_id)
     last = thread.messages.order_by("-created_at", "-id").first()
     if (
         last is None
-        or last.id != reply_id
+        or last.id != ask.continued_id
         or last.role != Message.Role.ASSISTANT
         or last.status != Message.Status.COMPLETE
         or not last.truncated
@@ -221,7 +224,8 @@ def _continued(thread: Thread, reply_id: uuid.UUID, held_tokens: int) -> Begun:
         )
     last.status = Message.Status.STREAMING
     last.held_tokens = held_tokens
-    last.save(update_fields=["status", "held_tokens"])
+    last.client_id = ask.client_id
+    last.save(update_fields=["status", "held_tokens", "client_id"])
     return Begun(reply=last, continued=True)
 
 
@@ -251,8 +255,9 @@ def _replaced(thread: Thread, ask: Ask) -> QuerySet[Message]:
 
 
 def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
-    """Refuse a retried regenerate or edit before it deletes anything: deleting first would
-    free its `client_id` and let it run twice. (A new message is kept unique by the schema.)"""
+    """Refuse a retried regenerate, edit or continue before it changes anything: deleting
+    first would free its `client_id` and let it run twice, and a continue already done has
+    left a reply that is no longer truncated. (A new message is kept unique by the schema.)"""
     if thread.messages.filter(client_id=client_id).exists():
         raise AlreadySent(client_id)
 
