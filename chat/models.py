@@ -28,6 +28,13 @@ class Thread(models.Model):
     title = models.CharField(max_length=200, blank=True, default="")
     # The model its next reply uses (catalog.py): the user's choice, kept per thread.
     model = models.CharField(max_length=200, blank=True, default=default_model)
+    # The leaf of the path the thread shows (Branches in docs/protocol.md): every message has a
+    # parent, so a thread is a tree; null only while the thread has no message.
+    active_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When the user pinned it (the thread list shows pinned threads first); null: not pinned.
+    pinned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -59,6 +66,11 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows (null for a thread's first): an edit or a regenerate adds a
+    # sibling beside what it replaces instead of removing it.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True, default="")
     status = models.CharField(
@@ -282,3 +294,26 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Share(models.Model):
+    """A read-only snapshot of a thread's active path, for anyone with its link (`/s/<token>/`).
+
+    The snapshot is a copy made when shared (`messages`: only what a reader may see), so later
+    edits, continues or messages never change it; it dies with its thread, and revoking deletes it.
+    """
+
+    token = models.CharField(max_length=64, unique=True)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="shares")
+    # The last message of the snapshot (its id, not a key: the snapshot outlives its changes).
+    up_to = models.UUIDField()
+    title = models.CharField(max_length=200, blank=True, default="")
+    messages = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Share of {self.thread}"

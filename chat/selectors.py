@@ -141,6 +141,19 @@ def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
     )
 
 
+def active_path(*, thread: Thread) -> list[Message]:
+    """The messages the thread shows, oldest first: from its first message to its active leaf,
+    each the parent of the next (the other branches of the tree left out)."""
+    by_id = {m.id: m for m in thread_messages(thread_id=thread.id)}
+    path = []
+    at = by_id.get(thread.active_leaf_id)
+    while at is not None:
+        path.append(at)
+        at = by_id.get(at.parent_id)
+    path.reverse()
+    return path
+
+
 def reply_to_send(*, thread_id: str | uuid.UUID, client_id: uuid.UUID) -> Message | None:
     """The reply that answered this `client_id` already (its user message's, or its own)."""
     sent = Message.objects.filter(thread_id=thread_id, client_id=client_id).first()

@@ -176,7 +176,7 @@ def reply_open(
             return _continued(thread, ask, held_tokens)
         if ask.model is not None:
             _remember_model(thread.owner_id, ask.model)
-        replaced = _replaced(thread, ask)
+        replaced, parent_id = _replaced(thread, ask)
         removed = [str(pk) for pk in replaced.values_list("id", flat=True)]
         attached = list(ask.attachments or ())
         if ask.edited_id is not None and ask.attachments is None:  # an edit keeps its files
@@ -193,6 +193,7 @@ def reply_open(
             model=model,
             held_tokens=held_tokens,
             message_id=ask.message_id,
+            parent_id=parent_id,
         )
         begun.removed_ids = removed
         if attached:
@@ -229,29 +230,29 @@ def _continued(thread: Thread, ask: Ask, held_tokens: int) -> Begun:
     return Begun(reply=last, continued=True)
 
 
-def _replaced(thread: Thread, ask: Ask) -> QuerySet[Message]:
-    """The thread's messages that `ask` replaces (none for a new message); a regenerate, edit
-    or retry aimed at the wrong message is refused."""
+def _replaced(thread: Thread, ask: Ask) -> tuple[QuerySet[Message], uuid.UUID | None]:
+    """The thread's messages that `ask` replaces (none for a new message), and the message the
+    new one follows (its parent); a regenerate, edit or retry aimed at the wrong message is
+    refused."""
     if not (ask.regenerate or ask.edited_id or ask.retry_after):
-        return Message.objects.none()
+        return Message.objects.none(), thread.active_leaf_id
     _not_sent_before(thread, ask.client_id)
     messages = thread.messages.order_by("-created_at", "-id")
     if ask.regenerate:
         last = messages.first()
         if last is None or last.role != Message.Role.ASSISTANT or last.status not in last.TERMINAL:
             raise ChatError("bad_request", "There is no finished reply to regenerate.")
-        return thread.messages.filter(pk=last.pk)
+        return thread.messages.filter(pk=last.pk), last.parent_id
     if ask.edited_id is not None:
         last_user = messages.filter(role=Message.Role.USER).first()
         if last_user is None or last_user.id != ask.edited_id:
             raise ChatError("bad_request", "Only the last message of the thread can be edited.")
-        return thread.messages.filter(created_at__gte=last_user.created_at)
+        return thread.messages.filter(created_at__gte=last_user.created_at), last_user.parent_id
     asked = thread.messages.filter(pk=ask.retry_after, role=Message.Role.USER).first()
     if asked is None:
         raise ChatError("bad_request", "Only a message of the user's can be answered again.")
-    return thread.messages.filter(
-        Q(created_at__gt=asked.created_at) | Q(created_at=asked.created_at, id__gt=asked.id)
-    )
+    later = Q(created_at__gt=asked.created_at) | Q(created_at=asked.created_at, id__gt=asked.id)
+    return thread.messages.filter(later), asked.id
 
 
 def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
@@ -271,13 +272,16 @@ def _begin(
     model: str,
     held_tokens: int = 0,
     message_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
 ) -> Begun:
-    """Inside the caller's transaction: the user message (when there is text) and the reply."""
+    """Inside the caller's transaction: the user message (when there is text) and the reply,
+    after `parent_id`; the reply becomes the thread's active leaf."""
     user_message = None
     if text is not None:
         user_message = Message(
             id=message_id or uuid.uuid4(),
             thread=thread,
+            parent_id=parent_id,
             role=Message.Role.USER,
             content=text,
             status=Message.Status.COMPLETE,
@@ -286,6 +290,7 @@ def _begin(
     reply = Message(
         id=reply_id,
         thread=thread,
+        parent_id=user_message.id if user_message else parent_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=model,
@@ -300,7 +305,8 @@ def _begin(
         thread.title = title_from_text(text)
     remodelled = thread.model != model
     thread.model = model  # the model asked for, or the default for one no longer offered
-    thread.save(update_fields=["title", "model", "updated_at"])
+    thread.active_leaf = reply
+    thread.save(update_fields=["title", "model", "active_leaf", "updated_at"])
     return Begun(
         reply=reply,
         user_message=user_message,

@@ -21,9 +21,14 @@ def make_thread(owner, title: str = "", *texts: str) -> Thread:
     """A thread of the owner's with these messages, the user's and the assistant's in turn."""
     thread = Thread.objects.create(owner=owner, title=title)
     for i, text in enumerate(texts):
-        Message.objects.create(
-            thread=thread, role="user" if i % 2 == 0 else "assistant", content=text
+        thread.active_leaf = Message.objects.create(
+            thread=thread,
+            role="user" if i % 2 == 0 else "assistant",
+            content=text,
+            parent=thread.active_leaf,
         )
+    if texts:
+        thread.save(update_fields=["active_leaf"])
     return thread
 
 

@@ -42,3 +42,38 @@ def test_a_repeated_send_finds_the_reply_that_answered_it(alice):
     reply = Message.objects.create(thread=thread, role="assistant", status="complete")
     assert selectors.reply_to_send(thread_id=thread.id, client_id=asked.client_id) == reply
     assert selectors.reply_to_send(thread_id=thread.id, client_id=uuid.uuid4()) is None
+
+
+def test_the_active_path_runs_from_the_first_message_to_the_leaf_and_leaves_other_branches_out(
+    alice,
+):
+    thread = make_thread(alice, "", "q", "a1")
+    question, first = selectors.active_path(thread=thread)
+    second = Message.objects.create(thread=thread, role="assistant", content="a2", parent=question)
+    assert [m.content for m in selectors.active_path(thread=thread)] == ["q", "a1"]
+    thread.active_leaf = second
+    assert [m.content for m in selectors.active_path(thread=thread)] == ["q", "a2"]
+    assert first.parent_id == question.id and question.parent_id is None
+
+
+def test_existing_threads_migrate_to_a_single_path_with_no_message_lost(alice):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("chat.migrations.0012_branches_shares")
+    thread = make_thread(alice, "", "one", "two", "three", "four")
+    empty = make_thread(alice)
+    Message.objects.filter(thread=thread).update(parent=None)
+    thread.active_leaf = None
+    thread.save(update_fields=["active_leaf"])
+    migration.one_path_each(apps, None)
+    thread.refresh_from_db()
+    assert [m.content for m in selectors.active_path(thread=thread)] == [
+        "one",
+        "two",
+        "three",
+        "four",
+    ]
+    empty.refresh_from_db()
+    assert empty.active_leaf_id is None

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from django.db import transaction
 
-from chat import services
+from chat import selectors, services
 from chat.errors import ChatError
 from chat.models import Message, Thread
 from tests.helpers import make_thread
@@ -52,6 +52,10 @@ def test_regenerate_edit_and_retry_remove_what_they_replace_and_nothing_when_ref
     retried = begin(thread, ask(retry_after=q1.id))
     assert str(a1.id) in retried.removed_ids
     assert [m.content for m in thread.messages.order_by("created_at", "id")][:1] == ["q1"]
+    thread.refresh_from_db()
+    assert selectors.active_path(thread=thread) == list(thread.messages.order_by("created_at")), (
+        "each new message follows the one before it, and the last reply is the active leaf"
+    )
 
 
 def test_a_repeated_command_is_refused_before_it_removes_anything(alice):
