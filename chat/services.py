@@ -5,6 +5,8 @@ per token.
 """
 
 import datetime
+import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass, field
 
@@ -19,7 +21,7 @@ from django.utils import timezone
 from chat import attachments, catalog, frames, inputs, model_choice, quota
 from chat.engine import broadcast
 from chat.errors import ChatError
-from chat.models import Attachment, Feedback, Message, Preferences, Thread
+from chat.models import Attachment, Feedback, Invite, Message, Preferences, Thread
 
 TITLE_CHARS = 60
 INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
@@ -686,3 +688,61 @@ def account_delete(*, user: AbstractBaseUser) -> None:
         for thread_id in thread_ids:
             frame = frames.thread_deleted(thread_id=thread_id)
             broadcast.publish_after_commit([thread_id], frame)
+
+
+def _invite_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invite_create(
+    *, created_by: AbstractBaseUser | None, note: str = "", days: int | None = None
+) -> tuple[Invite, str]:
+    """A new invite, and its token (the link's last part): shown this once, only its hash
+    kept. It works for `days` (INVITE_DAYS when not given)."""
+    days = settings.INVITE_DAYS if days is None else days
+    if days < 1:
+        raise ChatError("bad_request", "An invite works for at least a day.")
+    token = secrets.token_urlsafe(32)
+    invite = Invite.objects.create(
+        token_hash=_invite_hash(token),
+        note=note[:200],
+        created_by=created_by,
+        expires_at=timezone.now() + datetime.timedelta(days=days),
+    )
+    return invite, token
+
+
+class InviteUnusable(Exception):
+    """An invite link that makes no account: unknown, used, or expired (`reason`)."""
+
+    def __init__(self, reason: str, invite: Invite | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.invite = invite
+
+
+def invite_check(*, token: str, lock: bool = False) -> Invite:
+    """The invite behind a link's token, if it still makes an account; else InviteUnusable
+    (`unknown`, `used`, `expired`). `lock`: inside the caller's transaction, held until it
+    ends, so two people opening one link make one account."""
+    invites = Invite.objects.select_for_update() if lock else Invite.objects
+    invite = invites.filter(token_hash=_invite_hash(token)).first()
+    if invite is None:
+        raise InviteUnusable("unknown")
+    if invite.used_at is not None:
+        raise InviteUnusable("used", invite)
+    if invite.expires_at <= timezone.now():
+        raise InviteUnusable("expired", invite)
+    return invite
+
+
+def invite_accept(*, token: str, make_user) -> AbstractBaseUser:
+    """Make the invited account (`make_user()`, in the same transaction) and use the invite
+    up: one account per invite, however many open it at once. InviteUnusable if it cannot."""
+    with transaction.atomic():
+        invite = invite_check(token=token, lock=True)
+        user = make_user()
+        invite.used_at = timezone.now()
+        invite.used_by = user
+        invite.save(update_fields=["used_at", "used_by"])
+    return user
