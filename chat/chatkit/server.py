@@ -20,6 +20,9 @@ overrides the package's `_process_streaming_impl` and reuses its `_process_event
 names of openai-chatkit 1.6.5, pinned in requirements.txt; tests/test_chatkit.py's refusal
 tests fail if an upgrade stops routing new messages here.)
 
+The one custom action offered, `threads.custom_action` `{"type": "continue"}` on a reply the
+token limit cut (`_continue`), is the WebSocket's `continue`: the reply's item grows.
+
 ChatKit stops a reply by dropping its request (its Stop button aborts the fetch): the package
 then calls `handle_stream_cancelled`, which stops this request's reply through the engine,
 keeping the text shown. ChatKit has no way to resume a stream, so a dropped request is a stop.
