@@ -1,7 +1,8 @@
 """The user's own account: the settings page (their instructions to the agent, the theme, the
 password through Django's own view), the export of everything they have, and deleting it all;
 and, when an operator opens them, sign-up (confirmed by an emailed link, the admins told) and
-password reset by email, both throttled.
+password reset by email, both throttled; and an operator's invite link, which makes one
+account whether or not sign-up is open.
 
 Views decode and hand over: the writes are services.py's (`preferences_set`,
 `account_delete`), the export is api/export.py's. A password change goes through Django's
@@ -323,6 +324,68 @@ def signup_confirm(request: HttpRequest, uidb64: str, token: str) -> HttpRespons
     return redirect(f"{settings.LOGIN_URL}?activated=1")
 
 
+# --- Invites: an operator's single-use link (the admin, `manage.py invite`) lets one person
+# make an account, whether or not sign-up is open. The account is active at once: the operator
+# vouched for it, so no confirmation mail.
+
+
+class InviteForm(SignUpForm):
+    """A username and a password; an email address (for password reset) if they like."""
+
+    email = forms.EmailField(label="Email address (optional)", max_length=254, required=False)
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip()
+        return super().clean_email() if email else ""
+
+
+INVITE_UNUSABLE = {
+    "unknown": (404, "This invite link does not work", "Check that the whole link was copied."),
+    "used": (
+        410,
+        "This invite was used already",
+        "Each invite makes one account. Log in, or ask whoever invited you for a new link.",
+    ),
+    "expired": (410, "This invite has expired", "Ask whoever invited you for a new link."),
+}
+
+
+def _invite_unusable(request: HttpRequest, unusable: services.InviteUnusable) -> HttpResponse:
+    status, title, text = INVITE_UNUSABLE[unusable.reason]
+    if unusable.reason == "expired":
+        text = f"It expired on {unusable.invite.expires_at:%Y-%m-%d %H:%M} UTC. {text}"
+    context = {"title": title, "text": text}
+    return render(request, "registration/card_message.html", context, status=status)
+
+
+def invite(request: HttpRequest, token: str) -> HttpResponse:
+    """`/accounts/invite/<token>/`: an invite's sign-up form; the account it makes is active
+    at once and the invite used up (the admins told). Unknown, used or expired: a page that
+    says which."""
+    try:
+        services.invite_check(token=token)
+    except services.InviteUnusable as unusable:
+        return _invite_unusable(request, unusable)
+    form = InviteForm(request.POST or None)
+    if request.method == "POST":
+        if not _within_rate(request, "invite", request.POST.get("email", "")):
+            return _too_many(request)
+        if form.is_valid():
+            try:
+                user = services.invite_accept(token=token, make_user=form.save)
+            except services.InviteUnusable as unusable:  # used meanwhile, in another tab
+                return _invite_unusable(request, unusable)
+            mail_admins(
+                f"New account: {user.get_username()}",
+                f"{user.get_username()} made an account with an invite.",
+            )
+            return redirect(f"{settings.LOGIN_URL}?joined=1")
+    context = {"form": form, "title": "You are invited: make your account", "submit": "Sign up"}
+    return render(
+        request, "registration/card_form.html", context, status=400 if form.is_bound else 200
+    )
+
+
 class PasswordReset(PasswordResetView):
     """Django's reset request, throttled per address and per email address."""
 
@@ -379,4 +442,5 @@ def reset_urls() -> list:
         path("reset/done/", reset(PasswordResetComplete.as_view()), name="password_reset_complete"),
         path("signup/", signup, name="signup"),
         path("signup/<uidb64>/<token>/", signup_confirm, name="signup-confirm"),
+        path("invite/<str:token>/", invite, name="invite"),
     ]

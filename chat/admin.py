@@ -1,11 +1,12 @@
 """Django admin: threads to moderate (messages inline, metrics read-only), replies in flight,
 feedback with its CSV export, who may use which model, token usage per user, model and day,
-uploads, and shares (revocable)."""
+uploads, shares (revocable) and invite links."""
 
 import csv
 import datetime
 
 from asgiref.sync import async_to_sync
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -21,6 +22,7 @@ from chat.engine import generation
 from chat.models import (
     Attachment,
     Feedback,
+    Invite,
     Message,
     ModelAccess,
     ModelUsage,
@@ -482,3 +484,73 @@ class ShareAdmin(admin.ModelAdmin):
             services.share_revoke(share=share)
             count += 1
         self.message_user(request, f"{count} share(s) revoked.", messages.SUCCESS)
+
+
+class InviteForm(forms.ModelForm):
+    """A new invite: who it is for, and for how many days its link works."""
+
+    days = forms.IntegerField(
+        min_value=1, max_value=365, help_text="How many days the link works.", required=True
+    )
+
+    class Meta:
+        model = Invite
+        fields = ("note",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["days"].initial = settings.INVITE_DAYS
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    """Invite one person by a single-use link that expires: it makes one account even while
+    sign-up is closed. The link is shown once, when the invite is made (only its hash is kept)."""
+
+    list_display = ("__str__", "state", "created_by", "created_at", "expires_at", "used_by")
+    list_filter = ("used_at", "expires_at")
+    search_fields = ("note", "used_by__username")
+    readonly_fields = ("created_by", "created_at", "expires_at", "used_at", "used_by")
+    actions = ("expire_now",)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = InviteForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("note", "days") if obj is None else ("note", *self.readonly_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            obj.save(update_fields=["note"])
+            return
+        invite, token = services.invite_create(
+            created_by=request.user, note=obj.note, days=form.cleaned_data["days"]
+        )
+        vars(obj).update(vars(invite))  # the admin goes on with the saved row
+        link = request.build_absolute_uri(reverse("invite", args=[token]))
+        messages.success(
+            request,
+            format_html(
+                "Invite link (shown this once; it works until {}): <code>{}</code>",
+                f"{invite.expires_at:%Y-%m-%d %H:%M} UTC",
+                link,
+            ),
+        )
+
+    @admin.display(description="state")
+    def state(self, obj: Invite) -> str:
+        if obj.used_at is not None:
+            return "used"
+        return "expired" if obj.expires_at <= timezone.now() else "open"
+
+    @admin.action(description="Expire the selected invites now")
+    def expire_now(self, request, queryset) -> None:
+        expired = queryset.filter(used_at=None, expires_at__gt=timezone.now()).update(
+            expires_at=timezone.now()
+        )
+        messages.success(request, f"{expired} invite(s) expired.")

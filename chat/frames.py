@@ -540,6 +540,7 @@ class ContinueCommand(TypedDict):
 
     command: Literal["continue"]
     message_id: Annotated[str, "The thread's last message: a finished, truncated reply."]
+    client_id: NotRequired[ClientId]
 
 
 Command = (

@@ -317,3 +317,37 @@ class Share(models.Model):
 
     def __str__(self) -> str:
         return f"Share of {self.thread}"
+
+
+class Invite(models.Model):
+    """A single-use link an operator makes (the admin, `manage.py invite`): whoever opens it
+    before it expires may make one account, even while sign-up is closed. Only the SHA-256 of
+    its token is kept; the link is shown once, when it is made."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    note = models.CharField(
+        max_length=200, blank=True, default="", help_text="Who it is for (only operators see it)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invites_made",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invite",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invite {self.note or self.pk}"

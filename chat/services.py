@@ -5,6 +5,7 @@ per token.
 """
 
 import datetime
+import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from django.utils import timezone
 from chat import attachments, catalog, frames, inputs, model_choice, quota, selectors
 from chat.engine import broadcast
 from chat.errors import ChatError
-from chat.models import Attachment, Feedback, Message, Preferences, Share, Thread
+from chat.models import Attachment, Feedback, Invite, Message, Preferences, Share, Thread
 
 TITLE_CHARS = 60
 INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
@@ -174,7 +175,7 @@ def reply_open(
         else:
             thread = Thread.objects.select_for_update().get(pk=thread_id)
         if ask.continued_id is not None:
-            return _continued(thread, ask.continued_id, held_tokens)
+            return _continued(thread, ask, held_tokens)
         if ask.model is not None:
             _remember_model(thread.owner_id, ask.model)
         replaced, parent_id = _replaced(thread, ask)
@@ -206,14 +207,17 @@ def reply_open(
         return begun
 
 
-def _continued(thread: Thread, reply_id: uuid.UUID, held_tokens: int) -> Begun:
+def _continued(thread: Thread, ask: Ask, held_tokens: int) -> Begun:
     """Inside the caller's transaction: the thread's last message, a finished reply cut by
     the token limit, streaming again (its text and its last `seq` kept); anything else is
-    `bad_request`, and nothing changes."""
+    `bad_request`, and nothing changes. The reply takes the continue's `client_id`, so the
+    same continue sent again is told apart (`AlreadySent`) from a continue of a reply that
+    is no longer truncated."""
+    _not_sent_before(thread, ask.client_id)
     last = thread.messages.order_by("-created_at", "-id").first()
     if (
         last is None
-        or last.id != reply_id
+        or last.id != ask.continued_id
         or last.role != Message.Role.ASSISTANT
         or last.status != Message.Status.COMPLETE
         or not last.truncated
@@ -223,7 +227,8 @@ def _continued(thread: Thread, reply_id: uuid.UUID, held_tokens: int) -> Begun:
         )
     last.status = Message.Status.STREAMING
     last.held_tokens = held_tokens
-    last.save(update_fields=["status", "held_tokens"])
+    last.client_id = ask.client_id
+    last.save(update_fields=["status", "held_tokens", "client_id"])
     return Begun(reply=last, continued=True)
 
 
@@ -253,8 +258,9 @@ def _replaced(thread: Thread, ask: Ask) -> tuple[QuerySet[Message], uuid.UUID | 
 
 
 def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
-    """Refuse a retried regenerate or edit before it deletes anything: deleting first would
-    free its `client_id` and let it run twice. (A new message is kept unique by the schema.)"""
+    """Refuse a retried regenerate, edit or continue before it changes anything: deleting
+    first would free its `client_id` and let it run twice, and a continue already done has
+    left a reply that is no longer truncated. (A new message is kept unique by the schema.)"""
     if thread.messages.filter(client_id=client_id).exists():
         raise AlreadySent(client_id)
 
@@ -778,3 +784,61 @@ def shares_sweep() -> int:
     """Remove expired shares (they already answer 404); the count removed."""
     removed, _ = Share.objects.filter(expires_at__lte=timezone.now()).delete()
     return removed
+
+
+def _invite_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invite_create(
+    *, created_by: AbstractBaseUser | None, note: str = "", days: int | None = None
+) -> tuple[Invite, str]:
+    """A new invite, and its token (the link's last part): shown this once, only its hash
+    kept. It works for `days` (INVITE_DAYS when not given)."""
+    days = settings.INVITE_DAYS if days is None else days
+    if days < 1:
+        raise ChatError("bad_request", "An invite works for at least a day.")
+    token = secrets.token_urlsafe(32)
+    invite = Invite.objects.create(
+        token_hash=_invite_hash(token),
+        note=note[:200],
+        created_by=created_by,
+        expires_at=timezone.now() + datetime.timedelta(days=days),
+    )
+    return invite, token
+
+
+class InviteUnusable(Exception):
+    """An invite link that makes no account: unknown, used, or expired (`reason`)."""
+
+    def __init__(self, reason: str, invite: Invite | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.invite = invite
+
+
+def invite_check(*, token: str, lock: bool = False) -> Invite:
+    """The invite behind a link's token, if it still makes an account; else InviteUnusable
+    (`unknown`, `used`, `expired`). `lock`: inside the caller's transaction, held until it
+    ends, so two people opening one link make one account."""
+    invites = Invite.objects.select_for_update() if lock else Invite.objects
+    invite = invites.filter(token_hash=_invite_hash(token)).first()
+    if invite is None:
+        raise InviteUnusable("unknown")
+    if invite.used_at is not None:
+        raise InviteUnusable("used", invite)
+    if invite.expires_at <= timezone.now():
+        raise InviteUnusable("expired", invite)
+    return invite
+
+
+def invite_accept(*, token: str, make_user) -> AbstractBaseUser:
+    """Make the invited account (`make_user()`, in the same transaction) and use the invite
+    up: one account per invite, however many open it at once. InviteUnusable if it cannot."""
+    with transaction.atomic():
+        invite = invite_check(token=token, lock=True)
+        user = make_user()
+        invite.used_at = timezone.now()
+        invite.used_by = user
+        invite.save(update_fields=["used_at", "used_by"])
+    return user

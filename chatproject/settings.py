@@ -270,6 +270,8 @@ PASSWORD_RESET_ENABLED = env_bool("PASSWORD_RESET_ENABLED", False)
 # Sign-ups and reset requests one client address may make in an hour (each also counted per
 # email address); shared by every process through Redis (CACHES), else per process.
 ACCOUNT_REQUESTS_PER_HOUR = env_number("ACCOUNT_REQUESTS_PER_HOUR", "5", minimum=1, whole=True)
+# How long an operator's invite link works, unless they say otherwise (chat/accounts.py).
+INVITE_DAYS = env_number("INVITE_DAYS", "7", minimum=1, whole=True)
 # How long a sign-up's or a reset's link works.
 PASSWORD_RESET_TIMEOUT = env_number("ACCOUNT_LINK_HOURS", "24", minimum=1, whole=True) * 3600
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")

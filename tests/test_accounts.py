@@ -2,6 +2,7 @@
 Django's password change ending the other sessions), the export, and deleting an account
 with everything of it. In-process; the same over real daphne: test_accounts_site.py."""
 
+import io
 import json
 import re
 
@@ -10,6 +11,8 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import AsyncClient, Client
 
 from chat import services
@@ -17,6 +20,7 @@ from chat.models import (
     Attachment,
     ClientSecretGrant,
     Feedback,
+    Invite,
     Message,
     ModelUsage,
     Preferences,
@@ -329,3 +333,88 @@ def test_sign_up_and_reset_requests_are_throttled_per_address(
         Client(REMOTE_ADDR="203.0.113.8").post(url, {"email": "target@example.com"}).status_code
         == 429
     )
+
+
+# --- Invites ----------------------------------------------------------------------------
+
+
+def invite_form(username: str, email: str = "") -> dict:
+    return {
+        "username": username,
+        "email": email,
+        "password1": "a long enough passphrase",
+        "password2": "a long enough passphrase",
+    }
+
+
+def test_an_admins_invite_link_makes_one_account_while_sign_up_is_closed(
+    client, settings, mailoutbox, fresh_counts, django_user_model
+):
+    settings.SIGNUP_ENABLED = False
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    operator = django_user_model.objects.create_superuser("op", password="op-pw")
+    admin = Client()
+    admin.force_login(operator)
+    made = admin.post("/admin/chat/invite/add/", {"note": "for Ana", "days": 3}, follow=True)
+    assert made.status_code == 200
+    link = re.search(r"<code>https?://[^/<]+(/accounts/invite/[^<]+)</code>", made.text)[1]
+    invite = Invite.objects.get()
+    assert (invite.note, invite.created_by, invite.used_at) == ("for Ana", operator, None)
+    token = link.rstrip("/").rsplit("/", 1)[1]
+    assert len(token) >= 40 and token not in invite.token_hash, "only its hash is kept"
+    assert 2.9 < (invite.expires_at - invite.created_at).total_seconds() / 86400 <= 3
+
+    assert client.get("/accounts/signup/").status_code == 404, "sign-up stays closed"
+    page = client.get(link)
+    assert page.status_code == 200 and "You are invited" in page.text
+    joined = client.post(link, invite_form("ana"))
+    assert joined.status_code == 302 and joined["Location"].endswith("?joined=1")
+    assert "Your account is made" in client.get(joined["Location"]).text
+    assert logs_in("ana", "a long enough passphrase")
+    invite.refresh_from_db()
+    assert invite.used_by == User.objects.get(username="ana") and invite.used_at is not None
+    told = [m.subject for m in mailoutbox if m.to == ["ops@example.com"]]
+    assert len(told) == 1 and told[0].endswith("New account: ana")
+
+    # Once only: the link now says it was used, and makes nobody.
+    for answer in (Client().get(link), Client().post(link, invite_form("eve"))):
+        assert answer.status_code == 410 and "used already" in answer.text
+    assert not User.objects.filter(username="eve").exists()
+    assert "used" in admin.get("/admin/chat/invite/").text
+
+
+def test_an_expired_or_unknown_invite_says_so_and_makes_no_account(client, fresh_counts):
+    invite, token = services.invite_create(created_by=None, note="late", days=1)
+    Invite.objects.filter(pk=invite.pk).update(expires_at=invite.created_at)
+    for answer in (
+        client.get(f"/accounts/invite/{token}/"),
+        client.post(f"/accounts/invite/{token}/", invite_form("late")),
+    ):
+        assert answer.status_code == 410 and "expired" in answer.text
+    unknown = client.post(f"/accounts/invite/{token[:-2]}xy/", invite_form("guess"))
+    assert unknown.status_code == 404 and "does not work" in unknown.text
+    assert not User.objects.filter(username__in=["late", "guess"]).exists()
+
+
+def test_an_invites_form_refuses_bad_input_and_keeps_the_invite(client, alice, fresh_counts):
+    _, token = services.invite_create(created_by=None)
+    link = f"/accounts/invite/{token}/"
+    taken = client.post(link, invite_form("alice"))
+    mismatch = client.post(link, {**invite_form("newbie"), "password2": "something else"})
+    assert taken.status_code == 400 and mismatch.status_code == 400
+    assert Invite.objects.get().used_at is None
+    assert client.post(link, invite_form("newbie")).status_code == 302
+
+
+def test_the_invite_command_prints_a_link_that_works(client, settings, fresh_counts):
+    out = io.StringIO()
+    call_command(
+        "invite", "--note", "cli", "--days", "2", "--site", "https://chat.example.com/", stdout=out
+    )
+    link = out.getvalue().strip()
+    assert link.startswith("https://chat.example.com/accounts/invite/")
+    path = link.removeprefix("https://chat.example.com")
+    assert client.get(path).status_code == 200
+    assert Invite.objects.get().note == "cli"
+    with pytest.raises(CommandError):
+        call_command("invite", "--days", "0", stdout=io.StringIO(), stderr=io.StringIO())

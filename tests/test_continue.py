@@ -1,11 +1,21 @@
 """A reply cut by the token limit (`truncated`), and `continue`, which extends it (issue 24)."""
 
+import json
 import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from chatkit.actions import Action
+from chatkit.types import (
+    ThreadCustomActionParams,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadsCustomActionReq,
+)
+from django.test import AsyncClient
 
 from chat.models import Message, Thread
+from tests import chatkit_client as ck
 from tests.helpers import (
     connect,
     frames_until_end,
@@ -216,3 +226,169 @@ async def test_the_responses_api_incomplete_for_max_output_tokens_is_truncated(
     _, reply = await messages_of(thread)
     assert reply.content == "".join(FIRST[:LIMIT] + MORE) and reply.truncated is False
     await ws.disconnect()
+
+
+async def test_a_retried_continue_is_already_sent_not_refused(limited, alice):
+    limited.script("Continue exactly", tokens=MORE, delay_ms=60)
+    thread, ws, received = await truncated_reply(alice)
+    command = {**continue_command(received[-1]["message_id"]), "client_id": str(uuid.uuid4())}
+    await send(ws, command)
+    assert (await receive(ws))["type"] == "token"
+    await send(ws, command)  # sent again while it runs: not `busy`, where things stand
+    while (frame := await receive(ws))["type"] == "token":
+        pass
+    assert frame["type"] == "ready", frame
+    await frames_until_end(ws)
+    asked = len(limited.requests)
+    _, reply = await messages_of(thread)
+    await send(ws, command)  # sent again once it ended: not `bad_request` (no longer cut)
+    assert (await receive(ws))["type"] == "ready"
+    _, again = await messages_of(thread)
+    assert (again.content, again.status, again.frames) == (reply.content, "complete", reply.frames)
+    assert reply.content == "".join(FIRST[:LIMIT] + MORE) and len(limited.requests) == asked
+    await ws.disconnect()
+
+
+async def test_a_continued_replys_metrics_cover_the_whole_reply(limited, alice):
+    thread, ws, received = await truncated_reply(alice)
+    first = received[-1]["metrics"]
+    await send(ws, continue_command(received[-1]["message_id"]))
+    whole = (await frames_until_end(ws))[-1]["metrics"]
+    assert whole["totalTokens"] == LIMIT + len(MORE)
+    assert whole["timeToFirstTokenMs"] == first["timeToFirstTokenMs"]
+    assert whole["elapsedSeconds"] > first["elapsedSeconds"]
+    _, reply = await messages_of(thread)
+    assert reply.token_count == LIMIT + len(MORE)
+    assert reply.first_token_ms == first["timeToFirstTokenMs"]
+    await ws.disconnect()
+
+
+# --- the streaming POST and ChatKit ------------------------------------------------------
+
+
+async def logged_in_client(user) -> AsyncClient:
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client
+
+
+async def streamed(client: AsyncClient, **body) -> tuple[int, list[dict]]:
+    """`POST /api/stream/message`: its status and frames (a refusal's one frame)."""
+    answer = await client.post("/api/stream/message", body, content_type="application/json")
+    if not answer.streaming:
+        return answer.status_code, [json.loads(answer.content)]
+    text = b"".join([chunk async for chunk in answer.streaming_content]).decode()
+    return answer.status_code, [
+        json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")
+    ]
+
+
+async def test_continue_over_the_streaming_post_streams_only_the_rest(limited, alice):
+    thread, ws, received = await truncated_reply(alice)
+    await ws.disconnect()
+    reply_id, last_seq = received[-1]["message_id"], received[-1]["seq"]
+    client = await logged_in_client(alice)
+    body = {"command": "continue", "message_id": reply_id, "thread_id": str(thread.id)}
+    status, more = await streamed(client, **body, client_id=str(uuid.uuid4()))
+    assert status == 200
+    assert [f["type"] for f in more] == ["token"] * (len(more) - 1) + ["complete"], more
+    assert [f["seq"] for f in more] == list(range(last_seq + 1, last_seq + 1 + len(more)))
+    assert reply_text(more) == "".join(MORE)
+    _, reply = await messages_of(thread)
+    assert reply.content == "".join(FIRST[:LIMIT] + MORE) and reply.truncated is False
+
+
+async def test_continue_over_the_streaming_post_is_refused_cleanly(limited, alice, bob):
+    limited.script("Continue exactly", tokens=MORE, delay_ms=100)
+    thread, ws, received = await truncated_reply(alice)
+    reply_id = received[-1]["message_id"]
+    user_message, _ = await messages_of(thread)
+    client = await logged_in_client(alice)
+    body = {"command": "continue", "message_id": reply_id, "thread_id": str(thread.id)}
+    for bad in (
+        {"thread_id": None},  # a continue names its thread
+        {"command": "regenerate"},  # the streaming POST starts or continues
+        {"message_id": "nope"},
+        {"message_id": str(user_message.id)},  # not a reply
+    ):
+        status, (frame,) = await streamed(client, **{**body, **bad})
+        assert (status, frame["code"]) == (400, "bad_request"), bad
+    # Someone else's thread is not found; a reply of another thread is refused.
+    bobs, bob_ws, _ = await truncated_reply(bob)
+    await bob_ws.disconnect()
+    bob_client = await logged_in_client(bob)
+    assert (await streamed(bob_client, **body))[0] == 404
+    status, (frame,) = await streamed(bob_client, **{**body, "thread_id": str(bobs.id)})
+    assert (status, frame["code"]) == (400, "bad_request")
+    # While it runs (continued on the socket), another continue is `busy`.
+    await send(ws, continue_command(reply_id))
+    assert (await receive(ws))["type"] == "token"
+    status, (frame,) = await streamed(client, **body)
+    assert (status, frame["code"]) == (409, "busy")
+    await frames_until_end(ws)
+    # Not truncated any more.
+    status, (frame,) = await streamed(client, **body)
+    assert (status, frame["code"]) == (400, "bad_request")
+    _, reply = await messages_of(thread)
+    assert reply.content == "".join(FIRST[:LIMIT] + MORE) and reply.status == "complete"
+    _, bobs_reply = await messages_of(bobs)
+    assert bobs_reply.truncated is True and bobs_reply.status == "complete"
+    await ws.disconnect()
+
+
+def chatkit_continue(thread_id: str, item_id: str, **payload) -> bytes:
+    action = Action(type="continue", payload=payload or None)
+    request = ThreadsCustomActionReq(
+        params=ThreadCustomActionParams(thread_id=thread_id, item_id=item_id, action=action)
+    )
+    return request.model_dump_json().encode()
+
+
+async def chatkit_events(client: AsyncClient, body: bytes) -> tuple[int, list]:
+    """`POST /api/chatkit`: its status and its events (or a JSON answer's body)."""
+    answer = await client.post("/api/chatkit", body, content_type="application/json")
+    if not answer.streaming:
+        return answer.status_code, [json.loads(answer.content)]
+    text = b"".join([chunk async for chunk in answer.streaming_content]).decode()
+    return answer.status_code, [
+        ck.EVENT.validate_json(line[6:]) for line in text.splitlines() if line.startswith("data: ")
+    ]
+
+
+async def test_chatkits_continue_action_grows_the_same_item(limited, alice):
+    thread, ws, received = await truncated_reply(alice)
+    await ws.disconnect()
+    reply_id = received[-1]["message_id"]
+    client = await logged_in_client(alice)
+    status, events = await chatkit_events(client, chatkit_continue(str(thread.id), reply_id))
+    assert status == 200
+    assert "".join(ck.deltas(events)) == "".join(MORE)
+    done = [e for e in events if isinstance(e, ThreadItemDoneEvent)]
+    assert [(e.item.id, e.item.content[0].text) for e in done] == [
+        (reply_id, "".join(FIRST[:LIMIT] + MORE))
+    ]
+    assert not [e for e in events if isinstance(e, ThreadItemAddedEvent)]  # the same item
+    _, reply = await messages_of(thread)
+    assert reply.content == "".join(FIRST[:LIMIT] + MORE) and reply.truncated is False
+
+
+async def test_chatkits_continue_is_refused_as_one_error_event(limited, alice, bob):
+    thread, ws, received = await truncated_reply(alice)
+    await ws.disconnect()
+    reply_id = received[-1]["message_id"]
+    user_message, _ = await messages_of(thread)
+    client = await logged_in_client(alice)
+    status, events = await chatkit_events(client, chatkit_continue(str(thread.id), "nope"))
+    assert status == 200 and [type(e).__name__ for e in events] == ["ErrorEvent"]
+    status, events = await chatkit_events(
+        client, chatkit_continue(str(thread.id), str(user_message.id))
+    )
+    assert status == 200 and [type(e).__name__ for e in events] == ["ErrorEvent"]
+    other = ThreadsCustomActionReq(
+        params=ThreadCustomActionParams(thread_id=str(thread.id), action=Action(type="other"))
+    )
+    assert (await chatkit_events(client, other.model_dump_json().encode()))[0] == 400
+    bob_client = await logged_in_client(bob)
+    assert (await chatkit_events(bob_client, chatkit_continue(str(thread.id), reply_id)))[0] == 404
+    _, reply = await messages_of(thread)
+    assert reply.truncated is True and reply.content == "".join(FIRST[:LIMIT])

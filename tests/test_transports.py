@@ -15,10 +15,13 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+from chatkit.actions import Action
 from chatkit.types import (
     AttachmentsCreateReq,
     ItemsFeedbackReq,
+    ThreadCustomActionParams,
     ThreadDeleteParams,
+    ThreadsCustomActionReq,
     ThreadsDeleteReq,
     ThreadsUpdateReq,
 )
@@ -32,7 +35,12 @@ from tests.servers import Daphne, cookie_header, frames_until, login, manage, sh
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.asyncio]
 
 USER, PASSWORD = "tabitha", "tabitha-pw"
+OTHER, OTHER_PASSWORD = "otto", "otto-pw"
 TEXT = ["Across ", "every ", "transport."]
+# A reply the token limit (REPLY_MAX_TOKENS, below) cuts, and the rest `continue` asks for.
+MAX_TOKENS = 400
+LONG = [f"w{i} " for i in range(MAX_TOKENS + 20)]
+REST = ["and ", "the ", "end."]
 
 
 MODELS = "stub-model,second-model,kept-model"
@@ -49,8 +57,9 @@ def processes(stub_server, tmp_path_factory):
     with shared_sites(
         stub_server.url,
         tmp_path_factory.mktemp("var"),
-        {USER: PASSWORD},
+        {USER: PASSWORD, OTHER: OTHER_PASSWORD},
         REPLIES_PER_MINUTE="0",
+        REPLY_MAX_TOKENS=str(MAX_TOKENS),
         SSE_HEARTBEAT_SECONDS="0.5",
         AGENT_MODELS=MODELS,
         AGENT_VISION_MODELS="stub-model",
@@ -263,6 +272,50 @@ async def attach_by_chatkit(tab: Tab, thread: str) -> None:
         UPLOADS[thread].append(ids)
 
 
+async def truncated_by_websocket(tab: Tab, thread: str) -> str:
+    """A reply the token limit cuts; its id."""
+    ws = await tab.socket(thread)
+    await ws.send(json.dumps({"command": "start", "message": "table long"}))
+    ended = (await frames_until(ws, frames.is_terminal))[-1]
+    await ws.close()
+    assert ended.get("truncated") is True, ended
+    return ended["message_id"]
+
+
+def last_reply_id(tab: Tab, thread: str) -> str:
+    return tab.saved(thread)[-1]["id"]
+
+
+async def continue_by_websocket(tab: Tab, thread: str, reply: str | None = None) -> list[dict]:
+    ws = await tab.socket(thread)
+    command = {"command": "continue", "message_id": reply or last_reply_id(tab, thread)}
+    await ws.send(json.dumps(command))
+    received = await frames_until(ws, lambda f: frames.is_terminal(f) or f["type"] == "error")
+    await ws.close()
+    return received
+
+
+async def continue_by_sse(tab: Tab, thread: str, reply: str | None = None) -> list[dict]:
+    body = {
+        "command": "continue",
+        "message_id": reply or last_reply_id(tab, thread),
+        "thread_id": thread,
+    }
+    with tab.http.stream("POST", "/api/stream/message", json=body) as answer:
+        if answer.status_code != 200:
+            return [json.loads(answer.read())]
+        return [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data:")]
+
+
+async def continue_by_chatkit(tab: Tab, thread: str, reply: str | None = None) -> list:
+    params = ThreadCustomActionParams(
+        thread_id=thread,
+        item_id=reply or last_reply_id(tab, thread),
+        action=Action(type="continue"),
+    )
+    return await tab.chatkit.stream(ThreadsCustomActionReq(params=params))
+
+
 ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
     "reply": {"websocket": reply_by_websocket, "sse": reply_by_sse, "chatkit": reply_by_chatkit},
     "stop": {"websocket": stop_by_websocket, "chatkit": stop_by_chatkit},
@@ -276,6 +329,11 @@ ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
     },
     "feedback": {"rest": feedback_by_rest, "chatkit": feedback_by_chatkit},
     "attach": {"rest": attach_by_rest, "chatkit": attach_by_chatkit},
+    "continue": {
+        "websocket": continue_by_websocket,
+        "sse": continue_by_sse,
+        "chatkit": continue_by_chatkit,
+    },
 }
 
 
@@ -374,6 +432,16 @@ async def sent_with_files(tab: Tab, thread: str, other: "Listener") -> None:
     assert shown == [["file", "image"], ["file", "image"]]
 
 
+async def continued(tab: Tab, thread: str, other: "Listener") -> None:
+    """One reply, its text the cut part and the rest, no longer truncated, in every view."""
+    whole = "".join(LONG[:MAX_TOKENS] + REST)
+    question, reply = tab.saved(thread)
+    assert (reply["content"], reply["truncated"]) == (whole, False)
+    assert reply["metrics"]["totalTokens"] == MAX_TOKENS + len(REST)
+    items = (await tab.chatkit.call(ck.list_items(thread, order="desc", limit=1)))["data"]
+    assert items[0]["id"] == reply["id"] and items[0]["content"][0]["text"] == whole
+
+
 CHECKS = {
     "reply": replied,
     "stop": stopped,
@@ -382,6 +450,7 @@ CHECKS = {
     "model": modelled,
     "feedback": rated,
     "attach": sent_with_files,
+    "continue": continued,
 }
 SLOW = [f" s{i}" for i in range(300)]
 
@@ -399,6 +468,8 @@ async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
 ):
     stub.script("table reply", tokens=TEXT)
     stub.script("table stop", tokens=SLOW, delay_ms=20)
+    stub.script("table long", tokens=LONG)
+    stub.script("Continue exactly", tokens=REST)
     a, b = processes
     session = login(a.url, USER, PASSWORD)
     doer = Tab(a, session)
@@ -407,6 +478,8 @@ async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
     thread = doer.new_thread("table", model="stub-model")  # the model the table changes
     if capability in ("stop", "rename", "delete", "feedback"):
         await reply_by_websocket(doer, thread)  # a thread with a conversation in it
+    if capability == "continue":
+        await truncated_by_websocket(doer, thread)
     # Another tab of the same user, on the viewer's process, showing another thread.
     other = await viewer.listen(viewer.new_thread("elsewhere"))
     try:
@@ -447,3 +520,63 @@ async def test_a_model_kept_to_a_group_is_neither_listed_nor_usable_on_any_trans
         assert tab.http.get(f"/api/threads/{thread}/").json()["model"] == "stub-model"
     finally:
         await tab.close()
+
+
+CONTINUES = {
+    "websocket": continue_by_websocket,
+    "sse": continue_by_sse,
+    "chatkit": continue_by_chatkit,
+}
+
+
+def refusal(transport: str, answer: list) -> str:
+    """The code a refused continue got (ChatKit's error event says no code: `error`)."""
+    if transport == "chatkit":
+        assert [type(e).__name__ for e in answer] == ["ErrorEvent"], answer
+        return "error"
+    # (A socket also shows the frames of a reply running meanwhile: none of them ends it.)
+    assert not any(frames.is_terminal(f) for f in answer), answer
+    assert answer[-1]["type"] == "error" and "message_id" not in answer[-1], answer
+    return answer[-1]["code"]
+
+
+@pytest.mark.parametrize("transport", list(CONTINUES))
+async def test_a_continue_that_cannot_be_is_refused_on_every_transport_and_changes_nothing(
+    processes, stub, transport
+):
+    """Of a reply not cut, of another user's reply, while a reply runs: a clear refusal."""
+    stub.script("table reply", tokens=TEXT)
+    stub.script("table long", tokens=LONG)
+    stub.script("Continue exactly", tokens=SLOW, delay_ms=20)
+    a, _ = processes
+    tab = Tab(a, login(a.url, USER, PASSWORD))
+    other = Tab(a, login(a.url, OTHER, OTHER_PASSWORD))
+    expected = "error" if transport == "chatkit" else "bad_request"
+    try:
+        whole = tab.new_thread("not cut")
+        await reply_by_websocket(tab, whole)
+        cut = tab.new_thread("cut")
+        await truncated_by_websocket(tab, cut)
+        ottos = other.new_thread("otto's")
+        others = await truncated_by_websocket(other, ottos)
+        before = {thread: tab.saved(thread) for thread in (whole, cut)}
+        asked = len(chat_requests(stub))
+
+        continue_ = CONTINUES[transport]
+        assert refusal(transport, await continue_(tab, whole)) == expected  # not truncated
+        assert refusal(transport, await continue_(tab, cut, others)) == expected  # not hers
+        assert {thread: tab.saved(thread) for thread in (whole, cut)} == before
+        assert other.saved(ottos)[-1]["truncated"] is True
+
+        ws = await tab.socket(cut)  # a continue running on the page
+        await ws.send(json.dumps({"command": "continue", "message_id": last_reply_id(tab, cut)}))
+        await frames_until(ws, lambda f: f["type"] == "token")
+        busy = "error" if transport == "chatkit" else "busy"
+        assert refusal(transport, await continue_(tab, cut)) == busy
+        await ws.send(json.dumps({"command": "stop"}))
+        await frames_until(ws, frames.is_terminal)
+        await ws.close()
+        assert len(chat_requests(stub)) == asked + 1  # the page's continue only
+    finally:
+        await tab.close()
+        await other.close()

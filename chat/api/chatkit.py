@@ -22,7 +22,7 @@ from typing import Any
 
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
-from chatkit.types import ChatKitReq, ErrorEvent, is_streaming_req
+from chatkit.types import ChatKitReq, ErrorEvent, ThreadsCustomActionReq, is_streaming_req
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 # What the package routes but this backend does not offer: refused up front, with a reason.
 UNSUPPORTED = {
     "input.transcribe": "Dictation is not supported.",
-    "threads.custom_action": "Widget actions are not supported.",
+    "threads.custom_action": "Widget actions are not supported; the one action is `continue`.",
     "threads.sync_custom_action": "Widget actions are not supported.",
     "threads.add_client_tool_output": "Client tools are not supported.",
     "threads.add_structured_input": "Structured input is not supported.",
@@ -74,7 +74,7 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         asked = _REQUEST.validate_json(body)
     except ValidationError as exc:
         return ChatError("bad_request", _invalid(exc)).response()
-    if (reason := UNSUPPORTED.get(asked.type)) is not None:
+    if (reason := UNSUPPORTED.get(asked.type)) is not None and not _continues(asked):
         return ChatError("bad_request", reason).response()
     if not await _may_stream(asked, user):
         # Refused here, not by the store inside the package's stream, which would log a
@@ -135,6 +135,12 @@ async def _first_event(
         raise
     except Exception:
         return errors.unexpected(f"ChatKit request {asked.type}").response()
+
+
+def _continues(asked: ChatKitReq) -> bool:
+    """Whether the request is the one custom action offered: `continue` a reply the token
+    limit cut (chat/chatkit/server.py)."""
+    return isinstance(asked, ThreadsCustomActionReq) and asked.params.action.type == "continue"
 
 
 async def _may_stream(asked: ChatKitReq, user: Any) -> bool:

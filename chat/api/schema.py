@@ -26,7 +26,13 @@ def _stream_body(required: list[str]) -> dict[str, Any]:
                     "type": "object",
                     "required": required,
                     "properties": {
+                        "command": {"type": "string", "enum": ["start", "continue"]},
                         "message": {"type": "string", "minLength": 1},
+                        "message_id": {
+                            "type": "string",
+                            "format": "uuid",
+                            "description": "`continue`: the thread's last reply, truncated",
+                        },
                         "thread_id": {"type": "string", "format": "uuid"},
                         "client_id": {"type": "string", "format": "uuid"},
                     },
@@ -47,7 +53,7 @@ def add_streaming_paths(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
             "operationId": "stream_message",
             "summary": "Send a message and stream the reply (SSE, `id:` = seq)",
             "tags": ["stream"],
-            "requestBody": _stream_body(["message"]),
+            "requestBody": _stream_body([]),  # `message` for a start, `message_id` to continue
             "security": security,
             "responses": {"200": {"description": "The reply's frames", "content": _SSE}, **_ERRORS},
         }

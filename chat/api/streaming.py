@@ -56,10 +56,16 @@ def _sse(events: AsyncIterator[str]) -> StreamingHttpResponse:
     return response
 
 
+# What a streaming POST may ask (its body's `command`, `start` when it names none): a new
+# message, or the rest of a reply the token limit cut.
+STREAM_COMMANDS = ("start", "continue")
+
+
 @csrf_exempt
 @require_POST
 async def stream_message(request: HttpRequest) -> HttpResponse:
-    """`POST /api/stream/message` {message, thread_id?, client_id?}: the reply as SSE."""
+    """`POST /api/stream/message` {message, thread_id?, client_id?}, or {command: "continue",
+    message_id, thread_id, client_id?}: the reply as SSE."""
     return await _stream_reply(request, thread_required=False)
 
 
@@ -77,8 +83,11 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
     user, credential = authenticated
     try:
         body = _json_body(request)
+        command = body.get("command", "start")
+        if command not in STREAM_COMMANDS:
+            raise ChatError("bad_request", "`command` is `start` (the default) or `continue`.")
         thread_id = body.get("thread_id")
-        if thread_id is None and thread_required:
+        if thread_id is None and (thread_required or command == "continue"):
             raise ChatError("bad_request", "`thread_id` is required.")
     except ChatError as exc:
         return exc.response()
@@ -99,8 +108,8 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         subscriber = await stack.enter_async_context(Subscriber(thread_id))
         standing.on_lost = subscriber.interrupt
         try:
-            # The body is a `start` command.
-            ask = generation.ask_for({**body, "command": "start"})
+            # The body is a `start` or `continue` command.
+            ask = generation.ask_for({**body, "command": command})
             started = await generation.reply_begin(
                 user_id=user.pk,
                 thread_id=str(thread_id),
@@ -121,14 +130,19 @@ async def _reply_events(
     standing: Standing,
     resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[str]:
-    """This reply's frames (after what it said already, for a retried send), `id:` being each
-    frame's seq, ending with its last frame (or at once when what opened it stops holding:
-    logout; the reply itself goes on)."""
+    """This reply's frames (after what it said already, for a retried send; after its last
+    frame before, for a `continue`), `id:` being each frame's seq, ending with its last frame
+    (or at once when what opened it stops holding: logout; the reply itself goes on)."""
     reply_id = started.reply_id
     async with resources:
         try:
-            idle = settings.SSE_HEARTBEAT_SECONDS
-            async for frame in subscriber.follow(reply_id, replay=started.duplicate, idle=idle):
+            following = subscriber.follow(
+                reply_id,
+                replay=started.duplicate,
+                idle=settings.SSE_HEARTBEAT_SECONDS,
+                since=started.continued,
+            )
+            async for frame in following:
                 if standing.lost:
                     return
                 if frame is None:

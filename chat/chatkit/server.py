@@ -20,6 +20,9 @@ overrides the package's `_process_streaming_impl` and reuses its `_process_event
 names of openai-chatkit 1.6.5, pinned in requirements.txt; tests/test_chatkit.py's refusal
 tests fail if an upgrade stops routing new messages here.)
 
+The one custom action offered, `threads.custom_action` `{"type": "continue"}` on a reply the
+token limit cut (`_continue`), is the WebSocket's `continue`: the reply's item grows.
+
 ChatKit stops a reply by dropping its request (its Stop button aborts the fetch): the package
 then calls `handle_stream_cancelled`, which stops this request's reply through the engine,
 keeping the text shown. ChatKit has no way to resume a stream, so a dropped request is a stop.
@@ -51,6 +54,7 @@ from chatkit.types import (
     ThreadMetadata,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
+    ThreadsCustomActionReq,
     ThreadStreamEvent,
     UserMessageItem,
 )
@@ -61,6 +65,7 @@ from chat.chatkit import items
 from chat.chatkit.attachments import DjangoAttachmentStore
 from chat.chatkit.store import DjangoStore, RequestContext
 from chat.engine import generation
+from chat.engine.run import ContinuedFrom
 from chat.engine.subscription import Subscriber
 from chat.errors import ChatError
 
@@ -78,9 +83,12 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         super().__init__(store=DjangoStore(), attachment_store=DjangoAttachmentStore())
 
     async def _process_streaming_impl(self, request, context: RequestContext):
-        """The package's streaming requests, but a new message is ours (`_ask`)."""
+        """The package's streaming requests, but a new message is ours (`_ask`), and so is
+        the one custom action we offer (`_continue`)."""
         if isinstance(request, (ThreadsCreateReq, ThreadsAddUserMessageReq)):
             events = self._ask(request, context)
+        elif isinstance(request, ThreadsCustomActionReq):  # api/chatkit.py let only ours by
+            events = self._continue(request, context)
         else:
             events = super()._process_streaming_impl(request, context)
         async for event in events:
@@ -143,6 +151,36 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
             ):
                 yield event
 
+    async def _continue(
+        self, request: ThreadsCustomActionReq, context: RequestContext
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """The `continue` action: the thread's last reply, cut by the token limit, goes on
+        (the WebSocket's `continue`). Its item grows: a text delta per new `token` frame, then
+        the item done with the whole text. A refusal is one `error` event, nothing changed."""
+        thread = await self.store.load_thread(request.params.thread_id, context)
+        payload = request.params.action.payload
+        payload = payload if isinstance(payload, dict) else {}
+        command = {
+            "command": "continue",
+            "message_id": request.params.item_id or payload.get("item_id"),
+            "client_id": payload.get("client_id"),
+        }
+        async with Subscriber(thread.id) as subscriber:
+            try:
+                started = await generation.reply_begin(
+                    user_id=context.user_id,
+                    thread_id=thread.id,
+                    ask=generation.ask_for(command),
+                    time_zone=context.time_zone,
+                )
+            except ChatError as refused:
+                yield ErrorEvent(message=refused.message, allow_retry=refused.recoverable)
+                return
+            async for event in self._process_events(
+                thread, context, lambda: self._reply(thread, subscriber, started, context)
+            ):
+                yield event
+
     async def respond(
         self,
         thread: ThreadMetadata,
@@ -179,8 +217,10 @@ class EngineChatKitServer(ChatKitServer[RequestContext]):
         context.thread_id, context.reply_id = thread.id, started.reply_id
         if asked is not None and not thread.title:  # the title the engine gave it
             thread.title = services.title_from_text(items.user_text(asked))
-        reply = ReplyEvents(thread, started.reply_id)
-        following = subscriber.follow(started.reply_id, replay=started.duplicate, idle=IDLE_SECONDS)
+        reply = ReplyEvents(thread, started.reply_id, since=started.continued)
+        following = subscriber.follow(
+            started.reply_id, replay=started.duplicate, idle=IDLE_SECONDS, since=started.continued
+        )
         async for frame in following:
             for event in reply.of(frame) if frame is not None else []:
                 yield event
@@ -229,12 +269,15 @@ class ReplyEvents:
     """One reply's frames as ChatKit events: an assistant message item added on `start`, a
     text delta per `token`, progress while a tool runs, and the item done on its end."""
 
-    def __init__(self, thread: ThreadMetadata, reply_id: str) -> None:
+    def __init__(
+        self, thread: ThreadMetadata, reply_id: str, *, since: ContinuedFrom | None = None
+    ) -> None:
         self.thread_id = thread.id
         self.reply_id = reply_id
         self.created_at = timezone.now()
-        self.text = ""
-        self.seq = -1
+        # A continued reply's item exists: its text so far, its frames after its last `seq`.
+        self.text = since.content if since is not None else ""
+        self.seq = since.seq if since is not None else -1
         self.ended = False
         self.failure: CustomStreamError | None = None
 

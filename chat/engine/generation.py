@@ -47,10 +47,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StartResult:
-    """What `reply_begin` did: began a reply, or found this `client_id` already sent."""
+    """What `reply_begin` did: began a reply, or found this `client_id` already sent; for a
+    `continue` begun, where the reply stood (its frames carry on after it)."""
 
     reply_id: str
     duplicate: bool
+    continued: ContinuedFrom | None = None
 
 
 def _validate_text(text: Any) -> str:
@@ -84,14 +86,15 @@ CONTINUE_PROMPT = "Continue exactly where you stopped."
 
 
 def ask_for(command: dict[str, Any]) -> services.Ask:
-    """What a client's `start`, `regenerate` or `edit` command asks for, validated: every
-    transport maps what it got to an `Ask` (the streaming POST's body is a `start`) and hands
-    it to `reply_begin`. A bad command raises the `ChatError` that answers it."""
+    """What a client's `start`, `regenerate`, `edit` or `continue` command asks for,
+    validated: every transport maps what it got to an `Ask` (the streaming POST's body is a
+    `start` or a `continue`, a ChatKit `continue` action a `continue`) and hands it to
+    `reply_begin`. A bad command raises the `ChatError` that answers it."""
     name = command.get("command")
+    client_id = _client_uuid(command.get("client_id"))
     if name == "continue":
         continued = _uuid(command.get("message_id"), "message_id")
-        return services.Ask(client_id=uuid.uuid4(), continued_id=continued)
-    client_id = _client_uuid(command.get("client_id"))
+        return services.Ask(client_id=client_id, continued_id=continued)
     model = _model_id(command.get("model"))
     attached = _attachment_ids(command.get("attachments"))
     if name == "start":
@@ -234,7 +237,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
         await publish(thread_id, frames.message(message=frames.message_object(begun.user_message)))
     run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
     metrics.reply_started(chosen.id)
-    return StartResult(reply_id=str(begun.reply.id), duplicate=False)
+    return StartResult(reply_id=str(begun.reply.id), duplicate=False, continued=run.continued)
 
 
 def _continued_from(begun: services.Begun) -> ContinuedFrom | None:
@@ -243,7 +246,12 @@ def _continued_from(begun: services.Begun) -> ContinuedFrom | None:
         return None
     reply = begun.reply
     return ContinuedFrom(
-        content=reply.content, seq=max(reply.frames, 1), steps=list(reply.steps or [])
+        content=reply.content,
+        seq=max(reply.frames, 1),
+        steps=list(reply.steps or []),
+        tokens=reply.token_count or 0,
+        elapsed_ms=reply.elapsed_ms or 0,
+        first_token_ms=reply.first_token_ms,
     )
 
 

@@ -44,11 +44,15 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ContinuedFrom:
     """A reply cut by the token limit that this run extends: its text and tool steps so far,
-    and its last frame's `seq` (its terminal frame's), after which its frames carry on."""
+    its last frame's `seq` (its terminal frame's), after which its frames carry on, and its
+    metrics so far, which the continued reply's cover too."""
 
     content: str
     seq: int
     steps: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    elapsed_ms: int = 0
+    first_token_ms: int | None = None
 
 
 @dataclass
@@ -391,7 +395,8 @@ class ReplyStream:
         """
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
         tokens = self.tokens_spent
-        self.terminal = terminal = self._terminal(outcome, tokens, elapsed_ms)
+        whole_tokens, whole_ms, whole_ttft = self._whole(tokens, elapsed_ms)
+        self.terminal = terminal = self._terminal(outcome, whole_tokens, whole_ms, whole_ttft)
         final = functools.partial(
             services.reply_finish,
             reply_id=self.run.reply_id,
@@ -399,9 +404,9 @@ class ReplyStream:
             status=outcome.status,
             error_code=outcome.code,
             error_message=outcome.message,
-            token_count=tokens,
-            first_token_ms=self.first_token_ms,
-            elapsed_ms=elapsed_ms,
+            token_count=whole_tokens,
+            first_token_ms=whole_ttft,
+            elapsed_ms=whole_ms,
             steps=list(self.steps.values()),
             truncated=terminal.get("truncated", False),
             frames=terminal["seq"],
@@ -473,11 +478,23 @@ class ReplyStream:
         if not closed:
             await self.store.restore(thread_id=self.run.thread_id, reply=self.live_record())
 
-    def _terminal(self, outcome: Outcome, tokens: int, elapsed_ms: int) -> dict[str, Any]:
+    def _whole(self, tokens: int, elapsed_ms: int) -> tuple[int, int, int | None]:
+        """The reply's tokens, writing time and time to first token: this run's, and for a
+        continued reply those of the runs before it too (added up; the first token the first
+        run's), so its `complete` frame and saved message describe the whole reply."""
+        was = self.run.continued
+        if was is None:
+            return tokens, elapsed_ms, self.first_token_ms
+        first = was.first_token_ms if was.first_token_ms is not None else self.first_token_ms
+        return was.tokens + tokens, was.elapsed_ms + elapsed_ms, first
+
+    def _terminal(
+        self, outcome: Outcome, tokens: int, elapsed_ms: int, first_token_ms: int | None
+    ) -> dict[str, Any]:
         seq = self.seq + 1
         if outcome.status in ("complete", "cancelled"):
             metrics = frames.metrics(
-                tokens=tokens, elapsed_ms=elapsed_ms, first_token_ms=self.first_token_ms
+                tokens=tokens, elapsed_ms=elapsed_ms, first_token_ms=first_token_ms
             )
             return frames.complete(
                 message_id=self.reply_id,

@@ -15,6 +15,7 @@ from typing import Any
 
 from chat import frames, outage
 from chat.engine import broadcast, generation
+from chat.engine.run import ContinuedFrom
 
 Push = Callable[[dict[str, Any], str], Awaitable[None]]
 
@@ -196,12 +197,13 @@ class Subscriber:
             return None
 
     async def follow(
-        self, reply_id: str, *, replay: bool, idle: float
+        self, reply_id: str, *, replay: bool, idle: float, since: ContinuedFrom | None = None
     ) -> AsyncIterator[dict[str, Any] | None]:
         """The thread's frames until the reply `reply_id`, begun after joining, ends: after
-        what it said already when the start was a repeat (`replay`). None when `idle` passes
-        without a frame or the wait was interrupted (time to heartbeat, or to check the
-        stream may go on).
+        what it said already when the start was a repeat (`replay`), or, for a `continue`,
+        after where the reply stood (`since`: its text and last `seq` the client has). None
+        when `idle` passes without a frame or the wait was interrupted (time to heartbeat, or
+        to check the stream may go on).
 
         When none comes for `idle`, or one comes past a gap in `seq`, the reply's record fills
         in what was missed. A reply whose record is gone (rebuilt from the saved message,
@@ -210,6 +212,9 @@ class Subscriber:
         """
         await self._release()
         said = ""  # the reply's text handed over so far
+        if since is not None:
+            self.filter.covered(reply_id, since.seq)
+            said = since.content
         first = replay
         while True:
             if first:

@@ -213,6 +213,8 @@ export interface ContinueCommand {
   command: "continue";
   /** The thread's last message: a finished, truncated reply. */
   message_id: string;
+  /** A UUID the client makes per send: sent again (a retry after a reconnect), it starts nothing new. Optional; without it every command starts a reply. */
+  client_id?: string;
 }
 
 /** A reply in flight: its text up to and including frame `seq`. */

@@ -491,17 +491,19 @@ export function beginEdit(state, messageId, text, clientId = globalThis.crypto.r
  * (`truncated`); a refusal comes back as an `error` and leaves the reply as it was.
  * @param {ThreadState} state mutated in place
  * @param {string} messageId the thread's last reply, ended `complete`
- * @returns {{command: {command: 'continue', message_id: string}|null, result: FrameResult}}
- *   command is null when messageId is not that reply, or a reply runs
+ * @param {string} [clientId] defaults to a fresh crypto.randomUUID(): sent again, the server
+ *   knows the continue as already sent
+ * @returns {{command: {command: 'continue', message_id: string, client_id: string}|null,
+ *   result: FrameResult}} command is null when messageId is not that reply, or a reply runs
  */
-export function beginContinue(state, messageId) {
+export function beginContinue(state, messageId, clientId = globalThis.crypto.randomUUID()) {
   const result = emptyResult();
   const reply = lastShown(state);
   if (reply?.id !== messageId || reply.role !== 'assistant' || reply.status !== 'complete' || isBusy(state)) {
     return { command: null, result };
   }
-  state.awaiting = { clientId: null, superseded: [], continuing: reply.id };
-  return { command: { command: 'continue', message_id: reply.id }, result };
+  state.awaiting = { clientId, superseded: [], continuing: reply.id };
+  return { command: { command: 'continue', message_id: reply.id, client_id: clientId }, result };
 }
 
 // Whether frame `seq` of an ended reply continues it: the continue this state awaits, or

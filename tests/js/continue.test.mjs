@@ -37,8 +37,8 @@ test('a complete frame with truncated marks the reply truncated', () => {
 
 test('continue sends the command, and the frames after the old end grow the same reply', () => {
   const state = cutReply();
-  const { command } = beginContinue(state, REPLY);
-  assert.deepEqual(command, { command: 'continue', message_id: REPLY });
+  const { command } = beginContinue(state, REPLY, 'c1');
+  assert.deepEqual(command, { command: 'continue', message_id: REPLY, client_id: 'c1' });
   assert.equal(isBusy(state), true);
   const r = applyFrame(state, token(4, ' a time'));
   assert.deepEqual(r.changed, [REPLY]);
