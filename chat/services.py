@@ -183,8 +183,9 @@ def reply_open(
             kept = Attachment.objects.filter(message_id=ask.edited_id)
             attached = list(kept.values_list("id", flat=True))
             kept.update(message=None)
-        attachments_forget_files_of(messages=replaced)
-        replaced.delete()
+        if removed:  # a new message replaces nothing: no ORM work for an empty set
+            attachments_forget_files_of(messages=replaced)
+            replaced.delete()
         begun = _begin(
             thread,
             text=ask.text,
