@@ -117,7 +117,6 @@ class Begun:
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
     history_left_out: int = 0  # older messages the model's window could not take
     model_changed: Thread | None = None  # set when the thread's model changed
-    instructions: str = ""  # the thread owner's own instructions to the agent
     continued: bool = False  # `reply` is a truncated reply extended (its text, its `frames`)
 
 
