@@ -1,6 +1,6 @@
 """Which models a user may use, and which one a reply uses: the catalog (catalog.py) seen
 through the operator's `ModelAccess` (admin) and the user's and thread's choices. Every
-transport reaches a model through here (`for_reply`, on the one begin path). Synchronous ORM
+transport reaches a model through here (`reply_choice`, on the one begin path). Synchronous ORM
 code: async code calls it off the event loop.
 """
 
@@ -97,3 +97,20 @@ def for_reply(
     else:
         kept = Thread.objects.filter(pk=thread_id).values_list("model", flat=True)
     return fallback(user_id=user_id, model_id=kept.first() or "")
+
+
+def reply_choice(
+    *, user_id: int, thread_id: str, asked: str | None, new_thread: bool
+) -> tuple[catalog.Model, str]:
+    """`for_reply`, and the user's own instructions to the agent (their settings page; ""
+    for none), read in the same one query: the begin path's reads before its transaction."""
+    if asked is not None or new_thread:
+        row = Preferences.objects.filter(user_id=user_id).values_list("model", "instructions")
+    else:
+        row = Thread.objects.filter(pk=thread_id).values_list(
+            "model", "owner__preferences__instructions"
+        )
+    kept, instructions = row.first() or ("", "")
+    if asked is not None:
+        return choose(user_id=user_id, model_id=asked), instructions or ""
+    return fallback(user_id=user_id, model_id=kept or ""), instructions or ""

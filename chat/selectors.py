@@ -86,12 +86,6 @@ def thread_history(
     return History(history, left_out)
 
 
-def user_instructions(*, user_id: int) -> str:
-    """The user's own instructions to the agent (their settings page); "" for none."""
-    found = Preferences.objects.filter(user_id=user_id).values_list("instructions", flat=True)
-    return found.first() or ""
-
-
 def preferences_of(*, user: AbstractBaseUser) -> Preferences:
     """The user's preferences, unsaved defaults when they never chose anything."""
     return Preferences.objects.filter(user=user).first() or Preferences(user=user)

@@ -119,7 +119,6 @@ class Begun:
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
     history_left_out: int = 0  # older messages the model's window could not take
     model_changed: Thread | None = None  # set when the thread's model changed
-    instructions: str = ""  # the thread owner's own instructions to the agent
     continued: bool = False  # `reply` is a truncated reply extended (its text, its `frames`)
 
 
@@ -185,8 +184,9 @@ def reply_open(
             kept = Attachment.objects.filter(message_id=ask.edited_id)
             attached = list(kept.values_list("id", flat=True))
             kept.update(message=None)
-        attachments_forget_files_of(messages=replaced)
-        replaced.delete()
+        if removed:  # a new message replaces nothing: no ORM work for an empty set
+            attachments_forget_files_of(messages=replaced)
+            replaced.delete()
         begun = _begin(
             thread,
             text=ask.text,

@@ -76,6 +76,31 @@ async def test_the_users_instructions_reach_the_model_on_the_websocket_and_the_s
     assert system_prompt(stub).endswith(FRENCH)
 
 
+def prompt_of(stub, text: str) -> str:
+    """The system message of the reply request whose user message is `text`."""
+    for sent in stub.requests:
+        messages = sent["body"].get("messages", []) if sent["path"].endswith("/completions") else []
+        if any(m["role"] == "user" and m["content"] == text for m in messages):
+            return next(m["content"] for m in messages if m["role"] == "system")
+    raise AssertionError(f"no request asked {text!r}")
+
+
+@pytest.mark.asyncio
+async def test_the_users_instructions_reach_the_model_of_a_new_thread_and_of_a_model_named(
+    stub, memory_layer, alice, settings
+):
+    await sync_to_async(services.preferences_set)(user=alice, instructions=FRENCH)
+    events = await stream_post(alice, message="nouveau fil")  # a new thread
+    assert events[-1]["type"] == "complete"
+    assert prompt_of(stub, "nouveau fil").endswith(FRENCH)
+    thread = await new_thread(alice, "titled")
+    events = await stream_post(
+        alice, message="ce modèle", thread_id=str(thread.id), model=settings.AGENT_MODEL
+    )
+    assert events[-1]["type"] == "complete"
+    assert prompt_of(stub, "ce modèle").endswith(FRENCH)
+
+
 @pytest.mark.asyncio
 async def test_without_instructions_of_their_own_the_agent_has_only_the_operators(
     stub, memory_layer, alice, settings

@@ -182,9 +182,9 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     reg = registry()
     if reg.draining:
         raise ChatError("interrupted", "This server is restarting; send your message again.")
-    chosen = await outage.db(
+    chosen, instructions = await outage.db(
         "choosing the model",
-        model_choice.for_reply,
+        model_choice.reply_choice,
         user_id=user_id,
         thread_id=thread_id,
         asked=ask.model,
@@ -202,7 +202,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
                 return StartResult(reply_id=str(sent.id), duplicate=True)
             raise ChatError("busy", "A reply is already being written in this thread.")
         try:
-            begun = await _commit(user_id, thread_id, reply_id, chosen, ask, hold)
+            begun = await _commit(thread_id, reply_id, chosen, ask, hold)
         except (IntegrityError, services.AlreadySent):  # a retried command
             sent = await _existing_send(thread_id, ask.client_id)
             return StartResult(reply_id=str(sent.id) if sent else "", duplicate=True)
@@ -218,7 +218,7 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
             first_message=begun.user_message.content if begun.thread else "",
             history=begun.history,
             history_left_out=begun.history_left_out,
-            instructions=begun.instructions,
+            instructions=instructions,
             continued=_continued_from(begun),
         )
         if run.continued is not None:
@@ -365,15 +365,15 @@ async def _settle_tokens(
 
 
 async def _commit(
-    user_id: int,
     thread_id: str,
     reply_id: uuid.UUID,
     chosen: catalog.Model,
     ask: services.Ask,
     hold: quota.Hold,
 ) -> services.Begun:
-    """The begin's one transaction, and the agent's input (the history, the user's own
-    instructions) read on the same connection: one trip to the database per reply start.
+    """The begin's one transaction, and the agent's input (the history) read on the same
+    connection: one trip to the database per reply start (the user's own instructions came
+    with the model's choice).
     Retried through an outage; a connection that dropped after the commit but before its
     answer must not make a second reply, so a retry first looks for what the lost attempt
     committed."""
@@ -407,7 +407,6 @@ async def _commit(
             begun.history.append({"role": "user", "content": CONTINUE_PROMPT})
         if begun.history_left_out:
             services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)
-        begun.instructions = selectors.user_instructions(user_id=user_id)
         return begun
 
     return await outage.retrying(f"committing reply {reply_id}", dbthread.off_loop(attempt))

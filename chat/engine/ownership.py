@@ -367,10 +367,14 @@ async def reap_orphan(*, thread_id: str) -> live.LiveReply | None:
 
 
 async def reap_all() -> int:
-    """`thread_reap` for every thread with a reply recorded as in flight (at start-up)."""
+    """`thread_reap` for every thread with a reply recorded as in flight (at start-up), but
+    the replies this process runs: their owner is alive, so a sweep during a burst does not
+    read every one of them again."""
     rows = await dbthread.off_loop(selectors.replies_streaming)()
     before = len(rows)
-    for thread_id in {str(row.thread_id) for row in rows}:
+    reg = registry()
+    here = reg.claims | {str(run.reply_id) for run in reg.runs.values()}
+    for thread_id in {str(row.thread_id) for row in rows if str(row.id) not in here}:
         await thread_reap(thread_id=thread_id)
     after = len(await dbthread.off_loop(selectors.replies_streaming)())
     return before - after
