@@ -347,13 +347,22 @@ def low_contrast_of(page, selectors: list[str], minimum: float = 4.5) -> list:
 
 
 def test_a_thread_made_here_opens_on_a_phone_in_the_dark(site, stub, browser, session_state):
-    """The phone layout with a reply, in dark: nothing overflows the screen's width."""
-    scripted(stub, ("phone question", {"tokens": ["A ", "short ", "answer."]}))
+    """The phone layout with a reply, in dark: nothing overflows the screen's width; its
+    formula is math (MathML from KaTeX) and its prices stay text."""
+    answer = "So $E=mc^2$, at $5 and $10."
+    scripted(
+        stub, ("phone question", {"tokens": [answer[i : i + 4] for i in range(0, len(answer), 4)]})
+    )
     context = new_context(browser, site, session_state, viewport=PHONE, color_scheme="dark")
     page = open_chat(context)
     send(page, "phone question")
     page.locator(DONE).wait_for(timeout=10000)
     thread_id(page)
+    math = page.locator(f"{DONE} [data-content] math")
+    expect(math).to_have_count(1)
+    assert math.locator("annotation").text_content() == "E=mc^2"
+    assert math.evaluate("(m) => m.getBoundingClientRect().width > 20"), "laid out as math"
+    expect(page.locator(f"{DONE} [data-content] p")).to_contain_text("at $5 and $10.")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert low_contrast_of(page, READ[:2] + [".sidebar__user", "[data-connection]"]) == []
     context.close()
