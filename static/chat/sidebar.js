@@ -60,7 +60,15 @@ export function createSidebar(root, { threads, notices, openThread }) {
 
   function render() {
     const shown = (search.found ?? listed).map((id) => known.get(id));
+    // The list is drawn anew (a frame from another tab may do it any time): the keyboard's
+    // place goes back to the same control of the same thread.
+    const focused = ui.list.contains(document.activeElement) ? document.activeElement : null;
+    const place = focused && [focused.closest('[data-thread-id]')?.dataset.threadId, focused.dataset.threadAction];
     renderThreadList(ui.list, shown, openThread.id(), renaming, { grouped: !search.found });
+    if (place?.[0] && !renaming) {
+      const item = ui.list.querySelector(`[data-thread-id="${place[0]}"]`);
+      (place[1] ? item?.querySelector(`[data-thread-action="${place[1]}"]`) : item?.querySelector('.thread__link'))?.focus({ preventScroll: true });
+    }
     ui.empty.hidden = shown.length > 0;
     ui.empty.textContent = search.found ? 'No thread matches.' : 'No threads yet.';
     if (renaming) {
@@ -110,18 +118,14 @@ export function createSidebar(root, { threads, notices, openThread }) {
   async function pin(threadId) {
     const before = known.get(threadId);
     if (!before) return;
-    // Shown at once; the server's answer (or a failure) settles it. The list is drawn anew,
-    // so the keyboard's place goes back to the same control.
-    const refocus = () => ui.list.querySelector(`[data-thread-id="${threadId}"] [data-thread-action="pin"]`)?.focus();
+    // Shown at once; the server's answer (or a failure) settles it.
     upsert({ ...before, pinned: !before.pinned });
-    refocus();
     try {
       upsert(await api.pinThread(threadId, !before.pinned));
     } catch (error) {
       upsert(before);
       notices.failed(error, before.pinned ? 'Could not unpin the thread' : 'Could not pin the thread');
     }
-    refocus();
   }
 
   async function remove(threadId) {
