@@ -1,5 +1,6 @@
 """Django admin: threads to moderate (messages inline, metrics read-only), replies in flight,
-feedback with its CSV export, who may use which model, and token usage per user, model and day."""
+feedback with its CSV export, who may use which model, token usage per user, model and day,
+uploads, and shares (revocable)."""
 
 import csv
 import datetime
@@ -8,12 +9,14 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from chat import model_choice, services, usage_report
+from chat import frames, model_choice, services, usage_report
 from chat.engine import generation
 from chat.models import (
     Attachment,
@@ -22,6 +25,7 @@ from chat.models import (
     ModelAccess,
     ModelUsage,
     ReplyInFlight,
+    Share,
     Thread,
     TokenUsage,
 )
@@ -417,3 +421,64 @@ class AttachmentAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for attachment in queryset:
             services.attachment_delete(attachment=attachment)
+
+
+class ExpiredFilter(admin.SimpleListFilter):
+    """Live shares, or expired ones (they answer 404 until the sweeper removes them)."""
+
+    title = "expired"
+    parameter_name = "expired"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Expired"), ("no", "Live")]
+
+    def queryset(self, request, queryset):
+        expired = Q(expires_at__lte=timezone.now())
+        if self.value() == "yes":
+            return queryset.filter(expired)
+        if self.value() == "no":
+            return queryset.exclude(expired)
+        return queryset
+
+
+@admin.register(Share)
+class ShareAdmin(admin.ModelAdmin):
+    """Read-only links to snapshots of threads: whose thread, when made, when they expire, the
+    link itself; revoking one (the action, or deleting it) makes its link a 404."""
+
+    list_display = ("__str__", "thread_link", "owner", "created_at", "expires_at", "page_link")
+    list_filter = (ExpiredFilter, "created_at")
+    search_fields = ("title", "thread__owner__username", "token")
+    date_hierarchy = "created_at"
+    list_select_related = ("thread", "thread__owner")
+    readonly_fields = ("token", "thread", "up_to", "title", "messages", "created_at", "expires_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="thread")
+    def thread_link(self, obj: Share) -> str:
+        url = reverse("admin:chat_thread_change", args=[obj.thread_id])
+        return format_html('<a href="{}">{}</a>', url, obj.thread)
+
+    @admin.display(description="owner", ordering="thread__owner__username")
+    def owner(self, obj: Share) -> str:
+        return str(obj.thread.owner)
+
+    @admin.display(description="link")
+    def page_link(self, obj: Share) -> str:
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">open</a>', frames.share_url(obj.token)
+        )
+
+    @admin.action(description="Revoke the selected shares")
+    def revoke(self, request, queryset) -> None:
+        count = 0
+        for share in queryset:
+            services.share_revoke(share=share)
+            count += 1
+        self.message_user(request, f"{count} share(s) revoked.", messages.SUCCESS)

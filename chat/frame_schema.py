@@ -66,16 +66,18 @@ def _typed_dicts_in(tp: Any) -> list[type]:
 
 def definitions() -> dict[str, dict[str, Any]]:
     """Every frame, command and object they contain, by class name: frames first, in the
-    order of `Frame`, then commands, then objects as first met."""
+    order of `Frame`, then commands, then objects as first met; then the objects only the
+    HTTP API carries (`frames.API_OBJECTS`) and theirs."""
     found: dict[str, dict[str, Any]] = {}
-    pending = [*get_args(frames.Frame), *get_args(frames.Command)]
-    while pending:
-        typed_dict = pending.pop(0)
-        if typed_dict.__name__ in found:
-            continue
-        found[typed_dict.__name__] = object_schema(typed_dict)
-        for tp in get_type_hints(typed_dict, include_extras=True).values():
-            pending.extend(_typed_dicts_in(tp))
+    for roots in ([*get_args(frames.Frame), *get_args(frames.Command)], frames.API_OBJECTS):
+        pending = list(roots)
+        while pending:
+            typed_dict = pending.pop(0)
+            if typed_dict.__name__ in found:
+                continue
+            found[typed_dict.__name__] = object_schema(typed_dict)
+            for tp in get_type_hints(typed_dict, include_extras=True).values():
+                pending.extend(_typed_dicts_in(tp))
     return found
 
 

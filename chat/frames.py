@@ -258,6 +258,59 @@ class Position(TypedDict):
     seq: Annotated[int, "Its last frame sent."]
 
 
+class ShareObject(TypedDict):
+    """A read-only link to a snapshot of a thread (`POST /api/threads/<id>/shares/`): its
+    owner's view of it."""
+
+    token: Annotated[str, "The link's secret (256 random bits): `/s/<token>/` is the page."]
+    url: Annotated[str, "The page's address, for anyone with it."]
+    up_to: Annotated[str, "The id of the last message the snapshot holds."]
+    created_at: Annotated[str, "ISO 8601: when the snapshot was copied."]
+    expires_at: Annotated[str | None, "ISO 8601; null: until revoked or the thread is deleted."]
+
+
+class SharedStep(TypedDict):
+    """A tool step as a share shows it: what ran and how it ended, never its arguments or
+    output (a tool may have read the owner's other threads)."""
+
+    name: Annotated[str, "The tool."]
+    status: StepStatus
+
+
+class SharedAttachment(TypedDict):
+    """A file of a shared message, served to the share's readers only."""
+
+    name: Annotated[str, "The file's name as uploaded."]
+    mime_type: Annotated[str, "Its type, from its bytes."]
+    size: Annotated[int, "Bytes."]
+    kind: Annotated[AttachmentKind, "`image`, `text` or `document` (a PDF)."]
+    url: Annotated[str, "`GET` it for the file (`/api/shares/<token>/attachments/<id>`)."]
+
+
+class SharedMessage(TypedDict):
+    """A message of a share's snapshot: no id, status, model, metrics or feedback."""
+
+    role: Role
+    content: Annotated[str, "The text as it was when shared (a reply's is markdown)."]
+    created_at: Annotated[str, "ISO 8601."]
+    steps: NotRequired[Annotated[list[SharedStep], "Replies with tool steps: them, in call order."]]
+    attachments: NotRequired[Annotated[list[SharedAttachment], "User messages with files: them."]]
+
+
+class SharedThread(TypedDict):
+    """What anyone with a share's link reads (`GET /api/shares/<token>/`): the snapshot as it
+    was copied, and nothing that says whose it is."""
+
+    title: Annotated[str, "The thread's title when it was shared."]
+    created_at: Annotated[str, "ISO 8601: when it was shared."]
+    messages: Annotated[list[SharedMessage], "The thread's shown path up to `up_to`, oldest first."]
+
+
+# Objects only the HTTP API carries (no frame holds them): the docs and the schema list them
+# after the frames' own.
+API_OBJECTS: Final = (ShareObject, SharedThread)
+
+
 # --- server frames -------------------------------------------------------------------------
 
 
@@ -768,3 +821,56 @@ def of_saved_reply(reply: MessageObject) -> list[Frame]:
             )
         )
     return replayed
+
+
+def share_object(share: Any, *, url: str) -> ShareObject:
+    """A saved Share as its owner sees it (`url`: the page's address, as the request made it)."""
+    return {
+        "token": share.token,
+        "url": url,
+        "up_to": str(share.up_to),
+        "created_at": share.created_at.isoformat(),
+        "expires_at": share.expires_at.isoformat() if share.expires_at else None,
+    }
+
+
+def share_url(token: str) -> str:
+    """The path of a share's page."""
+    return f"/s/{token}/"
+
+
+def shared_message(message: "Message", *, token: str) -> SharedMessage:
+    """A message as a share's snapshot keeps it: its role, text and time, a reply's steps by
+    name and status, a user message's files at the share's own address; nothing else (its
+    attachments as its reader loaded them, `prefetch_related`: never a query from here)."""
+    shaped: SharedMessage = {
+        "role": message.role,
+        "content": message.content,
+        "created_at": message.created_at.isoformat(),
+    }
+    if message.steps:
+        shaped["steps"] = [
+            {"name": str(step.get("name", "")), "status": step.get("status", "done")}
+            for step in message.steps
+        ]
+    if files := _attached(message):
+        shaped["attachments"] = [
+            {
+                "name": a.name,
+                "mime_type": a.mime_type,
+                "size": a.size,
+                "kind": a.kind,
+                "url": f"/api/shares/{token}/attachments/{a.id}",
+            }
+            for a in files
+        ]
+    return shaped
+
+
+def shared_thread(share: Any) -> SharedThread:
+    """A share as its readers get it."""
+    return {
+        "title": share.title,
+        "created_at": share.created_at.isoformat(),
+        "messages": list(share.messages),
+    }

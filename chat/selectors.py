@@ -10,9 +10,11 @@ from typing import Any, NamedTuple
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from chat import attachments
-from chat.models import Attachment, Message, Preferences, Thread
+from chat.models import Attachment, Message, Preferences, Share, Thread
 
 
 def thread_get_for_user(*, user: AbstractBaseUser, thread_id: str | uuid.UUID) -> Thread | None:
@@ -203,5 +205,45 @@ def attachment_get_for_user(*, user: AbstractBaseUser, attachment_id: object) ->
     """The user's attachment with that id, or None (another user's is simply not found)."""
     try:
         return Attachment.objects.filter(pk=attachment_id, owner=user).first()
+    except (ValueError, ValidationError):
+        return None
+
+
+def shares_live() -> QuerySet[Share]:
+    """Shares not expired (a revoked one is deleted)."""
+    return Share.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+
+
+def share_get(*, token: str) -> Share | None:
+    """The live share with that token, for anyone who has it; None when revoked, expired or
+    unknown (all three are simply not found)."""
+    if not token or len(token) > Share._meta.get_field("token").max_length:
+        return None
+    return shares_live().filter(token=token).first()
+
+
+def share_get_for_user(*, user: AbstractBaseUser, token: str) -> Share | None:
+    """A share of one of the user's threads, or None (another user's is simply not found)."""
+    if not token or len(token) > Share._meta.get_field("token").max_length:
+        return None
+    return Share.objects.filter(token=token, thread__owner=user).first()
+
+
+def thread_shares(*, thread: Thread) -> list[Share]:
+    """The thread's live shares, newest first."""
+    return list(shares_live().filter(thread=thread).order_by("-created_at", "-id"))
+
+
+def share_attachment(*, share: Share, attachment_id: object) -> Attachment | None:
+    """A file of the share's snapshot (one its messages list), or None: a share opens no
+    other file of its owner's, not even one of the same thread."""
+    url = f"/api/shares/{share.token}/attachments/{attachment_id}"
+    listed = {
+        file.get("url") for message in share.messages for file in message.get("attachments", ())
+    }
+    if url not in listed:
+        return None
+    try:
+        return Attachment.objects.filter(pk=attachment_id, message__thread=share.thread_id).first()
     except (ValueError, ValidationError):
         return None

@@ -5,6 +5,7 @@ per token.
 """
 
 import datetime
+import secrets
 import uuid
 from dataclasses import dataclass, field
 
@@ -16,10 +17,10 @@ from django.db import transaction
 from django.db.models import Case, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
-from chat import attachments, catalog, frames, inputs, model_choice, quota
+from chat import attachments, catalog, frames, inputs, model_choice, quota, selectors
 from chat.engine import broadcast
 from chat.errors import ChatError
-from chat.models import Attachment, Feedback, Message, Preferences, Thread
+from chat.models import Attachment, Feedback, Message, Preferences, Share, Thread
 
 TITLE_CHARS = 60
 INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
@@ -691,3 +692,99 @@ def account_delete(*, user: AbstractBaseUser) -> None:
         for thread_id in thread_ids:
             frame = frames.thread_deleted(thread_id=thread_id)
             broadcast.publish_after_commit([thread_id], frame)
+
+
+# Live shares one thread, and one user, may have: each is a copy of its thread's path, so these
+# bound what sharing can store (docs/security.md).
+SHARES_PER_THREAD = 100
+SHARES_PER_USER = 1000
+# The longest `expires_in` (ten years): past it, "never" says what is meant.
+SHARE_MAX_SECONDS = 10 * 365 * 24 * 3600
+
+
+def share_create(*, thread: Thread, up_to: object = None, expires_in: object = None) -> Share:
+    """A read-only snapshot of the thread for anyone with its link: a copy, made now, of the
+    path the thread shows from its first message to `up_to` (a message on that path that is
+    not streaming; default: the path's last such message), expiring after `expires_in`
+    seconds (an integer >= 1; default: never). Anything else is `bad_request`, and nothing
+    is saved."""
+    expires_at = _share_expiry(expires_in)
+    with transaction.atomic():
+        # One share at a time per thread: the bound below is checked against what is saved.
+        thread = Thread.objects.select_for_update().get(pk=thread.pk)
+        path = selectors.active_path(thread=thread)
+        end = _share_end(thread, path, up_to)
+        live = selectors.shares_live()
+        if live.filter(thread=thread).count() >= SHARES_PER_THREAD:
+            raise ChatError(
+                "bad_request",
+                f"A thread may have {SHARES_PER_THREAD} live shares: revoke one first.",
+            )
+        if live.filter(thread__owner_id=thread.owner_id).count() >= SHARES_PER_USER:
+            raise ChatError(
+                "bad_request", f"You may have {SHARES_PER_USER} live shares: revoke one first."
+            )
+        token = secrets.token_urlsafe(32)
+        return Share.objects.create(
+            token=token,
+            thread=thread,
+            up_to=path[end].id,
+            title=thread.title,
+            # A reply that failed before any text or step would be an empty box: left out.
+            messages=[
+                frames.shared_message(m, token=token)
+                for m in path[: end + 1]
+                if m.role != Message.Role.ASSISTANT or m.content or m.steps
+            ],
+            expires_at=expires_at,
+        )
+
+
+def _share_expiry(expires_in: object) -> datetime.datetime | None:
+    if expires_in is None:
+        return None
+    if (
+        not isinstance(expires_in, int)
+        or isinstance(expires_in, bool)
+        or not 1 <= expires_in <= SHARE_MAX_SECONDS
+    ):
+        raise ChatError(
+            "bad_request",
+            f"`expires_in` is a whole number of seconds from 1 to {SHARE_MAX_SECONDS}, "
+            "or left out for a share that does not expire.",
+        )
+    return timezone.now() + datetime.timedelta(seconds=expires_in)
+
+
+def _share_end(thread: Thread, path: list[Message], up_to: object) -> int:
+    """The index on `path` of the snapshot's last message."""
+    if up_to is None:
+        shown = [i for i, m in enumerate(path) if m.status != Message.Status.STREAMING]
+        if not shown:
+            raise ChatError("bad_request", "The thread has no finished message to share yet.")
+        return shown[-1]
+    try:
+        wanted = uuid.UUID(str(up_to))
+    except ValueError:
+        raise ChatError("bad_request", "`up_to` is a message id.") from None
+    for i, message in enumerate(path):
+        if message.id == wanted:
+            if message.status == Message.Status.STREAMING:
+                raise ChatError(
+                    "bad_request", "That reply is still being written: share it once it ends."
+                )
+            return i
+    if Message.objects.filter(pk=wanted, thread=thread).exists():
+        raise ChatError("bad_request", "`up_to` is not on the path the thread shows.")
+    raise ChatError("bad_request", "`up_to` is not a message of this thread.")
+
+
+def share_revoke(*, share: Share) -> None:
+    """End a share: its link, page and files answer 404 from now on."""
+    share.delete()
+
+
+def shares_sweep() -> int:
+    """Remove expired shares (they already answer 404); the count removed."""
+    removed, _ = Share.objects.filter(expires_at__lte=timezone.now()).delete()
+    return removed

@@ -46,6 +46,24 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
     return render(request, "chat/index.html", {"chat_config": chat_config})
 
 
+def share_page(request: HttpRequest, token: str) -> HttpResponse:
+    """`/s/<token>/`: a share's snapshot, read-only, for anyone with the link (logged in or
+    not): the messages, no composer, no socket, no thread list. Revoked, expired or unknown:
+    the site's 404 page. Never indexed, never cached."""
+    share = selectors.share_get(token=token)
+    if share is None:
+        response = render(request, "404.html", status=404)
+    else:
+        response = render(
+            request,
+            "chat/share.html",
+            {"shared": frames.shared_thread(share), "shared_at": share.created_at},
+        )
+    response["X-Robots-Tag"] = "noindex"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 # OpenAI's ChatKit web component: the script, and the origin it runs its frame from.
 CHATKIT_ORIGIN = "https://cdn.platform.openai.com"
 CHATKIT_SCRIPT = f"{CHATKIT_ORIGIN}/deployments/chatkit/chatkit.js"

@@ -1,4 +1,5 @@
-"""URLs: the chat page, the ChatKit page, settings, accounts, admin, the API, health check."""
+"""URLs: the chat page, a share's page, the ChatKit page, settings, accounts, admin, the API,
+health check."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,6 +9,7 @@ from chat import accounts, views
 urlpatterns = [
     path("", views.chat_page, name="chat"),
     path("t/<uuid:thread_id>/", views.chat_page, name="thread"),
+    path("s/<str:token>/", views.share_page, name="share-page"),
     path("chatkit/", views.chatkit_page, name="chatkit-page"),
     path("settings/", accounts.settings_page, name="settings"),
     path("settings/export/", accounts.account_export, name="account-export"),

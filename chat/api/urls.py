@@ -5,7 +5,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from chat.api import attachments, chatkit, streaming
+from chat.api import attachments, chatkit, shares, streaming
 from chat.api.views import ChatKitSessionView, FeedbackView, ModelsView, ThreadViewSet, UsageView
 from chat.chatkit import attachments as chatkit_attachments
 
@@ -38,6 +38,17 @@ urlpatterns = [
         name="attachment-content",
     ),
     path("messages/<uuid:message_id>/feedback/", FeedbackView.as_view(), name="message-feedback"),
+    path(
+        "threads/<uuid:thread_id>/shares/",
+        shares.ThreadSharesView.as_view(),
+        name="thread-shares",
+    ),
+    path("shares/<str:token>/", shares.ShareView.as_view(), name="share"),
+    path(
+        "shares/<str:token>/attachments/<uuid:attachment_id>",
+        shares.ShareAttachmentView.as_view(),
+        name="share-attachment",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "docs/",

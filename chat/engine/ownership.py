@@ -394,7 +394,8 @@ async def _sweep_forever() -> None:
     """`reap_all` every `sweep_seconds()`, the first after OWNER_TTL_SECONDS (when a dead
     owner's beat has lapsed): a reply whose process died ends `interrupted` and gives back
     the tokens it held without waiting for someone to open its thread. Uploads never sent
-    are removed a day after they came (services.attachments_sweep). With several
+    are removed a day after they came (services.attachments_sweep), expired shares once
+    they expire (services.shares_sweep: they answer 404 before that). With several
     processes one sweeps per period (a Redis lock), so the database is read once a period."""
     health = Softly("sweeping the replies of dead processes")
     await asyncio.sleep(settings.OWNER_TTL_SECONDS)
@@ -406,6 +407,8 @@ async def _sweep_forever() -> None:
                     logger.warning("swept %d replies left by processes that died", swept)
                 if removed := await dbthread.off_loop(services.attachments_sweep)():
                     logger.info("removed %d uploads never sent, a day old", removed)
+                if expired := await dbthread.off_loop(services.shares_sweep)():
+                    logger.info("removed %d expired shares", expired)
         except Exception as exc:
             health.failed(exc)
         else:

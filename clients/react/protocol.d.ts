@@ -344,6 +344,64 @@ export interface AttachmentObject {
   url: string;
 }
 
+/** A read-only link to a snapshot of a thread (`POST /api/threads/<id>/shares/`): its owner's view of it. */
+export interface ShareObject {
+  /** The link's secret (256 random bits): `/s/<token>/` is the page. */
+  token: string;
+  /** The page's address, for anyone with it. */
+  url: string;
+  /** The id of the last message the snapshot holds. */
+  up_to: string;
+  /** ISO 8601: when the snapshot was copied. */
+  created_at: string;
+  /** ISO 8601; null: until revoked or the thread is deleted. */
+  expires_at: string | null;
+}
+
+/** What anyone with a share's link reads (`GET /api/shares/<token>/`): the snapshot as it was copied, and nothing that says whose it is. */
+export interface SharedThread {
+  /** The thread's title when it was shared. */
+  title: string;
+  /** ISO 8601: when it was shared. */
+  created_at: string;
+  /** The thread's shown path up to `up_to`, oldest first. */
+  messages: SharedMessage[];
+}
+
+/** A message of a share's snapshot: no id, status, model, metrics or feedback. */
+export interface SharedMessage {
+  role: "user" | "assistant" | "system";
+  /** The text as it was when shared (a reply's is markdown). */
+  content: string;
+  /** ISO 8601. */
+  created_at: string;
+  /** Replies with tool steps: them, in call order. */
+  steps?: SharedStep[];
+  /** User messages with files: them. */
+  attachments?: SharedAttachment[];
+}
+
+/** A tool step as a share shows it: what ran and how it ended, never its arguments or output (a tool may have read the owner's other threads). */
+export interface SharedStep {
+  /** The tool. */
+  name: string;
+  status: "running" | "done" | "error" | "cancelled";
+}
+
+/** A file of a shared message, served to the share's readers only. */
+export interface SharedAttachment {
+  /** The file's name as uploaded. */
+  name: string;
+  /** Its type, from its bytes. */
+  mime_type: string;
+  /** Bytes. */
+  size: number;
+  /** `image`, `text` or `document` (a PDF). */
+  kind: "image" | "text" | "document";
+  /** `GET` it for the file (`/api/shares/<token>/attachments/<id>`). */
+  url: string;
+}
+
 /** Every frame the server sends, told apart by `type`. */
 export type Frame = ReadyFrame | MessageFrame | StartFrame | TokenFrame | ToolFrame | CompleteFrame | ErrorFrame | HeartbeatFrame | RemovedFrame | ThreadFrame | ThreadDeletedFrame | FeedbackFrame;
 

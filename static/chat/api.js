@@ -223,3 +223,38 @@ export function listMessages(threadId, { cursorUrl = null, baseUrl = '', clientS
 export function getUsage() {
   return request('GET', '/api/usage/');
 }
+
+/**
+ * @typedef {{token: string, url: string, up_to: string, created_at: string,
+ *   expires_at: string|null}} Share  a read-only link to a snapshot of a thread
+ */
+
+/**
+ * The thread's live shares, newest first.
+ * @param {string} threadId
+ * @returns {Promise<Share[]>}
+ */
+export function listShares(threadId) {
+  return request('GET', `/api/threads/${encodeURIComponent(threadId)}/shares/`);
+}
+
+/**
+ * Share a thread: a copy, made now, of what it shows up to its last finished message (or
+ * `upTo`), readable by anyone with the link; `expiresIn` seconds, or never (null).
+ * @param {string} threadId
+ * @param {{upTo?: string|null, expiresIn?: number|null}} [options]
+ * @returns {Promise<Share>}
+ */
+export function createShare(threadId, { upTo = null, expiresIn = null } = {}) {
+  const body = { ...(upTo ? { up_to: upTo } : {}), ...(expiresIn ? { expires_in: expiresIn } : {}) };
+  return request('POST', `/api/threads/${encodeURIComponent(threadId)}/shares/`, body);
+}
+
+/**
+ * Revoke a share: its link answers 404 from now on.
+ * @param {string} token
+ * @returns {Promise<null>}
+ */
+export function revokeShare(token) {
+  return request('DELETE', `/api/shares/${encodeURIComponent(token)}/`);
+}

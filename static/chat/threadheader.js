@@ -1,12 +1,14 @@
 /**
  * The top bar of the open thread: its title (also the document's), the model picker (or,
- * with one model, the model's name), the offline demo banner, and the export menu's links.
+ * with one model, the model's name), the offline demo banner, the export menu's links, and
+ * Share, which opens the share dialog (sharedialog.js) on the open thread.
  * What a choice of model does is the thread view's (threadview.js): the picker only shows
  * a model and reports the user's choice.
  */
 import * as api from './api.js';
 import { el } from './dom.js';
 import { optionLabel } from './models.js';
+import { createShareDialog } from './sharedialog.js';
 
 /**
  * Wire the header under `root`.
@@ -28,7 +30,10 @@ export function createThreadHeader(root, { titleOf, models, onPick }) {
     exportMenu: $('[data-export-menu]'),
     field: $('[data-model-field]'),
     picker: $('[data-model-picker]'),
+    share: $('[data-action="share"]'),
   };
+  const shareDialog = ui.share ? createShareDialog(root) : null;
+  let openThread = null;
   // The embedded provider (the default model), for when the page has no model list.
   let provider = {};
   // An option for a model the user may no longer use, made when a thread still names one.
@@ -69,6 +74,9 @@ export function createThreadHeader(root, { titleOf, models, onPick }) {
     ui.field.hidden = !models.several;
     ui.picker.addEventListener('change', () => onPick(ui.picker.value));
   }
+  ui.share?.addEventListener('click', () => {
+    if (openThread) shareDialog.open(openThread);
+  });
 
   return {
     /** Show the thread's title and export links (null: the empty page). */
@@ -77,6 +85,9 @@ export function createThreadHeader(root, { titleOf, models, onPick }) {
       ui.title.textContent = title;
       document.title = threadId ? `${title} · Chat` : 'Chat';
       ui.exportMenu.hidden = !threadId;
+      if (ui.share) ui.share.hidden = !threadId;
+      if (threadId !== openThread) shareDialog?.close();
+      openThread = threadId;
       if (threadId) {
         for (const link of ui.exportMenu.querySelectorAll('[data-export]')) link.href = api.exportUrl(threadId, link.dataset.export);
       }
