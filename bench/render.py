@@ -598,10 +598,12 @@ REMOVE_PROBE = "document.querySelector('[data-bench-probe]')?.remove()"
 
 
 async def finish_screenshots(directory: Path) -> None:
-    """One thread (a long question folded, a reply with a tool step, a list and a code block,
-    rated) in both themes at both widths (``finish-{desktop,phone}-{light,dark}.png``), the
-    thread list open on a phone in the dark (``finish-phone-threads-dark.png``), and the 404
-    page (``finish-404-dark.png``). The theme is the system's (the browser's colour scheme)."""
+    """One thread (a long question folded, a reply with a tool step, a list, math and a code
+    block, rated; pinned) in both themes at both widths (``finish-{desktop,phone}-{light,dark}
+    .png``), the thread list in its groups open on a phone in the dark
+    (``finish-phone-threads-dark.png``), a reply cut by the token limit and the same reply
+    continued (``finish-continue-{cut,done}-{light,dark}.png``), and the 404 page
+    (``finish-404-dark.png``). The theme is the system's (the browser's colour scheme)."""
     question = (
         "Here is the log from last night's run; what failed, and how many retries did it take?\n"
         + "\n".join(f"02:{i:02d} worker-{i % 3} retry {i}: connection reset" for i in range(24))
@@ -610,11 +612,25 @@ async def finish_screenshots(directory: Path) -> None:
         "The run failed on **connection resets** from one worker pool; it took 24 retries.\n\n"
         "- Every retry came from `worker-0`, `worker-1` or `worker-2`\n"
         "- They were 1 minute apart, so the backoff never grew\n\n"
-        "A backoff that grows would look like this:\n\n"
+        "A backoff that grows waits $t_n = \\min(60, 2^n)\\cdot u$ seconds before retry $n$, "
+        "with $u$ drawn from $[0.5, 1]$:\n\n"
         "```python\nimport random\n\n\ndef backoff(attempt: int) -> float:\n"
         '    """Seconds to wait before retry `attempt`."""\n'
         "    return min(60, 2**attempt) * random.uniform(0.5, 1.0)\n```\n"
     )
+    # A story cut by the token limit (REPLY_MAX_TOKENS counts the stub's chunks), then continued.
+    story = [
+        f"{sentence} "
+        for sentence in (
+            "The lighthouse keeper counted the ships each night.",
+            "In spring there were few; by August the bay was full.",
+            "One night a ship came in with no lights at all.",
+            "She lit the second lamp, the one kept for storms.",
+            "The ship turned, slowly, and found the channel.",
+            "In the morning its captain climbed the hill to thank her.",
+            "He had been steering by the stars since the harbour lights went dark.",
+        )
+    ]
     with (
         stub_process() as stub_url,
         product(
@@ -622,13 +638,14 @@ async def finish_screenshots(directory: Path) -> None:
             AGENT_TOOLS="chat.tools.calculate",
             AGENT_MODELS="stub-model,second-model",
             AGENT_MODEL_LABELS="stub-model=Stub model,second-model=Second model",
+            REPLY_MAX_TOKENS="40",
         ) as site,
     ):
         stub_script(
             stub_url,
             match="last night's run",
             tool_calls=[[{"name": "calculate", "arguments": {"expression": "24 * 1"}}]],
-            tokens=tokenize(answer),
+            tokens=[answer[i : i + 30] for i in range(0, len(answer), 30)],
             delay_ms=2,
             title=["Last ", "night's ", "failed ", "run"],
         )
@@ -642,6 +659,8 @@ async def finish_screenshots(directory: Path) -> None:
             await page.locator(DONE).wait_for(timeout=60000)
             await page.click(f'{DONE} [data-action="feedback-up"]')
             path = urlsplit(page.url).path
+            await page.click('[data-thread-list] [data-thread-action="pin"]')
+            await page.locator('[data-thread-group="pinned"]').wait_for()
             await context.close()
 
             for name, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE)):
@@ -666,6 +685,38 @@ async def finish_screenshots(directory: Path) -> None:
                         await page.evaluate(REMOVE_PROBE)
                         await page.screenshot(path=directory / "finish-404-dark.png")
                     await context.close()
+
+            # The cut reply (a story at 4 words a token: 40 tokens end mid-story), then continued.
+            stub_script(
+                stub_url,
+                match="lighthouse story",
+                tokens=[word + " " for line in story for word in line.split()],
+                delay_ms=2,
+                title=["The ", "lighthouse"],
+            )
+            stub_script(
+                stub_url,
+                match="Continue exactly",
+                tokens=[word + " " for line in story for word in line.split()][40:],
+                delay_ms=2,
+                title=["The ", "lighthouse"],
+            )
+            for scheme in ("light", "dark"):
+                context, page = await open_page(
+                    browser, site, state, mode="markdown", color_scheme=scheme
+                )
+                await page.evaluate(REMOVE_PROBE)
+                await page.fill('textarea[name="message"]', "Tell me a short lighthouse story.")
+                await page.keyboard.press("Enter")
+                cut = page.locator('[data-role="assistant"][data-truncated="true"]')
+                await cut.wait_for(timeout=60000)
+                await page.wait_for_timeout(300)
+                await page.screenshot(path=directory / f"finish-continue-cut-{scheme}.png")
+                await cut.locator('[data-action="continue"]').click()
+                await page.locator(f"{DONE}:not([data-truncated])").wait_for(timeout=60000)
+                await page.wait_for_timeout(300)
+                await page.screenshot(path=directory / f"finish-continue-done-{scheme}.png")
+                await context.close()
             await browser.close()
     print(f"finish screenshots written to {directory}")
 

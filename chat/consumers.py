@@ -1,4 +1,5 @@
-"""The WebSocket of a thread: decode, authorize, hand over to the generation service.
+"""The WebSocket of a thread: decode, authorize, hand over to the generation service; and the
+user's socket, which carries only their thread list.
 
 No ORM and no streaming loop here: a reply runs as its own task (chat.engine.generation), and
 the thread's frames reach this socket through its `Subscriber`, which this consumer only
@@ -16,7 +17,7 @@ from django.conf import settings
 
 from chat import auth, errors, frames, inputs, limits, outage, selectors
 from chat.engine import generation
-from chat.engine.subscription import Subscriber
+from chat.engine.subscription import Subscriber, ThreadList
 from chat.errors import ChatError
 from chat.frames import CLOSE_NOT_FOUND, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED
 from chat.standing import Standing
@@ -37,13 +38,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     standing: Standing | None = None  # counted among the user's sockets, credential watched
 
     async def connect(self) -> None:
-        # Accept first: a close before accepting reaches the browser as a bare handshake
-        # failure, without the code that tells it why.
-        offered = self.scope.get("subprotocols", [])
-        await self.accept(subprotocol=auth.SUBPROTOCOL if auth.SUBPROTOCOL in offered else None)
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        user = await _accept(self)
+        if user is None:
             return
         thread = await outage.db(
             "opening a thread socket",
@@ -159,6 +155,79 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(frame))
 
 
+async def _accept(consumer: AsyncWebsocketConsumer) -> Any:
+    """Accept the socket and return its user; closed with 4401 (and None) when no one is
+    logged in. Accepted first: a close before accepting reaches the browser as a bare
+    handshake failure, without the code that tells it why."""
+    offered = consumer.scope.get("subprotocols", [])
+    await consumer.accept(subprotocol=auth.SUBPROTOCOL if auth.SUBPROTOCOL in offered else None)
+    user = consumer.scope.get("user")
+    if user is None or not user.is_authenticated:
+        await consumer.close(code=CLOSE_UNAUTHENTICATED)
+        return None
+    return user
+
+
+class UserConsumer(AsyncWebsocketConsumer):
+    """`/ws/user/`: the user's thread list as it changes (`thread`, `thread_deleted`), for a
+    page with no thread open. First frame `ready` (no thread); commands `heartbeat` and
+    `resync` (docs/protocol.md, "The user's socket")."""
+
+    channel_layer_alias = None  # frames come from this process's hub, as for a thread
+    threads: ThreadList | None = None
+    standing: Standing | None = None
+
+    async def connect(self) -> None:
+        user = await _accept(self)
+        if user is None:
+            return
+        self.standing = Standing(
+            auth.credential_of_scope(self.scope), self._credential_lost, transport="websocket"
+        )
+        if not await self.standing.open():
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        self.commands = limits.CommandBudget()
+        self.threads = ThreadList(user.pk, push=self._push)
+        await self.threads.open()  # before `ready`: a client that catches up then misses nothing
+        await self._send(frames.ready(thread_id=None, active=None))
+
+    async def disconnect(self, code: int) -> None:
+        if self.threads is not None:
+            self.threads.close()
+        if self.standing is not None:
+            await self.standing.close()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.threads is None or not self.commands.take():
+            return  # a flood is dropped: this socket has nothing to refuse it with
+        try:
+            command = _decode(text_data)
+            name = command.get("command")
+            if name == "heartbeat" or (name is None and command.get("type") == "heartbeat"):
+                await self._send(frames.heartbeat(active=None))
+            elif name == "resync":
+                await self._send(frames.ready(thread_id=None, active=None))
+            else:
+                raise ChatError(
+                    "bad_request", f"The user's socket takes heartbeat and resync, not {name!r}."
+                )
+        except ChatError as exc:
+            await self._send(exc.frame())
+
+    async def _credential_lost(self) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def _push(self, frame: dict[str, Any], text: str) -> None:
+        try:
+            await self.send(text_data=text)
+        except Disconnected:
+            self.threads.close()
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame))
+
+
 def _decode(text_data: str | None) -> dict[str, Any]:
     """The command object of a frame; a bad frame raises the error that answers it."""
     if text_data is None:
@@ -176,8 +245,8 @@ def _decode(text_data: str | None) -> dict[str, Any]:
 
 
 class NoSuchSocket(AsyncWebsocketConsumer):
-    """Any WebSocket path but a thread's: accepted, then closed with 4404 (a refusal before
-    accepting reaches the browser as a bare handshake failure)."""
+    """Any WebSocket path but a thread's or the user's: accepted, then closed with 4404 (a
+    refusal before accepting reaches the browser as a bare handshake failure)."""
 
     channel_layer_alias = None
 

@@ -235,6 +235,7 @@ class ThreadObject(TypedDict):
     id: Uuid
     title: Annotated[str, "Empty until the first reply titles it."]
     model: Annotated[str, "The model id its next reply uses (`GET /api/models/`)."]
+    pinned: Annotated[bool, "Pinned by its owner: the page lists it first, under Pinned."]
     created_at: Annotated[str, "ISO 8601."]
     updated_at: Annotated[str, "ISO 8601."]
 
@@ -319,7 +320,9 @@ class ReadyFrame(TypedDict):
 
     type: Literal["ready"]
     ts: Ts
-    thread_id: Uuid
+    thread_id: Annotated[
+        str | None, "The thread's id; null on the user's socket (`/ws/user/`), which has none."
+    ]
     active: Annotated[
         Snapshot | None,
         "The reply in flight, or null: show its `content`, then apply only frames of that "
@@ -651,13 +654,15 @@ def thread_object(thread: "Thread") -> ThreadObject:
         "id": str(thread.id),
         "title": thread.title,
         "model": thread.model,
+        "pinned": thread.pinned,
         "created_at": thread.created_at.isoformat(),
         "updated_at": thread.updated_at.isoformat(),
     }
 
 
-def ready(*, thread_id: str, active: Snapshot | None) -> ReadyFrame:
-    """The first frame on a socket, and the answer to `resync`."""
+def ready(*, thread_id: str | None, active: Snapshot | None) -> ReadyFrame:
+    """The first frame on a socket, and the answer to `resync` (no thread: the user's
+    socket)."""
     return {"type": "ready", "ts": now_ms(), "thread_id": thread_id, "active": active}
 
 

@@ -45,6 +45,11 @@ class Thread(models.Model):
     def __str__(self) -> str:
         return self.title or f"Thread {str(self.id)[:8]}"
 
+    @property
+    def pinned(self) -> bool:
+        """Whether its owner pinned it (the API's and frames' `pinned`)."""
+        return self.pinned_at is not None
+
 
 class Message(models.Model):
     """One user, assistant or system message of a thread."""

@@ -104,6 +104,16 @@ def thread_rename(*, thread: Thread, title: str) -> Thread:
     return thread
 
 
+def thread_pin(*, thread: Thread, pinned: bool) -> Thread:
+    """Pin the thread (the list shows it first) or unpin it; every tab of its owner hears of
+    it. Its `updated_at` stays: pinning is no activity in the thread."""
+    if thread.pinned != pinned:
+        thread.pinned_at = timezone.now() if pinned else None
+        thread.save(update_fields=["pinned_at"])
+        thread_announce(thread=thread)
+    return thread
+
+
 class AlreadySent(Exception):
     """A command whose `client_id` the thread has already answered (a retried command)."""
 

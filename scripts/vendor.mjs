@@ -26,15 +26,28 @@ const files = [
   ['@highlightjs/cdn-assets/styles/github.min.css', 'highlight/github.min.css'],
   ['@highlightjs/cdn-assets/styles/github-dark.min.css', 'highlight/github-dark.min.css'],
   ...LANGUAGES.map((name) => [`@highlightjs/cdn-assets/es/languages/${name}.min.js`, `highlight/languages/${name}.min.js`]),
+  // KaTeX renders MathML only (the page's CSP forbids the inline styles of its HTML output), so
+  // neither its CSS nor its fonts are needed.
+  ['katex/dist/katex.mjs', 'katex/katex.js'],
+  ['katex/LICENSE', 'katex/LICENSE'],
 ];
+// axe-core is for the browser tests only (tests/test_browser_finish.py), never served to users.
+const testFiles = [
+  ['axe-core/axe.min.js', 'axe-core/axe.min.js'],
+  ['axe-core/LICENSE', 'axe-core/LICENSE'],
+];
+const testVendor = join(root, 'tests', 'vendor');
 
-for (const dir of ['marked', 'dompurify', 'highlight']) rmSync(join(vendor, dir), { recursive: true, force: true });
-for (const [from, to] of files) {
-  mkdirSync(dirname(join(vendor, to)), { recursive: true });
-  copyFileSync(join(modules, from), join(vendor, to));
+for (const dir of ['marked', 'dompurify', 'highlight', 'katex']) rmSync(join(vendor, dir), { recursive: true, force: true });
+rmSync(join(testVendor, 'axe-core'), { recursive: true, force: true });
+for (const [base, list] of [[vendor, files], [testVendor, testFiles]]) {
+  for (const [from, to] of list) {
+    mkdirSync(dirname(join(base, to)), { recursive: true });
+    copyFileSync(join(modules, from), join(base, to));
+  }
 }
-for (const name of ['marked', 'dompurify', '@highlightjs/cdn-assets']) {
+for (const name of ['marked', 'dompurify', '@highlightjs/cdn-assets', 'katex', 'axe-core']) {
   const { version } = JSON.parse(readFileSync(join(modules, name, 'package.json'), 'utf8'));
   console.log(`${name}@${version}`);
 }
-console.log(`copied ${files.length} files into static/vendor/`);
+console.log(`copied ${files.length} files into static/vendor/, ${testFiles.length} into tests/vendor/`);

@@ -45,12 +45,16 @@ def session_cookie(user) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
-async def connect(thread_id: Any, user=None, *, origin: bytes = ORIGIN) -> WebsocketCommunicator:
-    """A socket on the thread through the whole stack (Origin check, session auth, router)."""
+async def connect(
+    thread_id: Any, user=None, *, origin: bytes = ORIGIN, path: str | None = None
+) -> WebsocketCommunicator:
+    """A socket on the thread (or at `path`: `/ws/user/`) through the whole stack (Origin
+    check, session auth, router)."""
     headers = [(b"origin", origin), (b"host", b"127.0.0.1:8000")]
     if user is not None:
         headers.append((b"cookie", (await session_cookie(user)).encode()))
-    communicator = WebsocketCommunicator(application, f"/ws/threads/{thread_id}/", headers=headers)
+    path = path or f"/ws/threads/{thread_id}/"
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     assert connected
     return communicator

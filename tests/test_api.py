@@ -61,6 +61,28 @@ def test_a_thread_is_created_renamed_and_deleted(alice_client):
     assert alice_client.get(f"/api/threads/{thread_id}/").status_code == 404
 
 
+def test_a_thread_is_pinned_and_unpinned_without_moving_in_time_and_only_by_its_owner(
+    alice_client, alice, bob
+):
+    thread, bobs = make_thread(alice, "keep me"), make_thread(bob, "bob's")
+    assert alice_client.get(f"/api/threads/{thread.id}/").json()["pinned"] is False
+    before = Thread.objects.get(pk=thread.pk).updated_at
+
+    def pin(thread_id, pinned):
+        return alice_client.patch(
+            f"/api/threads/{thread_id}/", {"pinned": pinned}, content_type="application/json"
+        )
+
+    pinned = pin(thread.id, True)
+    assert pinned.status_code == 200 and pinned.json()["pinned"] is True
+    assert alice_client.get("/api/threads/").json()["results"][0]["pinned"] is True
+    assert Thread.objects.get(pk=thread.pk).updated_at == before, "no activity: same place"
+    assert pin(thread.id, False).json()["pinned"] is False
+    assert pin(thread.id, "sideways").status_code == 400
+    assert pin(bobs.id, True).status_code == 404
+    assert Thread.objects.get(pk=bobs.pk).pinned_at is None
+
+
 def test_messages_come_newest_page_first_with_older_pages_behind_previous(alice_client, alice):
     thread = make_thread(alice, "long", *[f"m{i}" for i in range(120)])
     page = alice_client.get(f"/api/threads/{thread.id}/messages/").json()

@@ -1,12 +1,15 @@
 """The page's finish (issue 24), as a daily user meets it: dark mode from the system with a
 toggle, one wording for a refusal and one way to retry it, the composer's length limit, long
 messages folded, the demo notice dismissed for good, the sidebar foot and its links, the
-thread list on a phone, and the 404 page. Debian's chromium driven by Playwright against a
-real daphne with the stub provider; one site and one logged-in session for the module.
+thread list on a phone, in date groups, pinned and live with no thread open, math, the 404
+page, and axe-core's check of the chat and settings pages. Debian's chromium driven by
+Playwright against a real daphne with the stub provider; one site and one logged-in session
+for the module.
 """
 
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -347,13 +350,112 @@ def low_contrast_of(page, selectors: list[str], minimum: float = 4.5) -> list:
 
 
 def test_a_thread_made_here_opens_on_a_phone_in_the_dark(site, stub, browser, session_state):
-    """The phone layout with a reply, in dark: nothing overflows the screen's width."""
-    scripted(stub, ("phone question", {"tokens": ["A ", "short ", "answer."]}))
+    """The phone layout with a reply, in dark: nothing overflows the screen's width; its
+    formula is math (MathML from KaTeX) and its prices stay text."""
+    answer = "So $E=mc^2$, at $5 and $10."
+    scripted(
+        stub, ("phone question", {"tokens": [answer[i : i + 4] for i in range(0, len(answer), 4)]})
+    )
     context = new_context(browser, site, session_state, viewport=PHONE, color_scheme="dark")
     page = open_chat(context)
     send(page, "phone question")
     page.locator(DONE).wait_for(timeout=10000)
     thread_id(page)
+    math = page.locator(f"{DONE} [data-content] math")
+    expect(math).to_have_count(1)
+    assert math.locator("annotation").text_content() == "E=mc^2"
+    assert math.evaluate("(m) => m.getBoundingClientRect().width > 20"), "laid out as math"
+    expect(page.locator(f"{DONE} [data-content] p")).to_contain_text("at $5 and $10.")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert low_contrast_of(page, READ[:2] + [".sidebar__user", "[data-connection]"]) == []
+    context.close()
+
+
+def test_the_list_is_grouped_pinned_by_keyboard_and_live_in_a_tab_with_no_thread_open(
+    site, stub, browser, session_state
+):
+    scripted(stub, ("from the other tab", {"tokens": ["Fine."]}))
+    context = new_context(browser, site, session_state)
+    home, other = open_chat(context), open_chat(context)  # both at /, no thread open
+    send(other, "from the other tab")
+    made = thread_id(other)
+    other.locator(DONE).wait_for(timeout=10000)
+    # Made, then titled, in the other tab: this one shows it under Today, with no reload.
+    item = home.locator(f'[data-thread-list] [data-thread-id="{made}"]')
+    expect(item.locator(".thread__link")).to_have_text("A title")
+    today = home.locator('[data-thread-group="today"]')
+    expect(today.locator(".thread-group__title")).to_have_text("Today")
+    expect(today.locator(f'[data-thread-id="{made}"]')).to_have_count(1)
+
+    # Pinned from the keyboard: the button says so, the thread moves to Pinned, and keeps focus.
+    pin = item.locator('[data-thread-action="pin"]')
+    expect(pin).to_have_attribute("aria-pressed", "false")
+    pin.focus()
+    home.keyboard.press("Enter")
+    pinned = home.locator('[data-thread-group="pinned"]')
+    expect(pinned.locator(f'[data-thread-id="{made}"]')).to_have_count(1)
+    expect(pin).to_have_attribute("aria-pressed", "true")
+    expect(pin).to_be_focused()
+    assert home.locator("[data-thread-group]").first.get_attribute("data-thread-group") == (
+        "pinned"
+    )
+    # The tab with the thread open hears of it on its thread socket.
+    expect(
+        other.locator(f'[data-thread-id="{made}"] [data-thread-action="pin"]')
+    ).to_have_attribute("aria-pressed", "true")
+    home.keyboard.press(" ")
+    expect(pin).to_have_attribute("aria-pressed", "false")
+    expect(today.locator(f'[data-thread-id="{made}"]')).to_have_count(1)
+
+    # Deleted in the other tab: gone here too.
+    other.once("dialog", lambda dialog: dialog.accept())
+    other.locator(f'[data-thread-id="{made}"] [data-thread-action="delete"]').click()
+    expect(item).to_have_count(0)
+    context.close()
+
+
+AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
+# axe-core's serious and critical findings, each as "rule: the first elements it names".
+AXE_RUN = """async () => {
+  const { violations } = await axe.run(document, { resultTypes: ['violations'] });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 4).map((n) => n.target).join(', ')}`);
+}"""
+
+
+def axe_findings(page) -> list[str]:
+    """What axe-core (vendored in tests/vendor/, never served) finds serious or critical.
+    Injected through the driver, which the page's CSP does not govern."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(AXE + "\n;undefined")
+    return page.evaluate(AXE_RUN)
+
+
+def test_axe_finds_nothing_serious_on_the_chat_page_and_settings_in_light_and_dark(
+    site, stub, browser, session_state
+):
+    answer = "So $E=mc^2$.\n\n```python\nprint(42)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    scripted(stub, ("check me", {"tokens": [answer]}))
+    context = new_context(browser, site, session_state)
+    page = open_chat(context)
+    send(page, "check me")
+    page.locator(DONE).wait_for(timeout=10000)
+    found = {}
+    for viewport, scheme in (
+        (DESKTOP, "light"),
+        (DESKTOP, "dark"),
+        (PHONE, "dark"),
+        (PHONE, "light"),
+    ):
+        page.set_viewport_size(viewport)
+        page.emulate_media(color_scheme=scheme)
+        expect(page.locator("html")).to_have_attribute("data-theme", scheme)
+        found[(viewport["width"], scheme)] = axe_findings(page)
+    page.goto("/settings/")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        expect(page.locator("html")).to_have_attribute("data-theme", scheme)
+        found[("settings", scheme)] = axe_findings(page)
+    assert {where: problems for where, problems in found.items() if problems} == {}
     context.close()

@@ -1,4 +1,5 @@
-"""Two daphne processes on Redis and PostgreSQL: one reply, seen and stopped from either."""
+"""Two daphne processes on Redis and PostgreSQL: one reply, seen and stopped from either; the
+thread list heard on the other process."""
 
 import asyncio
 import json
@@ -88,6 +89,33 @@ class Socket:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def test_the_users_socket_on_one_process_hears_of_threads_changed_through_the_other(
+    cluster,
+):
+    a, b = cluster
+    alice = login(a.url, "alice", "alice-pw")
+    async with ws_connect(
+        f"{b.ws_url}/ws/user/",
+        origin=b.url,
+        additional_headers={"Cookie": cookie_header(alice)},
+    ) as on_b:
+
+        async def frame() -> dict:
+            return json.loads(await asyncio.wait_for(on_b.recv(), 15))
+
+        assert (await frame())["type"] == "ready"
+        made = alice.post("/api/threads/", json={"title": "made on A"}).json()
+        assert (await frame())["thread"]["title"] == "made on A"
+        alice.patch(f"/api/threads/{made['id']}/", json={"pinned": True})
+        assert (await frame())["thread"]["pinned"] is True
+        assert alice.delete(f"/api/threads/{made['id']}/").status_code == 204
+        assert (await frame()) | {"ts": 0} == {
+            "type": "thread_deleted",
+            "ts": 0,
+            "thread_id": made["id"],
+        }
 
 
 def saved_reply(client, thread_id: str) -> dict:

@@ -1,4 +1,5 @@
-"""The thread WebSocket, driven through the real ASGI stack against the stub provider."""
+"""The thread WebSocket and the user's, driven through the real ASGI stack against the stub
+provider."""
 
 import asyncio
 import uuid
@@ -551,3 +552,79 @@ async def test_a_rename_or_delete_reaches_the_owners_other_tabs_once_and_no_one_
     assert await bobs.receive_nothing(timeout=0.3), "another user hears nothing"
     for ws in (here, there, bobs):
         await ws.disconnect()
+
+
+async def user_socket(user):
+    """The user's socket (`/ws/user/`), past its `ready`."""
+    ws = await connect(None, user, path="/ws/user/")
+    assert await receive(ws) | {"ts": 0} == {
+        "type": "ready",
+        "ts": 0,
+        "thread_id": None,
+        "active": None,
+    }
+    return ws
+
+
+async def test_the_users_socket_carries_their_thread_list_and_never_another_users(
+    stub, memory_layer, alice, bob
+):
+    from django.test import Client
+
+    alices, bobs = await user_socket(alice), await user_socket(bob)
+    api = Client()
+    await database_sync_to_async(api.force_login)(alice)
+    call = database_sync_to_async
+
+    made = (await call(api.post)("/api/threads/", {"title": "made"})).json()
+    frame = await receive(alices)
+    assert frame["type"] == "thread" and frame["thread"]["id"] == made["id"]
+    assert (frame["thread"]["title"], frame["thread"]["pinned"]) == ("made", False)
+    url = f"/api/threads/{made['id']}/"
+    await call(api.patch)(url, {"title": "renamed"}, content_type="application/json")
+    assert (await receive(alices))["thread"]["title"] == "renamed"
+    await call(api.patch)(url, {"pinned": True}, content_type="application/json")
+    assert (await receive(alices))["thread"]["pinned"] is True
+
+    # A reply on a thread sends its frames to that thread's sockets, not here; its title does.
+    ws = await connect(made["id"], alice)
+    await receive(ws)
+    await send(ws, start_command("hello there"))
+    assert reply_text(await frames_until_end(ws)) == "Echo: hello there"
+    await ws.disconnect()
+
+    assert (await call(api.delete)(url)).status_code == 204
+    while (frame := await receive(alices))["type"] == "thread":
+        assert frame["thread"]["id"] == made["id"]  # a title, never a reply's frame
+    assert frame | {"ts": 0} == {"type": "thread_deleted", "ts": 0, "thread_id": made["id"]}
+
+    await send(alices, {"command": "heartbeat"})
+    assert (await receive(alices))["type"] == "heartbeat", "nothing else came"
+    await send(alices, {"command": "start", "message": "x", "client_id": str(uuid.uuid4())})
+    assert (await receive(alices))["code"] == "bad_request"
+    await send(alices, {"command": "resync"})
+    assert (await receive(alices))["type"] == "ready"
+    assert await bobs.receive_nothing(timeout=0.3), "another user hears nothing"
+    for socket in (alices, bobs):
+        await socket.disconnect()
+
+
+async def test_the_users_socket_is_refused_to_no_one_and_to_another_sites_page(memory_layer, alice):
+    anonymous = await connect(None, None, path="/ws/user/")
+    assert (await anonymous.receive_output(timeout=5))["code"] == 4401
+    from channels.testing import WebsocketCommunicator
+
+    from chatproject.asgi import application
+    from tests.helpers import session_cookie
+
+    foreign = WebsocketCommunicator(
+        application,
+        "/ws/user/",
+        headers=[
+            (b"origin", b"http://evil.example"),
+            (b"host", b"127.0.0.1:8000"),
+            (b"cookie", (await session_cookie(alice)).encode()),
+        ],
+    )
+    connected, _ = await foreign.connect(timeout=5)
+    assert not connected

@@ -7,14 +7,15 @@ from chat.models import Message, Thread
 
 
 class ThreadSerializer(serializers.ModelSerializer):
-    """A thread; the title and the model are writable (a model the user may not use is a
-    400, from services)."""
+    """A thread; the title, the model and `pinned` are writable (a model the user may not use
+    is a 400, from services)."""
 
     model = serializers.CharField(required=False, max_length=200)
+    pinned = serializers.BooleanField(required=False)
 
     class Meta:
         model = Thread
-        fields = ["id", "title", "model", "created_at", "updated_at"]
+        fields = ["id", "title", "model", "pinned", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 

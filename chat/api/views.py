@@ -79,7 +79,7 @@ class ThreadViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """`/api/threads/`: list (newest first, searchable), create, read, rename, delete."""
+    """`/api/threads/`: list (newest first, searchable), create, read, rename, pin, delete."""
 
     serializer_class = ThreadSerializer
     pagination_class = ThreadPagination
@@ -113,6 +113,8 @@ class ThreadViewSet(
                 thread = services.thread_set_model(thread=thread, model=data["model"])
             if "title" in data:
                 thread = services.thread_rename(thread=thread, title=data["title"])
+            if "pinned" in data:
+                thread = services.thread_pin(thread=thread, pinned=data["pinned"])
         serializer.instance = thread
 
     def perform_destroy(self, instance: Thread) -> None:

@@ -260,6 +260,32 @@ class Subscriber:
         return [*ending, {**recorded[-1], "seq": seq + 1}]
 
 
+class ThreadList:
+    """A user's thread list alone, for a client with no thread open (`/ws/user/`): the
+    `thread` and `thread_deleted` frames of all their threads, pushed as they come."""
+
+    def __init__(self, user_id: int, *, push: Push) -> None:
+        self.topic = broadcast.user_topic(user_id)
+        self._push = push
+        self._joined = False
+
+    async def open(self) -> None:
+        """Join the user's topic: from now on no list frame is missed."""
+        await broadcast.hub().subscribe(self.topic, self)
+        self._joined = True
+
+    def close(self) -> None:
+        """Leave: no more frames."""
+        if self._joined:
+            self._joined = False
+            broadcast.hub().unsubscribe(self.topic, self)
+
+    async def deliver(self, frame: dict[str, Any], text: str) -> None:
+        """A frame on the user's topic: the list's are pushed, others (`credentials`) not."""
+        if frame.get("type") in _LIST_FRAMES:
+            await self._push(frame, text)
+
+
 class _ThreadList:
     """The user's topic, as one subscriber sees it: another thread's list frames."""
 

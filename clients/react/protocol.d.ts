@@ -7,8 +7,8 @@ export interface ReadyFrame {
   type: "ready";
   /** Server time, epoch milliseconds. */
   ts: number;
-  /** A UUID. */
-  thread_id: string;
+  /** The thread's id; null on the user's socket (`/ws/user/`), which has none. */
+  thread_id: string | null;
   /** The reply in flight, or null: show its `content`, then apply only frames of that reply with a larger `seq`. */
   active: Snapshot | null;
 }
@@ -287,6 +287,8 @@ export interface ThreadObject {
   title: string;
   /** The model id its next reply uses (`GET /api/models/`). */
   model: string;
+  /** Pinned by its owner: the page lists it first, under Pinned. */
+  pinned: boolean;
   /** ISO 8601. */
   created_at: string;
   /** ISO 8601. */

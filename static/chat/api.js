@@ -5,7 +5,7 @@
  * is not 2xx; a request that never got an answer throws without `status`. Nothing here
  * touches the DOM until a request is made, so client.js can use it anywhere.
  *
- * @typedef {{id: string, title: string, model: string, created_at: string, updated_at: string}} Thread
+ * @typedef {{id: string, title: string, model: string, pinned: boolean, created_at: string, updated_at: string}} Thread
  * @typedef {{rating: 'up'|'down', tags: string[], comment: string, updated_at: string}} Feedback
  * @typedef {{next: string|null, previous: string|null, results: any[]}} Page
  * @typedef {{baseUrl?: string, clientSecret?: string}} Auth  baseUrl: the product's origin
@@ -181,6 +181,16 @@ export async function putFeedback(messageId, given, { baseUrl = '', clientSecret
  */
 export function renameThread(id, title) {
   return request('PATCH', `/api/threads/${encodeURIComponent(id)}/`, { title });
+}
+
+/**
+ * Pin a thread (the list shows it first) or unpin it.
+ * @param {string} id
+ * @param {boolean} pinned
+ * @returns {Promise<Thread>}
+ */
+export function pinThread(id, pinned) {
+  return request('PATCH', `/api/threads/${encodeURIComponent(id)}/`, { pinned });
 }
 
 /**

@@ -37,6 +37,15 @@ export function threadSocketUrl(threadId, loc = globalThis.location) {
 }
 
 /**
+ * The user's socket (their thread list, for a page with no thread open) from the page's location.
+ * @param {{protocol: string, host: string}} [loc] defaults to window.location
+ * @returns {string}
+ */
+export function userSocketUrl(loc = globalThis.location) {
+  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws/user/`;
+}
+
+/**
  * Delay before reconnect attempt `attempt` (0-based): exponential backoff with full jitter,
  * so many tabs dropped by one server restart do not come back in lockstep.
  * @param {number} attempt

@@ -9,6 +9,7 @@
  * The settled part is cut into blocks that are rendered once and cached; only the short live
  * tail after it is re-rendered per animation frame.
  */
+import katex from '../vendor/katex/katex.js';
 import { Marked } from '../vendor/marked/marked.esm.js';
 
 // Any indentation: a fence inside a list item is indented too.
@@ -103,16 +104,79 @@ export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 }
 
+// Math in model text. `$…$` follows pandoc's rule so that money stays text: the opening `$`
+// is followed by a non-space, the closing one follows a non-space and is not followed by a
+// digit (`$5 and $10` is no formula). `\$` is a literal dollar. Display math (`$$…$$`,
+// `\[…\]`) may span lines; inline math (`$…$`, `\(…\)`) stays on one line.
+const INLINE_MATH = /^(?:\$\$([^]+?)\$\$|\\\[([^]+?)\\\]|\\\(([^\n]+?)\\\)|\$(?![\s$])((?:\\.|[^\\$\n])+?)(?<!\s)\$(?!\d))/;
+const BLOCK_MATH = /^ {0,3}(?:\$\$([^]+?)\$\$|\\\[([^]+?)\\\])[ \t]*(?:\n+|$)/;
+const MATH_START = /\$|\\[[(]/;
+const BLOCK_MATH_START = /^ {0,3}(?:\$\$|\\\[)/m;
+
+/**
+ * TeX as MathML, never as HTML with inline styles (the page's CSP refuses those). `trust:
+ * false` keeps out `\href`, `\url` and `\html…`; a formula KaTeX cannot read shows as its
+ * source in red instead of throwing.
+ * @param {string} tex
+ * @param {boolean} display
+ * @returns {string} HTML (a `span.katex` holding a `math` element)
+ */
+export function mathHtml(tex, display) {
+  try {
+    return katex.renderToString(tex, {
+      displayMode: display, output: 'mathml', throwOnError: false, trust: false, strict: 'ignore', maxSize: 20, maxExpand: 200,
+    });
+  } catch {
+    return `<code>${escapeHtml(tex)}</code>`;
+  }
+}
+
+const MATH = [
+  {
+    name: 'mathBlock',
+    level: 'block',
+    start(src) {
+      return BLOCK_MATH_START.exec(src)?.index;
+    },
+    tokenizer(src) {
+      const match = BLOCK_MATH.exec(src);
+      if (match) return { type: 'mathBlock', raw: match[0], text: (match[1] ?? match[2]).trim() };
+      return undefined;
+    },
+    renderer({ text }) {
+      return `<p class="math-display">${mathHtml(text, true)}</p>\n`;
+    },
+  },
+  {
+    name: 'mathInline',
+    level: 'inline',
+    start(src) {
+      return MATH_START.exec(src)?.index;
+    },
+    tokenizer(src) {
+      const match = INLINE_MATH.exec(src);
+      if (!match) return undefined;
+      const display = match[1] !== undefined || match[2] !== undefined;
+      const text = (match[1] ?? match[2] ?? match[3] ?? match[4]).trim();
+      return text ? { type: 'mathInline', raw: match[0], text, display } : undefined;
+    },
+    renderer({ text, display }) {
+      return mathHtml(text, display);
+    },
+  },
+];
+
 /**
  * A markdown renderer for untrusted model text (GFM, single newlines kept as line breaks).
  * Raw HTML is shown as text, links keep only http(s)/mailto targets, images become links
  * (a remote image would be fetched on sight: a tracking pixel, and nothing loads offline),
- * and code blocks carry their language for the highlighter.
+ * code blocks carry their language for the highlighter, and TeX outside code becomes MathML.
  * @returns {{toHtml(markdown: string): string}}
  */
 export function createMarkdown() {
   const marked = new Marked({ gfm: true, breaks: true, async: false });
   marked.use({
+    extensions: MATH,
     renderer: {
       html({ text }) {
         return escapeHtml(text);

@@ -1,5 +1,5 @@
 /**
- * Model text to DOM: markdown (markdown.js) sanitized by DOMPurify, code blocks highlighted
+ * Model text to DOM: markdown (markdown.js, math as MathML) sanitized by DOMPurify, code blocks highlighted
  * and given a copy button, rendered incrementally while a reply streams. No HTML reaches the
  * DOM without DOMPurify; the chrome around code blocks is built with createElement.
  */
@@ -35,12 +35,26 @@ hljs.configure({ ignoreUnescapedHTML: true });
 // would make a reply without blank lines (one huge paragraph or code block) quadratic.
 const PLAIN_TAIL_CHARS = 6000;
 
+// DOMPurify's MathML profile (for KaTeX's output, markdown.js) plus the few HTML tags markdown
+// makes. KaTeX wraps each formula in `semantics` with its TeX as an `annotation`, both of
+// which the profile leaves out; they are inert. No `id` (DOM clobbering) and no `style` (CSP).
 const PURIFY = {
-  ALLOWED_TAGS: [
+  USE_PROFILES: { mathMl: true },
+  ADD_TAGS: [
     'a', 'p', 'br', 'strong', 'em', 'del', 's', 'code', 'pre', 'blockquote', 'ul', 'ol', 'li',
     'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'input', 'span',
+    'semantics', 'annotation',
   ],
-  ALLOWED_ATTR: ['href', 'title', 'class', 'start', 'type', 'checked', 'disabled', 'align', 'target', 'rel'],
+  ADD_ATTR: ['href', 'title', 'class', 'start', 'type', 'checked', 'disabled', 'align', 'target', 'rel'],
+  FORBID_ATTR: ['id', 'style', 'xlink:href', 'xml:id'],
+  // With a URI regexp this strict, DOMPurify drops any other attribute whose value is not a
+  // URL (`display="block"`, `start="3"`) unless it is named here as never holding one.
+  ADD_URI_SAFE_ATTR: [
+    'start', 'align', 'accent', 'accentunder', 'columnalign', 'columnlines', 'columnspacing', 'depth', 'display',
+    'displaystyle', 'encoding', 'fence', 'height', 'largeop', 'linethickness', 'lspace', 'mathbackground', 'mathcolor',
+    'mathsize', 'mathvariant', 'maxsize', 'minsize', 'movablelimits', 'notation', 'rowlines', 'rowspacing', 'rspace',
+    'scriptlevel', 'separator', 'stretchy', 'symmetric', 'voffset', 'width',
+  ],
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
   ALLOW_DATA_ATTR: false,
   RETURN_DOM_FRAGMENT: true,

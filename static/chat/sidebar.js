@@ -1,5 +1,5 @@
 /**
- * The sidebar: the thread list (search, paging, rename, delete), the new-thread button, the
+ * The sidebar: the thread list (date groups, pinning, search, paging, rename, delete), the new-thread button, the
  * tokens-left line, and opening and closing it at phone width. It owns what the page knows of
  * the user's threads: one object per thread, whichever list shows it.
  *
@@ -17,9 +17,12 @@
  * @property {() => void} render
  * @property {() => Promise<void>} refresh      catch up with other tabs' and the model's titles
  * @property {() => Promise<void>} refreshUsage the tokens left today
+ * @property {(on: boolean) => void} listen    follow the list on the user's socket (on: no
+ *   thread is open, so no thread socket brings the list's frames)
  * @property {() => void} close                  close it at phone width
  */
 import * as api from './api.js';
+import { connectThread, userSocketUrl } from './connection.js';
 import { renderThreadList } from './threadlist.js';
 
 // How close to the list's end (px) loads the next page of search results.
@@ -57,7 +60,15 @@ export function createSidebar(root, { threads, notices, openThread }) {
 
   function render() {
     const shown = (search.found ?? listed).map((id) => known.get(id));
-    renderThreadList(ui.list, shown, openThread.id(), renaming);
+    // The list is drawn anew (a frame from another tab may do it any time): the keyboard's
+    // place goes back to the same control of the same thread.
+    const focused = ui.list.contains(document.activeElement) ? document.activeElement : null;
+    const place = focused && [focused.closest('[data-thread-id]')?.dataset.threadId, focused.dataset.threadAction];
+    renderThreadList(ui.list, shown, openThread.id(), renaming, { grouped: !search.found });
+    if (place?.[0] && !renaming) {
+      const item = ui.list.querySelector(`[data-thread-id="${place[0]}"]`);
+      (place[1] ? item?.querySelector(`[data-thread-action="${place[1]}"]`) : item?.querySelector('.thread__link'))?.focus({ preventScroll: true });
+    }
     ui.empty.hidden = shown.length > 0;
     ui.empty.textContent = search.found ? 'No thread matches.' : 'No threads yet.';
     if (renaming) {
@@ -101,6 +112,19 @@ export function createSidebar(root, { threads, notices, openThread }) {
     } catch (error) {
       if (before) upsert(before);
       notices.failed(error, 'Could not rename the thread');
+    }
+  }
+
+  async function pin(threadId) {
+    const before = known.get(threadId);
+    if (!before) return;
+    // Shown at once; the server's answer (or a failure) settles it.
+    upsert({ ...before, pinned: !before.pinned });
+    try {
+      upsert(await api.pinThread(threadId, !before.pinned));
+    } catch (error) {
+      upsert(before);
+      notices.failed(error, before.pinned ? 'Could not unpin the thread' : 'Could not pin the thread');
     }
   }
 
@@ -171,6 +195,41 @@ export function createSidebar(root, { threads, notices, openThread }) {
     ui.backdrop.hidden = true;
   }
 
+  async function refresh() {
+    try {
+      const page = await api.listThreads();
+      for (const t of (page.results ?? []).reverse()) {
+        const before = known.get(t.id);
+        if (!listed.includes(t.id) || before.title !== t.title || before.updated_at !== t.updated_at || before.pinned !== t.pinned) upsert(t);
+      }
+    } catch {
+      // The list stays as it was; nothing the user asked for failed.
+    }
+  }
+
+  // The user's socket, open while no thread is: other tabs' and processes' new, renamed,
+  // pinned and deleted threads. A thread's own socket carries the same frames.
+  let stream = null;
+  function listen(on) {
+    if (!on) {
+      stream?.dispose();
+      stream = null;
+      return;
+    }
+    stream ??= connectThread({
+      threadId: '',
+      url: userSocketUrl(),
+      onFrame(frame) {
+        if (frame.type === 'ready') refresh(); // what changed while it was closed
+        else if (frame.type === 'thread') upsert(frame.thread);
+        else if (frame.type === 'thread_deleted') {
+          forget(frame.thread_id);
+          render();
+        }
+      },
+    });
+  }
+
   const threadIdOf = (node) => node.closest('[data-thread-id]').dataset.threadId;
 
   ui.newThread.addEventListener('click', () => {
@@ -185,6 +244,8 @@ export function createSidebar(root, { threads, notices, openThread }) {
     if (action === 'rename') {
       renaming = threadId;
       render();
+    } else if (action === 'pin') {
+      pin(threadId);
     } else if (action === 'delete') {
       remove(threadId);
     } else if (event.target.closest('a') && !(event.metaKey || event.ctrlKey || event.shiftKey || event.altKey || event.button !== 0)) {
@@ -239,17 +300,8 @@ export function createSidebar(root, { threads, notices, openThread }) {
     },
     forget,
     render,
-    async refresh() {
-      try {
-        const page = await api.listThreads();
-        for (const t of (page.results ?? []).reverse()) {
-          const before = known.get(t.id);
-          if (!listed.includes(t.id) || before.title !== t.title || before.updated_at !== t.updated_at) upsert(t);
-        }
-      } catch {
-        // The list stays as it was; nothing the user asked for failed.
-      }
-    },
+    refresh,
+    listen,
     async refreshUsage() {
       let usage;
       try {

@@ -204,6 +204,7 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
   function connect(messages = []) {
     client?.dispose();
     client = null;
+    sidebar.listen(!threadId);
     if (!threadId) {
       badge.hide();
       return;
