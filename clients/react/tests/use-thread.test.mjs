@@ -183,7 +183,9 @@ test('stop, regenerate, edit and continue send the documented commands', async (
     sent = hook.result.current.continue(REPLY);
   });
   assert.equal(sent, true);
-  assert.deepEqual(socket.commands('continue'), [{ command: 'continue', message_id: REPLY }]);
+  const [continued] = socket.commands('continue');
+  assert.deepEqual({ ...continued, client_id: undefined }, { command: 'continue', message_id: REPLY, client_id: undefined });
+  assert.match(continued.client_id, /^[0-9a-f-]{36}$/, 'a continue carries a client_id, so a retried one is recognised');
   await nextFrame();
   assert.equal(hook.result.current.busy, true, 'a continue sent awaits its answer');
   // The continuation carries on the reply's seq: the same message grows (and is saved
