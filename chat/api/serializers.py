@@ -7,14 +7,16 @@ from chat.models import Message, Thread
 
 
 class ThreadSerializer(serializers.ModelSerializer):
-    """A thread; the title and the model are writable (a model the user may not use is a
-    400, from services)."""
+    """A thread; the title, the model and the branch shown (`active_leaf`) are writable (a
+    model the user may not use, or an `active_leaf` that is no message of the thread, is a
+    400 from services)."""
 
     model = serializers.CharField(required=False, max_length=200)
+    active_leaf = serializers.UUIDField(source="active_leaf_id", required=False)
 
     class Meta:
         model = Thread
-        fields = ["id", "title", "model", "created_at", "updated_at"]
+        fields = ["id", "title", "model", "active_leaf", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
