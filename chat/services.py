@@ -83,8 +83,9 @@ def thread_announce(*, thread: Thread) -> None:
 def thread_delete(*, thread: Thread) -> None:
     """Delete the thread with its messages; its sockets and its owner's other tabs hear of it."""
     thread_id, owner_id = str(thread.id), thread.owner_id
-    attachments_forget_files_of(messages=thread.messages.all())
-    thread.delete()
+    with transaction.atomic():  # its files go once its rows have (a file nobody uses)
+        attachments_forget_files_of(messages=thread.messages.all())
+        thread.delete()
     frame = frames.thread_deleted(thread_id=thread_id)
     broadcast.publish_after_commit([thread_id, broadcast.user_topic(owner_id)], frame)
 
@@ -293,8 +294,14 @@ def _begin(
     # One INSERT for both (created_at is stamped in order: the reply after its message).
     Message.objects.bulk_create([m for m in (user_message, reply) if m is not None])
     placed = user_message or reply
-    beside = Message.objects.filter(thread=thread, parent_id=parent_id).order_by("created_at", "id")
-    selectors.with_siblings([placed], selectors.Tree(beside.values_list("id", "parent_id")))
+    if parent_id == thread.active_leaf_id:
+        # After the active leaf, which has no children (a switch resolves to a leaf), or the
+        # first message of an empty thread: alone at its place.
+        placed.siblings = {"index": 0, "count": 1, "ids": [str(placed.id)]}
+    else:  # a new branch: beside what it answers anew
+        beside = Message.objects.filter(thread=thread, parent_id=parent_id)
+        tree = selectors.Tree(beside.order_by("created_at", "id").values_list("id", "parent_id"))
+        selectors.with_siblings([placed], tree)
     if user_message is not None:
         reply.siblings = {"index": 0, "count": 1, "ids": [str(reply.id)]}
     retitled = not thread.title and text is not None

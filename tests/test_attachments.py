@@ -374,6 +374,7 @@ def test_the_export_lists_attachments(alice, storage):
     sent = services.attachment_create(owner=alice, name="plan.txt", content=b"plan")
     sent.message = Message.objects.create(thread=thread, role="user", content="see the plan")
     sent.save()
+    Thread.objects.filter(pk=thread.pk).update(active_leaf=sent.message)
     exported = logged_in(alice).get(f"/api/threads/{thread.id}/export/", {"format": "markdown"})
     assert "Attached: plan.txt (text/plain, 4 bytes)" in exported.content.decode()
     as_json = json.loads(
