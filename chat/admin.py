@@ -36,11 +36,14 @@ METRIC_FIELDS = ("token_count", "first_token_ms", "elapsed_ms")
 
 
 class MessageInline(admin.TabularInline):
-    """A thread's messages, oldest first."""
+    """A thread's messages, every branch, oldest first: each with its short id and the one
+    it follows (the tree: an edit or a regenerate adds a sibling beside what it answers)."""
 
     model = Message
     extra = 0
     fields = (
+        "short_id",
+        "follows",
         "role",
         "status",
         "content",
@@ -49,9 +52,26 @@ class MessageInline(admin.TabularInline):
         *METRIC_FIELDS,
         "created_at",
     )
-    readonly_fields = ("status", "model", "error_code", *METRIC_FIELDS, "created_at")
+    readonly_fields = (
+        "short_id",
+        "follows",
+        "status",
+        "model",
+        "error_code",
+        *METRIC_FIELDS,
+        "created_at",
+    )
     ordering = ("created_at",)
     show_change_link = True
+
+    @admin.display(description="id")
+    def short_id(self, obj: Message) -> str:
+        return str(obj.id)[:8] if obj.pk else ""
+
+    @admin.display(description="follows")
+    def follows(self, obj: Message) -> str:
+        """The parent's short id (no query: the id is on the row); "—" for the first."""
+        return str(obj.parent_id)[:8] if obj.parent_id else "—"
 
 
 @admin.register(Thread)
@@ -62,7 +82,7 @@ class ThreadAdmin(admin.ModelAdmin):
     list_filter = ("messages__status", "owner", "created_at", "updated_at")
     search_fields = ("title", "owner__username", "messages__content")
     date_hierarchy = "created_at"
-    readonly_fields = ("id", "created_at", "updated_at")
+    readonly_fields = ("id", "active_leaf", "created_at", "updated_at")
     inlines = [MessageInline]
     list_select_related = ("owner",)
 
@@ -93,6 +113,7 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = (
         "id",
         "thread",
+        "parent",
         "client_id",
         *METRIC_FIELDS,
         "created_at",

@@ -45,15 +45,20 @@ ERRORS: Final[dict[ErrorCode, ErrorInfo]] = {
         False,
         "The command or body is malformed: not JSON, an unknown command, a missing or empty "
         "`message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that "
-        "is not the thread's last user message, a `regenerate` with no reply to replace, a "
-        "`continue` of a message that is not the thread's last reply, finished and truncated.",
+        "is not a user message of the thread's active path, a `regenerate` with no finished "
+        "reply at the path's end, a `continue` of a message that is not the thread's last "
+        "reply, finished and truncated; an `active_leaf` that is no message of the thread.",
     ),
     "too_large": ErrorInfo(
         False,
         "The message is longer than the server's limit, or the frame is far past any valid "
         "command.",
     ),
-    "busy": ErrorInfo(True, "A reply is already running on this thread; wait for its end."),
+    "busy": ErrorInfo(
+        True,
+        "A reply is already running on this thread; wait for its end. Also a branch switch "
+        "while a reply runs.",
+    ),
     "rate_limited": ErrorInfo(
         True,
         "Too many replies a minute, too many at once, or too many commands a second on one "
@@ -192,10 +197,23 @@ class FeedbackObject(TypedDict):
     updated_at: Annotated[str, "ISO 8601."]
 
 
+class Siblings(TypedDict):
+    """The alternatives at a message's place in its thread's tree (an edit or a regenerate
+    adds one), itself included, oldest first."""
+
+    index: Annotated[int, "Its own place among them, from 0."]
+    count: Annotated[int, "How many there are (1: none but itself)."]
+    ids: Annotated[list[str], "Their ids, oldest first: `PATCH` one as `active_leaf` to show it."]
+
+
 class MessageObject(TypedDict):
     """A saved message, as `message` frames and the HTTP API carry it."""
 
     id: Uuid
+    parent_id: Annotated[
+        str | None, "The message it follows in the thread's tree; null for the first."
+    ]
+    siblings: Siblings
     role: Role
     content: Annotated[str, "The text; a reply's text so far while it streams."]
     status: Annotated[MessageStatus, "A user message is `complete`."]
@@ -236,6 +254,11 @@ class ThreadObject(TypedDict):
     title: Annotated[str, "Empty until the first reply titles it."]
     model: Annotated[str, "The model id its next reply uses (`GET /api/models/`)."]
     pinned: Annotated[bool, "Pinned by its owner: the page lists it first, under Pinned."]
+    active_leaf: Annotated[
+        str | None,
+        "The last message of the branch it shows (null while it has none); `PATCH` any "
+        "message of the thread here to switch branch.",
+    ]
     created_at: Annotated[str, "ISO 8601."]
     updated_at: Annotated[str, "ISO 8601."]
 
@@ -331,7 +354,11 @@ class ReadyFrame(TypedDict):
 
 
 class MessageFrame(TypedDict):
-    """A user message was saved (every socket of the thread gets it, the sender's too)."""
+    """A message was saved (every socket of the thread gets it, the sender's too): a user
+    message, or, for a `regenerate` (or a ChatKit retry), the new reply itself, `streaming`
+    and empty, before its `start`. The message goes right after its `parent_id`: whatever a
+    client shows after that parent is another branch now (an edit, a regenerate), and leaves
+    the screen; its `siblings` count the versions at its place."""
 
     type: Literal["message"]
     ts: Ts
@@ -428,19 +455,13 @@ class HeartbeatFrame(TypedDict):
     ]
 
 
-class RemovedFrame(TypedDict):
-    """Messages left the thread: an `edit` or `regenerate` replaced them. Sent before the
-    frames of the new reply."""
-
-    type: Literal["removed"]
-    ts: Ts
-    message_ids: Annotated[list[str], "The ids of the messages removed."]
-
-
 class ThreadFrame(TypedDict):
     """A thread was made or changed: its title (cut from the first message, then, with a real
-    model, one the model wrote; or a rename). Sent on the thread's own socket, and on every
-    other socket of its owner, so each tab's thread list follows."""
+    model, one the model wrote; or a rename), its model, or its branch (a switch: `PATCH
+    active_leaf`). Sent on the thread's own socket, and on every other socket of its owner, so
+    each tab's thread list follows. A client showing the thread whose last message is not the
+    thread's `active_leaf`, with no reply running, reads the thread's messages again (`GET
+    /api/threads/<id>/messages/`): another tab switched branch."""
 
     type: Literal["thread"]
     ts: Ts
@@ -475,7 +496,6 @@ Frame = (
     | CompleteFrame
     | ErrorFrame
     | HeartbeatFrame
-    | RemovedFrame
     | ThreadFrame
     | ThreadDeletedFrame
     | FeedbackFrame
@@ -516,7 +536,8 @@ class ResyncCommand(TypedDict):
 
 
 class RegenerateCommand(TypedDict):
-    """Replace the thread's last finished reply with a new answer to the same message."""
+    """A new answer to the message the thread's last finished reply (its active leaf)
+    answers: a new branch beside that reply, which is kept (its `siblings` list both)."""
 
     command: Literal["regenerate"]
     client_id: NotRequired[ClientId]
@@ -525,11 +546,11 @@ class RegenerateCommand(TypedDict):
 
 
 class EditCommand(TypedDict):
-    """Replace the thread's last user message (and the reply to it) with new text, and answer
-    it."""
+    """A new version of a user message on the thread's active path, answered: a new branch
+    beside the old version, which is kept with everything after it."""
 
     command: Literal["edit"]
-    message_id: Annotated[str, "The thread's last user message."]
+    message_id: Annotated[str, "A user message of the thread's active path."]
     message: Annotated[str, "The new text."]
     client_id: NotRequired[ClientId]
     time_zone: NotRequired[TimeZone]
@@ -542,7 +563,9 @@ class ContinueCommand(TypedDict):
     message, its text grows, its frames carry on its `seq` after its last frame (no `start`)."""
 
     command: Literal["continue"]
-    message_id: Annotated[str, "The thread's last message: a finished, truncated reply."]
+    message_id: Annotated[
+        str, "The thread's active leaf (its last message shown): a finished, truncated reply."
+    ]
     client_id: NotRequired[ClientId]
 
 
@@ -584,6 +607,10 @@ def message_object(message: "Message") -> MessageObject:
         "status": message.status,
         "client_id": str(message.client_id) if message.client_id else None,
         "created_at": message.created_at.isoformat(),
+        "parent_id": str(message.parent_id) if message.parent_id else None,
+        # Set by whoever read it (selectors.with_siblings, the begin): never a query here.
+        "siblings": getattr(message, "siblings", None)
+        or {"index": 0, "count": 1, "ids": [str(message.id)]},
     }
     if message.role == "user":
         shaped["attachments"] = [attachment_object(a) for a in _attached(message)]
@@ -655,6 +682,7 @@ def thread_object(thread: "Thread") -> ThreadObject:
         "title": thread.title,
         "model": thread.model,
         "pinned": thread.pinned,
+        "active_leaf": str(thread.active_leaf_id) if thread.active_leaf_id else None,
         "created_at": thread.created_at.isoformat(),
         "updated_at": thread.updated_at.isoformat(),
     }
@@ -671,13 +699,8 @@ def message(*, message: MessageObject) -> MessageFrame:
     return {"type": "message", "ts": now_ms(), "message": message}
 
 
-def removed(*, message_ids: list[str]) -> RemovedFrame:
-    """Messages gone from the thread (an edit or a regenerate replaced them)."""
-    return {"type": "removed", "ts": now_ms(), "message_ids": message_ids}
-
-
 def thread(*, thread: ThreadObject) -> ThreadFrame:
-    """A thread was made, or its title changed."""
+    """A thread was made, or its title, model or branch changed."""
     return {"type": "thread", "ts": now_ms(), "thread": thread}
 
 

@@ -47,29 +47,27 @@ NO_VISION = "the model now answering cannot see images."
 
 
 def thread_history(
-    *, thread_id: uuid.UUID, exclude_id: uuid.UUID | None, max_chars: int, vision: bool = False
+    *, thread_id: uuid.UUID, leaf_id: uuid.UUID | None, max_chars: int, vision: bool = False
 ) -> History:
-    """The thread as agent input: the most recent messages whose text (their files' text
-    included, an image counted as IMAGE_CHARS) fits in `max_chars` (the model's context
-    window, catalog.py), and the count of older ones left out. A message with files is a
-    list of parts: its text with each text file's, then its images (a model without vision
-    gets a note in their place)."""
+    """The path from the thread's first message to `leaf_id` (a reply's parent; a continued
+    reply itself) as agent input, never a message of another branch: its most recent messages
+    whose text (their files' text included, an image counted as IMAGE_CHARS) fits in
+    `max_chars` (the model's context window, catalog.py), and the count of older ones left
+    out. A message with files is a list of parts: its text with each text file's, then its
+    images (a model without vision gets a note in their place)."""
+    whole = thread_tree(thread_id=thread_id).path_to(leaf_id)
+    path = whole[-HISTORY_MESSAGES * 2 :]
     rows = (
-        Message.objects.filter(thread_id=thread_id)
-        .exclude(pk=exclude_id)
+        Message.objects.filter(pk__in=path)
         .exclude(content="", attachments__isnull=True)
         .order_by("-created_at", "-id")
     )
     # One query: a message with files comes once per file (the join), its ids beside it.
     fetched: dict[uuid.UUID, tuple[str, str, list[uuid.UUID]]] = {}
-    for pk, role, content, attached in rows.values_list("id", "role", "content", "attachments")[
-        : HISTORY_MESSAGES * 2
-    ]:
+    for pk, role, content, attached in rows.values_list("id", "role", "content", "attachments"):
         entry = fetched.setdefault(pk, (role, content, []))
         if attached is not None:
             entry[2].append(attached)
-        if len(fetched) > HISTORY_MESSAGES:
-            break
     files = _files_of([a for _, _, ids in fetched.values() for a in ids])
     history: list[dict[str, Any]] = []
     used = 0
@@ -80,10 +78,58 @@ def thread_history(
             break
         history.append(_message_input(role, content[-max_chars:], parts, vision))
     history.reverse()
-    left_out = len(fetched) - len(history)
-    if len(fetched) > HISTORY_MESSAGES:  # more than were read: count them (rare)
-        left_out = rows.values("id").distinct().count() - len(history)
+    left_out = len(fetched) - len(history) + len(whole) - len(path)
     return History(history, left_out)
+
+
+class Tree:
+    """A thread's messages as a tree of ids (read in one query, oldest first): the paths,
+    the latest descendants and the siblings of docs/protocol.md's "Branches"."""
+
+    def __init__(self, rows: list[tuple[uuid.UUID, uuid.UUID | None]]) -> None:
+        self.parent: dict[uuid.UUID, uuid.UUID | None] = {}
+        self.children: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+        for pk, parent_id in rows:
+            self.parent[pk] = parent_id
+            self.children.setdefault(parent_id, []).append(pk)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self.parent
+
+    def path_to(self, leaf_id: uuid.UUID | None) -> list[uuid.UUID]:
+        """The ids from the first message to `leaf_id`, oldest first (none for None)."""
+        path = []
+        at = leaf_id if leaf_id in self.parent else None
+        while at is not None:
+            path.append(at)
+            at = self.parent[at]
+        path.reverse()
+        return path
+
+    def leaf_under(self, message_id: uuid.UUID) -> uuid.UUID:
+        """The message, or the end of the path through its latest descendants."""
+        at = message_id
+        while self.children.get(at):
+            at = self.children[at][-1]
+        return at
+
+    def siblings(self, message_id: uuid.UUID) -> dict[str, Any]:
+        """The alternatives at the message's place, itself included, oldest first."""
+        ids = self.children.get(self.parent.get(message_id), [message_id])
+        return {"index": ids.index(message_id), "count": len(ids), "ids": [str(i) for i in ids]}
+
+
+def thread_tree(*, thread_id: uuid.UUID) -> Tree:
+    """The thread's tree of messages, ids only, in one query."""
+    rows = Message.objects.filter(thread_id=thread_id).order_by("created_at", "id")
+    return Tree(list(rows.values_list("id", "parent_id")))
+
+
+def with_siblings(messages: list[Message], tree: Tree) -> list[Message]:
+    """The messages, each given its `siblings` (frames.message_object shows them)."""
+    for message in messages:
+        message.siblings = tree.siblings(message.id)
+    return messages
 
 
 def preferences_of(*, user: AbstractBaseUser) -> Preferences:
@@ -128,26 +174,35 @@ def _data_url(attachment: Attachment) -> str:
 
 
 def thread_messages(*, thread_id: uuid.UUID) -> list[Message]:
-    """All messages of a thread, oldest first, with their feedback."""
-    return list(
+    """Every message of a thread, every branch, oldest first, with their feedback, files and
+    siblings (the JSON export's tree)."""
+    messages = list(
         Message.objects.filter(thread_id=thread_id)
         .select_related("feedback")
         .prefetch_related("attachments")
         .order_by("created_at", "id")
     )
+    return with_siblings(messages, Tree([(m.id, m.parent_id) for m in messages]))
+
+
+def path_ids(*, thread: Thread) -> tuple[list[uuid.UUID], Tree]:
+    """The ids of the thread's active path, oldest first, and the tree they were read from."""
+    tree = thread_tree(thread_id=thread.id)
+    return tree.path_to(thread.active_leaf_id), tree
 
 
 def active_path(*, thread: Thread) -> list[Message]:
     """The messages the thread shows, oldest first: from its first message to its active leaf,
-    each the parent of the next (the other branches of the tree left out)."""
-    by_id = {m.id: m for m in thread_messages(thread_id=thread.id)}
-    path = []
-    at = by_id.get(thread.active_leaf_id)
-    while at is not None:
-        path.append(at)
-        at = by_id.get(at.parent_id)
-    path.reverse()
-    return path
+    each the parent of the next (the other branches of the tree left out), with their
+    feedback, files and siblings."""
+    ids, tree = path_ids(thread=thread)
+    messages = list(
+        Message.objects.filter(pk__in=ids)
+        .select_related("feedback")
+        .prefetch_related("attachments")
+        .order_by("created_at", "id")
+    )
+    return with_siblings(messages, tree)
 
 
 def reply_to_send(*, thread_id: str | uuid.UUID, client_id: uuid.UUID) -> Message | None:
@@ -155,13 +210,8 @@ def reply_to_send(*, thread_id: str | uuid.UUID, client_id: uuid.UUID) -> Messag
     sent = Message.objects.filter(thread_id=thread_id, client_id=client_id).first()
     if sent is None or sent.role == Message.Role.ASSISTANT:
         return sent
-    return (
-        Message.objects.filter(
-            thread_id=thread_id, role=Message.Role.ASSISTANT, created_at__gte=sent.created_at
-        )
-        .order_by("created_at", "id")
-        .first()
-    ) or sent
+    replies = Message.objects.filter(parent=sent, role=Message.Role.ASSISTANT)
+    return replies.order_by("created_at", "id").first() or sent
 
 
 def message_get(*, message_id: str | uuid.UUID) -> Message | None:

@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
-from django.db.models import Case, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, QuerySet, Value, When
 from django.utils import timezone
 
 from chat import attachments, catalog, frames, inputs, model_choice, quota, selectors
@@ -85,8 +85,9 @@ def thread_announce(*, thread: Thread) -> None:
 def thread_delete(*, thread: Thread) -> None:
     """Delete the thread with its messages; its sockets and its owner's other tabs hear of it."""
     thread_id, owner_id = str(thread.id), thread.owner_id
-    attachments_forget_files_of(messages=thread.messages.all())
-    thread.delete()
+    with transaction.atomic():  # its files go once its rows have (a file nobody uses)
+        attachments_forget_files_of(messages=thread.messages.all())
+        thread.delete()
     frame = frames.thread_deleted(thread_id=thread_id)
     broadcast.publish_after_commit([thread_id, broadcast.user_topic(owner_id)], frame)
 
@@ -120,11 +121,10 @@ class AlreadySent(Exception):
 
 @dataclass
 class Begun:
-    """What beginning a reply wrote: the reply, maybe a user message, what it removed."""
+    """What beginning a reply wrote: the reply, and maybe a user message."""
 
     reply: Message
     user_message: Message | None = None
-    removed_ids: list[str] = field(default_factory=list)
     thread: Thread | None = None  # set when the thread's title changed
     history: list[dict[str, str]] = field(default_factory=list)  # the agent's input
     history_left_out: int = 0  # older messages the model's window could not take
@@ -135,9 +135,9 @@ class Begun:
 @dataclass(frozen=True)
 class Ask:
     """What a new reply answers: a new message (`text`, saved as `message_id` when the
-    caller named its id), the same message again (`regenerate`), the thread's last message
-    edited (`edited_id` and its new `text`), or an earlier message of the user's answered
-    anew, everything after it removed (`retry_after`)."""
+    caller named its id), the same message again (`regenerate`), a user message of the
+    active path edited (`edited_id` and its new `text`), or a user message of the active path
+    answered anew (`retry_after`). The last three make a new branch: nothing is removed."""
 
     client_id: uuid.UUID
     text: str | None = None
@@ -152,7 +152,7 @@ class Ask:
     # user's choice for new threads. None: the thread's.
     model: str | None = None
     # Uploads the new message carries (their owner's, unsent). None with an edit: the edited
-    # message's stay with it.
+    # message's files go with the new version too (copied rows, one stored file).
     attachments: tuple[uuid.UUID, ...] | None = None
     # The thread's last reply, cut by the token limit, that this reply extends (`continue`):
     # the same message goes on streaming, its text growing.
@@ -169,9 +169,10 @@ def reply_open(
     vision: bool = False,
 ) -> Begun:
     """Begin the reply that `ask` asks for, in one transaction: the thread locked (or made,
-    with `new_thread_of`, so it never exists empty), a repeated command refused before it
-    removes anything, what the ask replaces removed, then the user's message (when it has
-    text) and the `streaming` reply written. A refused ask changes nothing.
+    with `new_thread_of`, so it never exists empty), a repeated command refused, then the
+    user's message (when it has text) and the `streaming` reply written where the ask puts
+    them: after the active leaf, or beside what an edit, regenerate or retry answers anew (a
+    new branch; nothing is removed). A refused ask changes nothing.
 
     `held_tokens` is what the reply holds of the user's budget, kept on its row so that a
     process that dies holding it can be settled exactly (`reply_interrupt`). Raises
@@ -187,16 +188,7 @@ def reply_open(
             return _continued(thread, ask, held_tokens)
         if ask.model is not None:
             _remember_model(thread.owner_id, ask.model)
-        replaced, parent_id = _replaced(thread, ask)
-        removed = [str(pk) for pk in replaced.values_list("id", flat=True)]
-        attached = list(ask.attachments or ())
-        if ask.edited_id is not None and ask.attachments is None:  # an edit keeps its files
-            kept = Attachment.objects.filter(message_id=ask.edited_id)
-            attached = list(kept.values_list("id", flat=True))
-            kept.update(message=None)
-        if removed:  # a new message replaces nothing: no ORM work for an empty set
-            attachments_forget_files_of(messages=replaced)
-            replaced.delete()
+        parent_id = _placed(thread, ask)
         begun = _begin(
             thread,
             text=ask.text,
@@ -207,24 +199,25 @@ def reply_open(
             message_id=ask.message_id,
             parent_id=parent_id,
         )
-        begun.removed_ids = removed
-        if attached:
+        if ask.edited_id is not None and ask.attachments is None:  # an edit keeps its files
+            begun.user_message.attached = _attachments_copy(ask.edited_id, begun.user_message)
+        elif ask.attachments:
             if begun.user_message is None:
                 raise ChatError("bad_request", "Files go with a message.")
             begun.user_message.attached = _attach(
-                attached, begun.user_message, thread.owner_id, vision, model
+                list(ask.attachments), begun.user_message, thread.owner_id, vision, model
             )
         return begun
 
 
 def _continued(thread: Thread, ask: Ask, held_tokens: int) -> Begun:
-    """Inside the caller's transaction: the thread's last message, a finished reply cut by
-    the token limit, streaming again (its text and its last `seq` kept); anything else is
+    """Inside the caller's transaction: the thread's active leaf, a finished reply cut by the
+    token limit, streaming again (its text and its last `seq` kept); anything else is
     `bad_request`, and nothing changes. The reply takes the continue's `client_id`, so the
     same continue sent again is told apart (`AlreadySent`) from a continue of a reply that
     is no longer truncated."""
     _not_sent_before(thread, ask.client_id)
-    last = thread.messages.order_by("-created_at", "-id").first()
+    last = Message.objects.filter(pk=thread.active_leaf_id, thread=thread).first()
     if (
         last is None
         or last.id != ask.continued_id
@@ -242,35 +235,38 @@ def _continued(thread: Thread, ask: Ask, held_tokens: int) -> Begun:
     return Begun(reply=last, continued=True)
 
 
-def _replaced(thread: Thread, ask: Ask) -> tuple[QuerySet[Message], uuid.UUID | None]:
-    """The thread's messages that `ask` replaces (none for a new message), and the message the
-    new one follows (its parent); a regenerate, edit or retry aimed at the wrong message is
-    refused."""
+def _placed(thread: Thread, ask: Ask) -> uuid.UUID | None:
+    """The message the ask's new message follows (its parent): the active leaf for a new
+    message; for an edit, a regenerate or a retry, the place of what it answers anew on the
+    active path, where the new message becomes a sibling. One aimed at a message that is not
+    on the active path is refused, and a repeated one is `AlreadySent`."""
     if not (ask.regenerate or ask.edited_id or ask.retry_after):
-        return Message.objects.none(), thread.active_leaf_id
+        return thread.active_leaf_id
     _not_sent_before(thread, ask.client_id)
-    messages = thread.messages.order_by("-created_at", "-id")
     if ask.regenerate:
-        last = messages.first()
+        last = Message.objects.filter(pk=thread.active_leaf_id).first()
         if last is None or last.role != Message.Role.ASSISTANT or last.status not in last.TERMINAL:
             raise ChatError("bad_request", "There is no finished reply to regenerate.")
-        return thread.messages.filter(pk=last.pk), last.parent_id
-    if ask.edited_id is not None:
-        last_user = messages.filter(role=Message.Role.USER).first()
-        if last_user is None or last_user.id != ask.edited_id:
-            raise ChatError("bad_request", "Only the last message of the thread can be edited.")
-        return thread.messages.filter(created_at__gte=last_user.created_at), last_user.parent_id
-    asked = thread.messages.filter(pk=ask.retry_after, role=Message.Role.USER).first()
+        return last.parent_id
+    asked_id = ask.edited_id or ask.retry_after
+    asked = (
+        Message.objects.filter(pk=asked_id, thread=thread, role=Message.Role.USER).first()
+        if asked_id in selectors.path_ids(thread=thread)[0]
+        else None
+    )
     if asked is None:
-        raise ChatError("bad_request", "Only a message of the user's can be answered again.")
-    later = Q(created_at__gt=asked.created_at) | Q(created_at=asked.created_at, id__gt=asked.id)
-    return thread.messages.filter(later), asked.id
+        raise ChatError(
+            "bad_request",
+            "Only a message of the user's on the thread's current branch can be "
+            + ("edited." if ask.edited_id else "answered again."),
+        )
+    return asked.parent_id if ask.edited_id else asked.id
 
 
 def _not_sent_before(thread: Thread, client_id: uuid.UUID) -> None:
-    """Refuse a retried regenerate, edit or continue before it changes anything: deleting
-    first would free its `client_id` and let it run twice, and a continue already done has
-    left a reply that is no longer truncated. (A new message is kept unique by the schema.)"""
+    """Refuse a retried regenerate, edit, retry or continue before it writes anything: it
+    would run twice, and a continue already done has left a reply that is no longer truncated.
+    (A new message is kept unique by the schema.)"""
     if thread.messages.filter(client_id=client_id).exists():
         raise AlreadySent(client_id)
 
@@ -287,7 +283,8 @@ def _begin(
     parent_id: uuid.UUID | None = None,
 ) -> Begun:
     """Inside the caller's transaction: the user message (when there is text) and the reply,
-    after `parent_id`; the reply becomes the thread's active leaf."""
+    after `parent_id`; the reply becomes the thread's active leaf. Each new message knows its
+    siblings (one query), so its frames are built without another."""
     user_message = None
     if text is not None:
         user_message = Message(
@@ -312,6 +309,17 @@ def _begin(
     )
     # One INSERT for both (created_at is stamped in order: the reply after its message).
     Message.objects.bulk_create([m for m in (user_message, reply) if m is not None])
+    placed = user_message or reply
+    if parent_id == thread.active_leaf_id:
+        # After the active leaf, which has no children (a switch resolves to a leaf), or the
+        # first message of an empty thread: alone at its place.
+        placed.siblings = {"index": 0, "count": 1, "ids": [str(placed.id)]}
+    else:  # a new branch: beside what it answers anew
+        beside = Message.objects.filter(thread=thread, parent_id=parent_id)
+        tree = selectors.Tree(beside.order_by("created_at", "id").values_list("id", "parent_id"))
+        selectors.with_siblings([placed], tree)
+    if user_message is not None:
+        reply.siblings = {"index": 0, "count": 1, "ids": [str(reply.id)]}
     retitled = not thread.title and text is not None
     if retitled:
         thread.title = title_from_text(text)
@@ -325,6 +333,30 @@ def _begin(
         thread=thread if retitled else None,
         model_changed=thread if remodelled else None,
     )
+
+
+def thread_switch(*, thread: Thread, active_leaf: object) -> Thread:
+    """Show another branch: the path runs to `active_leaf` (a message of this thread, else
+    `bad_request`), then on through its latest descendants. Refused `busy` while a reply
+    runs on the thread (it would stream into a branch no tab shows); every tab of the thread
+    hears of the switch (a `thread` frame). Nothing changes when it is refused."""
+    with transaction.atomic():
+        locked = Thread.objects.select_for_update().get(pk=thread.pk)
+        tree = selectors.thread_tree(thread_id=thread.pk)
+        try:
+            chosen = uuid.UUID(str(active_leaf))
+        except ValueError:
+            chosen = None
+        if chosen is None or chosen not in tree:
+            raise ChatError("bad_request", "`active_leaf` must be a message of this thread.")
+        if locked.messages.filter(status=Message.Status.STREAMING).exists():
+            raise ChatError("busy", "A reply is being written in this thread; switch when it ends.")
+        leaf = tree.leaf_under(chosen)
+        if locked.active_leaf_id != leaf:
+            locked.active_leaf_id = leaf
+            locked.save(update_fields=["active_leaf", "updated_at"])
+            thread_announce(thread=locked)
+    return locked
 
 
 def reply_history_cut(*, reply_id: uuid.UUID, left_out: int) -> None:
@@ -432,15 +464,11 @@ def reply_begun(*, reply_id: uuid.UUID) -> Begun | None:
     reply = Message.objects.filter(pk=reply_id).select_related("thread").first()
     if reply is None:
         return None
+    tree = selectors.thread_tree(thread_id=reply.thread_id)
     if reply.client_id is not None:  # a regenerated reply: no user message of its own
-        return Begun(reply=reply)
-    user_message = (
-        Message.objects.filter(
-            thread_id=reply.thread_id, role=Message.Role.USER, created_at__lte=reply.created_at
-        )
-        .order_by("-created_at", "-id")
-        .first()
-    )
+        return Begun(reply=selectors.with_siblings([reply], tree)[0])
+    user_message = selectors.message_get(message_id=reply.parent_id)
+    selectors.with_siblings([m for m in (reply, user_message) if m is not None], tree)
     return Begun(reply=reply, user_message=user_message)
 
 
@@ -565,8 +593,9 @@ def _attachment_keep(
     size = len(inspected.content)
     quota = settings.UPLOAD_QUOTA_BYTES
     if quota > 0:
+        # A file is counted once, however many versions of a message share it.
         mine = Attachment.objects.filter(owner_id=attachment.owner_id)
-        used = mine.aggregate(total=Sum("size"))["total"] or 0
+        used = sum(size for _, size in set(mine.values_list("path", "size")))
         if used + size > quota:
             raise ChatError(
                 "quota_exceeded",
@@ -598,12 +627,35 @@ def attachment_delete(*, attachment: Attachment) -> None:
 
 
 def _forget_files(paths: list[str]) -> None:
+    """Remove these stored files, each once no attachment row uses it any more (an edit's
+    new version shares its files with the old: copied rows, one file)."""
     store = storages["attachments"]
-    for path in paths:
+    in_use = set(Attachment.objects.filter(path__in=paths).values_list("path", flat=True))
+    for path in set(paths) - in_use:
         try:
             store.delete(path)
         except OSError:  # already gone: nothing to free
             pass
+
+
+def _attachments_copy(edited_id: uuid.UUID, user_message: Message) -> list[Attachment]:
+    """Inside the begin's transaction: the edited message's files given to its new version
+    too (new rows, the same stored files; the old version keeps its own rows)."""
+    copies = [
+        Attachment(
+            owner_id=a.owner_id,
+            message=user_message,
+            name=a.name,
+            mime_type=a.mime_type,
+            kind=a.kind,
+            size=a.size,
+            path=a.path,
+            text=a.text,
+            text_cut=a.text_cut,
+        )
+        for a in Attachment.objects.filter(message_id=edited_id).order_by("created_at", "id")
+    ]
+    return Attachment.objects.bulk_create(copies)
 
 
 def attachments_forget_files_of(*, messages: QuerySet[Message]) -> None:

@@ -438,7 +438,7 @@ class UserClient:
             self._on_refusal(frame)
         elif kind in ("start", "token", "complete", "error"):
             self._on_reply_frame(frame)
-        # `thread` (a title) and `removed` do not concern this client.
+        # `thread` (a title, a model, a branch switch) does not concern this client.
 
     def _is_ours(self, send: Send, message_id: str) -> bool:
         if message_id in self.previous_ids:

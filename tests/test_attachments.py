@@ -321,7 +321,10 @@ async def test_an_edit_keeps_its_files_unless_it_names_others(stub, alice):
     await send(ws, {"command": "edit", "message_id": asked["id"], "message": "read it again"})
     edited = await frames_until_end(ws)
     again = next(f for f in edited if f["type"] == "message")["message"]
-    assert [a["id"] for a in again["attachments"]] == [first]
+    assert [a["name"] for a in again["attachments"]] == ["a.txt"], "the files go along"
+    assert "version one" in json.dumps(requests_of(stub)[-1])
+    kept = await Attachment.objects.aget(pk=first)
+    assert str(kept.message_id) == asked["id"], "the old version keeps its own"
     second = await uploaded(alice, "b.txt", b"version two")
     await send(
         ws,
@@ -336,10 +339,9 @@ async def test_an_edit_keeps_its_files_unless_it_names_others(stub, alice):
     await ws.disconnect()
     last = next(f for f in replaced if f["type"] == "message")["message"]
     assert [a["id"] for a in last["attachments"]] == [second]
-    assert (
-        "version two" in json.dumps(requests_of(stub)[-1])
-        and not await Attachment.objects.filter(pk=first).aexists()
-    ), "the replaced file went with its message"
+    assert "version two" in json.dumps(requests_of(stub)[-1])
+    assert "version one" not in json.dumps(requests_of(stub)[-1]), "only the path's files"
+    assert await Attachment.objects.filter(pk=first).aexists(), "the old versions keep theirs"
 
 
 def test_the_sweeper_removes_uploads_never_sent_after_a_day(alice, storage):
@@ -372,6 +374,7 @@ def test_the_export_lists_attachments(alice, storage):
     sent = services.attachment_create(owner=alice, name="plan.txt", content=b"plan")
     sent.message = Message.objects.create(thread=thread, role="user", content="see the plan")
     sent.save()
+    Thread.objects.filter(pk=thread.pk).update(active_leaf=sent.message)
     exported = logged_in(alice).get(f"/api/threads/{thread.id}/export/", {"format": "markdown"})
     assert "Attached: plan.txt (text/plain, 4 bytes)" in exported.content.decode()
     as_json = json.loads(

@@ -207,7 +207,11 @@ async def test_rename_retry_and_delete(site, stub, alice, chatkit):
     assert "".join(ck.deltas(events)) == "Second answer"
     messages = saved(alice, thread_id)
     assert [m["content"] for m in messages] == ["retry me", "Second answer"]
-    assert first_reply.id not in [m["id"] for m in messages]
+    assert messages[-1]["siblings"]["ids"] == [first_reply.id, messages[-1]["id"]], (
+        "a retry is a new branch: the first answer is kept beside it"
+    )
+    items = await chatkit.call(ck.list_items(thread_id, order="asc"))
+    assert [i["id"] for i in items["data"]] == [m["id"] for m in messages], "the active path"
 
     assert await chatkit.call(ThreadsDeleteReq(params={"thread_id": thread_id})) == {}
     assert alice.get(f"/api/threads/{thread_id}/").status_code == 404

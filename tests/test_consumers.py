@@ -274,7 +274,7 @@ async def test_closing_the_only_socket_does_not_stop_the_reply(stub, memory_laye
     assert reply.status == "complete" and reply.content == "x" * 20
 
 
-async def test_regenerate_replaces_the_last_reply_for_every_tab(stub, memory_layer, alice):
+async def test_regenerate_adds_a_new_reply_beside_the_old_for_every_tab(stub, memory_layer, alice):
     thread = await new_thread(alice, title="titled")
     ws, other_tab = await connect(thread.id, alice), await connect(thread.id, alice)
     await receive(ws), await receive(other_tab)
@@ -287,21 +287,27 @@ async def test_regenerate_replaces_the_last_reply_for_every_tab(stub, memory_lay
     command = {"command": "regenerate", "client_id": str(uuid.uuid4())}
     await send(ws, command)
     for tab in (ws, other_tab):
-        removed = await receive(tab)
-        assert removed["type"] == "removed" and removed["message_ids"] == [old_reply_id]
         again = await frames_until_end(tab)
+        placed = again[0]["message"]  # the new reply takes the old one's place on screen
+        assert again[0]["type"] == "message" and placed["role"] == "assistant"
+        assert placed["siblings"] == {
+            "index": 1,
+            "count": 2,
+            "ids": [old_reply_id, again[-1]["message_id"]],
+        }
         assert reply_text(again) == "Second take"
-    user_message, reply = await messages_of(thread)
+    user_message, old, reply = await messages_of(thread)
     assert user_message.content == "say it" and reply.content == "Second take"
+    assert old.content == "Echo: say it", "the old reply is kept"
 
     await send(ws, command)  # a retried regenerate changes nothing
     assert (await receive(ws))["type"] == "ready"
-    assert len(await messages_of(thread)) == 2
+    assert len(await messages_of(thread)) == 3
     await ws.disconnect()
     await other_tab.disconnect()
 
 
-async def test_edit_replaces_the_last_message_and_its_reply(stub, memory_layer, alice):
+async def test_edit_of_any_message_on_the_path_makes_a_new_branch(stub, memory_layer, alice):
     thread = await new_thread(alice, title="titled")
     ws = await connect(thread.id, alice)
     await receive(ws)
@@ -311,9 +317,9 @@ async def test_edit_replaces_the_last_message_and_its_reply(stub, memory_layer, 
     await frames_until_end(ws)
     first_user, first_reply, typo, typo_reply = await messages_of(thread)
 
-    await send(ws, {"command": "edit", "message_id": str(first_user.id), "message": "x"})
+    await send(ws, {"command": "edit", "message_id": str(first_reply.id), "message": "x"})
     refused = await receive(ws)
-    assert refused["type"] == "error" and refused["code"] == "bad_request"
+    assert refused["type"] == "error" and refused["code"] == "bad_request", "a reply is no edit"
 
     await send(
         ws,
@@ -324,13 +330,24 @@ async def test_edit_replaces_the_last_message_and_its_reply(stub, memory_layer, 
             "client_id": str(uuid.uuid4()),
         },
     )
-    removed = await receive(ws)
-    assert set(removed["message_ids"]) == {str(typo.id), str(typo_reply.id)}
     received = await frames_until_end(ws)
     assert received[0]["type"] == "message" and received[0]["message"]["content"] == "fixed"
+    assert received[0]["message"]["parent_id"] == str(first_reply.id)
     assert reply_text(received) == "Echo: fixed"
+    await send(ws, {"command": "edit", "message_id": str(first_user.id), "message": "earlier"})
+    received = await frames_until_end(ws)
+    assert reply_text(received) == "Echo: earlier", "an earlier message can be edited too"
     contents = [m.content for m in await messages_of(thread)]
-    assert contents == ["first", "Echo: first", "fixed", "Echo: fixed"]
+    assert contents == [
+        "first",
+        "Echo: first",
+        "typo here",
+        "Echo: typo here",
+        "fixed",
+        "Echo: fixed",
+        "earlier",
+        "Echo: earlier",
+    ], "nothing was deleted"
     await ws.disconnect()
 
 

@@ -146,10 +146,12 @@ async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defi
     stub.script("slow-protocol", tokens=["one", " two", " three"], error_after=1)
     await wire.send({"command": "regenerate", "client_id": str(uuid.uuid4())})
     redone = await wire.until(frames.is_terminal)
-    assert redone[0]["type"] == "removed" and redone[0]["message_ids"] == [reply_id]
+    placed = redone[0]["message"]  # the new reply, a sibling of the stopped one
+    assert redone[0]["type"] == "message" and placed["status"] == "streaming"
+    assert placed["parent_id"] == asked["id"] and placed["siblings"]["ids"][0] == reply_id
     assert redone[-1]["type"] == "error" and redone[-1]["code"] == "provider_error"
 
-    # An edit of the last message: its reply goes too, and the new text is answered.
+    # An edit of the message: a new version beside it, answered (the old one is kept).
     await wire.send(
         {
             "command": "edit",
@@ -159,9 +161,8 @@ async def test_every_command_in_the_doc_gets_every_frame_type_in_the_doc_as_defi
         }
     )
     edited = await wire.until(frames.is_terminal)
-    assert edited[0]["type"] == "removed"
-    assert set(edited[0]["message_ids"]) == {asked["id"], redone[-1]["message_id"]}
-    assert edited[1]["type"] == "message" and edited[1]["message"]["content"] == "edited"
+    assert edited[0]["type"] == "message" and edited[0]["message"]["content"] == "edited"
+    assert edited[0]["message"]["siblings"]["ids"] == [asked["id"], edited[0]["message"]["id"]]
     assert edited[-1]["type"] == "complete"
 
     # The reply is rated (in another tab, or by the API): this tab hears of it.

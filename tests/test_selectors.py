@@ -19,27 +19,49 @@ def test_a_thread_is_found_only_for_its_owner_and_bad_ids_are_simply_not_found(a
         assert selectors.thread_get_for_user(user=alice, thread_id=bad) is None
 
 
-def test_the_history_keeps_the_newest_messages_that_fit_and_skips_the_reply_being_written(
+def test_the_history_keeps_the_newest_messages_that_fit_and_ends_at_the_reply_s_parent(
     alice,
 ):
     thread = make_thread(alice, "", "first " * 10, "second", "third", "fourth")
-    writing = Message.objects.create(thread=thread, role="assistant", status="streaming")
-    history = selectors.thread_history(thread_id=thread.id, exclude_id=writing.id, max_chars=20)
+    leaf = thread.active_leaf
+    Message.objects.create(thread=thread, role="assistant", status="streaming", parent=leaf)
+    history = selectors.thread_history(thread_id=thread.id, leaf_id=leaf.id, max_chars=20)
     assert history.left_out == 1, "the first message did not fit"
     assert history.messages == [
         {"role": "assistant", "content": "second"},
         {"role": "user", "content": "third"},
         {"role": "assistant", "content": "fourth"},
     ]
-    alone = selectors.thread_history(thread_id=thread.id, exclude_id=None, max_chars=3)
+    alone = selectors.thread_history(thread_id=thread.id, leaf_id=leaf.id, max_chars=3)
     assert alone.messages == [{"role": "assistant", "content": "rth"}], "the newest, cut to fit"
     assert alone.left_out == 3
+
+
+def test_the_history_is_the_path_to_its_leaf_and_never_another_branch(alice):
+    thread = make_thread(alice, "", "q1", "a1", "q2", "a2")
+    q1, a1, q2, a2 = selectors.active_path(thread=thread)
+    other = Message.objects.create(thread=thread, role="user", content="q2 edited", parent=a1)
+    history = selectors.thread_history(thread_id=thread.id, leaf_id=other.id, max_chars=1000)
+    assert [m["content"] for m in history.messages] == ["q1", "a1", "q2 edited"]
+    history = selectors.thread_history(thread_id=thread.id, leaf_id=a2.id, max_chars=1000)
+    assert [m["content"] for m in history.messages] == ["q1", "a1", "q2", "a2"]
+
+
+def test_siblings_count_the_versions_at_a_place_oldest_first(alice):
+    thread = make_thread(alice, "", "q", "a1")
+    q, a1 = selectors.active_path(thread=thread)
+    a2 = Message.objects.create(thread=thread, role="assistant", content="a2", parent=q)
+    tree = selectors.thread_tree(thread_id=thread.id)
+    assert tree.siblings(a1.id) == {"index": 0, "count": 2, "ids": [str(a1.id), str(a2.id)]}
+    assert tree.siblings(a2.id)["index"] == 1
+    assert tree.siblings(q.id) == {"index": 0, "count": 1, "ids": [str(q.id)]}
+    assert tree.leaf_under(q.id) == a2.id, "the latest descendant"
 
 
 def test_a_repeated_send_finds_the_reply_that_answered_it(alice):
     thread = make_thread(alice)
     asked = Message.objects.create(thread=thread, role="user", content="q", client_id=uuid.uuid4())
-    reply = Message.objects.create(thread=thread, role="assistant", status="complete")
+    reply = Message.objects.create(thread=thread, role="assistant", status="complete", parent=asked)
     assert selectors.reply_to_send(thread_id=thread.id, client_id=asked.client_id) == reply
     assert selectors.reply_to_send(thread_id=thread.id, client_id=uuid.uuid4()) is None
 

@@ -26,39 +26,45 @@ def test_a_new_message_and_its_reply_are_written_together_and_title_the_thread(a
     thread = make_thread(alice)
     begun = begin(thread, ask(text="Hello there, model"))
     assert begun.user_message.content == "Hello there, model"
-    assert begun.reply.status == "streaming" and begun.removed_ids == []
+    assert begun.reply.status == "streaming" and begun.reply.parent_id == begun.user_message.id
     assert Thread.objects.get(pk=thread.pk).title == "Hello there, model"
 
 
-def test_regenerate_edit_and_retry_remove_what_they_replace_and_nothing_when_refused(alice):
+def test_regenerate_edit_and_retry_keep_what_they_answer_anew_and_change_nothing_refused(alice):
     thread = make_thread(alice, "t", "q1", "a1", "q2", "a2")
     q1, a1, q2, a2 = thread.messages.order_by("created_at", "id")
 
-    with pytest.raises(ChatError):  # only the last user message can be edited
-        begin(thread, ask(text="x", edited_id=q1.id))
+    with pytest.raises(ChatError):  # a reply is no message to edit
+        begin(thread, ask(text="x", edited_id=a1.id))
     with pytest.raises(ChatError):  # a retry answers a user message
         begin(thread, ask(retry_after=a1.id))
-    assert thread.messages.count() == 4, "a refused ask removes nothing"
+    assert thread.messages.count() == 4, "a refused ask writes nothing"
 
-    assert begin(thread, ask(regenerate=True)).removed_ids == [str(a2.id)]
+    regenerated = begin(thread, ask(regenerate=True))
+    assert regenerated.reply.parent_id == q2.id, "a sibling of the reply it answers anew"
+    assert regenerated.reply.siblings == {
+        "index": 1,
+        "count": 2,
+        "ids": [str(a2.id), str(regenerated.reply.id)],
+    }
     with pytest.raises(ChatError):  # the new reply is still being written
         begin(thread, ask(regenerate=True))
     Message.objects.filter(status="streaming").update(status="complete")
 
-    edited = begin(thread, ask(text="q2 again", edited_id=q2.id))
-    assert str(q2.id) in edited.removed_ids and edited.user_message.content == "q2 again"
+    edited = begin(thread, ask(text="q1 again", edited_id=q1.id))  # not the last: any of the path
+    assert edited.user_message.parent_id is None and edited.user_message.siblings["count"] == 2
     Message.objects.filter(status="streaming").update(status="complete")
-
-    retried = begin(thread, ask(retry_after=q1.id))
-    assert str(a1.id) in retried.removed_ids
-    assert [m.content for m in thread.messages.order_by("created_at", "id")][:1] == ["q1"]
     thread.refresh_from_db()
-    assert selectors.active_path(thread=thread) == list(thread.messages.order_by("created_at")), (
-        "each new message follows the one before it, and the last reply is the active leaf"
-    )
+    assert [m.content for m in selectors.active_path(thread=thread)] == ["q1 again", ""]
+    with pytest.raises(ChatError):  # q2 is on another branch now
+        begin(thread, ask(text="x", edited_id=q2.id))
+
+    retried = begin(thread, ask(retry_after=edited.user_message.id))
+    assert retried.reply.parent_id == edited.user_message.id and retried.user_message is None
+    assert thread.messages.count() == 4 + 1 + 2 + 1, "nothing was deleted"
 
 
-def test_a_repeated_command_is_refused_before_it_removes_anything(alice):
+def test_a_repeated_command_is_refused_before_it_writes_anything(alice):
     thread = make_thread(alice, "t", "q", "a")
     again = ask(regenerate=True)
     begin(thread, again)
@@ -67,6 +73,31 @@ def test_a_repeated_command_is_refused_before_it_removes_anything(alice):
     with pytest.raises(services.AlreadySent):
         begin(thread, again)
     assert list(thread.messages.values_list("id", flat=True)) == before
+
+
+def test_a_switch_shows_the_chosen_branch_to_its_latest_leaf_and_refuses_what_is_not_the_thread_s(
+    alice, bob
+):
+    thread = make_thread(alice, "t", "q1", "a1", "q2", "a2")
+    q1, a1, q2, a2 = thread.messages.order_by("created_at", "id")
+    begin(thread, ask(text="q1 again", edited_id=q1.id))
+    Message.objects.filter(status="streaming").update(status="complete")
+    thread.refresh_from_db()
+    new_leaf = thread.active_leaf_id
+
+    switched = services.thread_switch(thread=thread, active_leaf=q1.id)
+    assert switched.active_leaf_id == a2.id, "on through its latest descendants"
+    other = make_thread(bob, "b", "theirs", "reply")
+    for bad in (other.active_leaf_id, "not-a-uuid", uuid.uuid4()):
+        with pytest.raises(ChatError) as refused:
+            services.thread_switch(thread=thread, active_leaf=bad)
+        assert refused.value.code == "bad_request"
+    Message.objects.filter(pk=a2.pk).update(status="streaming")
+    with pytest.raises(ChatError) as refused:
+        services.thread_switch(thread=thread, active_leaf=new_leaf)
+    assert refused.value.code == "busy"
+    thread.refresh_from_db()
+    assert thread.active_leaf_id == a2.id, "a refused switch changes nothing"
 
 
 def test_a_rename_refuses_text_that_cannot_be_stored_and_announces_only_after_commit(

@@ -7,15 +7,17 @@ from chat.models import Message, Thread
 
 
 class ThreadSerializer(serializers.ModelSerializer):
-    """A thread; the title, the model and `pinned` are writable (a model the user may not use
-    is a 400, from services)."""
+    """A thread; the title, the model, `pinned` and the branch shown (`active_leaf`) are
+    writable (a model the user may not use, or an `active_leaf` that is no message of the
+    thread, is a 400 from services)."""
 
     model = serializers.CharField(required=False, max_length=200)
     pinned = serializers.BooleanField(required=False)
+    active_leaf = serializers.UUIDField(source="active_leaf_id", required=False)
 
     class Meta:
         model = Thread
-        fields = ["id", "title", "model", "pinned", "created_at", "updated_at"]
+        fields = ["id", "title", "model", "pinned", "active_leaf", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 

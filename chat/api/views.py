@@ -79,7 +79,8 @@ class ThreadViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """`/api/threads/`: list (newest first, searchable), create, read, rename, pin, delete."""
+    """`/api/threads/`: list (newest first, searchable), create, read, rename, pin, switch
+    branch, delete."""
 
     serializer_class = ThreadSerializer
     pagination_class = ThreadPagination
@@ -115,6 +116,8 @@ class ThreadViewSet(
                 thread = services.thread_rename(thread=thread, title=data["title"])
             if "pinned" in data:
                 thread = services.thread_pin(thread=thread, pinned=data["pinned"])
+            if "active_leaf_id" in data:
+                thread = services.thread_switch(thread=thread, active_leaf=data["active_leaf_id"])
         serializer.instance = thread
 
     def perform_destroy(self, instance: Thread) -> None:
@@ -123,15 +126,17 @@ class ThreadViewSet(
     @extend_schema(responses=MessageSerializer(many=True))
     @action(detail=True, methods=["get"], serializer_class=MessageSerializer)
     def messages(self, request: Request, pk: str | None = None) -> Response:
-        """The thread's messages, paginated by cursor."""
+        """The thread's active path (the branch it shows), paginated by cursor; each message
+        with its `parent_id` and `siblings`."""
         thread = self.get_object()
         paginator = MessagePagination()
+        path, tree = selectors.path_ids(thread=thread)
         messages = (
-            Message.objects.filter(thread=thread)
+            Message.objects.filter(pk__in=path)
             .select_related("feedback")
             .prefetch_related("attachments")
         )
-        page = paginator.paginate_queryset(messages, request, self)
+        page = selectors.with_siblings(paginator.paginate_queryset(messages, request, self), tree)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
     @extend_schema(
@@ -140,14 +145,19 @@ class ThreadViewSet(
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, pk: str | None = None) -> HttpResponse:
-        """The whole thread as a Markdown or JSON file."""
+        """The thread as a Markdown file (the branch it shows) or a JSON one (every branch)."""
         thread = self.get_object()
         kind = request.query_params.get("format", "markdown")
         if kind not in ("markdown", "json"):
             return Response(
                 {"detail": "format must be markdown or json."}, status=status.HTTP_400_BAD_REQUEST
             )
-        messages = selectors.thread_messages(thread_id=thread.id)
+        # JSON keeps the whole tree (`parent_id`, `siblings`); Markdown reads as the thread
+        # shows, its active path.
+        if kind == "json":
+            messages = selectors.thread_messages(thread_id=thread.id)
+        else:
+            messages = selectors.active_path(thread=thread)
         name = slugify(thread.title)[:60] or f"thread-{str(thread.id)[:8]}"
         if kind == "json":
             response = HttpResponse(

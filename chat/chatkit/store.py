@@ -8,9 +8,10 @@ Writes are the engine's. A new message, and a new thread with it, is committed t
 its reply, in the one transaction every reply begins with, before anything reaches the
 client (chat/chatkit/server.py, `_ask`), so a refused message leaves nothing behind:
 `save_thread` only renames, and `add_thread_item` stores nothing. A finished reply the
-package hands back is already saved, by the engine. Messages leave a thread only
-through the engine (retry, edit, regenerate), in the transaction that begins the new reply,
-so `delete_thread_item` removes nothing and a refused retry loses no reply.
+package hands back is already saved, by the engine. Nothing leaves a thread but with it: a
+retry (like an edit or a regenerate) begins a new branch beside what it answers anew, and the
+thread's items are its active path, so `delete_thread_item` removes nothing and a refused
+retry loses no reply.
 """
 
 import uuid
@@ -107,7 +108,10 @@ def _load_threads(*, user: AbstractBaseUser, limit: int, after: str | None, orde
 
 def _messages(*, user: AbstractBaseUser, thread_id: str, limit: int, after: str | None, order: str):
     thread = _thread(user, thread_id)
-    messages = thread.messages.exclude(role=Message.Role.SYSTEM)
+    # The thread's items are its active path: the branch it shows (a retry makes a new one).
+    messages = Message.objects.filter(pk__in=selectors.path_ids(thread=thread)[0]).exclude(
+        role=Message.Role.SYSTEM
+    )
     oldest_first = order == "asc"
     if after:
         mark = thread.messages.filter(pk=_uuid(after)).first()
@@ -234,7 +238,7 @@ class DjangoStore(Store[RequestContext]):
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: RequestContext
     ) -> None:
-        pass  # the engine removes messages when it begins the reply that replaces them
+        pass  # nothing leaves a thread: a retry makes a new branch beside what it retries
 
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
         await self.load_thread(thread_id, context)  # the user's, or not found

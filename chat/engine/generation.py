@@ -36,7 +36,7 @@ from chat import (
     services,
     tasks,
 )
-from chat.engine import broadcast, live, ownership
+from chat.engine import live, ownership
 from chat.engine.broadcast import publish
 from chat.engine.ownership import reap_all, registry, thread_reap  # noqa: F401
 from chat.engine.run import ContinuedFrom, ReplyStream, Run
@@ -220,21 +220,23 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
             history_left_out=begun.history_left_out,
             instructions=instructions,
             continued=_continued_from(begun),
+            # Told after the reply's `start`: a tab that sees the thread's new active leaf
+            # already shows it, and never takes the change for another tab's branch switch.
+            model_changed=(
+                frames.thread_object(begun.model_changed) if begun.model_changed else None
+            ),
         )
         if run.continued is not None:
             await _record_continued(run)
         reg.runs[thread_id] = run
         claim.taken_over()
         undo.pop_all()  # the reply holds its slot and tokens now
-    # Published after the commit above: no subscriber sees a message a rollback removed.
-    if begun.removed_ids:
-        await publish(thread_id, frames.removed(message_ids=begun.removed_ids))
-    if begun.model_changed is not None:
-        changed = frames.thread(thread=frames.thread_object(begun.model_changed))
-        await publish(thread_id, changed)
-        await publish(broadcast.user_topic(user_id), changed)
-    if begun.user_message is not None:
-        await publish(thread_id, frames.message(message=frames.message_object(begun.user_message)))
+    # Published after the commit above: no subscriber sees a message a rollback removed. A
+    # message goes after its parent, so a new branch (an edit's message, a regenerated
+    # reply) takes the place of what a client shows there.
+    placed = begun.user_message or (None if begun.continued else begun.reply)
+    if placed is not None:
+        await publish(thread_id, frames.message(message=frames.message_object(placed)))
     run.task = tasks.background(_own(run), name=f"reply-{begun.reply.id}")
     metrics.reply_started(chosen.id)
     return StartResult(reply_id=str(begun.reply.id), duplicate=False, continued=run.continued)
@@ -398,8 +400,9 @@ async def _commit(
             )
         begun.history, begun.history_left_out = selectors.thread_history(
             thread_id=uuid.UUID(thread_id),
-            # A continued reply is in its own input: the text the model goes on from.
-            exclude_id=None if begun.continued else reply_id,
+            # The path the reply follows, never another branch; a continued reply is in its
+            # own input (the text the model goes on from).
+            leaf_id=begun.reply.id if begun.continued else begun.reply.parent_id,
             max_chars=chosen.history_chars(hold.tokens),
             vision=chosen.vision,
         )

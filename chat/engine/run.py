@@ -79,6 +79,7 @@ class Run:
     history_left_out: int = 0  # older messages its model's window could not take
     instructions: str = ""  # the asker's own instructions (their settings), read at the begin
     continued: ContinuedFrom | None = None  # set when this run extends a truncated reply
+    model_changed: dict[str, Any] | None = None  # the thread, when this reply changed its model
 
     @property
     def stopped(self) -> bool:
@@ -195,6 +196,8 @@ class ReplyStream:
                     history_left_out=self.run.history_left_out,
                 ),
             )
+        if self.run.model_changed is not None:
+            await _publish_thread(self.run, frames.thread(thread=self.run.model_changed))
         self.run.inbox = inbox = _Inbox()
         producer = asyncio.create_task(self._produce(self.run.history, inbox))
         deadline = self.started + settings.STREAM_TIMEOUT

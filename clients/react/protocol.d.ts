@@ -13,7 +13,7 @@ export interface ReadyFrame {
   active: Snapshot | null;
 }
 
-/** A user message was saved (every socket of the thread gets it, the sender's too). */
+/** A message was saved (every socket of the thread gets it, the sender's too): a user message, or, for a `regenerate` (or a ChatKit retry), the new reply itself, `streaming` and empty, before its `start`. The message goes right after its `parent_id`: whatever a client shows after that parent is another branch now (an edit, a regenerate), and leaves the screen; its `siblings` count the versions at its place. */
 export interface MessageFrame {
   type: "message";
   /** Server time, epoch milliseconds. */
@@ -113,16 +113,7 @@ export interface HeartbeatFrame {
   active?: Position | null;
 }
 
-/** Messages left the thread: an `edit` or `regenerate` replaced them. Sent before the frames of the new reply. */
-export interface RemovedFrame {
-  type: "removed";
-  /** Server time, epoch milliseconds. */
-  ts: number;
-  /** The ids of the messages removed. */
-  message_ids: string[];
-}
-
-/** A thread was made or changed: its title (cut from the first message, then, with a real model, one the model wrote; or a rename). Sent on the thread's own socket, and on every other socket of its owner, so each tab's thread list follows. */
+/** A thread was made or changed: its title (cut from the first message, then, with a real model, one the model wrote; or a rename), its model, or its branch (a switch: `PATCH active_leaf`). Sent on the thread's own socket, and on every other socket of its owner, so each tab's thread list follows. A client showing the thread whose last message is not the thread's `active_leaf`, with no reply running, reads the thread's messages again (`GET /api/threads/<id>/messages/`): another tab switched branch. */
 export interface ThreadFrame {
   type: "thread";
   /** Server time, epoch milliseconds. */
@@ -180,7 +171,7 @@ export interface ResyncCommand {
   command: "resync";
 }
 
-/** Replace the thread's last finished reply with a new answer to the same message. */
+/** A new answer to the message the thread's last finished reply (its active leaf) answers: a new branch beside that reply, which is kept (its `siblings` list both). */
 export interface RegenerateCommand {
   command: "regenerate";
   /** A UUID the client makes per send: sent again (a retry after a reconnect), it starts nothing new. Optional; without it every command starts a reply. */
@@ -191,10 +182,10 @@ export interface RegenerateCommand {
   model?: string;
 }
 
-/** Replace the thread's last user message (and the reply to it) with new text, and answer it. */
+/** A new version of a user message on the thread's active path, answered: a new branch beside the old version, which is kept with everything after it. */
 export interface EditCommand {
   command: "edit";
-  /** The thread's last user message. */
+  /** A user message of the thread's active path. */
   message_id: string;
   /** The new text. */
   message: string;
@@ -211,7 +202,7 @@ export interface EditCommand {
 /** Extend the thread's last reply, which the token limit cut (`truncated`): the same message, its text grows, its frames carry on its `seq` after its last frame (no `start`). */
 export interface ContinueCommand {
   command: "continue";
-  /** The thread's last message: a finished, truncated reply. */
+  /** The thread's active leaf (its last message shown): a finished, truncated reply. */
   message_id: string;
   /** A UUID the client makes per send: sent again (a retry after a reconnect), it starts nothing new. Optional; without it every command starts a reply. */
   client_id?: string;
@@ -233,6 +224,9 @@ export interface Snapshot {
 export interface MessageObject {
   /** A UUID. */
   id: string;
+  /** The message it follows in the thread's tree; null for the first. */
+  parent_id: string | null;
+  siblings: Siblings;
   role: "user" | "assistant" | "system";
   /** The text; a reply's text so far while it streams. */
   content: string;
@@ -289,6 +283,8 @@ export interface ThreadObject {
   model: string;
   /** Pinned by its owner: the page lists it first, under Pinned. */
   pinned: boolean;
+  /** The last message of the branch it shows (null while it has none); `PATCH` any message of the thread here to switch branch. */
+  active_leaf: string | null;
   /** ISO 8601. */
   created_at: string;
   /** ISO 8601. */
@@ -322,6 +318,16 @@ export interface Step {
   offset: number;
   /** How long the tool ran (ended steps). */
   elapsed_ms?: number;
+}
+
+/** The alternatives at a message's place in its thread's tree (an edit or a regenerate adds one), itself included, oldest first. */
+export interface Siblings {
+  /** Its own place among them, from 0. */
+  index: number;
+  /** How many there are (1: none but itself). */
+  count: number;
+  /** Their ids, oldest first: `PATCH` one as `active_leaf` to show it. */
+  ids: string[];
 }
 
 /** Why a saved reply ended in error. */
@@ -405,7 +411,7 @@ export interface SharedAttachment {
 }
 
 /** Every frame the server sends, told apart by `type`. */
-export type Frame = ReadyFrame | MessageFrame | StartFrame | TokenFrame | ToolFrame | CompleteFrame | ErrorFrame | HeartbeatFrame | RemovedFrame | ThreadFrame | ThreadDeletedFrame | FeedbackFrame;
+export type Frame = ReadyFrame | MessageFrame | StartFrame | TokenFrame | ToolFrame | CompleteFrame | ErrorFrame | HeartbeatFrame | ThreadFrame | ThreadDeletedFrame | FeedbackFrame;
 
 /** Every command a client sends, told apart by `command`. */
 export type Command = StartCommand | StopCommand | HeartbeatCommand | ResyncCommand | RegenerateCommand | EditCommand | ContinueCommand;
@@ -423,7 +429,6 @@ export interface FrameByType {
   "complete": CompleteFrame;
   "error": ErrorFrame;
   "heartbeat": HeartbeatFrame;
-  "removed": RemovedFrame;
   "thread": ThreadFrame;
   "thread_deleted": ThreadDeletedFrame;
   "feedback": FeedbackFrame;
@@ -442,9 +447,9 @@ export interface CommandByName {
 
 /**
  * An error's `code`:
- * - `bad_request`: The command or body is malformed: not JSON, an unknown command, a missing or empty `message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that is not the thread's last user message, a `regenerate` with no reply to replace, a `continue` of a message that is not the thread's last reply, finished and truncated.
+ * - `bad_request`: The command or body is malformed: not JSON, an unknown command, a missing or empty `message`, a `client_id` or `message_id` that is no UUID, an `edit` of a message that is not a user message of the thread's active path, a `regenerate` with no finished reply at the path's end, a `continue` of a message that is not the thread's last reply, finished and truncated; an `active_leaf` that is no message of the thread.
  * - `too_large`: The message is longer than the server's limit, or the frame is far past any valid command.
- * - `busy`: A reply is already running on this thread; wait for its end.
+ * - `busy`: A reply is already running on this thread; wait for its end. Also a branch switch while a reply runs.
  * - `rate_limited`: Too many replies a minute, too many at once, or too many commands a second on one socket (those are dropped). On the 429 that refuses one event stream too many, `recoverable` is false: close one first.
  * - `quota_exceeded`: The user's daily token budget is spent; it renews at midnight UTC.
  * - `provider_error`: The model provider failed. Recoverable when a retry may help (HTTP 5xx, 408, 409, 429, unreachable); not when the provider is misconfigured or refused the request.

@@ -151,6 +151,19 @@ export function setThreadModel(id, model) {
 }
 
 /**
+ * Show another branch of a thread: its path runs to `messageId` (a message of the thread),
+ * then on through its latest descendants. Refused with 409 (`busy`) while a reply runs on the
+ * thread, 400 for a message that is not the thread's; the thread is then unchanged.
+ * @param {string} id
+ * @param {string} messageId
+ * @param {Auth} [auth]
+ * @returns {Promise<Thread>} the thread, `active_leaf` the leaf the switch resolved to
+ */
+export function setActiveLeaf(id, messageId, { baseUrl = '', clientSecret } = {}) {
+  return request('PATCH', `/api/threads/${encodeURIComponent(id)}/`, { active_leaf: messageId }, { baseUrl, clientSecret });
+}
+
+/**
  * One thread of the user's.
  * @param {string} id
  * @returns {Promise<Thread>}

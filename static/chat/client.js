@@ -30,8 +30,8 @@
  * | `token`      | `{message, token, text}`: a chunk and the reply's whole text so far |
  * | `complete`   | `{message, status, metrics}`: a reply ended (`complete` or `cancelled`) |
  * | `error`      | `{code, message, recoverable, kind, messageId}`: `kind` and `recoverable` from errorClass() |
- * | `removed`    | `{ids}`: messages deleted by a regenerate or an edit |
- * | `thread`     | `{thread}`: a thread of the user's made or renamed (this one or another) |
+ * | `thread`     | `{thread}`: a thread of the user's made or changed (this one or another) |
+ * | `path`       | `{ids}`: the branch shown changed (a switch, here or in another tab); `ids` left the screen |
  * | `thread_deleted` | `{threadId}`: a thread of the user's deleted (this one or another) |
  * | `feedback`   | `{message, feedback}`: a reply's rating changed (any tab, the API, ChatKit); null: removed |
  * | `change`     | `{result}`: the protocol's FrameResult, for views that render the state |
@@ -51,7 +51,11 @@
  *   the rating); the state takes the saved feedback; throws api.js's Error when refused
  * @property {() => void} stop
  * @property {() => boolean} regenerate  replace the last finished reply; false if there is none
- * @property {(messageId: string, text: string) => boolean} edit  change the last user message and ask again
+ * @property {(messageId: string, text: string) => boolean} edit  a new version of a user message
+ *   shown, answered (a new branch: the old one is kept)
+ * @property {(messageId: string) => Promise<void>} switchTo  show the branch through this
+ *   message (one of a message's `siblings`): the thread's path runs to it, then on through its
+ *   latest descendants; throws api.js's Error when refused (`busy` while a reply runs)
  * @property {(messageId: string) => boolean} continue  extend the last reply, cut by the token limit
  * @property {(messageId: string) => boolean} retry  send a refused message again (same client_id)
  * @property {(type: string, listener: (payload: object) => void) => () => void} on  returns an unsubscribe
@@ -62,7 +66,7 @@
  * @property {() => boolean} busy  a reply runs or a sent command awaits its answer
  * @property {() => void} dispose
  */
-import { listMessages, putFeedback } from './api.js';
+import { listMessages, putFeedback, setActiveLeaf } from './api.js';
 import { connectThread } from './connection.js';
 import {
   addLocalMessage,
@@ -73,10 +77,12 @@ import {
   createThreadState,
   errorClass,
   isBusy,
+  lastShown,
   makeStart,
   mergeMessages,
   retryLocalMessage,
   setFeedback,
+  setPath,
 } from './protocol.js';
 
 /**
@@ -124,6 +130,8 @@ export function createChatClient({
   let disposed = false;
   let refreshing = null;
   let refreshAgain = false;
+  // The next refetch shows the path whole (a branch switch), not just its newest messages.
+  let wholePath = false;
 
   function emit(type, payload) {
     if (disposed) return;
@@ -154,8 +162,13 @@ export function createChatClient({
     }
     refreshing = (async () => {
       try {
+        const whole = wholePath;
+        wholePath = false;
         const page = await loadMessages(threadId);
-        if (!disposed) handle(mergeMessages(state, page));
+        if (disposed) return;
+        const result = setPath(state, page, { whole });
+        handle(result);
+        if (result.removed.length || whole) emit('path', { ids: result.removed });
       } catch (error) {
         emit('error', { code: 'network', message: error?.message || 'Could not refresh the thread.', ...errorClass({ code: 'network' }), messageId: null });
       } finally {
@@ -204,11 +217,11 @@ export function createChatClient({
             });
           }
           break;
-        case 'removed':
-          if (result.removed.length) emit('removed', { ids: result.removed });
-          break;
         case 'thread':
-          if (result.thread) emit('thread', { thread: result.thread });
+          if (result.thread) {
+            emit('thread', { thread: result.thread });
+            if (switched(result.thread)) showPath();
+          }
           break;
         case 'thread_deleted':
           if (result.deleted) emit('thread_deleted', { threadId: result.deleted });
@@ -221,6 +234,19 @@ export function createChatClient({
       }
     }
     handle(result);
+  }
+
+  // A `thread` frame names the thread's active leaf: one that is not the last message shown,
+  // while no reply runs here, is a branch switch (this tab's or another's). Frames of a new
+  // reply name it only after its `start`, so a reply never reads as a switch.
+  function switched(thread) {
+    return String(thread.id) === String(threadId) && thread.active_leaf != null && !isBusy(state)
+      && lastShown(state)?.id !== String(thread.active_leaf);
+  }
+
+  function showPath() {
+    wholePath = true;
+    return refresh();
   }
 
   const conn = connectThread({
@@ -276,6 +302,10 @@ export function createChatClient({
       handle(result);
       conn.send(withZone(command));
       return true;
+    },
+    async switchTo(messageId) {
+      await setActiveLeaf(threadId, messageId, { baseUrl: baseUrl.replace(/\/$/, ''), clientSecret });
+      if (!disposed) await showPath();
     },
     continue(messageId) {
       const { command, result } = beginContinue(state, messageId);

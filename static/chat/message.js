@@ -22,7 +22,7 @@
 import { buildAttachments } from './attachmentview.js';
 import { el } from './dom.js';
 import { describeFailure, INTERRUPTED } from './notices.js';
-import { errorClass, isLongMessage, isTerminal } from './protocol.js';
+import { branchOf, errorClass, isLongMessage, isTerminal } from './protocol.js';
 import { createRichText } from './richtext.js';
 
 const ROLE_LABELS = { user: 'You', assistant: 'Assistant', system: 'System' };
@@ -160,6 +160,17 @@ export function buildMessage(msg) {
   rec.edit = button('edit', 'Edit', 'Edit and resend this message');
   rec.retry = button('retry', 'Retry', 'Try again');
   rec.actions.append(rec.retry, rec.copy, rec.edit, rec.regenerate);
+  // "‹ 2/3 ›": the versions at this place (an edit or a regenerate adds one), to step between.
+  rec.branch = el('div', 'message__branch');
+  rec.branch.setAttribute('role', 'group');
+  rec.branch.hidden = true;
+  rec.branchPrev = button('branch-prev', '‹', 'Previous version');
+  rec.branchPrev.dataset.action = 'branch-prev';
+  rec.branchPlace = el('span', 'message__branch-place');
+  rec.branchNext = button('branch-next', '›', 'Next version');
+  rec.branchNext.dataset.action = 'branch-next';
+  rec.branch.append(rec.branchPrev, rec.branchPlace, rec.branchNext);
+  rec.actions.prepend(rec.branch);
   const parts = [head, rec.steps, content, rec.more, rec.files, rec.note, rec.leftOut, rec.metrics, rec.actions].filter(Boolean);
   if (msg.role === 'assistant') {
     // A reply the token limit cut goes on where it stopped (`continue`).
@@ -324,7 +335,17 @@ export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {})
 
   setHidden(rec.copy, !isTerminal(msg.status) || !msg.content || Boolean(msg.local));
   setHidden(rec.regenerate, flags.regenerate !== msg.id);
-  setHidden(rec.edit, flags.edit !== msg.id || rec.editing);
+  const editable = flags.idle && msg.role === 'user' && !msg.local && !msg.superseded;
+  setHidden(rec.edit, !editable || rec.editing);
+  const branch = branchOf(msg);
+  setData(root, 'branch', branch?.place);
+  setHidden(rec.branch, !branch);
+  if (branch) {
+    setText(rec.branchPlace, branch.place);
+    rec.branch.setAttribute('aria-label', `Version ${branch.place.replace('/', ' of ')}`);
+    rec.branchPrev.disabled = !branch.previous || !flags.idle;
+    rec.branchNext.disabled = !branch.next || !flags.idle;
+  }
   // Retry only what can succeed as it is: the server's `recoverable` decides (errorClass).
   const failed = msg.error && (msg.local || msg.role === 'assistant');
   const retryable = failed && errorClass(msg.error).recoverable;
@@ -335,7 +356,7 @@ export function updateMessage(rec, msg, flags, { modelLabel = (id) => id } = {})
   setData(root, 'truncated', truncated ? 'true' : undefined);
   if (rec.continue) setHidden(rec.continue, !truncated || flags.regenerate !== msg.id);
   const continuable = Boolean(rec.continue) && !rec.continue.hidden;
-  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden && !rateable && !continuable);
+  setHidden(rec.actions, rec.copy.hidden && rec.regenerate.hidden && rec.edit.hidden && rec.retry.hidden && rec.branch.hidden && !rateable && !continuable);
 }
 
 // A long user message: folded to a few lines unless the reader unfolded it.

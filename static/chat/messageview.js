@@ -8,7 +8,7 @@
  */
 import { el } from './dom.js';
 import { buildMessage, updateMessage } from './message.js';
-import { editable, regenerable } from './protocol.js';
+import { isBusy, regenerable } from './protocol.js';
 
 // How close to the bottom (px) still counts as "following" the stream.
 const STICK_THRESHOLD = 48;
@@ -34,7 +34,7 @@ export function createMessageView(list, scroller, { onFollowChange = () => {}, c
   let stick = true;
   // Distance from the bottom to restore after older messages are put above.
   let anchor = null;
-  let flags = { regenerate: null, edit: null };
+  let flags = { regenerate: null, idle: false };
 
   function setStick(next) {
     if (next === stick) return;
@@ -61,13 +61,15 @@ export function createMessageView(list, scroller, { onFollowChange = () => {}, c
   function flush() {
     frame = 0;
     if (!state) return;
-    // Which message offers Regenerate and Edit moves as messages come and go.
-    const next = { regenerate: regenerable(state)?.id ?? null, edit: editable(state)?.id ?? null };
-    for (const key of ['regenerate', 'edit']) {
-      if (next[key] !== flags[key]) {
-        if (flags[key]) dirty.add(flags[key]);
-        if (next[key]) dirty.add(next[key]);
-      }
+    // Which message offers Regenerate moves as messages come and go; Edit and the branch
+    // arrows are offered while no reply runs (`idle`).
+    const next = { regenerate: regenerable(state)?.id ?? null, idle: !isBusy(state) };
+    if (next.regenerate !== flags.regenerate) {
+      if (flags.regenerate) dirty.add(flags.regenerate);
+      if (next.regenerate) dirty.add(next.regenerate);
+    }
+    if (next.idle !== flags.idle) {
+      for (const m of state.messages) if (m.role === 'user' || m.siblings?.count > 1) dirty.add(m.id);
     }
     flags = next;
     for (const id of dirty) {
@@ -106,7 +108,7 @@ export function createMessageView(list, scroller, { onFollowChange = () => {}, c
       dirty.clear();
       list.replaceChildren();
       for (const m of nextState.messages) dirty.add(m.id);
-      flags = { regenerate: null, edit: null };
+      flags = { regenerate: null, idle: false };
       anchor = null;
       setStick(true);
       cancelAnimationFrame(frame);

@@ -30,6 +30,9 @@
  * @property {boolean} [superseded] hidden: a regenerate or edit in flight replaces it
  * @property {number} [lastSeq]   seq of the last applied frame; only on replies followed live
  * @property {boolean} [truncated] the provider cut the reply at its token limit: `continue` extends it
+ * @property {string|null} [parent_id]  the message it follows in the thread's tree (null: the first)
+ * @property {{index: number, count: number, ids: string[]}} [siblings]  the versions at its
+ *   place (an edit or a regenerate adds one), itself included, oldest first
  * @property {number} rev         bumped whenever content is replaced rather than appended
  * @typedef {object} ThreadState
  * @property {ChatMessage[]} messages  oldest first
@@ -48,8 +51,8 @@
  * @property {boolean} stale          caller should refetch messages and merge them
  * @property {boolean} duplicate      the frame was already applied
  * @property {ErrorInfo|null} notice  a transient error to show the user
- * @property {string[]} removed       messages the server deleted (regenerate, edit)
- * @property {object|null} thread     a thread made or changed: {id, title, model, created_at, updated_at}
+ * @property {string[]} removed       messages no longer shown: another branch now (edit, regenerate, a switch)
+ * @property {object|null} thread     a thread made or changed: {id, title, model, active_leaf, created_at, updated_at}
  * @property {string|null} deleted    the id of a thread deleted (this one, or another of the user's)
  */
 
@@ -144,7 +147,33 @@ function normalize(m) {
     history_left_out: leftOut(m.history_left_out),
     attachments: attachmentsOf(m.attachments),
     rev: 0,
+    parent_id: m.parent_id != null ? String(m.parent_id) : null,
+    siblings: siblingsOf(m.siblings, String(m.id)),
     ...(m.truncated === true ? { truncated: true } : {}),
+  };
+}
+
+/** A message's siblings as the state keeps them: itself alone unless the server says more. */
+function siblingsOf(given, id) {
+  const ids = Array.isArray(given?.ids) ? given.ids.map(String) : [];
+  const index = ids.indexOf(id);
+  if (index === -1) return { index: 0, count: 1, ids: [id] };
+  return { index, count: ids.length, ids };
+}
+
+/**
+ * Where a message stands among its versions, as the page shows it ("2/3"), or null when it
+ * has none but itself.
+ * @param {ChatMessage} msg
+ * @returns {{place: string, previous: string|null, next: string|null}|null}
+ */
+export function branchOf(msg) {
+  const s = msg?.siblings;
+  if (!s || s.count < 2 || msg.local) return null;
+  return {
+    place: `${s.index + 1}/${s.count}`,
+    previous: s.index > 0 ? s.ids[s.index - 1] : null,
+    next: s.index < s.count - 1 ? s.ids[s.index + 1] : null,
   };
 }
 
@@ -406,7 +435,8 @@ export function regenerable(state) {
 }
 
 /**
- * The message `edit` may change: the thread's last persisted user message.
+ * The last message `edit` may change (the keyboard's "edit the last message"): the thread's
+ * last persisted user message. Any persisted user message shown may be edited (canEdit).
  * @param {ThreadState} state
  * @returns {ChatMessage|undefined}
  */
@@ -417,6 +447,18 @@ export function editable(state) {
     if (m.role === 'user' && !m.superseded) return m.local ? undefined : m;
   }
   return undefined;
+}
+
+/**
+ * Whether `edit` may change this message: a persisted user message of the path shown, and no
+ * reply running (an edit makes a new branch beside it; the old version is kept).
+ * @param {ThreadState} state
+ * @param {string} id
+ * @returns {boolean}
+ */
+export function canEdit(state, id) {
+  const m = state.byId.get(id);
+  return Boolean(m && m.role === 'user' && !m.local && !m.superseded) && !isBusy(state);
 }
 
 function supersede(state, ids, clientId, result) {
@@ -443,8 +485,8 @@ function unsupersede(state, result) {
 }
 
 /**
- * Ask for a new answer to the last user message in place of the last reply: hides that reply
- * until the server's `removed` frame deletes it (or a refusal shows it again).
+ * Ask for a new answer to the last user message beside the last reply (a new branch): hides
+ * that reply until the new one's `message` frame takes its place (or a refusal shows it again).
  * @param {ThreadState} state mutated in place
  * @param {string} [clientId] defaults to a fresh crypto.randomUUID()
  * @returns {{command: {command: 'regenerate', client_id: string}|null, result: FrameResult}}
@@ -459,10 +501,11 @@ export function beginRegenerate(state, clientId = globalThis.crypto.randomUUID()
 }
 
 /**
- * Replace the last user message (and what follows it) by `text` and ask again: hides the old
- * messages and shows the new one as sending, until the server's frames confirm it.
+ * A new version of a user message of the path shown, answered (a new branch; the server keeps
+ * the old one): hides the old message and what follows it and shows the new one as sending,
+ * until the server's frames confirm it.
  * @param {ThreadState} state mutated in place
- * @param {string} messageId the last user message's id
+ * @param {string} messageId a persisted user message shown
  * @param {string} text
  * @param {string} [clientId]
  * @returns {{command: {command: 'edit', message_id: string, message: string, client_id: string}|null,
@@ -470,8 +513,8 @@ export function beginRegenerate(state, clientId = globalThis.crypto.randomUUID()
  */
 export function beginEdit(state, messageId, text, clientId = globalThis.crypto.randomUUID()) {
   const result = emptyResult();
-  const target = editable(state);
-  if (!target || target.id !== messageId) return { command: null, result };
+  if (!canEdit(state, messageId)) return { command: null, result };
+  const target = state.byId.get(messageId);
   const from = state.messages.indexOf(target);
   const ids = state.messages.slice(from).filter((m) => !m.superseded).map((m) => m.id);
   supersede(state, ids, clientId, result);
@@ -547,19 +590,53 @@ export function retryLocalMessage(state, id) {
   return { command, result };
 }
 
-function applyRemoved(state, frame, result) {
-  const ids = new Set((frame.message_ids ?? []).map(String));
-  if (!ids.size) return result;
+// Take messages off the path shown (another branch now): never our own unsent ones.
+function drop(state, doomed, result) {
+  if (!doomed.length) return;
+  const ids = new Set(doomed.map((m) => m.id));
   state.messages = state.messages.filter((m) => !ids.has(m.id));
   for (const id of ids) {
-    if (state.byId.delete(id)) {
-      result.removed.push(id);
-      result.changed.push(id);
-    }
+    state.byId.delete(id);
+    result.removed.push(id);
+    result.changed.push(id);
   }
   if (state.awaiting) {
     state.awaiting.superseded = state.awaiting.superseded.filter((id) => !ids.has(id));
   }
+}
+
+// A saved message goes right after its parent: what is shown after that parent is another
+// branch now (an edit's new version, a regenerated reply) and leaves the screen.
+function placeAfterParent(state, raw, result) {
+  const id = String(raw.id);
+  if (state.byId.has(id) || !('parent_id' in raw)) return;
+  const parent = raw.parent_id == null ? null : String(raw.parent_id);
+  const at = parent === null ? -1 : state.messages.findIndex((m) => m.id === parent);
+  if (parent !== null && at === -1) return; // its parent is not loaded: nothing to judge by
+  const mine = raw.client_id != null ? String(raw.client_id) : null;
+  drop(state, state.messages.slice(at + 1).filter((m) => !m.local && (mine === null || m.client_id !== mine)), result);
+}
+
+/**
+ * Show the thread's path as the server has it now (after a branch switch, here or in another
+ * tab, or a refetch after a reconnect): `messages` is its newest page, oldest first. Messages
+ * shown that are not on it leave: all of them (`whole`), or only those within the page's time
+ * span (older pages loaded before stay). Our own unsent messages stay.
+ * @param {ThreadState} state mutated in place
+ * @param {object[]} messages message objects from the API
+ * @param {{whole?: boolean}} [options]
+ * @returns {FrameResult}
+ */
+export function setPath(state, messages, { whole = false } = {}) {
+  const result = emptyResult();
+  const keep = new Set(messages.map((m) => String(m.id)));
+  // Without `whole`, only what the page covers is judged: a message saved after the page was
+  // read (its frame came first) is newer than the page's newest, and stays.
+  const from = messages.length ? timeOf(normalize(messages[0])) : Infinity;
+  const to = messages.length ? timeOf(normalize(messages.at(-1))) : -Infinity;
+  const judged = (m) => whole || (timeOf(m) >= from && timeOf(m) <= to);
+  drop(state, state.messages.filter((m) => !m.local && !keep.has(m.id) && judged(m)), result);
+  for (const m of messages) upsertPersisted(state, m, result);
   return result;
 }
 
@@ -797,7 +874,10 @@ export function applyFrame(state, frame) {
     case 'ready':
       return applyReady(state, frame, result);
     case 'message':
-      if (frame.message && frame.message.id != null) upsertPersisted(state, frame.message, result);
+      if (frame.message && frame.message.id != null) {
+        placeAfterParent(state, frame.message, result);
+        upsertPersisted(state, frame.message, result);
+      }
       return result;
     case 'start':
       return applyStart(state, frame, result);
@@ -813,8 +893,6 @@ export function applyFrame(state, frame) {
       });
     case 'error':
       return applyError(state, frame, result);
-    case 'removed':
-      return applyRemoved(state, frame, result);
     case 'thread':
       if (frame.thread && frame.thread.id != null) result.thread = frame.thread;
       return result;

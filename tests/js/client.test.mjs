@@ -64,7 +64,7 @@ function makeClient(options = {}) {
     ...options,
   });
   const events = [];
-  for (const type of ['connection', 'ready', 'message', 'start', 'token', 'complete', 'error', 'removed', 'thread', 'thread_deleted', 'fatal']) {
+  for (const type of ['connection', 'ready', 'message', 'start', 'token', 'complete', 'error', 'path', 'thread', 'thread_deleted', 'fatal']) {
     client.on(type, (payload) => events.push([type, payload]));
   }
   return { client, events, loads };
@@ -206,8 +206,11 @@ test('stop, regenerate and edit send their commands', () => {
   latest().accept();
   assert.equal(client.regenerate(), true);
   assert.equal(latest().sent[0].command, 'regenerate');
-  latest().frame({ type: 'removed', message_ids: [REPLY] });
-  assert.deepEqual(named(events, 'removed'), [{ ids: [REPLY] }]);
+  latest().frame({
+    type: 'message',
+    message: { id: 'r2', role: 'assistant', content: '', status: 'streaming', created_at: '2024-01-01T00:00:02Z', parent_id: 'u1' },
+  });
+  assert.equal(client.state.byId.has(REPLY), false, 'the old reply is another branch now');
   latest().frame({ type: 'start', message_id: 'r2', seq: 0, model: 'm' });
   client.stop();
   assert.deepEqual(latest().sent[1], { command: 'stop' });
@@ -300,4 +303,26 @@ test('a page elsewhere connects to the product with a client secret as a subprot
   } finally {
     globalThis.fetch = realFetch;
   }
+});
+
+test('a thread frame naming a leaf not shown is a switch: the path is read again, whole', async () => {
+  const { client, events, loads } = makeClient({
+    messages: [
+      { id: 'u1', role: 'user', content: 'q', status: 'complete', created_at: '2024-01-01T00:00:00Z', parent_id: null },
+      { id: 'a2', role: 'assistant', content: 'two', status: 'complete', created_at: '2024-01-01T00:00:05Z', parent_id: 'u1' },
+    ],
+    page: [
+      { id: 'u1', role: 'user', content: 'q', status: 'complete', created_at: '2024-01-01T00:00:00Z', parent_id: null },
+      { id: 'a1', role: 'assistant', content: 'one', status: 'complete', created_at: '2024-01-01T00:00:01Z', parent_id: 'u1' },
+    ],
+  });
+  latest().accept();
+  latest().frame({ type: 'thread', thread: { id: 't', title: 'x', active_leaf: 'a2' } });
+  assert.deepEqual(loads, [], 'the leaf shown: no switch');
+  latest().frame({ type: 'thread', thread: { id: 't', title: 'x', active_leaf: 'a1' } });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(loads, ['t']);
+  assert.deepEqual(client.state.messages.map((m) => m.content), ['q', 'one']);
+  assert.deepEqual(named(events, 'path'), [{ ids: ['a2'] }]);
+  client.dispose();
 });

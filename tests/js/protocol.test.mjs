@@ -6,6 +6,9 @@ import {
   addLocalMessage,
   applyFrame,
   beginEdit,
+  branchOf,
+  canEdit,
+  setPath,
   beginRegenerate,
   createThreadState,
   editable,
@@ -244,7 +247,7 @@ test('older messages merge in before newer ones', () => {
   assert.deepEqual(state.messages.map((m) => m.id), ['old', userMessage().id]);
 });
 
-// ---------------------------------------------------------------- regenerate, edit, removed, titles
+// ---------------------------------------------------------------- regenerate, edit, branches, titles
 
 function finishedThread() {
   const state = createThreadState([
@@ -255,7 +258,7 @@ function finishedThread() {
   return state;
 }
 
-test('regenerate hides the last reply until the server removes it and streams a new one', () => {
+test('regenerate hides the last reply until the new one takes its place and streams', () => {
   const state = finishedThread();
   assert.equal(regenerable(state)?.id, REPLY);
   const { command, result } = beginRegenerate(state, 'cid-1');
@@ -265,9 +268,17 @@ test('regenerate hides the last reply until the server removes it and streams a 
   assert.equal(isBusy(state), true, 'the composer waits for the answer');
   assert.equal(beginRegenerate(state).command, null, 'not twice');
 
-  const removed = applyFrame(state, { type: 'removed', ts: 1, message_ids: [REPLY] });
-  assert.deepEqual(removed.removed, [REPLY]);
+  const placed = applyFrame(state, {
+    type: 'message',
+    ts: 1,
+    message: {
+      id: 'new', role: 'assistant', content: '', status: 'streaming', client_id: 'cid-1', created_at: '2024-01-01T00:03:00Z',
+      parent_id: userMessage().id, siblings: { index: 1, count: 2, ids: [REPLY, 'new'] },
+    },
+  });
+  assert.deepEqual(placed.removed, [REPLY], 'the old reply is another branch now');
   assert.equal(state.byId.has(REPLY), false);
+  assert.deepEqual(branchOf(state.byId.get('new')), { place: '2/2', previous: REPLY, next: null });
   applyFrame(state, { type: 'start', message_id: 'new', seq: 0, model: 'm' });
   assert.equal(state.awaiting, null);
   applyFrame(state, { type: 'token', message_id: 'new', seq: 1, token: 'fresh' });
@@ -290,11 +301,12 @@ test('nothing to regenerate while a reply streams or when the last message is th
   assert.equal(regenerable(state), undefined);
 });
 
-test('edit replaces the last user message and what follows, confirmed by removed and message frames', () => {
+test('edit puts a new version of a user message in its place, confirmed by its message frame', () => {
   const state = finishedThread();
   const userId = userMessage().id;
   assert.equal(editable(state)?.id, userId);
-  assert.equal(beginEdit(state, REPLY, 'x').command, null, 'only the last user message');
+  assert.equal(canEdit(state, userId), true);
+  assert.equal(beginEdit(state, REPLY, 'x').command, null, 'only a user message');
   const { command } = beginEdit(state, userId, 'better question', 'cid-2');
   assert.deepEqual(command, { command: 'edit', message_id: userId, message: 'better question', client_id: 'cid-2' });
   assert.equal(state.byId.get(userId).superseded, true);
@@ -302,10 +314,13 @@ test('edit replaces the last user message and what follows, confirmed by removed
   assert.equal(state.messages.at(-1).content, 'better question');
   assert.equal(state.messages.at(-1).status, 'pending');
 
-  applyFrame(state, { type: 'removed', ts: 1, message_ids: [userId, REPLY] });
-  const persisted = userMessage({ id: 'u2', content: 'better question', client_id: 'cid-2', created_at: '2024-01-01T00:02:00Z' });
+  const persisted = userMessage({
+    id: 'u2', content: 'better question', client_id: 'cid-2', created_at: '2024-01-01T00:02:00Z',
+    parent_id: null, siblings: { index: 1, count: 2, ids: [userId, 'u2'] },
+  });
   const r = applyFrame(state, { type: 'message', message: persisted });
   assert.deepEqual(r.renamed, [{ from: 'cid-2', to: 'u2' }]);
+  assert.deepEqual(new Set(r.removed), new Set([userId, REPLY]), 'the old version is another branch');
   assert.equal(isBusy(state), true, 'still waiting for the reply to start');
   applyFrame(state, { type: 'start', message_id: 'r2', seq: 0, model: 'm' });
   assert.deepEqual(state.messages.map((m) => m.id), ['u2', 'r2']);
@@ -331,11 +346,37 @@ test('a reconnect while a regenerate is unanswered shows the old reply and refet
   assert.equal(isBusy(state), false);
 });
 
-test('removed frames from another tab delete the messages and ignore unknown ids', () => {
-  const state = finishedThread();
-  const r = applyFrame(state, { type: 'removed', ts: 1, message_ids: [REPLY, 'unknown'] });
-  assert.deepEqual(r.removed, [REPLY]);
-  assert.deepEqual(state.messages.map((m) => m.id), [userMessage().id]);
+test('another tab\'s edit of an earlier message takes what followed it off the screen', () => {
+  const state = createThreadState([
+    userMessage({ id: 'q1', parent_id: null }),
+    userMessage({ id: 'a1', role: 'assistant', client_id: null, parent_id: 'q1', created_at: '2024-01-01T00:00:01Z' }),
+    userMessage({ id: 'q2', client_id: 'c2', parent_id: 'a1', created_at: '2024-01-01T00:00:02Z' }),
+    userMessage({ id: 'a2', role: 'assistant', client_id: null, parent_id: 'q2', created_at: '2024-01-01T00:00:03Z' }),
+  ]);
+  const edited = userMessage({ id: 'q2b', client_id: 'c3', parent_id: 'a1', created_at: '2024-01-01T00:00:04Z' });
+  const r = applyFrame(state, { type: 'message', ts: 1, message: edited });
+  assert.deepEqual(r.removed, ['q2', 'a2']);
+  assert.deepEqual(state.messages.map((m) => m.id), ['q1', 'a1', 'q2b']);
+  const again = applyFrame(state, { type: 'message', ts: 2, message: edited });
+  assert.deepEqual(again.removed, [], 'a message already shown moves nothing');
+  const unknownParent = applyFrame(state, { type: 'message', ts: 3, message: userMessage({ id: 'x', client_id: 'c4', parent_id: 'nowhere', created_at: '2024-01-01T00:00:05Z' }) });
+  assert.deepEqual(unknownParent.removed, [], 'nothing to judge by');
+});
+
+test('a branch switch shows the path the server sends, whole', () => {
+  const state = createThreadState([
+    userMessage({ id: 'q1', parent_id: null }),
+    userMessage({ id: 'a2', role: 'assistant', client_id: null, parent_id: 'q1', created_at: '2024-01-01T00:00:05Z', siblings: { index: 1, count: 2, ids: ['a1', 'a2'] } }),
+  ]);
+  assert.deepEqual(branchOf(state.byId.get('a2')), { place: '2/2', previous: 'a1', next: null });
+  const r = setPath(state, [
+    userMessage({ id: 'q1', parent_id: null }),
+    userMessage({ id: 'a1', role: 'assistant', client_id: null, parent_id: 'q1', created_at: '2024-01-01T00:00:01Z', siblings: { index: 0, count: 2, ids: ['a1', 'a2'] } }),
+  ], { whole: true });
+  assert.deepEqual(r.removed, ['a2']);
+  assert.deepEqual(state.messages.map((m) => m.id), ['q1', 'a1']);
+  assert.equal(branchOf(state.byId.get('a1')).place, '1/2');
+  assert.equal(branchOf(state.byId.get('q1')), null, 'no versions but itself: no arrows');
 });
 
 test('a thread frame reports the new title', () => {
