@@ -307,7 +307,7 @@ async def test_continue_over_the_streaming_post_is_refused_cleanly(limited, alic
     body = {"command": "continue", "message_id": reply_id, "thread_id": str(thread.id)}
     for bad in (
         {"thread_id": None},  # a continue names its thread
-        {"command": "regenerate"},  # the streaming POST starts or continues
+        {"command": "stop"},  # not a command the streaming POST takes
         {"message_id": "nope"},
         {"message_id": str(user_message.id)},  # not a reply
     ):

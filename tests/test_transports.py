@@ -79,13 +79,18 @@ class Tab:
         self.chatkit = ck.ChatKitClient(server.url, self.http)
 
     async def socket(self, thread_id: str):
+        return (await self.connect(thread_id))[0]
+
+    async def connect(self, thread_id: str) -> tuple:
+        """A socket of the thread, and the `ready` it opened with."""
         ws = await ws_connect(
             f"{self.server.ws_url}/ws/threads/{thread_id}/",
             origin=self.server.url,
             additional_headers={"Cookie": cookie_header(self.http)},
         )
-        assert json.loads(await ws.recv())["type"] == "ready"
-        return ws
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready"
+        return ws, ready
 
     def new_thread(self, title: str = "", **fields: str) -> str:
         return self.http.post("/api/threads/", json={"title": title, **fields}).json()["id"]
@@ -108,7 +113,7 @@ class Listener:
     @classmethod
     async def open(cls, tab: Tab, thread_id: str) -> "Listener":
         listener = cls()
-        listener.ws = await tab.socket(thread_id)
+        listener.ws, by_ws = await tab.connect(thread_id)
         listener.http = httpx.AsyncClient(
             base_url=tab.server.url, cookies=tab.http.cookies, timeout=15
         )
@@ -116,7 +121,9 @@ class Listener:
             listener.http.build_request("GET", f"/api/threads/{thread_id}/events/"), stream=True
         )
         listener.lines = listener.sse.aiter_lines()
-        assert (await listener.next_event())["type"] == "ready"
+        by_sse = await listener.next_event()
+        assert by_sse["type"] == "ready"
+        listener.ready = [by_ws, by_sse]  # what each said first: a reply in flight, if any
         return listener
 
     async def next_event(self) -> dict:
@@ -316,6 +323,91 @@ async def continue_by_chatkit(tab: Tab, thread: str, reply: str | None = None) -
     return await tab.chatkit.stream(ThreadsCustomActionReq(params=params))
 
 
+# --- branches: a thread of three exchanges, on which an edit names the second question (an
+# earlier message, not the last), a regenerate answers the third again, and a switch goes
+# back to the second question's first version (the setup edits it) ------------------------
+QUESTIONS = ["branch one", "branch two", "branch three"]
+EDITED = "branch two, edited"
+AFTER = "branch after the switch"
+
+
+def echo(text: str) -> str:
+    """The stub's answer to a message it has no script for."""
+    return "Echo: " + text
+
+
+async def command_by_websocket(tab: Tab, thread: str, command: dict) -> list[dict]:
+    """One command on a new socket of the thread: the frames up to its reply's end, or its
+    refusal."""
+    ws = await tab.socket(thread)
+    await ws.send(json.dumps(command))
+    received = await frames_until(ws, lambda f: frames.is_terminal(f) or f["type"] == "error")
+    await ws.close()
+    return received
+
+
+def command_by_sse(tab: Tab, thread: str, command: dict) -> list[dict]:
+    """One command as the streaming POST's body: its frames, or its refusal (as JSON)."""
+    body = {**command, "thread_id": thread}
+    with tab.http.stream("POST", "/api/stream/message", json=body) as answer:
+        if answer.status_code != 200:
+            return [{**json.loads(answer.read()), "status": answer.status_code}]
+        return [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data:")]
+
+
+async def conversation(tab: Tab, thread: str, questions: list[str] = QUESTIONS) -> None:
+    ws = await tab.socket(thread)
+    for question in questions:
+        await ws.send(json.dumps({"command": "start", "message": question}))
+        assert (await frames_until(ws, frames.is_terminal))[-1]["type"] == "complete"
+    await ws.close()
+
+
+def edit_command(tab: Tab, thread: str) -> dict:
+    second = tab.saved(thread)[2]
+    assert second["content"] == QUESTIONS[1]
+    return {"command": "edit", "message_id": second["id"], "message": EDITED}
+
+
+def completed(received: list[dict]) -> None:
+    assert received[-1]["type"] == "complete", received[-1]
+
+
+async def edit_by_websocket(tab: Tab, thread: str) -> None:
+    completed(await command_by_websocket(tab, thread, edit_command(tab, thread)))
+
+
+async def edit_by_sse(tab: Tab, thread: str) -> None:
+    received = command_by_sse(tab, thread, edit_command(tab, thread))
+    assert received[0]["type"] == "message" and received[0]["message"]["content"] == EDITED
+    completed(received)
+
+
+async def regenerate_by_websocket(tab: Tab, thread: str) -> None:
+    completed(await command_by_websocket(tab, thread, {"command": "regenerate"}))
+
+
+async def regenerate_by_sse(tab: Tab, thread: str) -> None:
+    received = command_by_sse(tab, thread, {"command": "regenerate"})
+    assert received[0]["type"] == "message" and received[0]["message"]["role"] == "assistant"
+    completed(received)
+
+
+async def regenerate_by_chatkit(tab: Tab, thread: str) -> None:
+    """ChatKit's retry of the last question: a new branch, as a regenerate."""
+    events = await tab.chatkit.stream(ck.retry(thread, tab.saved(thread)[-2]["id"]))
+    assert "".join(ck.deltas(events)) == echo(QUESTIONS[2])
+
+
+async def switch_by_rest(tab: Tab, thread: str) -> None:
+    """Back to the second question's first version (the setup edited it)."""
+    edited = tab.saved(thread)[2]
+    assert edited["content"] == EDITED
+    first_version = edited["siblings"]["ids"][0]
+    answer = tab.http.patch(f"/api/threads/{thread}/", json={"active_leaf": first_version})
+    assert answer.status_code == 200, answer.text
+
+
 ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
     "reply": {"websocket": reply_by_websocket, "sse": reply_by_sse, "chatkit": reply_by_chatkit},
     "stop": {"websocket": stop_by_websocket, "chatkit": stop_by_chatkit},
@@ -334,7 +426,16 @@ ACTIONS: dict[str, dict[str, Callable[[Tab, str], Awaitable[None]]]] = {
         "sse": continue_by_sse,
         "chatkit": continue_by_chatkit,
     },
+    "edit": {"websocket": edit_by_websocket, "sse": edit_by_sse},
+    "regenerate": {
+        "websocket": regenerate_by_websocket,
+        "sse": regenerate_by_sse,
+        "chatkit": regenerate_by_chatkit,
+    },
+    "switch": {"rest": switch_by_rest},
 }
+# Capabilities whose other tab (`other`, on the viewer's process) shows the thread itself.
+ON_THE_THREAD = ("edit", "regenerate", "switch")
 
 
 # --- what each transport shows afterwards ---------------------------------------------------
@@ -442,6 +543,71 @@ async def continued(tab: Tab, thread: str, other: "Listener") -> None:
     assert items[0]["id"] == reply["id"] and items[0]["content"][0]["text"] == whole
 
 
+def sent_to_model(stub) -> list[str]:
+    """The texts of the last request the provider got, the system prompt left out."""
+    messages = chat_requests(stub)[-1]["body"]["messages"]
+    return [m["content"] for m in messages if m["role"] != "system"]
+
+
+async def items_of(tab: Tab, thread: str) -> list[str]:
+    """The ids of ChatKit's items of the thread, oldest first."""
+    return [i["id"] for i in (await tab.chatkit.call(ck.list_items(thread, order="asc")))["data"]]
+
+
+async def edited(tab: Tab, thread: str, other: "Listener") -> None:
+    """The second question's new version and its answer, in every view; its first version
+    kept (the `siblings` count both); the model was given the new path only."""
+    path = tab.saved(thread)
+    one, two = QUESTIONS[:2]
+    assert [m["content"] for m in path] == [one, echo(one), EDITED, echo(EDITED)]
+    assert sent_to_model(tab.stub) == [one, echo(one), EDITED], "nothing of the old branch"
+    version = path[2]
+    assert (version["siblings"]["count"], version["siblings"]["index"]) == (2, 1)
+    assert version["parent_id"] == path[1]["id"]
+    assert await items_of(tab, thread) == [m["id"] for m in path]
+    # Another tab of the thread, on the viewer's process, shows the new version in its place.
+    for frame in await other.heard(lambda f: f["type"] == "message"):
+        shown = frame["message"]
+        assert (shown["id"], shown["parent_id"]) == (version["id"], path[1]["id"])
+        assert shown["siblings"]["ids"] == version["siblings"]["ids"]
+    for frame in await other.heard(frames.is_terminal):
+        assert (frame["type"], frame["message_id"]) == ("complete", path[3]["id"])
+
+
+async def regenerated(tab: Tab, thread: str, other: "Listener") -> None:
+    """A second answer to the last question beside the first, which is kept."""
+    path = tab.saved(thread)
+    asked = [text for question in QUESTIONS for text in (question, echo(question))]
+    assert [m["content"] for m in path] == asked
+    assert sent_to_model(tab.stub) == asked[:-1], "not the first answer"
+    reply = path[-1]
+    assert (reply["siblings"]["count"], reply["siblings"]["index"]) == (2, 1)
+    assert reply["siblings"]["ids"][1] == reply["id"] and reply["parent_id"] == path[-2]["id"]
+    assert await items_of(tab, thread) == [m["id"] for m in path]
+    for frame in await other.heard(lambda f: f["type"] == "message"):
+        assert (frame["message"]["id"], frame["message"]["status"]) == (reply["id"], "streaming")
+        assert frame["message"]["siblings"]["count"] == 2
+    for frame in await other.heard(frames.is_terminal):
+        assert (frame["type"], frame["message_id"]) == ("complete", reply["id"])
+
+
+async def switched(tab: Tab, thread: str, other: "Listener") -> None:
+    """The first version's branch, whole, in every view; every tab follows; the next reply,
+    asked here, is given that branch."""
+    path = tab.saved(thread)
+    asked = [text for question in QUESTIONS for text in (question, echo(question))]
+    assert [m["content"] for m in path] == asked
+    assert (path[2]["siblings"]["count"], path[2]["siblings"]["index"]) == (2, 0)
+    leaf = path[-1]["id"]
+    assert tab.http.get(f"/api/threads/{thread}/").json()["active_leaf"] == leaf
+    assert await items_of(tab, thread) == [m["id"] for m in path]
+    for frame in await other.heard(lambda f: f["type"] == "thread"):
+        assert (frame["thread"]["id"], frame["thread"]["active_leaf"]) == (thread, leaf)
+    completed(await command_by_websocket(tab, thread, {"command": "start", "message": AFTER}))
+    assert sent_to_model(tab.stub) == [*asked, AFTER]
+    assert tab.saved(thread)[-2]["parent_id"] == leaf
+
+
 CHECKS = {
     "reply": replied,
     "stop": stopped,
@@ -451,6 +617,9 @@ CHECKS = {
     "feedback": rated,
     "attach": sent_with_files,
     "continue": continued,
+    "edit": edited,
+    "regenerate": regenerated,
+    "switch": switched,
 }
 SLOW = [f" s{i}" for i in range(300)]
 
@@ -480,8 +649,14 @@ async def test_each_capability_works_on_each_transport_and_shows_on_every_other(
         await reply_by_websocket(doer, thread)  # a thread with a conversation in it
     if capability == "continue":
         await truncated_by_websocket(doer, thread)
-    # Another tab of the same user, on the viewer's process, showing another thread.
-    other = await viewer.listen(viewer.new_thread("elsewhere"))
+    if capability in ON_THE_THREAD:
+        await conversation(doer, thread)
+    if capability == "switch":
+        await edit_by_websocket(doer, thread)
+    # Another tab of the same user, on the viewer's process, showing another thread (or this
+    # one, for what changes its branch).
+    shown = thread if capability in ON_THE_THREAD else viewer.new_thread("elsewhere")
+    other = await viewer.listen(shown)
     try:
         await ACTIONS[capability][transport](doer, thread)
         await CHECKS[capability](viewer, thread, other)
@@ -580,3 +755,112 @@ async def test_a_continue_that_cannot_be_is_refused_on_every_transport_and_chang
     finally:
         await tab.close()
         await other.close()
+
+
+async def test_a_reply_keeps_its_branch_through_the_second_process(processes, stub):
+    """A reply begun on A on the first of two branches: a switch asked on B while it runs is
+    refused `busy` and changes nothing; a tab that comes back on B mid-reply (its socket, its
+    event stream) resumes that reply (`ready.active`); it is saved after the message it was
+    begun after, and the model was given that branch only."""
+    first, slow = "the branch kept", "a long answer, please"
+    stub.script(slow, tokens=SLOW, delay_ms=50)
+    a, b = processes
+    session = login(a.url, USER, PASSWORD)
+    on_a, on_b = Tab(a, session), Tab(b, session)
+    thread = on_a.new_thread("kept")
+    try:
+        await conversation(on_a, thread, [first])
+        stub.script(first, tokens=["Another ", "take."])
+        completed(await command_by_websocket(on_a, thread, {"command": "regenerate"}))
+        answer, other_answer = on_a.saved(thread)[-1]["siblings"]["ids"]
+        back = on_a.http.patch(f"/api/threads/{thread}/", json={"active_leaf": answer})
+        assert back.json()["active_leaf"] == answer  # the first branch
+
+        ws = await on_a.socket(thread)
+        await ws.send(json.dumps({"command": "start", "message": slow}))
+        began = await frames_until(ws, lambda f: f["type"] == "token")
+        question = next(f["message"] for f in began if f["type"] == "message")
+        reply = began[-1]["message_id"]
+        await ws.close()  # the tab on A goes; the reply goes on there
+        assert sent_to_model(stub) == [first, echo(first), slow], "not the other branch"
+
+        refused = on_b.http.patch(f"/api/threads/{thread}/", json={"active_leaf": other_answer})
+        assert (refused.status_code, refused.json().get("code")) == (409, "busy"), refused.text
+        assert on_b.http.get(f"/api/threads/{thread}/").json()["active_leaf"] == reply
+        assert [m["id"] for m in on_b.saved(thread)][:3] == [
+            on_a.saved(thread)[0]["id"],
+            answer,
+            question["id"],
+        ]
+
+        back_on_b = await on_b.listen(thread)  # a reload, or a reconnect, that lands on B
+        try:
+            for ready in back_on_b.ready:
+                assert ready["active"]["message_id"] == reply, ready
+            await back_on_b.ws.send(json.dumps({"command": "stop"}))  # from B: it runs on A
+            for frame in await back_on_b.heard(frames.is_terminal):
+                assert (frame["message_id"], frame["status"]) == (reply, "cancelled")
+        finally:
+            await back_on_b.close()
+
+        path = on_b.saved(thread)
+        assert [m["id"] for m in path][1:] == [answer, question["id"], reply]
+        assert (path[-1]["parent_id"], path[-2]["parent_id"]) == (question["id"], answer)
+        assert path[-1]["status"] == "cancelled" and path[-1]["content"].startswith(SLOW[0])
+        assert on_b.http.get(f"/api/threads/{thread}/").json()["active_leaf"] == reply
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_a_branch_command_that_cannot_be_is_refused_on_every_transport_and_changes_nothing(
+    processes, stub
+):
+    """An edit (ChatKit: a retry) naming a message of another thread, of another user, or of
+    another branch, and a switch to a message of another thread or another user's: a clear
+    refusal on each transport, and no thread changes."""
+    a, _ = processes
+    tab = Tab(a, login(a.url, USER, PASSWORD))
+    otto = Tab(a, login(a.url, OTHER, OTHER_PASSWORD))
+    try:
+        mine = tab.new_thread("mine")
+        await conversation(tab, mine, QUESTIONS[:2])
+        await edit_by_websocket(tab, mine)  # the second question's first version: off the path
+        off_path = tab.saved(mine)[2]["siblings"]["ids"][0]
+        elsewhere = tab.new_thread("elsewhere")
+        await conversation(tab, elsewhere, ["another thread"])
+        ottos = otto.new_thread("otto's")
+        await conversation(otto, ottos, ["otto's own"])
+        others = {
+            "another thread's": tab.saved(elsewhere)[0]["id"],
+            "another user's": otto.saved(ottos)[0]["id"],
+        }
+        named = {**others, "another branch's": off_path}
+
+        def everything() -> list:
+            return [
+                tab.saved(mine),
+                tab.saved(elsewhere),
+                otto.saved(ottos),
+                [tab.http.get(f"/api/threads/{t}/").json() for t in (mine, elsewhere)],
+            ]
+
+        before, asked = everything(), len(chat_requests(stub))
+        for what, message in named.items():
+            edit = {"command": "edit", "message_id": message, "message": "not here"}
+            by_ws = await command_by_websocket(tab, mine, edit)
+            assert [(f["type"], f["code"]) for f in by_ws] == [("error", "bad_request")], what
+            (by_sse,) = command_by_sse(tab, mine, edit)
+            assert (by_sse["status"], by_sse["code"]) == (400, "bad_request"), what
+            by_chatkit = await tab.chatkit.post(ck.retry(mine, message))
+            assert by_chatkit.status_code == 404, (what, by_chatkit.text)
+        for what, message in others.items():
+            switch = tab.http.patch(f"/api/threads/{mine}/", json={"active_leaf": message})
+            assert (switch.status_code, switch.json()["code"]) == (400, "bad_request"), what
+        ottos_leaf = otto.saved(ottos)[0]["id"]
+        switch = tab.http.patch(f"/api/threads/{ottos}/", json={"active_leaf": ottos_leaf})
+        assert switch.status_code == 404, "another user's thread is not found"
+        assert everything() == before and len(chat_requests(stub)) == asked
+    finally:
+        await tab.close()
+        await otto.close()

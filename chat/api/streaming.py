@@ -57,15 +57,18 @@ def _sse(events: AsyncIterator[str]) -> StreamingHttpResponse:
 
 
 # What a streaming POST may ask (its body's `command`, `start` when it names none): a new
-# message, or the rest of a reply the token limit cut.
-STREAM_COMMANDS = ("start", "continue")
+# message, the rest of a reply the token limit cut, a new version of a user message of the
+# active path, or a new answer to the last one (the last two make a new branch). Each takes
+# the WebSocket command's fields; all but `start` name their thread.
+STREAM_COMMANDS = ("start", "continue", "edit", "regenerate")
 
 
 @csrf_exempt
 @require_POST
 async def stream_message(request: HttpRequest) -> HttpResponse:
     """`POST /api/stream/message` {message, thread_id?, client_id?}, or {command: "continue",
-    message_id, thread_id, client_id?}: the reply as SSE."""
+    message_id, thread_id, client_id?}, {command: "edit", message_id, message, thread_id, ...}
+    or {command: "regenerate", thread_id, ...}: the reply as SSE."""
     return await _stream_reply(request, thread_required=False)
 
 
@@ -85,9 +88,12 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         body = _json_body(request)
         command = body.get("command", "start")
         if command not in STREAM_COMMANDS:
-            raise ChatError("bad_request", "`command` is `start` (the default) or `continue`.")
+            raise ChatError(
+                "bad_request",
+                "`command` is `start` (the default), `continue`, `edit` or `regenerate`.",
+            )
         thread_id = body.get("thread_id")
-        if thread_id is None and (thread_required or command == "continue"):
+        if thread_id is None and (thread_required or command != "start"):
             raise ChatError("bad_request", "`thread_id` is required.")
     except ChatError as exc:
         return exc.response()
@@ -108,7 +114,7 @@ async def _stream_reply(request: HttpRequest, *, thread_required: bool) -> HttpR
         subscriber = await stack.enter_async_context(Subscriber(thread_id))
         standing.on_lost = subscriber.interrupt
         try:
-            # The body is a `start` or `continue` command.
+            # The body is a `start`, `continue`, `edit` or `regenerate` command.
             ask = generation.ask_for({**body, "command": command})
             started = await generation.reply_begin(
                 user_id=user.pk,

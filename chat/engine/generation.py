@@ -87,8 +87,8 @@ CONTINUE_PROMPT = "Continue exactly where you stopped."
 
 def ask_for(command: dict[str, Any]) -> services.Ask:
     """What a client's `start`, `regenerate`, `edit` or `continue` command asks for,
-    validated: every transport maps what it got to an `Ask` (the streaming POST's body is a
-    `start` or a `continue`, a ChatKit `continue` action a `continue`) and hands it to
+    validated: every transport maps what it got to an `Ask` (the streaming POST's body is any
+    of the four, a ChatKit `continue` action a `continue`) and hands it to
     `reply_begin`. A bad command raises the `ChatError` that answers it."""
     name = command.get("command")
     client_id = _client_uuid(command.get("client_id"))
