@@ -31,7 +31,7 @@
  * | `complete`   | `{message, status, metrics}`: a reply ended (`complete` or `cancelled`) |
  * | `error`      | `{code, message, recoverable, kind, messageId}`: `kind` and `recoverable` from errorClass() |
  * | `thread`     | `{thread}`: a thread of the user's made or changed (this one or another) |
- * | `path`       | `{ids}`: the branch shown changed (a switch, here or in another tab); `ids` left the screen |
+ * | `path`       | `{ids, previous?}`: the branch shown changed (a switch, here or in another tab); `ids` left the screen; `previous`: the cursor to earlier messages of the new path, when `loadMessages` gives pages |
  * | `thread_deleted` | `{threadId}`: a thread of the user's deleted (this one or another) |
  * | `feedback`   | `{message, feedback}`: a reply's rating changed (any tab, the API, ChatKit); null: removed |
  * | `change`     | `{result}`: the protocol's FrameResult, for views that render the state |
@@ -106,8 +106,10 @@ export async function fetchNewestMessages(threadId, { baseUrl = '', clientSecret
  * @param {string} [options.clientSecret]  a client secret from `POST /api/chatkit/session`, for
  *   pages without the product's session cookie: sent as the `auth.<secret>` subprotocol and as
  *   a Bearer token
- * @param {(threadId: string) => Promise<object[]>} [options.loadMessages]  the refetch after a
- *   reconnect; defaults to fetchNewestMessages
+ * @param {(threadId: string) => Promise<object[]|{results: object[], previous: string|null}>}
+ *   [options.loadMessages]  the refetch after a reconnect or a switch: the newest messages, or
+ *   the newest page (api.js listMessages), whose cursor a `path` event then carries; defaults
+ *   to fetchNewestMessages
  * @param {typeof WebSocket} [options.WebSocketImpl]
  * @param {boolean} [options.watchVisibility]  re-check when the tab becomes visible (default true)
  * @param {object} [options.timing]  heartbeat and backoff overrides, see connectThread
@@ -166,9 +168,12 @@ export function createChatClient({
         wholePath = false;
         const page = await loadMessages(threadId);
         if (disposed) return;
-        const result = setPath(state, page, { whole });
+        const paged = !Array.isArray(page);
+        const result = setPath(state, paged ? page?.results ?? [] : page, { whole });
         handle(result);
-        if (result.removed.length || whole) emit('path', { ids: result.removed });
+        if (result.removed.length || whole) {
+          emit('path', paged ? { ids: result.removed, previous: page?.previous ?? null } : { ids: result.removed });
+        }
       } catch (error) {
         emit('error', { code: 'network', message: error?.message || 'Could not refresh the thread.', ...errorClass({ code: 'network' }), messageId: null });
       } finally {

@@ -15,7 +15,7 @@ const LOAD_OLDER_AT = 150;
  *   the open thread's page at that cursor
  * @param {(messages: object[]) => void} options.onPage  put a loaded page's messages above
  * @param {import('./notices.js').Notices} options.notices
- * @returns {{reset(): void, newest(previous: string|null): void}}
+ * @returns {{reset(): void, newest(previous: string|null): void, path(previous: string|null): void}}
  */
 export function createEarlierPages(root, { load, onPage, notices }) {
   const button = root.querySelector('[data-action="load-earlier"]');
@@ -65,6 +65,17 @@ export function createEarlierPages(root, { load, onPage, notices }) {
     /** The cursor the thread's newest page gave (null: nothing earlier), unless one is known. */
     newest(previous) {
       if (!older.known) older = { known: true, url: previous, loading: false };
+      sync();
+    },
+    /**
+     * The thread shows another branch (a switch), read again from its newest page: the
+     * cursor is that page's, whatever was known before (it led into the old path, or said
+     * nothing was earlier), and a page of the old path still loading is dropped.
+     */
+    path(previous) {
+      epoch += 1;
+      older = { known: true, url: previous ?? null, loading: false };
+      button.disabled = false;
       sync();
     },
   };

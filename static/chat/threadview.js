@@ -209,7 +209,8 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       badge.hide();
       return;
     }
-    const current = createChatClient({ threadId, messages });
+    // Refetches read whole pages: after a switch, the earlier messages are the new path's.
+    const current = createChatClient({ threadId, messages, loadMessages: (id) => api.listMessages(id) });
     client = current;
     badge.show(current.connection() ?? 'connecting');
     current.on('change', ({ result }) => applyResult(result));
@@ -226,6 +227,10 @@ export function createThreadView(root, { config, maxChars, notices, sidebar, com
       if (thread.id === threadId && thread.model && !picked && thread.model !== model) showModel(thread.model);
     });
     current.on('feedback', ({ message }) => feedback.sync(message.id));
+    // Another branch shown: "Load earlier" follows the new path from its newest page.
+    current.on('path', ({ previous }) => {
+      if (previous !== undefined) earlier.path(previous);
+    });
     current.on('thread_deleted', ({ threadId: deleted }) => {
       sidebar.forget(deleted);
       if (deleted !== threadId) {

@@ -326,3 +326,25 @@ test('a thread frame naming a leaf not shown is a switch: the path is read again
   assert.deepEqual(named(events, 'path'), [{ ids: ['a2'] }]);
   client.dispose();
 });
+
+test('read by pages, a switch says the new path\'s cursor to earlier messages', async () => {
+  const { client, events } = makeClient({
+    messages: [
+      { id: 'u1', role: 'user', content: 'q', status: 'complete', created_at: '2024-01-01T00:00:00Z', parent_id: null },
+      { id: 'a2', role: 'assistant', content: 'two', status: 'complete', created_at: '2024-01-01T00:00:05Z', parent_id: 'u1' },
+    ],
+    page: {
+      previous: '/api/threads/t/messages/?cursor=older',
+      results: [
+        { id: 'u1', role: 'user', content: 'q', status: 'complete', created_at: '2024-01-01T00:00:00Z', parent_id: null },
+        { id: 'a1', role: 'assistant', content: 'one', status: 'complete', created_at: '2024-01-01T00:00:01Z', parent_id: 'u1' },
+      ],
+    },
+  });
+  latest().accept();
+  latest().frame({ type: 'thread', thread: { id: 't', title: 'x', active_leaf: 'a1' } });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(client.state.messages.map((m) => m.content), ['q', 'one']);
+  assert.deepEqual(named(events, 'path'), [{ ids: ['a2'], previous: '/api/threads/t/messages/?cursor=older' }]);
+  client.dispose();
+});
