@@ -854,6 +854,7 @@ async def test_a_branch_command_that_cannot_be_is_refused_on_every_transport_and
             assert (by_sse["status"], by_sse["code"]) == (400, "bad_request"), what
             by_chatkit = await tab.chatkit.post(ck.retry(mine, message))
             assert by_chatkit.status_code == 404, (what, by_chatkit.text)
+            assert by_chatkit.json()["detail"] == "No such message on the branch this thread shows."
         for what, message in others.items():
             switch = tab.http.patch(f"/api/threads/{mine}/", json={"active_leaf": message})
             assert (switch.status_code, switch.json()["code"]) == (400, "bad_request"), what

@@ -122,7 +122,9 @@ async def _first_event(
         await pump.first()
         return pump
     except StopAsyncIteration:
-        return request_auth.detail("No such item in this thread.", 404)
+        # A retry after an item the thread's items (its active path) do not hold: another
+        # thread's, another user's, another branch's.
+        return request_auth.detail("No such message on the branch this thread shows.", 404)
     except NotFoundError as exc:
         return request_auth.detail(str(exc) or "Not found.", 404)
     except (Unsupported, ValueError) as exc:
