@@ -33,10 +33,8 @@ export function describe(frame: Frame): string {
       return `${frame.code}${frame.message_id ? ` ending ${frame.message_id}` : ''}`;
     case 'heartbeat':
       return frame.active === undefined ? 'unknown' : String(frame.active?.seq ?? 'idle');
-    case 'removed':
-      return frame.message_ids.join(',');
     case 'thread':
-      return frame.thread.title;
+      return `${frame.thread.title} (${frame.thread.active_leaf ?? 'empty'})`;
     case 'thread_deleted':
       return frame.thread_id;
     case 'feedback':
