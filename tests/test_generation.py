@@ -5,9 +5,10 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
-from chat import frames
+from chat import dbthread, frames
 from chat.engine import generation, live
 from chat.models import Message
 from tests.helpers import (
@@ -85,6 +86,43 @@ async def test_the_queries_of_a_reply_do_not_grow_with_its_length(
     # (settings), one transaction for the user message and the reply, the history, one final
     # write, and the model's tokens counted.
     assert long <= 10
+
+
+async def test_a_start_makes_few_trips_to_the_database_thread_before_its_first_frame(
+    stub, memory_layer, alice, settings, monkeypatch
+):
+    """On SQLite every start queues on one thread (dbthread.py), so each trip there is a turn
+    in that queue: the socket's credential rides with the model's choice, the input quota
+    with the token hold (none at all with no budget), then the begin's commit."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the one database thread is SQLite's")
+    trips: list[str] = []
+    real = dbthread._keeping_connection
+
+    def counting(function, args, kwargs, loop):
+        trips.append(getattr(function, "__name__", repr(function)))
+        return real(function, args, kwargs, loop)
+
+    monkeypatch.setattr(dbthread, "_keeping_connection", counting)
+    stub.script("trips", tokens=["t"])
+
+    async def trips_of_a_start() -> list[str]:
+        thread = await new_thread(alice, "titled")
+        ws = await connect(thread.id, alice)
+        await receive(ws)
+        trips.clear()
+        await send(ws, start_command("trips"))
+        asked = await receive(ws)  # the user's message: the reply has begun
+        assert asked["type"] == "message"
+        begun = list(trips)
+        await frames_until_end(ws)
+        await ws.disconnect()
+        return begun
+
+    settings.DAILY_TOKEN_BUDGET = settings.DAILY_INPUT_BUDGET = 0
+    assert await trips_of_a_start() == ["_choice", "attempt"]
+    settings.DAILY_TOKEN_BUDGET, settings.DAILY_INPUT_BUDGET = 10_000, 10_000
+    assert await trips_of_a_start() == ["_choice", "reply_hold", "attempt"]
 
 
 async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(
