@@ -393,9 +393,10 @@ async def _commit(
     ask: services.Ask,
     hold: quota.Hold,
 ) -> services.Begun:
-    """The begin's one transaction, and the agent's input (the history) read on the same
-    connection: one trip to the database per reply start (the user's own instructions came
-    with the model's choice).
+    """The begin's one transaction, and the agent's input (the history) read in it: one trip
+    to the database per reply start (the user's own instructions came with the model's
+    choice), shared with the starts queued beside it (`dbthread.together`: group commit, each
+    start in its own savepoint, so one refused changes nothing of the others).
     Retried through an outage; a connection that dropped after the commit but before its
     answer must not make a second reply, so a retry first looks for what the lost attempt
     committed."""
@@ -431,7 +432,7 @@ async def _commit(
             services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)
         return begun
 
-    return await outage.retrying(f"committing reply {reply_id}", dbthread.off_loop(attempt))
+    return await outage.retrying(f"committing reply {reply_id}", lambda: dbthread.together(attempt))
 
 
 async def _own(run: Run) -> None:
