@@ -45,7 +45,7 @@ def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
 # The most calls `together` commits in one transaction: the SQLite file stays locked for the
 # page requests' own connections while it runs, so a batch is kept short.
-GROUP_MAX = 16
+GROUP_MAX = 8
 _groups: dict[asyncio.AbstractEventLoop, list] = {}  # each loop's batch still taking calls
 _groups_lock = threading.Lock()
 
