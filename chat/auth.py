@@ -87,6 +87,10 @@ def session_user(session_key: str) -> AbstractBaseUser | None:
     return user if user.is_authenticated else None
 
 
+class CredentialLost(Exception):
+    """What opened a socket (a `Credential`) no longer holds: it ends with 4401."""
+
+
 @dataclass(frozen=True)
 class Credential:
     """What a socket or an event stream was opened with: a session, or a client secret. It

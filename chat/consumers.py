@@ -8,7 +8,6 @@ encodes.
 
 import json
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from autobahn.exception import Disconnected
@@ -101,18 +100,32 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if name is None and command.get("type") == "heartbeat":
             name = "heartbeat"  # the seed's client sends {"type": "heartbeat"}
         if name in generation.ASKING_COMMANDS:
-            if not await self.credential.holds():
-                await self.close(code=CLOSE_UNAUTHENTICATED)
-                return
-            ask = generation.ask_for(command)
-            await self._started(
-                generation.reply_begin(
+            # The credential is checked before any reply starts: in the begin's first trip
+            # to the database (with the model's choice), or here for a command refused
+            # before that trip, so an ended session is told 4401 first either way.
+            try:
+                ask = generation.ask_for(command)
+                time_zone = generation.time_zone_of(command.get("time_zone"))
+            except ChatError:
+                if not await self.credential.holds():
+                    await self.close(code=CLOSE_UNAUTHENTICATED)
+                    return
+                raise
+            try:
+                started = await generation.reply_begin(
                     user_id=self.user_id,
                     thread_id=self.thread_id,
                     ask=ask,
-                    time_zone=command.get("time_zone"),
+                    time_zone=time_zone,
+                    credential=self.credential,
                 )
-            )
+            except auth.CredentialLost:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+            if started.duplicate:
+                # A retried send: tell this client where things stand instead of starting
+                # again.
+                await self.subscriber.ready()
         elif name == "stop":
             if not await generation.reply_stop(thread_id=self.thread_id):
                 await self.subscriber.ready()  # nothing running: let the client catch up
@@ -144,12 +157,6 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             # Dropped by the server (a frame that was not UTF-8, say) before its disconnect
             # reached this consumer: it has left.
             self.subscriber.close()
-
-    async def _started(self, beginning: Awaitable[generation.StartResult]) -> None:
-        result = await beginning
-        if result.duplicate:
-            # A retried send: tell this client where things stand instead of starting again.
-            await self.subscriber.ready()
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame))

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 T = TypeVar("T")
 
@@ -41,6 +41,93 @@ def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         return await loop.run_in_executor(_sqlite_thread(), call)
 
     return on_db_thread
+
+
+# The most calls `together` commits in one transaction: the SQLite file stays locked for the
+# page requests' own connections while it runs, so a batch is kept short.
+GROUP_MAX = 8
+_groups: dict[asyncio.AbstractEventLoop, list] = {}  # each loop's batch still taking calls
+_groups_lock = threading.Lock()
+
+
+async def together(function: Callable[[], T]) -> T:
+    """`function()` off the event loop, as `off_loop` runs it, but on SQLite committed with
+    the calls that queue up beside it (group commit): one trip to the SQLite thread and one
+    transaction for up to GROUP_MAX of them, each in its own savepoint, so one that raises
+    rolls back alone and the others commit; a failed commit fails them all (none holds). A
+    call that finds none beside it runs alone, on its own transactions. Elsewhere
+    (PostgreSQL's pool of threads) each runs alone."""
+    if connection.vendor != "sqlite":
+        return await off_loop(function)()
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    with _groups_lock:
+        group = _groups.get(loop)
+        first = group is None or len(group) >= GROUP_MAX
+        if first:
+            group = _groups[loop] = []
+        group.append((function, future))
+    if first:
+        call = functools.partial(_keeping_connection, _run_group, (group, loop), {}, loop)
+        loop.run_in_executor(_sqlite_thread(), call).add_done_callback(
+            functools.partial(_group_ended, group)
+        )
+    return await future
+
+
+def _run_group(group: list, loop: asyncio.AbstractEventLoop) -> None:
+    """On the SQLite thread: close the batch to newcomers, run each of its calls in a
+    savepoint of one transaction, commit, and answer each."""
+    with _groups_lock:
+        if _groups.get(loop) is group:
+            del _groups[loop]
+    outcomes: list[tuple[asyncio.Future, BaseException | None, object]] = []
+    if len(group) == 1:  # alone: no transaction around its own, no savepoint
+        (function, future), failure, value = group[0], None, None
+        try:
+            value = function()
+        except Exception as exc:
+            failure = exc
+            if isinstance(exc, DatabaseError):
+                connection.close()
+        loop.call_soon_threadsafe(_answer, future, failure, value)
+        return
+    try:
+        with transaction.atomic():
+            for function, future in group:
+                try:
+                    with transaction.atomic():
+                        value = function()
+                except Exception as exc:
+                    outcomes.append((future, exc, None))
+                else:
+                    outcomes.append((future, None, value))
+    except Exception as exc:  # the commit failed, or a rollback: none of them holds
+        outcomes = [(future, exc, None) for _, future in group]
+        if isinstance(exc, DatabaseError):
+            connection.close()
+    for future, failure, value in outcomes:
+        loop.call_soon_threadsafe(_answer, future, failure, value)
+
+
+def _answer(future: asyncio.Future, failure: BaseException | None, value: object) -> None:
+    if future.done():  # its caller was cancelled: what it did stands, as with `off_loop`
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(value)
+
+
+def _group_ended(group: list, trip: asyncio.Future) -> None:
+    """A trip that failed before answering (the executor shut down): every call fails."""
+    for _, future in group:
+        if future.done():
+            continue
+        if trip.cancelled():
+            future.cancel()
+        elif (failure := trip.exception()) is not None:
+            future.set_exception(failure)
 
 
 def _sqlite_thread() -> ThreadPoolExecutor:

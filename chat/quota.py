@@ -67,6 +67,34 @@ def reserve(*, user_id: int, tokens: int) -> Hold | None:
     return Hold(user_id, day, tokens)
 
 
+class Spent(Exception):
+    """A day's budget is spent: `budget` is which, "input" (DAILY_INPUT_BUDGET) or "output"
+    (DAILY_TOKEN_BUDGET)."""
+
+    def __init__(self, budget: str) -> None:
+        super().__init__(budget)
+        self.budget = budget
+
+
+def unbudgeted(*, user_id: int, tokens: int) -> Hold | None:
+    """With neither daily budget set, what `reply_hold` would return, with no database: a Hold
+    of `tokens` that counts nothing. None when a budget is set (`reply_hold` reads its row)."""
+    if settings.DAILY_INPUT_BUDGET > 0 or settings.DAILY_TOKEN_BUDGET > 0:
+        return None
+    return Hold(user_id, today(), tokens, counted=False)
+
+
+def reply_hold(*, user_id: int, tokens: int) -> Hold:
+    """A reply's admission to the day's budgets, in one call (one trip to the database
+    thread): `input_allowed`, then `reserve`. Raises `Spent` naming the first budget spent."""
+    if not input_allowed(user_id=user_id):
+        raise Spent("input")
+    hold = reserve(user_id=user_id, tokens=tokens)
+    if hold is None:
+        raise Spent("output")
+    return hold
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a reply's end adds to its model's day besides tokens: whether it failed, and its

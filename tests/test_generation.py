@@ -2,14 +2,16 @@
 stream, one owner, replay. A run's own (its frames, its end, what it saves) are test_run.py's."""
 
 import asyncio
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import IntegrityError, connection, connections
 from django.db.backends.utils import CursorWrapper
 
-from chat import frames
+from chat import dbthread, frames
 from chat.engine import generation, live
-from chat.models import Message
+from chat.models import Message, Thread
 from tests.helpers import (
     connect,
     frames_until_end,
@@ -85,6 +87,88 @@ async def test_the_queries_of_a_reply_do_not_grow_with_its_length(
     # (settings), one transaction for the user message and the reply, the history, one final
     # write, and the model's tokens counted.
     assert long <= 11  # the path the history follows is one query
+
+
+async def test_a_start_makes_few_trips_to_the_database_thread_before_its_first_frame(
+    stub, memory_layer, alice, settings, monkeypatch
+):
+    """On SQLite every start queues on one thread (dbthread.py), so each trip there is a turn
+    in that queue: the socket's credential rides with the model's choice, the input quota
+    with the token hold (none at all with no budget), then the begin's commit."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the one database thread is SQLite's")
+    trips: list[str] = []
+    real = dbthread._keeping_connection
+
+    def counting(function, args, kwargs, loop):
+        trips.append(getattr(function, "__name__", repr(function)))
+        return real(function, args, kwargs, loop)
+
+    monkeypatch.setattr(dbthread, "_keeping_connection", counting)
+    stub.script("trips", tokens=["t"])
+
+    async def trips_of_a_start() -> list[str]:
+        thread = await new_thread(alice, "titled")
+        ws = await connect(thread.id, alice)
+        await receive(ws)
+        trips.clear()
+        await send(ws, start_command("trips"))
+        asked = await receive(ws)  # the user's message: the reply has begun
+        assert asked["type"] == "message"
+        begun = list(trips)
+        await frames_until_end(ws)
+        await ws.disconnect()
+        return begun
+
+    settings.DAILY_TOKEN_BUDGET = settings.DAILY_INPUT_BUDGET = 0
+    assert await trips_of_a_start() == ["_choice", "_run_group"]
+    settings.DAILY_TOKEN_BUDGET, settings.DAILY_INPUT_BUDGET = 10_000, 10_000
+    assert await trips_of_a_start() == ["_choice", "reply_hold", "_run_group"]
+
+
+async def test_calls_queued_together_commit_in_one_transaction_and_a_failed_one_alone(
+    memory_layer, alice, monkeypatch
+):
+    """Group commit (dbthread.together): the begins that queue up for the SQLite thread share
+    one trip and one commit, each in its own savepoint: one that raises rolls back alone."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the one database thread is SQLite's")
+    commits = 0
+    real_commit = type(connections["default"]).commit
+
+    def counting_commit(self):
+        nonlocal commits
+        commits += 1
+        return real_commit(self)
+
+    def made(title: str, *, fails: bool = False):
+        def make() -> str:
+            Thread.objects.create(owner_id=alice.pk, title=title)
+            if fails:
+                raise IntegrityError("refused after its write")
+            return title
+
+        return make
+
+    gate = threading.Event()
+    held = asyncio.ensure_future(dbthread.off_loop(gate.wait)())  # the thread is busy
+    monkeypatch.setattr(type(connections["default"]), "commit", counting_commit)
+    calls = [made("one"), made("refused", fails=True), made("three")]
+    together = asyncio.gather(*(dbthread.together(call) for call in calls), return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    for _ in range(3):
+        await asyncio.sleep(0)  # the calls start, and join the batch
+    assert len(dbthread._groups[loop]) == len(calls), "queued behind the busy thread, together"
+    gate.set()
+    await held
+    one, refused, three = await together
+    assert (one, three) == ("one", "three")
+    assert isinstance(refused, IntegrityError)
+    assert commits == 1, "one transaction for the three"
+    titles = await database_sync_to_async(
+        lambda: set(Thread.objects.filter(owner=alice).values_list("title", flat=True))
+    )()
+    assert titles == {"one", "three"}, "the refused call's write was rolled back, alone"
 
 
 async def test_a_long_reply_is_checkpointed_every_interval_not_per_token(

@@ -95,6 +95,18 @@ async def test_a_start_after_logout_is_refused_at_once(stub, memory_layer, alice
     assert await database_sync_to_async(thread.messages.count)() == 0
 
 
+async def test_a_bad_start_after_logout_is_told_4401_first(stub, memory_layer, alice, settings):
+    """The credential is checked before anything else refuses a start: a command refused
+    before the begin's first trip to the database checks it on its own."""
+    settings.SESSION_CHECK_SECONDS = 3600
+    thread = await database_sync_to_async(Thread.objects.create)(owner=alice)
+    client = await logged_in_client(alice)
+    ws = await session_socket(thread.id, client)
+    await database_sync_to_async(client.post)("/accounts/logout/")
+    await send(ws, {**start_command("after logout"), "time_zone": "Nowhere/Else"})
+    assert await closed_with(ws) == 4401
+
+
 async def test_a_client_secret_socket_is_closed_when_the_secret_expires(
     memory_layer, alice, settings
 ):

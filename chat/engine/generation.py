@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError
 
 from chat import (
+    auth,
     catalog,
     dbthread,
     frames,
@@ -143,7 +144,12 @@ def ask_retry(*, message_id: Any) -> services.Ask:
 
 
 async def reply_begin(
-    *, user_id: int, thread_id: str, ask: services.Ask, time_zone: Any = None
+    *,
+    user_id: int,
+    thread_id: str,
+    ask: services.Ask,
+    time_zone: Any = None,
+    credential: auth.Credential | None = None,
 ) -> StartResult:
     """Begin the reply that `ask` asks for, as a task of this process: the one way any reply
     begins, whatever the transport.
@@ -151,15 +157,17 @@ async def reply_begin(
     The caller has checked that the thread is the user's (or `ask.new_thread_of` makes it,
     with the message: a refusal leaves no thread). Idempotent on the ask's `client_id`: a
     repeat starts nothing and reports `duplicate`. One reply at a time per thread (`busy`).
+    With a `credential` (a socket's, opened long before), it is checked first, in the same
+    trip to the database as the model's choice: `auth.CredentialLost` when it no longer holds.
     """
     try:
-        return await _begin(user_id, str(thread_id), ask, _zone(time_zone))
+        return await _begin(user_id, str(thread_id), ask, time_zone_of(time_zone), credential)
     except ChatError as refused:
         metrics.refused(refused.code)
         raise
 
 
-def _zone(time_zone: Any) -> str:
+def time_zone_of(time_zone: Any) -> str:
     """The asker's IANA time zone (for tools that tell the time); UTC when none is given."""
     if time_zone is None:
         return "UTC"
@@ -170,7 +178,13 @@ def _zone(time_zone: Any) -> str:
     return str(time_zone)
 
 
-async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str) -> StartResult:
+async def _begin(
+    user_id: int,
+    thread_id: str,
+    ask: services.Ask,
+    time_zone: str,
+    credential: auth.Credential | None,
+) -> StartResult:
     """The one way a reply begins: admit it (rate, replies in flight, tokens), claim the
     thread, commit, announce, spawn.
 
@@ -180,11 +194,11 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     OUTAGE_SECONDS, so a message sent during a restart is answered once it is over.
     """
     reg = registry()
-    if reg.draining:
-        raise ChatError("interrupted", "This server is restarting; send your message again.")
     chosen, instructions = await outage.db(
         "choosing the model",
-        model_choice.reply_choice,
+        _choice,
+        credential=credential,
+        registry=reg,
         user_id=user_id,
         thread_id=thread_id,
         asked=ask.model,
@@ -242,6 +256,19 @@ async def _begin(user_id: int, thread_id: str, ask: services.Ask, time_zone: str
     return StartResult(reply_id=str(begun.reply.id), duplicate=False, continued=run.continued)
 
 
+def _choice(
+    *, credential: auth.Credential | None, registry: ownership.Registry, **choice: Any
+) -> tuple[catalog.Model, str]:
+    """A start's reads before it takes anything, in one trip to the database thread, in the
+    order of their refusals: the socket's credential (`auth.CredentialLost`), a draining
+    server (`interrupted`), then the model and the user's instructions (`reply_choice`)."""
+    if credential is not None and not credential.still_valid():
+        raise auth.CredentialLost
+    if registry.draining:
+        raise ChatError("interrupted", "This server is restarting; send your message again.")
+    return model_choice.reply_choice(**choice)
+
+
 def _continued_from(begun: services.Begun) -> ContinuedFrom | None:
     """Where a continued reply carries on: its saved text, steps and last frame's `seq`."""
     if not begun.continued:
@@ -295,24 +322,19 @@ async def _admit(undo: contextlib.AsyncExitStack, user_id: int, reply_id: uuid.U
             f"At most {settings.MAX_REPLIES_IN_FLIGHT} replies at once; wait for one to end.",
         )
     undo.push_async_callback(_let_go, user_id, reply_id, None, spent=0)
-    if not await outage.db("counting the input spent today", quota.input_allowed, user_id=user_id):
-        raise ChatError(
-            "quota_exceeded",
-            f"Today's budget of {settings.DAILY_INPUT_BUDGET} input tokens is spent; "
-            "it renews at midnight UTC.",
+    tokens = settings.REPLY_MAX_TOKENS
+    try:  # with no budget set, no trip to the database
+        hold = quota.unbudgeted(user_id=user_id, tokens=tokens) or await outage.db(
+            "holding the reply's tokens", quota.reply_hold, user_id=user_id, tokens=tokens
         )
-    hold = await outage.db(
-        "holding the reply's tokens",
-        quota.reserve,
-        user_id=user_id,
-        tokens=settings.REPLY_MAX_TOKENS,
-    )
-    if hold is None:
+    except quota.Spent as spent:
+        if spent.budget == "input":
+            budget = f"Today's budget of {settings.DAILY_INPUT_BUDGET} input tokens"
+        else:
+            budget = f"Today's budget of {settings.DAILY_TOKEN_BUDGET} tokens"
         raise ChatError(
-            "quota_exceeded",
-            f"Today's budget of {settings.DAILY_TOKEN_BUDGET} tokens is spent; "
-            "it renews at midnight UTC.",
-        )
+            "quota_exceeded", f"{budget} is spent; it renews at midnight UTC."
+        ) from None
     undo.push_async_callback(_settle_tokens, hold, reply_id, spent=0)
     return hold
 
@@ -373,9 +395,10 @@ async def _commit(
     ask: services.Ask,
     hold: quota.Hold,
 ) -> services.Begun:
-    """The begin's one transaction, and the agent's input (the history) read on the same
-    connection: one trip to the database per reply start (the user's own instructions came
-    with the model's choice).
+    """The begin's one transaction, and the agent's input (the history) read in it: one trip
+    to the database per reply start (the user's own instructions came with the model's
+    choice), shared with the starts queued beside it (`dbthread.together`: group commit, each
+    start in its own savepoint, so one refused changes nothing of the others).
     Retried through an outage; a connection that dropped after the commit but before its
     answer must not make a second reply, so a retry first looks for what the lost attempt
     committed."""
@@ -412,7 +435,7 @@ async def _commit(
             services.reply_history_cut(reply_id=reply_id, left_out=begun.history_left_out)
         return begun
 
-    return await outage.retrying(f"committing reply {reply_id}", dbthread.off_loop(attempt))
+    return await outage.retrying(f"committing reply {reply_id}", lambda: dbthread.together(attempt))
 
 
 async def _own(run: Run) -> None:
