@@ -233,9 +233,16 @@ async def test_the_history_fits_the_models_context_and_the_reply_says_how_much_w
     two_models, alice
 ):
     thread = await Thread.objects.acreate(owner=alice, model="second-model")
+    leaf = None
     for i in range(6):
-        await Message.objects.acreate(thread=thread, role="user", content=f"old {i} " + "x" * 400)
-        await Message.objects.acreate(thread=thread, role="assistant", content="ok " + "y" * 400)
+        asked = await Message.objects.acreate(
+            thread=thread, role="user", content=f"old {i} " + "x" * 400, parent=leaf
+        )
+        leaf = await Message.objects.acreate(
+            thread=thread, role="assistant", content="ok " + "y" * 400, parent=asked
+        )
+    thread.active_leaf = leaf
+    await thread.asave(update_fields=["active_leaf"])
     _, events = await stream_post(alice, message="newest", thread_id=str(thread.id))
     start = next(e for e in events if e["type"] == "start")
     sent = [r for r in two_models.requests if r["path"].endswith("/chat/completions")][-1]

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def reply(alice):
     thread = Thread.objects.create(owner=alice, title="rated", model="stub-model")
-    Message.objects.create(thread=thread, role="user", content="question")
-    return Message.objects.create(
+    asked = Message.objects.create(thread=thread, role="user", content="question")
+    thread.active_leaf = Message.objects.create(
         thread=thread,
+        parent=asked,
         role="assistant",
         content="=SUM(A1) an answer",
         status="complete",
@@ -32,6 +33,8 @@ def reply(alice):
         first_token_ms=40,
         elapsed_ms=900,
     )
+    thread.save(update_fields=["active_leaf"])
+    return thread.active_leaf
 
 
 def client_of(user) -> Client:
