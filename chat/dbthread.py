@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import DatabaseError, connection
 
 T = TypeVar("T")
@@ -31,7 +32,9 @@ _executor_lock = threading.Lock()
 
 def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """A synchronous ORM function as a coroutine function, run where this database wants it."""
-    if connection.vendor != "sqlite":
+    # The engine's name from settings, not `connection.vendor`: on the event loop that made a
+    # connection object for each task's context (asgiref's Local), one per open socket.
+    if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         return database_sync_to_async(function, thread_sensitive=False)
 
     @functools.wraps(function)
