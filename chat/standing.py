@@ -139,10 +139,8 @@ class _Watch:
         while self.due:
             if not self.urgent:
                 first = next(iter(self.due.values()))
-                # Standings that fall due within a moment of each other share the turn.
-                window = min(1.0, limits.socket_renew_seconds() / 10)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), max(0.0, first - loop.time()) + window)
+                    await asyncio.wait_for(self.wake.wait(), max(0.0, first - loop.time()))
             self.wake.clear()
             try:
                 await self._turn(loop.time())
@@ -151,9 +149,12 @@ class _Watch:
                 await asyncio.sleep(1)
 
     async def _turn(self, now: float) -> None:
+        # Standings that fall due within a moment of this turn share it (a little early, never
+        # late): sockets opened together are checked together.
+        window = min(1.0, limits.socket_renew_seconds() / 10)
         due = []
         for standing, at in self.due.items():
-            if at > now:
+            if at > now + window:
                 break
             due.append(standing)
         urgent, self.urgent = self.urgent, set()
@@ -164,7 +165,8 @@ class _Watch:
         check = [
             s
             for s in {*urgent, *due}
-            if s in self.due and (s in urgent or now - s.checked >= settings.SESSION_CHECK_SECONDS)
+            if s in self.due
+            and (s in urgent or now + window - s.checked >= settings.SESSION_CHECK_SECONDS)
         ]
         await self._check(check, now)
         for standing in due:
