@@ -192,12 +192,18 @@ class SameOriginOnly:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        headers = dict(scope.get("headers", []))
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        host = headers.get(b"host", b"").decode("latin-1")
-        if own_origin(origin, scheme=_websocket_scheme(scope, headers), host=host):
+        # Decided in a plain function: this frame lives as long as the socket, so it keeps
+        # no copy of the headers.
+        if _same_origin(scope):
             return await self.inner(scope, receive, send)
         return await WebsocketDenier()(scope, receive, send)
+
+
+def _same_origin(scope: dict[str, Any]) -> bool:
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    host = headers.get(b"host", b"").decode("latin-1")
+    return own_origin(origin, scheme=_websocket_scheme(scope, headers), host=host)
 
 
 class WebSocketAuth:

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 T = TypeVar("T")
@@ -29,9 +30,15 @@ _calls = threading.local()  # .loop: the event loop the SQLite thread's current 
 _executor_lock = threading.Lock()
 
 
+def _on_sqlite() -> bool:
+    # The engine's name from settings, not `connection.vendor`: on the event loop that made a
+    # connection object for each task's context (asgiref's Local), one per open socket.
+    return settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+
+
 def off_loop(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """A synchronous ORM function as a coroutine function, run where this database wants it."""
-    if connection.vendor != "sqlite":
+    if not _on_sqlite():
         return database_sync_to_async(function, thread_sensitive=False)
 
     @functools.wraps(function)
@@ -57,7 +64,7 @@ async def together(function: Callable[[], T]) -> T:
     rolls back alone and the others commit; a failed commit fails them all (none holds). A
     call that finds none beside it runs alone, on its own transactions. Elsewhere
     (PostgreSQL's pool of threads) each runs alone."""
-    if connection.vendor != "sqlite":
+    if not _on_sqlite():
         return await off_loop(function)()
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()

@@ -10,6 +10,7 @@ outage, a session deleted by hand, a secret's expiry.
 """
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, user_logged_out
 from django.db.models.signals import post_delete, post_save
 
-from chat import auth, limits, metrics, tasks
+from chat import auth, dbthread, limits, metrics, outage, runtime, tasks
 from chat.engine import broadcast
 from chat.models import ClientSecretGrant
 
@@ -31,7 +32,12 @@ _CHANGED = {"type": "credentials"}  # what the topic carries: no data, only "che
 class Standing:
     """One socket or stream of a user: counted against MAX_SOCKETS_PER_USER while open; when
     its credential stops holding, `lost` turns true and `on_lost` (set by the transport once
-    it has something to wake) is called once."""
+    it has something to wake) is called once.
+
+    It holds no task of its own: this process's `_Watch` renews and checks every open standing
+    from one task, each credential once however many sockets share it."""
+
+    __slots__ = ("checked", "counted", "credential", "lost", "on_lost", "socket_id", "transport")
 
     def __init__(
         self,
@@ -46,8 +52,7 @@ class Standing:
         self.socket_id = uuid.uuid4().hex
         self.counted = False
         self.lost = False
-        self._changed = asyncio.Event()
-        self._watch: asyncio.Task | None = None
+        self.checked = 0.0  # when its credential was last found to hold (loop time)
 
     async def open(self) -> bool:
         """Count it (False: the user has MAX_SOCKETS_PER_USER open already) and start
@@ -59,13 +64,12 @@ class Standing:
         if self.counted:
             metrics.OPEN_CONNECTIONS.labels(self.transport).inc()
             await broadcast.hub().subscribe(broadcast.user_topic(user_id), self)
-            self._watch = tasks.background(self._watching(), name=f"standing-{self.socket_id}")
+            _watch().add(self)
         return self.counted
 
     async def close(self) -> None:
         """Stop watching, and count it out."""
-        if self._watch is not None and self._watch is not asyncio.current_task():
-            self._watch.cancel()
+        _watch().discard(self)
         if self.counted:
             self.counted = False
             metrics.OPEN_CONNECTIONS.labels(self.transport).dec()
@@ -84,25 +88,124 @@ class Standing:
         """An event of the user's (broadcast.Subscriber): when their credentials changed
         somewhere, check now. (Their thread list's frames are for a `Subscriber`.)"""
         if frame.get("type") == _CHANGED["type"]:
-            self._changed.set()
+            _watch().check_soon(self)
+
+    def _lose(self) -> None:
+        """Its credential no longer holds: say so, once."""
+        self.lost = True
+        _watch().discard(self)
+        if self.on_lost is not None:
+            tasks.background(self.on_lost(), name=f"standing-lost-{self.socket_id}")
+
+
+# How many distinct credentials one trip to the database thread checks: a reply's own calls
+# queue behind at most this many.
+_CHECKS_PER_TRIP = 20
+
+
+class _Watch:
+    """This process's open standings, renewed and checked by one task.
+
+    Kept in the order they fall due (a standing renewed goes to the back), so a turn touches
+    only the standings due, never all of them; sockets opened together fall due together, and
+    their common credentials (one session's tabs) are checked once for all. A standing whose
+    user's credentials changed somewhere is checked at the next turn, at once.
+    """
+
+    def __init__(self) -> None:
+        self.due: dict[Standing, float] = {}  # standing -> when it is renewed next, in order
+        self.urgent: set[Standing] = set()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def add(self, standing: Standing) -> None:
+        now = asyncio.get_running_loop().time()
+        standing.checked = now
+        self.due[standing] = now + limits.socket_renew_seconds()
+        if self.task is None or self.task.done():
+            self.task = tasks.background(self._watching(), name="standings")
+
+    def discard(self, standing: Standing) -> None:
+        self.due.pop(standing, None)
+        self.urgent.discard(standing)
+
+    def check_soon(self, standing: Standing) -> None:
+        if standing in self.due:
+            self.urgent.add(standing)
+            self.wake.set()
 
     async def _watching(self) -> None:
         loop = asyncio.get_running_loop()
-        checked = loop.time()
-        while True:
+        while self.due:
+            if not self.urgent:
+                first = next(iter(self.due.values()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), max(0.0, first - loop.time()))
+            self.wake.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), limits.socket_renew_seconds())
-            except TimeoutError:
-                pass
-            if self._changed.is_set() or loop.time() - checked >= settings.SESSION_CHECK_SECONDS:
-                self._changed.clear()
-                checked = loop.time()
-                if not await self.credential.holds():
-                    self.lost = True
-                    if self.on_lost is not None:
-                        await self.on_lost()
-                    return
-            await limits.socket_open(user_id=self.credential.user_id, socket_id=self.socket_id)
+                await self._turn(loop.time())
+            except Exception:
+                logger.exception("checking the open sockets' credentials failed")
+                await asyncio.sleep(1)
+
+    async def _turn(self, now: float) -> None:
+        # Standings that fall due within a moment of this turn share it (a little early, never
+        # late): sockets opened together are checked together.
+        window = min(1.0, limits.socket_renew_seconds() / 10)
+        due = []
+        for standing, at in self.due.items():
+            if at > now + window:
+                break
+            due.append(standing)
+        urgent, self.urgent = self.urgent, set()
+        renew = limits.socket_renew_seconds()
+        for standing in due:  # to the back, in order
+            del self.due[standing]
+            self.due[standing] = now + renew
+        check = [
+            s
+            for s in {*urgent, *due}
+            if s in self.due
+            and (s in urgent or now + window - s.checked >= settings.SESSION_CHECK_SECONDS)
+        ]
+        await self._check(check, now)
+        for standing in due:
+            if standing in self.due:
+                await limits.socket_open(
+                    user_id=standing.credential.user_id, socket_id=standing.socket_id
+                )
+
+    async def _check(self, standings: list[Standing], now: float) -> None:
+        """Check each distinct credential once; the standings whose credential is gone lose."""
+        credentials = list({s.credential for s in standings})
+        lost: set[auth.Credential] = set()
+        for start in range(0, len(credentials), _CHECKS_PER_TRIP):
+            chunk = credentials[start : start + _CHECKS_PER_TRIP]
+            lost |= await _lost_of(chunk)
+        for standing in standings:
+            standing.checked = now
+            if standing.credential in lost and standing in self.due:
+                standing._lose()
+
+
+async def _lost_of(credentials: list[auth.Credential]) -> set[auth.Credential]:
+    """Of these credentials, the ones that no longer hold (one trip off the event loop); an
+    outage of the database is not a logout."""
+    try:
+        return await dbthread.off_loop(_invalid)(credentials)
+    except Exception as exc:
+        if not outage.is_transient(exc):
+            raise
+        return set()
+
+
+def _invalid(credentials: list[auth.Credential]) -> set[auth.Credential]:
+    return {c for c in credentials if not c.still_valid()}
+
+
+def _watch() -> _Watch:
+    """This event loop's watch (kept by runtime.py)."""
+    return runtime.slot("standings", _Watch)
 
 
 async def credentials_changed(*, user_id: int) -> None:

@@ -72,8 +72,11 @@ class Subscriber:
         self.filter = FrameFilter()
         self._push = push
         # Pulled frames, each with whether the filter has passed it already (one the
-        # subscriber made itself) or is yet to, when pulled. None: an interrupt.
-        self._queue: asyncio.Queue[tuple[dict[str, Any], bool] | None] = asyncio.Queue()
+        # subscriber made itself) or is yet to, when pulled. None: an interrupt. A pushing
+        # subscriber has none (an idle socket's share of memory).
+        self._queue: asyncio.Queue[tuple[dict[str, Any], bool] | None] | None = (
+            asyncio.Queue() if push is None else None
+        )
         self._held: list[tuple[dict[str, Any], str]] | None = []
         self._list = _ThreadList(self) if user_id is not None else None
         self._joined: list[tuple[str, Any]] = []
@@ -128,7 +131,8 @@ class Subscriber:
 
     async def interrupt(self) -> None:
         """End a pull's wait now, as if it timed out (the stream is to end)."""
-        self._queue.put_nowait(None)
+        if self._queue is not None:
+            self._queue.put_nowait(None)
 
     # --- where the client stands ------------------------------------------------------------
 
