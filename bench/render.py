@@ -53,8 +53,7 @@ from urllib.parse import urlsplit
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from scripts.processes import NO_USER_LIMITS
-from tests.servers import Daphne, prepare, server_env
+from scripts.processes import NO_USER_LIMITS, Daphne, prepare, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "var" / "bench-render.json"

@@ -20,9 +20,8 @@ from typing import Any
 
 import redis
 
-from scripts.processes import NO_USER_LIMITS
+from scripts.processes import NO_USER_LIMITS, Daphne, new_database, prepare, server_env
 from scripts.stub_provider import STUB_MODEL
-from tests.servers import Daphne, new_database, prepare, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_USER = "bench"

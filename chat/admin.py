@@ -18,7 +18,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from chat import frames, model_choice, services, usage_report
-from chat.engine import generation
 from chat.models import (
     Attachment,
     Feedback,
@@ -146,6 +145,10 @@ class ReplyInFlightAdmin(admin.ModelAdmin):
     @admin.action(description="Force-stop the selected replies")
     def force_stop(self, request, queryset) -> None:
         """Stop each reply on whichever process runs it; one whose process died is interrupted."""
+        # Imported here: the engine pulls in the agents SDK (about 2 s of CPU), and every
+        # `manage.py` command loads this module (migrate, shell, createsuperuser).
+        from chat.engine import generation
+
         stopped = interrupted = 0
         for reply in queryset:
             if async_to_sync(generation.reply_force_stop)(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -20,6 +21,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -650,11 +653,94 @@ def _now() -> float:
 # --- the deployment and the scenario --------------------------------------------------------
 
 
-class Deployment:
-    """Private PostgreSQL, Redis, stub provider process and two daphne processes."""
+class Backing:
+    """A private PostgreSQL and Redis that scenarios take turns on (the fault tests' module):
+    initdb, the migrations and the users happen once, and each scenario gets a fresh copy of
+    the database (CREATE DATABASE ... TEMPLATE) and an emptied Redis. A fault still restarts
+    these private servers, never the machine's shared ones."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None, users: int, log: Log) -> None:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.pg: PostgresInstance | None = None
+        self.redis: RedisInstance | None = None
+        self._templates: dict[int, str] = {}  # users -> template database name
+
+    def start(self) -> Backing:
+        """Start both servers (blocking)."""
+        self.pg = PostgresInstance().start()
+        self.redis = RedisInstance().start()
+        return self
+
+    def stop(self) -> None:
+        """Stop both and delete PostgreSQL's files; never raises."""
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                self.redis.stop()
+        if self.pg is not None:
+            self.pg.remove()
+
+    def up(self) -> None:
+        """Both servers running again, whatever the last scenario left (a failed restart)."""
+        assert self.pg is not None and self.redis is not None
+        if not _listening(self.pg.port):
+            self.pg.start()
+        if not _listening(self.redis.port):
+            self.redis.start()
+
+    def database(self, env: dict[str, str], users: int) -> str:
+        """A fresh database holding the migrations and `users` chaos users: its URL. Redis
+        is emptied too: user ids start again with each database, and Redis keys name them."""
+        assert self.pg is not None and self.redis is not None
+        self.up()
+        if users not in self._templates:
+            url, _ = new_database(self.pg.url)
+            prepare_database({**env, "DATABASE_URL": url}, users)
+            self._templates[users] = url.rsplit("/", 1)[1]
+        name = f"chaos_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.pg.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._templates[users]}"')
+        with redis.Redis.from_url(self.redis.url) as client:
+            client.flushall()
+        return self.pg.url.rsplit("/", 1)[0] + "/" + name
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def prepare_database(env: dict[str, str], users: int) -> None:
+    """Migrate the database of `env` and create the chaos users in it."""
+    manage(env, "migrate", "--noinput", "-v", "0")
+    # One shell for every user, with one password hash: create_user per user would hash
+    # the same password 100 times.
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.hashers import make_password\n"
+        "from django.contrib.auth.models import User\n"
+        f"h = make_password({PASSWORD!r})\n"
+        "User.objects.bulk_create("
+        f"[User(username=f'chaos{{i}}', password=h) for i in range({users})])\n",
+    )
+
+
+class Deployment:
+    """Private PostgreSQL, Redis, stub provider process and two daphne processes; the first
+    two are a `Backing`'s when one is given (kept running after), else this run's own."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None,
+        users: int,
+        log: Log,
+        backing: Backing | None = None,
+    ) -> None:
         self.workdir, self.overrides, self.users, self.log = workdir, env or {}, users, log
+        self.backing = backing
         self.pg: PostgresInstance | None = None
         self.redis: RedisInstance | None = None
         self.stub: subprocess.Popen | None = None
@@ -665,16 +751,12 @@ class Deployment:
     def start(self) -> None:
         """Start everything, migrate, create the users (blocking: run it in a thread)."""
         self.log(f"chaos: workdir {self.workdir}")
-        self.pg = PostgresInstance().start()
-        self.redis = RedisInstance().start()
+        if self.backing is None:
+            self.pg = PostgresInstance().start()
+            self.redis = RedisInstance().start()
+        else:
+            self.pg, self.redis = self.backing.pg, self.backing.redis
         self._start_stub()
-        database_url, _ = new_database(self.pg.url)
-        # The private cluster runs with synchronous_commit=off, so its immediate stop (our
-        # "crash") may forget commits it already acknowledged: a harness artefact that would
-        # show up as replies lost by the product. Commits are durable in this database.
-        name = database_url.rsplit("/", 1)[1]
-        with psycopg.connect(self.pg.url, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
         self.env = server_env(
             AGENT_PROVIDER="compatible",
             AGENT_MODEL=STUB_MODEL,
@@ -682,7 +764,6 @@ class Deployment:
             OPENAI_API_KEY=STUB_KEY,
             OPENAI_AGENTS_DISABLE_TRACING="1",
             CHAT_VAR_DIR=str(self.workdir),
-            DATABASE_URL=database_url,
             REDIS_URL=self.redis.url,
             OWNER_TTL_SECONDS=str(OWNER_TTL_SECONDS),
             CHECKPOINT_SECONDS="2",
@@ -691,22 +772,22 @@ class Deployment:
             LOG_LEVEL="info",
             **self.overrides,
         )
-        manage(self.env, "migrate", "--noinput", "-v", "0")
-        # One shell for every user, with one password hash: create_user per user would hash
-        # the same password 100 times.
-        manage(
-            self.env,
-            "shell",
-            "-c",
-            "from django.contrib.auth.hashers import make_password\n"
-            "from django.contrib.auth.models import User\n"
-            f"h = make_password({PASSWORD!r})\n"
-            "User.objects.bulk_create("
-            f"[User(username=f'chaos{{i}}', password=h) for i in range({self.users})])\n",
-        )
+        if self.backing is None:
+            database_url, _ = new_database(self.pg.url)
+            prepare_database({**self.env, "DATABASE_URL": database_url}, self.users)
+        else:
+            database_url = self.backing.database(self.env, self.users)
+        # The private cluster runs with synchronous_commit=off, so its immediate stop (our
+        # "crash") may forget commits it already acknowledged: a harness artefact that would
+        # show up as replies lost by the product. Commits are durable in this database.
+        name = database_url.rsplit("/", 1)[1]
+        with psycopg.connect(self.pg.url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
+        self.env["DATABASE_URL"] = database_url
         self.daphnes = [Daphne(self.env), Daphne(self.env)]
-        for daphne in self.daphnes:
-            start_daphne(daphne)
+        # Side by side: a start is mostly imports, each on its own core.
+        with concurrent.futures.ThreadPoolExecutor(len(self.daphnes)) as pool:
+            list(pool.map(start_daphne, self.daphnes))
         self.log(f"chaos: daphne on {[d.port for d in self.daphnes]}, logs in {self.workdir}")
 
     def _start_stub(self) -> None:
@@ -741,10 +822,16 @@ class Deployment:
 
     def stop(self) -> None:
         """Stop everything that was started; never raises."""
-        for daphne in self.daphnes:
+        # Both at once: each may take its drain time to exit.
+        running = [d for d in self.daphnes if d.process is not None and d.process.poll() is None]
+        for daphne in running:
             with contextlib.suppress(Exception):
-                if not term(daphne, 5):
-                    daphne.kill()
+                daphne.process.send_signal(signal.SIGTERM)
+        for daphne in running:
+            with contextlib.suppress(Exception):
+                daphne.process.wait(5)
+            with contextlib.suppress(Exception):
+                daphne.kill()
         if self.stub is not None and self.stub.poll() is None:
             self.stub.terminate()
             try:
@@ -752,6 +839,8 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 self.stub.kill()
                 self.stub.wait(5)
+        if self.backing is not None:
+            return  # the backing's servers stay up for the next scenario
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 self.redis.stop()
@@ -801,11 +890,12 @@ class Scenario:
         deadline_seconds: float,
         workdir: Path,
         log: Log,
+        backing: Backing | None = None,
     ) -> None:
         self.fault, self.users_n, self.replies = fault, users, replies
         self.tokens, self.delay_ms, self.down_seconds = tokens, delay_ms, down_seconds
         self.deadline_seconds, self.log = deadline_seconds, log
-        self.deployment = Deployment(workdir, env, users, log)
+        self.deployment = Deployment(workdir, env, users, log, backing)
         self.endpoints: list[Endpoint] = []
         self.users: list[UserClient] = []
         self.http: httpx.AsyncClient | None = None
@@ -1326,10 +1416,11 @@ async def run_scenario(
     deadline_seconds: float = 90,
     workdir: Path | None = None,
     log: Log = print,
+    backing: Backing | None = None,
 ) -> Tally:
-    """Start a private deployment (own PostgreSQL, Redis, stub process, two daphne processes),
-    run the users, inject the fault, verify, tear everything down (also on failure), return
-    the tally."""
+    """Start a private deployment (own PostgreSQL, Redis, stub process, two daphne processes;
+    the PostgreSQL and Redis of `backing` if given), run the users, inject the fault, verify,
+    tear everything down (also on failure, the backing aside), return the tally."""
     if fault not in (*FAULTS, NO_FAULT):
         raise ValueError(f"unknown fault {fault!r}; one of {', '.join((*FAULTS, NO_FAULT))}")
     if users < 1 or replies < 1 or tokens < 1:
@@ -1349,6 +1440,7 @@ async def run_scenario(
         deadline_seconds=deadline_seconds,
         workdir=workdir,
         log=log,
+        backing=backing,
     )
     clean = False
     try:
@@ -1374,4 +1466,4 @@ def _as_json(tally: Tally) -> dict[str, Any]:
     return data
 
 
-__all__ = ["FAULTS", "NO_FAULT", "Tally", "run_scenario", "term"]
+__all__ = ["FAULTS", "NO_FAULT", "Backing", "Tally", "run_scenario", "term"]

@@ -794,9 +794,11 @@ def run(
     flood_share: float = 0.25,
     limited_flood: int = 300,
     timeout: float = 15.0,
+    prepare: Callable[[dict[str, str], dict[str, str]], None] = prepare,
 ) -> Tally:
     """Fuzz a fresh site with the stub as its model: the frames, the handshakes, then a flood
-    on a second process with the default limits; both processes' logs are checked."""
+    on a second process with the default limits; both processes' logs are checked. `prepare`
+    migrates the site's database and makes its user (the tests pass a faster one)."""
     tally = Tally()
     rng = random.Random(seed)
     env = server_env(

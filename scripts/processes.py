@@ -108,7 +108,9 @@ class Daphne:
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        # Generous: a start is seconds of imports, and a loaded 2-core machine starting two
+        # side by side (tests/servers.py) takes several times as long as an idle one.
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited:\n{self.log.read_text()[-3000:]}")

@@ -24,6 +24,10 @@ from tests.servers import stub_site
 os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
 # Settings were read before this file (pytest-django): this process needs telling too.
 django_settings.OPENAI_AGENTS_DISABLE_TRACING = True
+# Users made in this process (about 300 a run) hash their passwords with MD5, not PBKDF2's
+# million rounds (0.25 s of CPU each, over a minute a run): Django's own advice for tests,
+# which check who may do what, not the hash. Servers keep PBKDF2 (tests/servers.py).
+django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_TEST_URL = os.environ.get(

@@ -1,7 +1,8 @@
 """Infrastructure faults under load: a PostgreSQL or Redis restart, a killed or stopped process.
 
-Each scenario starts its own PostgreSQL and Redis on free loopback ports (never the machine's
-shared ones, so they can be restarted), a stub provider and two daphne processes, runs users
+The module starts its own PostgreSQL and Redis on free loopback ports (never the machine's
+shared ones, so they can be restarted) and migrates once; each scenario takes a fresh copy of
+that database and an emptied Redis, starts a stub provider and two daphne processes, runs users
 that send replies one after another over WebSockets as the browser does, injects the fault
 while replies stream, and checks every reply against the provider's script and the database
 (scripts/faults.py; `make chaos` runs the same at 100 users x 5 replies).
@@ -18,29 +19,35 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from scripts.faults import FAULTS, run_scenario
-from scripts.instances import PostgresInstance, RedisInstance
+from scripts.faults import FAULTS, Backing, run_scenario
 from tests.conftest import require
-from tests.servers import Daphne, cookie_header, login, new_database, prepare, stub_env
+from tests.servers import Daphne, cookie_header, login, prepare, stub_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
 OUTAGES = ("pg-restart", "redis-restart", "redis-restart-first-token")
+USERS = 8
 
 
-@pytest.fixture(autouse=True)
-def _servers_installed():
+@pytest.fixture(scope="module")
+def backing(tmp_path_factory):
+    """The module's private PostgreSQL (one initdb) and Redis, which every test's faults hit."""
     require("redis-server", shutil.which("redis-server") is not None)
     require("PostgreSQL's initdb", shutil.which("initdb") is not None)
+    backing = Backing(tmp_path_factory.mktemp("backing")).start()
+    try:
+        yield backing
+    finally:
+        backing.stop()
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_no_reply_is_lost_doubled_corrupted_or_left_stuck(fault, tmp_path):
+def test_no_reply_is_lost_doubled_corrupted_or_left_stuck(fault, backing, tmp_path):
     # A short drain, so SIGTERM meets replies that must be interrupted, not only finished.
     tally = asyncio.run(
         run_scenario(
             fault,
-            users=8,
+            users=USERS,
             replies=2,
             tokens=60,
             delay_ms=40,
@@ -48,6 +55,7 @@ def test_no_reply_is_lost_doubled_corrupted_or_left_stuck(fault, tmp_path):
             deadline_seconds=45,  # a stuck reply shows in the tally, inside pytest's timeout
             workdir=tmp_path,
             log=lambda line: None,
+            backing=backing,
         )
     )
     report = "\n".join([tally.row(), *tally.details])
@@ -61,23 +69,17 @@ def test_no_reply_is_lost_doubled_corrupted_or_left_stuck(fault, tmp_path):
 
 
 @pytest.fixture
-def private_site(stub_server, tmp_path):
-    """One daphne process on its own PostgreSQL and Redis, with a short drain."""
-    with PostgresInstance() as postgres, RedisInstance() as redis:
-        database_url, _ = new_database(postgres.url)
-        env = stub_env(
-            stub_server.url,
-            tmp_path,
-            DATABASE_URL=database_url,
-            REDIS_URL=redis.url,
-            DRAIN_SECONDS="2",
-        )
-        prepare(env, {"alice": "alice-pw-4711"})
-        server = Daphne(env).start()
-        try:
-            yield server, postgres, redis
-        finally:
-            server.stop()
+def private_site(stub_server, backing, tmp_path):
+    """One daphne process on a fresh database of the private PostgreSQL and the emptied
+    private Redis, with a short drain."""
+    env = stub_env(stub_server.url, tmp_path, REDIS_URL=backing.redis.url, DRAIN_SECONDS="2")
+    env["DATABASE_URL"] = backing.database(env, users=USERS)  # the scenarios' template
+    prepare(env, {"alice": "alice-pw-4711"})
+    server = Daphne(env).start()
+    try:
+        yield server, backing.pg, backing.redis
+    finally:
+        server.stop()
 
 
 def test_health_check_reports_each_outage_while_it_lasts(private_site):

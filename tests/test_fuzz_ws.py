@@ -4,6 +4,7 @@
 import pytest
 
 from scripts import fuzz_ws
+from tests.servers import prepare
 
 pytestmark = [pytest.mark.slow]
 
@@ -12,7 +13,9 @@ FRAMES = 500
 
 def test_generated_frames_are_answered_and_never_break_the_socket(stub_server, tmp_path):
     stub_server.reset()  # the stub echoes: no script left by another test answers instead
-    tally = fuzz_ws.run(stub_url=stub_server.url, var_dir=tmp_path, frames=FRAMES, seed=2)
+    tally = fuzz_ws.run(
+        stub_url=stub_server.url, var_dir=tmp_path, frames=FRAMES, seed=2, prepare=prepare
+    )
 
     assert tally.failures == [], tally.report()
     assert sum(tally.sent.values()) - tally.sent["limited_flood"] >= FRAMES

@@ -241,7 +241,12 @@ async def test_a_reply_that_calls_tools_turn_after_turn_spends_at_most_its_hold(
     assert end["type"] == "error" and end["code"] == "quota_exceeded"
     asked = [body["max_tokens"] for body in reply_requests(stub)]
     assert asked[0] == 4096 and sum(min(a, 4000) for a in asked) <= 4096, asked
-    usage = tess.get("/api/usage/").json()
+    # The hold is settled once the reply's task ends, just after its terminal frame left.
+    for _ in range(100):
+        usage = tess.get("/api/usage/").json()
+        if usage["reserved"] == 0:
+            break
+        await asyncio.sleep(0.1)
     assert usage["used"] <= 4096 and usage["reserved"] == 0, usage
     reply = tess.get(f"/api/threads/{thread}/messages/").json()["results"][-1]
     assert reply["status"] == "error" and reply["steps"], "the steps taken are kept"
