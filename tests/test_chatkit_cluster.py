@@ -42,7 +42,8 @@ async def test_a_socket_on_the_other_process_sees_the_chatkit_reply_live_and_sto
     stub.script("cluster-long", tokens=TOKENS, delay_ms=15)
     alice_a, alice_b = login(a.url, "alice", "alice-pw"), login(b.url, "alice", "alice-pw")
     operator = login(b.url, "op", "op-pw")
-    thread_id = alice_a.post("/api/threads/", json={}).json()["id"]
+    # Titled already, so no model-made title spends from the budget this test counts.
+    thread_id = alice_a.post("/api/threads/", json={"title": "long"}).json()["id"]
     other_thread = alice_b.post("/api/threads/", json={}).json()["id"]
     used_before = alice_b.get("/api/usage/").json()["used"]
     ws = await ws_connect(
