@@ -232,7 +232,8 @@ async def test_a_failing_model_is_named_in_its_error_and_the_reply_is_kept(two_m
 async def test_the_history_fits_the_models_context_and_the_reply_says_how_much_was_left_out(
     two_models, alice
 ):
-    thread = await Thread.objects.acreate(owner=alice, model="second-model")
+    # Titled, so no model-made title request (sent after the reply) can be the last one read.
+    thread = await Thread.objects.acreate(owner=alice, model="second-model", title="long")
     leaf = None
     for i in range(6):
         asked = await Message.objects.acreate(
