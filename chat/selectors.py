@@ -191,11 +191,14 @@ def path_ids(*, thread: Thread) -> tuple[list[uuid.UUID], Tree]:
     return tree.path_to(thread.active_leaf_id), tree
 
 
-def active_path(*, thread: Thread) -> list[Message]:
+def active_path(*, thread: Thread, newest: int | None = None) -> list[Message]:
     """The messages the thread shows, oldest first: from its first message to its active leaf,
     each the parent of the next (the other branches of the tree left out), with their
-    feedback, files and siblings."""
+    feedback, files and siblings; with `newest`, only that many of the path's last ones are
+    read."""
     ids, tree = path_ids(thread=thread)
+    if newest is not None:
+        ids = ids[-newest:]
     messages = list(
         Message.objects.filter(pk__in=ids)
         .select_related("feedback")

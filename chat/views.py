@@ -29,7 +29,7 @@ def chat_page(request: HttpRequest, thread_id: uuid.UUID | None = None) -> HttpR
         thread = selectors.thread_get_for_user(user=request.user, thread_id=thread_id)
         if thread is None:
             raise Http404("No such thread")
-        messages = selectors.active_path(thread=thread)[-PAGE_MESSAGES:]
+        messages = selectors.active_path(thread=thread, newest=PAGE_MESSAGES)
     provider = _provider()
     chat_config = {
         "threadId": str(thread_id) if thread_id else None,

@@ -75,6 +75,7 @@ def test_the_active_path_runs_from_the_first_message_to_the_leaf_and_leaves_othe
     assert [m.content for m in selectors.active_path(thread=thread)] == ["q", "a1"]
     thread.active_leaf = second
     assert [m.content for m in selectors.active_path(thread=thread)] == ["q", "a2"]
+    assert [m.content for m in selectors.active_path(thread=thread, newest=1)] == ["a2"]
     assert first.parent_id == question.id and question.parent_id is None
 
 
