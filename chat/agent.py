@@ -27,7 +27,7 @@ from django.conf import settings
 from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 from chat import catalog, local_model, runtime, tools
-from chat.chunks import LeanChatCompletionsModel
+from chat.chunks import LeanChatCompletionsModel, lean_client
 from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ async def _client(chosen: catalog.Model) -> openai.AsyncOpenAI:
                 url = await asyncio.to_thread(local_model.base_url)
             except local_model.LocalModelUnavailable as exc:
                 raise ChatError("provider_error", str(exc), recoverable=False) from exc
-            per_loop[key] = openai.AsyncOpenAI(
-                base_url=url, api_key=local_model.api_key(), max_retries=0
+            per_loop[key] = lean_client(
+                openai.AsyncOpenAI(base_url=url, api_key=local_model.api_key(), max_retries=0)
             )
         elif chosen.kind == "compatible" and not chosen.base_url:
             raise ChatError(
@@ -67,8 +67,8 @@ async def _client(chosen: catalog.Model) -> openai.AsyncOpenAI:
                     f"Model {chosen.id}: provider openai needs OPENAI_API_KEY.",
                     recoverable=False,
                 )
-            per_loop[key] = openai.AsyncOpenAI(
-                api_key=api_key, base_url=chosen.base_url or None, max_retries=1
+            per_loop[key] = lean_client(
+                openai.AsyncOpenAI(api_key=api_key, base_url=chosen.base_url or None, max_retries=1)
             )
     return per_loop[key]
 
