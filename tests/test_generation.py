@@ -2,6 +2,7 @@
 stream, one owner, replay. A run's own (its frames, its end, what it saves) are test_run.py's."""
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.db import IntegrityError, connection, connections
 from django.db.backends.utils import CursorWrapper
 
-from chat import dbthread, frames
+from chat import dbthread, frames, quota
 from chat.engine import generation, live
 from chat.models import Message, Thread
 from tests.helpers import (
@@ -232,6 +233,33 @@ async def test_the_openai_provider_streams_through_the_responses_api(
     assert sent["body"]["stream"] is True and sent["body"]["model"] == "gpt-test"
     # The stub records only requests that carried its key (test-key), and never shows it.
     assert sent["headers"]["authorization"] == "Bearer <redacted>"
+
+
+@pytest.mark.parametrize("provider", ["compatible", "openai"])
+async def test_a_new_threads_title_is_one_plain_request_to_the_replys_model(
+    stub, memory_layer, alice, settings, provider
+):
+    """Not a second agent run: one request, no tools, no stream, at most TITLE_MAX_TOKENS."""
+    if provider == "openai":
+        settings.AGENT_PROVIDER, settings.AGENT_MODEL = "openai", "gpt-test"
+    thread = await new_thread(alice)
+    ws = await connect(thread.id, alice)
+    await receive(ws)
+    await send(ws, start_command("Name this thread"))
+    await frames_until_end(ws)
+    assert (await receive(ws))["thread"]["title"] == "Name this thread"  # cut from the message
+    titled = (await receive(ws))["thread"]["title"]  # then the model's
+    await ws.disconnect()
+    assert titled.startswith("Echo: Write a short title")
+    asked = [r["body"] for r in stub.requests if "Write a short title" in json.dumps(r["body"])]
+    assert len(asked) == 1, "one request for the title"
+    (body,) = asked
+    assert not body.get("stream") and not body.get("tools")
+    if provider == "openai":
+        assert body["model"] == "gpt-test" and body["max_output_tokens"] == quota.TITLE_MAX_TOKENS
+    else:
+        assert body["max_tokens"] == quota.TITLE_MAX_TOKENS
+        assert [m["role"] for m in body["messages"]] == ["system", "user"]
 
 
 async def test_the_openai_provider_saves_an_in_stream_error_with_the_text_shown(

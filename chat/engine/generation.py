@@ -40,7 +40,7 @@ from chat import (
 from chat.engine import live, ownership
 from chat.engine.broadcast import publish
 from chat.engine.ownership import reap_all, registry, thread_reap  # noqa: F401
-from chat.engine.run import ContinuedFrom, ReplyStream, Run
+from chat.engine.run import ContinuedFrom, ReplyStream, Run, retitle
 from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
@@ -461,6 +461,8 @@ async def _own(run: Run) -> None:
                 first_token_ms=stream.first_token_ms,
             ),
         )
+        if stream.titling:
+            tasks.background(retitle(run), name=f"title-{run.reply_id}")
         metrics.tokens(
             model=run.provider.id,
             input_tokens=stream.usage.input_tokens,
