@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.scale                     # every scenario and load, 5 runs each
     .venv/bin/python -m bench.scale --runs 1 --loads 20x100 --scenarios seed,memory
     .venv/bin/python -m bench.scale --loads 80x50 --runs 1 --no-capacity --idle-sockets 0
+    .venv/bin/python -m bench.scale --loads 80x50 --runs 3 --no-capacity --idle-sockets 0 \
+        --scenarios seed,memory,sse,chatkit,seed-tools,tools
 
 Scenarios, each served by fresh processes for every run:
 
@@ -13,6 +15,19 @@ Scenarios, each served by fresh processes for every run:
 - ``redis2``: two daphne processes behind `make cluster`'s round-robin balancer, PostgreSQL,
   Redis. Each reply is also watched by a second socket that the balancer put on the *other*
   process.
+
+Side scenarios, run only at the ``--side-loads`` (80x50 by default: the default sitting grows
+by one load of each, not four):
+
+- ``sse`` and ``chatkit``: one daphne process, SQLite, as ``memory``, each reply asked over
+  HTTP: ``POST /api/stream/message`` read as the product's SSE frames, and ``POST /api/chatkit``
+  with a ChatKit ``threads.create`` read as ChatKit events (bench/http_paths.py, shared with
+  bench/chatkit.py). Compared with each other, run by run.
+- ``seed-tools`` and ``tools``: the stub answers each reply's first two turns with a
+  ``calculate`` tool call, then the text; ``tools`` is the product over WebSockets as
+  ``memory``, ``seed-tools`` the seed relay whose agent has the same tool (the Agents SDK
+  alone). What the two turns add (``tools`` - ``memory`` beside ``seed-tools`` - ``seed``,
+  run by run) is the comparison; the stub's arrival of every turn times the turns apart.
 
 PostgreSQL and Redis are private instances (scripts/instances.py) started for the sitting, so
 their CPU is ours alone. A load ``SxR`` is S replies started at once, the stub streaming each at
