@@ -1494,6 +1494,7 @@ def table(summaries: list[dict[str, Any]]) -> str:
 
 CHATKIT_FIGURES = (
     "cpu_server_ms_per_1k",
+    "tokens_per_frame",
     "latency_p50_ms",
     "latency_p99_ms",
     "ttft_added_p50_ms",
@@ -1569,8 +1570,8 @@ def chatkit_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| load | runs | server CPU ms / 1k tokens sse / chatkit | × sse | token latency p50 "
         "sse / chatkit | × sse | p99 sse / chatkit | × sse | added TTFT p50 sse / chatkit "
-        "| × sse | failed sse / chatkit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| × sse | tokens / frame sse / chatkit | failed sse / chatkit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = [row["load"], _fmt(row["runs"])]
@@ -1579,6 +1580,8 @@ def chatkit_table(rows: list[dict[str, Any]]) -> str:
             cells += [f"{_fmt(stats['a'])} / {_fmt(stats['b'])}", _fmt(stats["ratio"])]
         stats = row["ttft_added_p50_ms"]
         cells += [f"{_fmt(stats['a'])} / {_fmt(stats['b'])}", _fmt(stats["ratio"])]
+        stats = row["tokens_per_frame"]  # more per frame (an overloaded run): less CPU per token
+        cells.append(f"{_fmt(stats['a'])} / {_fmt(stats['b'])}")
         cells.append(f"{row['failed']['sse']} / {row['failed']['chatkit']}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
