@@ -119,6 +119,7 @@ async def _first_event(
         if not isinstance(result, StreamingResult):
             return HttpResponse(result.json, content_type="application/json")
         pump = _Pump(aiter(result), standing)
+        context.send_now = pump.send  # before the stream's first step: set when it runs
         await pump.first()
         return pump
     except StopAsyncIteration:
@@ -209,6 +210,11 @@ class _Pump:
             raise item
         self.first_chunk = item  # type: ignore[assignment]
         return self.first_chunk
+
+    def send(self, chunk: bytes) -> None:
+        """An event encoded already (a text delta), in its turn among the package's."""
+        self.last_event = self.loop.time()
+        self.queue.put_nowait(chunk)
 
     def _heartbeat(self) -> None:
         """A heartbeat's turn when no event came for SSE_HEARTBEAT_SECONDS; then look again

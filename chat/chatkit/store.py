@@ -15,6 +15,7 @@ retry loses no reply.
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,9 @@ class RequestContext:
     # The title the engine gave the new thread of this request, with its first message: the
     # package then hands it to `save_thread`, which has nothing to write.
     saved_title: str | None = None
+    # The response's own queue, for an event encoded already (a reply's text delta, sent past
+    # the package's event loop: server.py's `TextDeltas`); set by api/chatkit.py's pump.
+    send_now: Callable[[bytes], None] | None = None
 
     @property
     def user_id(self) -> int:
