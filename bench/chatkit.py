@@ -9,6 +9,9 @@ For each N, N concurrent replies on each of three paths, side by side in one run
 - ``chatkit``: ``POST /api/chatkit`` with a ``threads.create`` request built with the
   ``openai-chatkit`` package's types, read as ChatKit events until the response ends.
 
+The requests and their event readers are bench/http_paths.py's, shared with bench.scale's
+``sse`` and ``chatkit`` scenarios.
+
 Both product paths run on the same daphne process (laptop stack: SQLite, in-process layer;
 one fresh process per N), ``sse`` first, then ``chatkit``, each after daphne is idle and after
 one unmeasured warm-up reply. The N replies of a run wait behind a gate and start together.
@@ -32,10 +35,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from bench import http_paths
 from bench.stack import (
     BENCH_PASSWORD,
     BENCH_USER,
@@ -56,7 +59,6 @@ from bench.streaming import (
     _workdir,
     percentile,
 )
-from tests import chatkit_client as ck
 from tests.servers import login
 
 PATHS = ("provider", "sse", "chatkit")
@@ -70,50 +72,16 @@ class Reply(Stream):
     bytes: int = 0
 
 
-# What a `data:` line means on each product path: a parser feeds the text to the reply and
-# returns True once the reply's end has been seen (raises on an error).
-def _sse_event(event: dict[str, Any], reply: Reply, received_ns: int, sent_ns: int) -> bool:
-    kind = event.get("type")
-    if kind == "token":
-        reply.add(event["token"], received_ns, sent_ns)
-    elif kind == "complete" and "message_id" in event:
-        if event.get("status") != "complete":
-            raise RuntimeError(f"reply ended {event.get('status')}")
-        return True
-    elif kind == "error":
-        raise RuntimeError(f"error frame {event.get('code')}: {event.get('message')}")
-    return False
-
-
-def _chatkit_event(event: dict[str, Any], reply: Reply, received_ns: int, sent_ns: int) -> bool:
-    kind = event.get("type")
-    update = event.get("update") or {}
-    if kind == "thread.item.updated" and update.get("type", "").endswith("text_delta"):
-        reply.add(update["delta"], received_ns, sent_ns)
-    elif kind == "error":
-        raise RuntimeError(f"error event {event.get('code')}: {event.get('message')}")
-    return False  # the stream ends when the response does
-
-
-PRODUCT = {  # path: (the request, the parser of its events)
-    "sse": ({"url": "/api/stream/message", "json": {"message": PROMPT}}, _sse_event),
-    "chatkit": (
-        {"url": "/api/chatkit", "content": ck.create(PROMPT).model_dump_json()},
-        _chatkit_event,
-    ),
-}
-
-
 async def _reply(
     http: httpx.AsyncClient, path: str, gate: asyncio.Event, deadline: float, expected: int
 ) -> Reply:
-    request, parse = PRODUCT[path]
+    way = http_paths.PATHS[path]  # the request and its event reader, shared with bench.scale
     reply = Reply()
     await gate.wait()
     sent_ns = time.time_ns()
     try:
         async with asyncio.timeout_at(deadline):
-            async with http.stream("POST", **request) as answer:
+            async with http.stream("POST", way.url, content=way.body(PROMPT)) as answer:
                 if answer.status_code != 200:
                     raise RuntimeError(f"HTTP {answer.status_code}: {(await answer.aread())[:150]}")
                 ended = False
@@ -121,7 +89,12 @@ async def _reply(
                     received_ns = time.time_ns()
                     reply.bytes += len(line) + 1
                     if line.startswith("data: ") and not ended:
-                        ended = parse(json.loads(line[6:]), reply, received_ns, sent_ns)
+                        seen = way.read(json.loads(line[6:]))
+                        if seen.text:
+                            reply.add(seen.text, received_ns, sent_ns)
+                        if seen.end and seen.end != "complete":
+                            raise RuntimeError(f"reply ended {seen.end}")
+                        ended = bool(seen.end)
         if reply.tokens != expected:
             reply.error = f"{reply.tokens} of {expected} tokens"
     except Exception as exc:  # counted and reported, never hidden

@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.scale                     # every scenario and load, 5 runs each
     .venv/bin/python -m bench.scale --runs 1 --loads 20x100 --scenarios seed,memory
     .venv/bin/python -m bench.scale --loads 80x50 --runs 1 --no-capacity --idle-sockets 0
+    .venv/bin/python -m bench.scale --loads 80x50 --runs 3 --no-capacity --idle-sockets 0 \
+        --scenarios seed,memory,sse,chatkit,seed-tools,tools
 
 Scenarios, each served by fresh processes for every run:
 
@@ -13,6 +15,19 @@ Scenarios, each served by fresh processes for every run:
 - ``redis2``: two daphne processes behind `make cluster`'s round-robin balancer, PostgreSQL,
   Redis. Each reply is also watched by a second socket that the balancer put on the *other*
   process.
+
+Side scenarios, run only at the ``--side-loads`` (80x50 by default: the default sitting grows
+by one load of each, not four):
+
+- ``sse`` and ``chatkit``: one daphne process, SQLite, as ``memory``, each reply asked over
+  HTTP: ``POST /api/stream/message`` read as the product's SSE frames, and ``POST /api/chatkit``
+  with a ChatKit ``threads.create`` read as ChatKit events (bench/http_paths.py, shared with
+  bench/chatkit.py). Compared with each other, run by run.
+- ``seed-tools`` and ``tools``: the stub answers each reply's first two turns with a
+  ``calculate`` tool call, then the text; ``tools`` is the product over WebSockets as
+  ``memory``, ``seed-tools`` the seed relay whose agent has the same tool (the Agents SDK
+  alone). What the two turns add (``tools`` - ``memory`` beside ``seed-tools`` - ``seed``,
+  run by run) is the comparison; the stub's arrival of every turn times the turns apart.
 
 PostgreSQL and Redis are private instances (scripts/instances.py) started for the sitting, so
 their CPU is ours alone. A load ``SxR`` is S replies started at once, the stub streaming each at
@@ -53,6 +68,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.http_paths import PATHS, Event, HttpPath
 from bench.stack import (
     BENCH_PASSWORD,
     BENCH_USER,
@@ -71,10 +87,21 @@ from bench.stack import (
 )
 from scripts.instances import PostgresInstance, RedisInstance
 from scripts.processes import Daphne, cookie_header, login, manage
-from scripts.stub_provider import timestamp_tokens_indexes, timestamp_tokens_times_ns
+from scripts.stub_provider import (
+    lorem_tokens,
+    timestamp_tokens_indexes,
+    timestamp_tokens_times_ns,
+)
 
-SCENARIOS = ("seed", "memory", "redis", "redis2")
+MAIN_SCENARIOS = ("seed", "memory", "redis", "redis2")
+# Run only at the --side-loads: ChatKit beside SSE, and a reply with two rounds of tool calls
+# in the product beside the Agents SDK alone doing the same.
+SIDE_SCENARIOS = ("sse", "chatkit", "seed-tools", "tools")
+SCENARIOS = MAIN_SCENARIOS + SIDE_SCENARIOS
+RELAYS = ("seed", "seed-tools")  # bench/seed_relay.py; every other scenario is the product
+REDIS_SCENARIOS = ("redis", "redis2")
 DEFAULT_LOADS = "20x100,80x50,120x50,200x50"
+DEFAULT_SIDE_LOADS = "80x50"
 TOKENS = 200
 TOKEN_CHARS = 7
 # The comparison's rules: the product at its defaults, whatever this shell's environment says.
@@ -97,6 +124,27 @@ IDLE_RATE = 100  # tokens/s of the reply measured beside the idle sockets
 IDLE_REPLIES = 3  # replies measured on one thread, without and then with the idle sockets
 IDLE_BATCH = 250
 THREADS_IN_BULK = 2000
+# The tool scenarios: the stub answers each reply's first two turns with one `calculate` call
+# each (a tool the product has, chat/tools.py, run in its child process), then the text. The
+# model-made title's request (its prompt starts as chat/agent.py's TITLE_PROMPT) would match
+# the same script: it keeps the default reply, as in the other scenarios.
+TOOL = "chat.tools.calculate"
+TOOL_SCENARIOS = ("seed-tools", "tools")
+TOOL_ROUNDS = (("6*7", "6*7 = 42"), ("2**10", "2**10 = 1024"))  # expression, the answer
+TITLE_PROMPT_START = "Write a short title"
+WARM_UP_SCRIPT = {"match": WARM_UP, "tokens": ["x"] * WARM_UP_TOKENS}
+TOOL_SCRIPTS = (
+    {**WARM_UP_SCRIPT, "tool_calls": [[{"name": "calculate", "arguments": {"expression": "1+1"}}]]},
+    {
+        "match": "Benchmark [",
+        "tool_calls": [
+            [{"name": "calculate", "arguments": {"expression": expression}}]
+            for expression, _ in TOOL_ROUNDS
+        ],
+        "tokens": ["x"] * TOKENS,  # each sent as a timestamp token
+    },
+    {"match": TITLE_PROMPT_START, "tokens": lorem_tokens(TOKENS)},
+)
 START_RETRIES = 3  # a product file mid-edit can stop daphne from starting: wait and retry
 
 # Figures where a bigger value is the better one: their worst run is the smallest.
@@ -171,7 +219,7 @@ class Measured:
     watchers: list[Reply]
     duration_s: float
     cpu_s: dict[str, float]
-    provider_received_ns: dict[str, int]  # tag -> when the stub got the reply's request
+    arrivals: Arrivals  # when the stub got each reply's requests
     rows: dict[str, tuple[str, str]] = field(default_factory=dict)  # message id -> status, text
     lag_samples_ms: list[float] = field(default_factory=list)
     rss_peak_mb: float | None = None
@@ -239,62 +287,112 @@ async def _bounded(coros: list[Awaitable[Any]], limit: int) -> list[Any]:
 _STUB_AUTH = {"Authorization": f"Bearer {STUB_API_KEY}"}
 
 
-async def _stub_reset(stub: StubProcess) -> None:
-    """Forget recorded requests; script the warm-up prompt's short reply again."""
+async def _stub_reset(
+    stub: StubProcess, scripts: tuple[dict[str, Any], ...] = (WARM_UP_SCRIPT,)
+) -> None:
+    """Forget recorded requests and scripts; script the warm-up prompt's short reply (and the
+    tool scenarios' tool calls) again: of the scripts that match a request, the last wins."""
     root = stub.url.removesuffix("/v1")
     async with httpx.AsyncClient(base_url=root, timeout=10, headers=_STUB_AUTH) as http:
         (await http.post("/_stub/reset")).raise_for_status()
-        script = {"match": WARM_UP, "tokens": ["x"] * WARM_UP_TOKENS}
-        (await http.post("/_stub/scripts", json=script)).raise_for_status()
+        for script in scripts:
+            (await http.post("/_stub/scripts", json=script)).raise_for_status()
 
 
-async def _stub_arrivals(stub: StubProcess) -> dict[str, int]:
-    """Tag -> when the stub received the streamed request of that reply (ns)."""
+@dataclass
+class Arrivals:
+    """What the stub recorded of the measured replies' streamed requests, by tag."""
+
+    times_ns: dict[str, list[int]] = field(default_factory=dict)  # each turn's, in order
+    tool_outputs: dict[str, list[str]] = field(default_factory=dict)  # the last turn's
+
+
+async def _stub_arrivals(stub: StubProcess) -> Arrivals:
+    """When the stub received each streamed request of each reply (a reply with tool calls
+    makes one per turn), and the tool results its last one carried."""
     root = stub.url.removesuffix("/v1")
     async with httpx.AsyncClient(base_url=root, timeout=30, headers=_STUB_AUTH) as http:
         answer = await http.get("/_stub/requests")
         answer.raise_for_status()
-    arrivals: dict[str, int] = {}
+    arrivals = Arrivals()
     for record in answer.json():
         body = record.get("body")
         # The product's title requests carry the message too, but are not streamed.
         if not isinstance(body, dict) or not body.get("stream"):
             continue
-        users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+        messages = body.get("messages") or []
+        users = [m for m in messages if m.get("role") == "user"]
         found = TAG.search(str(users[-1].get("content"))) if users else None
         if found:
-            arrivals[found.group(1)] = int(record["received_at"] * 1e9)
+            tag = found.group(1)
+            arrivals.times_ns.setdefault(tag, []).append(int(record["received_at"] * 1e9))
+            outputs = [str(m.get("content")) for m in messages if m.get("role") == "tool"]
+            arrivals.tool_outputs[tag] = outputs
     return arrivals
 
 
-# --- the seed's relay: one SSE event per token ---------------------------------------------
+# --- replies over HTTP: the seed's relay (one SSE event per token), the product's SSE and
+# ChatKit paths -----------------------------------------------------------------------------
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-async def _sse_open(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _sse_open(url: str) -> Connection:
     host, port = url.removeprefix("http://").split(":")
     return await asyncio.open_connection(host, int(port))
 
 
+async def _sse_open_all(url: str, count: int) -> list[Connection]:
+    """``count`` connections, opened beforehand (``CONNECT_CONCURRENCY`` at a time)."""
+    conns = await _bounded([_sse_open(url) for _ in range(count)], CONNECT_CONCURRENCY)
+    for conn in conns:
+        if isinstance(conn, BaseException):
+            for _, writer in (c for c in conns if not isinstance(c, BaseException)):
+                writer.close()
+            raise RuntimeError(f"could not connect to {url}: {conn!r}")
+    return conns
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """An HTTP/1.1 POST of a JSON body that asks for an event stream."""
+    head = [
+        f"POST {url} HTTP/1.1",
+        "host: 127.0.0.1",
+        "content-type: application/json",
+        "accept: text/event-stream",
+        f"content-length: {len(body)}",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def _relay_event(event: dict[str, Any]) -> Event:
+    """The relay's event: one token; the response's end is the reply's."""
+    return Event(event["token"])
+
+
+def _relay_request(prompt: str) -> bytes:
+    return _post("/api/stream/message", json.dumps({"message": prompt}).encode())
+
+
 async def _sse_reply(
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    conn: Connection,
     reply: Reply,
     gate: asyncio.Event,
     deadline: float,
-    prompt: str,
+    request: bytes,
+    read: Callable[[dict[str, Any]], Event] = _relay_event,
 ) -> None:
-    """POST the message and read the SSE to its end, on an already open connection.
+    """Send the request and read the SSE to its end, on an already open connection; each
+    event's ``data:`` goes through ``read``. A reader that never says the reply ended (the
+    relay's) leaves it complete when the response ends.
 
     A small HTTP/1.1 reader (chunked body, events split on blank lines, an incomplete event
     kept for the next chunk): httpx would spend more of the shared CPU per event than the
     product's WebSocket client does per frame.
     """
     reader, writer = conn
-    body = json.dumps({"message": prompt}).encode()
-    request = (
-        b"POST /api/stream/message HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-        b"content-type: application/json\r\naccept: text/event-stream\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(body), body)
-    )
+    ends = read is not _relay_event  # the product's paths say when the reply ends
     await gate.wait()
     loop = asyncio.get_running_loop()
     try:
@@ -304,7 +402,7 @@ async def _sse_reply(
             head = await reader.readuntil(b"\r\n\r\n")
             status = head.split(b" ", 2)[1]
             if status != b"200" or b"chunked" not in head.lower():
-                raise RuntimeError(f"relay answered {head[:200]!r}")
+                raise RuntimeError(f"answered {head[:200]!r}")
             pending = b""
             while True:
                 size_line = await reader.readuntil(b"\r\n")
@@ -318,8 +416,15 @@ async def _sse_reply(
                 for event in events:
                     for line in event.split(b"\n"):
                         if line.startswith(b"data: "):
-                            reply.add(json.loads(line[6:])["token"], now)
-            reply.status = "complete"
+                            seen = read(json.loads(line[6:]))
+                            if seen.text:
+                                reply.add(seen.text, now)
+                            reply.message_id = reply.message_id or seen.message_id
+                            reply.status = seen.end or reply.status
+            if not ends:
+                reply.status = "complete"
+            elif not reply.status:
+                raise RuntimeError("the response ended before the reply did")
             reply.done = True
     except Exception as exc:  # counted and reported, never hidden
         reply.error = _describe(exc)
@@ -329,14 +434,16 @@ async def _sse_reply(
 
 
 class SeedTarget:
-    """The seed's relay on the stub, warmed up."""
+    """The seed's relay on the stub, warmed up; ``seed-tools``: its agent has the tool the
+    ``tools`` scenario calls, and the stub answers with the same tool calls."""
 
-    scenario = "seed"
     processes = 1
 
-    def __init__(self, stub: StubProcess) -> None:
-        self.stub = stub
-        self.relay = RelayProcess(stub.url)
+    def __init__(self, stub: StubProcess, scenario: str = "seed") -> None:
+        self.scenario, self.stub = scenario, stub
+        tools = scenario == "seed-tools"
+        self.scripts = TOOL_SCRIPTS if tools else (WARM_UP_SCRIPT,)
+        self.relay = RelayProcess(stub.url, tools=TOOL if tools else "")
 
     def __enter__(self) -> SeedTarget:
         """Start the relay and send it one reply, not measured."""
@@ -358,11 +465,11 @@ class SeedTarget:
         return [self.relay.pid]
 
     async def _warm_up(self) -> None:
-        await _stub_reset(self.stub)
+        await _stub_reset(self.stub, self.scripts)
         reply, gate = Reply("warm-up"), asyncio.Event()
         gate.set()
         conn = await _sse_open(self.relay.url)
-        await _sse_reply(conn, reply, gate, time.monotonic() + 60, WARM_UP)
+        await _sse_reply(conn, reply, gate, time.monotonic() + 60, _relay_request(WARM_UP))
         if reply.error:
             raise RuntimeError(f"the relay's warm-up reply failed: {reply.error}")
 
@@ -370,19 +477,16 @@ class SeedTarget:
         """``streams`` replies started at once, their connections opened beforehand."""
         run = uuid.uuid4().hex[:8]
         replies = [Reply(f"{run}-{i}") for i in range(streams)]
-        conns = await _bounded([_sse_open(self.relay.url) for _ in replies], CONNECT_CONCURRENCY)
-        for conn in conns:
-            if isinstance(conn, BaseException):
-                for _, writer in (c for c in conns if not isinstance(c, BaseException)):
-                    writer.close()
-                raise RuntimeError(f"could not connect to the relay: {conn!r}")
+        conns = await _sse_open_all(self.relay.url, streams)
         await asyncio.to_thread(_settle, self.server_pids)
-        await _stub_reset(self.stub)
+        await _stub_reset(self.stub, self.scripts)
         gate = asyncio.Event()
         deadline = time.monotonic() + args.timeout
         tasks = [
             asyncio.create_task(
-                _sse_reply(conn, reply, gate, deadline, PROMPT.format(tag=reply.tag))
+                _sse_reply(
+                    conn, reply, gate, deadline, _relay_request(PROMPT.format(tag=reply.tag))
+                )
             )
             for conn, reply in zip(conns, replies, strict=True)
         ]
@@ -587,7 +691,9 @@ def _start_servers(env: dict[str, str], count: int, cleanup: contextlib.ExitStac
 
 
 class ProductTarget:
-    """One or two fresh daphne processes of a stack (two: behind the balancer), warmed up."""
+    """One or two fresh daphne processes of a stack (two: behind the balancer), warmed up;
+    its replies asked and read over WebSockets. ``tools``: the stub answers each reply with
+    two rounds of tool calls first."""
 
     def __init__(
         self,
@@ -599,6 +705,7 @@ class ProductTarget:
         self.scenario, self.stack, self.stub = scenario, stack, stub
         self.new_threads = threads  # unused threads of the bench user, made in bulk
         self.processes = 2 if scenario == "redis2" else 1
+        self.scripts = TOOL_SCRIPTS if scenario == "tools" else (WARM_UP_SCRIPT,)
         self.rows = Rows(stack)
         self.servers: list[Daphne] = []
         self.balancer: BalancerProcess | None = None
@@ -643,7 +750,7 @@ class ProductTarget:
         return self.headers["Cookie"]
 
     async def _warm_up(self) -> None:
-        await _stub_reset(self.stub)
+        await _stub_reset(self.stub, self.scripts)
         for server in self.servers:  # straight to each process, past the balancer
             async with httpx.AsyncClient(
                 base_url=server.url, headers=self.headers, timeout=30
@@ -719,7 +826,7 @@ class ProductTarget:
         args: argparse.Namespace,
     ) -> Measured:
         await asyncio.to_thread(_settle, self.server_pids)
-        await _stub_reset(self.stub)
+        await _stub_reset(self.stub, self.scripts)
         gate, stop = asyncio.Event(), asyncio.Event()
         deadline = time.monotonic() + args.timeout
         tasks = [
@@ -742,6 +849,17 @@ class ProductTarget:
             meter.end()
         stop.set()
         await sampler
+        return await self._measured(replies, watchers, started, meter, lag)
+
+    async def _measured(
+        self,
+        replies: list[Reply],
+        watchers: list[Reply],
+        started: int,
+        meter: Meter,
+        lag: list[float],
+    ) -> Measured:
+        """The batch's figures, once its replies' rows are saved."""
         duration = (max(r.finished_ns for r in replies) - started) / 1e9
         ids = [r.message_id for r in replies if r.message_id]
         rows = await self.rows.read(ids)
@@ -753,6 +871,65 @@ class ProductTarget:
         rss = sum(memory_mb(pid, "VmHWM") for pid in self.server_pids)
         arrivals = await _stub_arrivals(self.stub)
         return Measured(replies, watchers, duration, meter.spent, arrivals, rows, lag, rss)
+
+
+class HttpTarget(ProductTarget):
+    """One fresh daphne process (SQLite, in-process layer, as ``memory``), its replies asked
+    over HTTP: ``sse`` POSTs ``/api/stream/message``, ``chatkit`` a ChatKit ``threads.create``
+    (bench/http_paths.py); each reply in a new thread, on a connection opened beforehand."""
+
+    @property
+    def path(self) -> HttpPath:
+        """The request and the reader of its events."""
+        return PATHS[self.scenario]
+
+    def _request(self, prompt: str) -> bytes:
+        return _post(self.path.url, self.path.body(prompt), self.headers)
+
+    async def _warm_up(self) -> None:
+        await _stub_reset(self.stub, self.scripts)
+        reply, gate = Reply("warm-up"), asyncio.Event()
+        gate.set()
+        conn = await _sse_open(self.url)
+        request = self._request(WARM_UP)
+        await _sse_reply(conn, reply, gate, time.monotonic() + 60, request, self.path.read)
+        if reply.error or reply.status != "complete":
+            raise RuntimeError(f"the warm-up reply failed: {reply.error or reply.status}")
+
+    async def measure(self, streams: int, meter: Meter, args: argparse.Namespace) -> Measured:
+        """``streams`` replies started at once, their connections opened beforehand."""
+        run = uuid.uuid4().hex[:8]
+        replies = [Reply(f"{run}-{i}") for i in range(streams)]
+        conns = await _sse_open_all(self.url, streams)
+        await asyncio.to_thread(_settle, self.server_pids)
+        await _stub_reset(self.stub, self.scripts)
+        gate, stop = asyncio.Event(), asyncio.Event()
+        deadline = time.monotonic() + args.timeout
+        tasks = [
+            asyncio.create_task(
+                _sse_reply(
+                    conn,
+                    reply,
+                    gate,
+                    deadline,
+                    self._request(PROMPT.format(tag=reply.tag)),
+                    self.path.read,
+                )
+            )
+            for conn, reply in zip(conns, replies, strict=True)
+        ]
+        lag: list[float] = []
+        sampler = asyncio.create_task(_sample_lag(replies, self.rows, stop, lag))
+        await asyncio.sleep(0)  # every task to the gate, so they start together
+        async with _profiled(self, args):
+            meter.begin()
+            started = time.time_ns()
+            gate.set()
+            await _gather_or_abort(tasks, replies)
+            meter.end()
+        stop.set()
+        await sampler
+        return await self._measured(replies, [], started, meter, lag)
 
 
 @contextlib.asynccontextmanager
@@ -824,11 +1001,25 @@ def _latencies(reply: Reply) -> list[float]:
     ]
 
 
-def figures(m: Measured, product: bool) -> dict[str, Any]:
+def _tool_problem(m: Measured, tag: str) -> str:
+    """What is wrong with a tool reply's turns ("" when nothing is): the stub must have had
+    one request per turn, the last carrying what the tool answered to each call."""
+    turns = len(m.arrivals.times_ns.get(tag, []))
+    if turns != len(TOOL_ROUNDS) + 1:
+        return f"{turns} provider turns, not {len(TOOL_ROUNDS) + 1}"
+    outputs = [o.strip() for o in m.arrivals.tool_outputs.get(tag, [])]
+    if outputs != [answer for _, answer in TOOL_ROUNDS]:
+        return f"the tool answered {outputs!r}"[:200]
+    return ""
+
+
+def figures(m: Measured, product: bool, tools: bool = False) -> dict[str, Any]:
     """Every figure of one measured batch, flat; failed checks listed with samples.
 
     Timings come from every reply whose text decodes, failed or not: with failures, the
-    percentiles leave out the tokens that never came, so they are lower bounds.
+    percentiles leave out the tokens that never came, so they are lower bounds. The added
+    TTFT is from the stub's arrival of the reply's last request (the text's turn): with tool
+    calls, the turns before it are timed apart (``tool_turns``: first arrival to last).
     """
     failures: list[str] = []
     latency: list[float] = []
@@ -838,6 +1029,7 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
     provider_rates: list[float] = []
     to_provider: list[float] = []
     from_provider: list[float] = []
+    tool_turns: list[float] = []
     delivered = framed_tokens = frames = 0
     for reply in m.replies:
         problem = reply.error or (
@@ -847,6 +1039,8 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
             status, content = m.rows.get(reply.message_id, ("missing", ""))
             if status != "complete" or content != reply.text:
                 problem = f"saved row ({status}, {len(content)} chars) differs from the client's"
+        if not problem and tools:
+            problem = _tool_problem(m, reply.tag)
         if problem:
             failures.append(f"{reply.tag}: {problem}")
         delivered += len(reply.text) // TOKEN_CHARS
@@ -861,12 +1055,15 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
             provider_rates.append((len(emitted) - 1) / ((emitted[-1] - emitted[0]) / 1e9))
         first = (reply.token_times[0] - reply.sent_ns) / 1e6
         raw_ttft.append(first)
-        if reply.tag in m.provider_received_ns:
-            own = (emitted[0] - m.provider_received_ns[reply.tag]) / 1e6
+        arrived = m.arrivals.times_ns.get(reply.tag)
+        if arrived:
+            own = (emitted[0] - arrived[-1]) / 1e6
             provider_ttft.append(own)
             added.append(first - own)
-            to_provider.append((m.provider_received_ns[reply.tag] - reply.sent_ns) / 1e6)
+            to_provider.append((arrived[0] - reply.sent_ns) / 1e6)
             from_provider.append((reply.token_times[0] - emitted[0]) / 1e6)
+            if len(arrived) > 1:
+                tool_turns.append((arrived[-1] - arrived[0]) / 1e6)
     watcher_latency: list[float] = []
     for watcher in m.watchers:
         saved = m.rows.get(next((r.message_id for r in m.replies if r.tag == watcher.tag), ""))
@@ -897,6 +1094,9 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
         "from_provider_p50_ms": percentile(from_provider, 50),
         "from_provider_p90_ms": percentile(from_provider, 90),
         "provider_ttft_p50_ms": percentile(provider_ttft, 50),
+        "provider_turns_per_reply": _median(
+            [len(m.arrivals.times_ns.get(r.tag, [])) for r in m.replies]
+        ),
         "tokens_per_frame": round(framed_tokens / frames, 2) if frames else None,
         "resyncs": sum(r.resyncs for r in m.replies),
         "fetched_from_api": sum(r.fetched for r in m.replies),
@@ -904,6 +1104,11 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
     }
     for name, spent in m.cpu_s.items():  # "server" is the one compared; the rest beside it
         out[f"cpu_{name}_ms_per_1k"] = round(spent / delivered * 1e6, 1) if delivered else None
+    if m.replies:
+        out["cpu_server_ms_per_reply"] = round(m.cpu_s.get("server", 0) / len(m.replies) * 1e3, 2)
+    if tool_turns:
+        out["tool_turns_p50_ms"] = percentile(tool_turns, 50)
+        out["tool_turns_p99_ms"] = percentile(tool_turns, 99)
     # Above ~90% the clients, not the server, may be what the latency measures.
     if m.duration_s:
         out["client_cpu_pct"] = round(100 * m.cpu_s.get("client", 0) / m.duration_s, 1)
@@ -984,21 +1189,21 @@ class Sitting:
 
     def target(self, scenario: str, stub: StubProcess) -> SeedTarget | ProductTarget:
         """A fresh target of the scenario on the stub (start it with ``with``)."""
-        if scenario == "seed":
-            return SeedTarget(stub)
-        return ProductTarget(
-            scenario, self.stacks[scenario], stub, lambda n: self.threads(scenario, n)
-        )
+        if scenario in RELAYS:
+            return SeedTarget(stub, scenario)
+        kind = HttpTarget if scenario in PATHS else ProductTarget
+        return kind(scenario, self.stacks[scenario], stub, lambda n: self.threads(scenario, n))
 
     def meter(self, target: SeedTarget | ProductTarget, stub: StubProcess) -> Meter:
         """What to count: the server side, and beside it every other process."""
         pids = target.server_pids
         readers: dict[str, Callable[[], float]] = {
-            "server": lambda: sum(cpu_seconds(pid) for pid in pids),
+            # With the children it waited for: the calculator's processes of a tool call.
+            "server": lambda: sum(cpu_seconds(pid, children=True) for pid in pids),
             "stub": lambda: cpu_seconds(stub.pid),
             "client": lambda: cpu_seconds(os.getpid()),
         }
-        if target.scenario in ("redis", "redis2"):
+        if target.scenario in REDIS_SCENARIOS:
             assert self.redis is not None and self.postgres is not None
             url, data = self.redis.url, self.postgres.data
             readers["redis"] = lambda: redis_cpu_seconds(url)
@@ -1032,7 +1237,7 @@ def measure_once(
         with sitting.target(scenario, stub) as target:
             meter = sitting.meter(target, stub)
             measured = asyncio.run(target.measure(streams, meter, sitting.args))
-        return figures(measured, product=scenario != "seed")
+        return figures(measured, scenario not in RELAYS, scenario in TOOL_SCENARIOS)
     except Exception as exc:
         return {"replies": streams, "failures": streams, "failure_samples": [_describe(exc)]}
 
@@ -1048,14 +1253,27 @@ def _progress(sitting: Sitting, label: str, f: dict[str, Any]) -> None:
     )
 
 
+def scenarios_at(args: argparse.Namespace, load: Load) -> list[str]:
+    """The scenarios run at a load: every one chosen at a side load, else the main ones."""
+    if load in args.side_loads:
+        return list(args.scenarios)
+    return [s for s in args.scenarios if s in MAIN_SCENARIOS]
+
+
+def all_loads(args: argparse.Namespace) -> list[Load]:
+    """``--loads``, then the side loads that are not among them."""
+    return args.loads + [load for load in args.side_loads if load not in args.loads]
+
+
 def run_loads(sitting: Sitting) -> list[dict[str, Any]]:
     """Every load, ``--runs`` times, the scenarios alternating; every run's figures."""
     args, runs = sitting.args, []
-    for load in args.loads:
+    for load in all_loads(args):
+        scenarios = scenarios_at(args, load)
         with sitting.stub(load.rate) as stub:
             for index in range(args.runs):
                 # Reversed every other run: no scenario always follows the same one.
-                order = args.scenarios if index % 2 == 0 else args.scenarios[::-1]
+                order = scenarios if index % 2 == 0 else scenarios[::-1]
                 for scenario in order:
                     if sitting.out_of_time(f"{load.name} run {index + 1} {scenario}"):
                         return runs
@@ -1079,7 +1297,7 @@ def ramp(sitting: Sitting, scenario: str, stub: StubProcess) -> dict[str, Any]:
         try:
             f = figures(
                 asyncio.run(target.measure(streams, sitting.meter(target, stub), args)),
-                product=scenario != "seed",
+                product=scenario not in RELAYS,
             )
         except Exception as exc:
             f = {"failures": streams, "failure_samples": [_describe(exc)]}
@@ -1283,6 +1501,153 @@ def table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+CHATKIT_FIGURES = (
+    "cpu_server_ms_per_1k",
+    "tokens_per_frame",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "ttft_added_p50_ms",
+    "ttft_added_p99_ms",
+)
+TOOL_PAIRS = (("sdk", "seed", "seed-tools"), ("product", "memory", "tools"))
+TOOL_FIGURES = ("cpu_server_ms_per_reply", "ttft_p50_ms", "ttft_added_p50_ms", "latency_p99_ms")
+
+
+def _paired(runs: list[dict[str, Any]], load: str, a: str, b: str) -> list[tuple[dict, dict]]:
+    """The runs of scenarios ``a`` and ``b`` at a load, paired by run (each pair measured
+    one after the other, on the same stub)."""
+    found = {(r["scenario"], r["run"]): r for r in runs if r["load"] == load}
+    return [
+        (found[(a, n)], found[(b, n)])
+        for n in sorted({r["run"] for r in runs})
+        if (a, n) in found and (b, n) in found
+    ]
+
+
+def _values(pairs: list[tuple[dict, dict]], name: str, side: int) -> list[float]:
+    return [p[side][name] for p in pairs if isinstance(p[side].get(name), int | float)]
+
+
+def _pair_stats(pairs: list[tuple[dict, dict]], name: str) -> dict[str, Any]:
+    """Medians of a figure in a and b, and of b's ratio to and difference from a, run by run."""
+    both = [
+        (a[name], b[name])
+        for a, b in pairs
+        if isinstance(a.get(name), int | float) and isinstance(b.get(name), int | float)
+    ]
+    return {
+        "a": _median(_values(pairs, name, 0)),
+        "b": _median(_values(pairs, name, 1)),
+        "ratio": _median([y / x for x, y in both if x]),
+        "extra": _median([y - x for x, y in both]),
+    }
+
+
+def side_comparisons(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """ChatKit beside SSE, and what two rounds of tool calls add in the product beside what
+    they add to the Agents SDK alone, at each load where both of a pair ran."""
+    out: dict[str, list[dict[str, Any]]] = {"chatkit_sse": [], "tools": []}
+    for load in dict.fromkeys(r["load"] for r in runs):
+        pairs = _paired(runs, load, "sse", "chatkit")
+        if pairs:
+            row = {name: _pair_stats(pairs, name) for name in CHATKIT_FIGURES}
+            failed = {
+                s: sum(p[i]["failures"] for p in pairs) for i, s in enumerate(("sse", "chatkit"))
+            }
+            out["chatkit_sse"].append({"load": load, "runs": len(pairs), "failed": failed, **row})
+        tools: dict[str, Any] = {"load": load}
+        for who, plain, calling in TOOL_PAIRS:
+            pairs = _paired(runs, load, plain, calling)
+            if pairs:
+                tools[who] = {name: _pair_stats(pairs, name) for name in TOOL_FIGURES}
+                tools[who]["runs"] = len(pairs)
+                tools[who]["tool_turns_p50_ms"] = _median(_values(pairs, "tool_turns_p50_ms", 1))
+                tools[who]["tool_turns_p99_ms"] = _median(_values(pairs, "tool_turns_p99_ms", 1))
+                tools[who]["failed"] = sum(a["failures"] + b["failures"] for a, b in pairs)
+        if "sdk" in tools and "product" in tools:
+            tools["product_extra_x_sdk_extra"] = {
+                name: _ratio(tools["product"][name]["extra"], tools["sdk"][name]["extra"])
+                for name in ("cpu_server_ms_per_reply", "ttft_p50_ms")
+            }
+            tools["product_extra_x_sdk_extra_by_run"] = {
+                name: _extra_ratio_by_run(runs, load, name)
+                for name in ("cpu_server_ms_per_reply", "ttft_p50_ms")
+            }
+        if len(tools) > 1:
+            out["tools"].append(tools)
+    return out
+
+
+def _extra_ratio_by_run(runs: list[dict[str, Any]], load: str, name: str) -> float | None:
+    """Median over the runs of (tools - memory) / (seed-tools - seed): both extras of one run."""
+    found = {(r["scenario"], r["run"]): r.get(name) for r in runs if r["load"] == load}
+    ratios = []
+    for n in sorted({r["run"] for r in runs}):
+        got = [found.get((s, n)) for s in ("memory", "tools", "seed", "seed-tools")]
+        if all(isinstance(v, int | float) for v in got) and got[3] != got[2]:
+            ratios.append((got[1] - got[0]) / (got[3] - got[2]))
+    return _median(ratios)
+
+
+def chatkit_table(rows: list[dict[str, Any]]) -> str:
+    """ChatKit beside SSE: medians of each, and of ChatKit's ratio to SSE run by run."""
+    lines = [
+        "| load | runs | server CPU ms / 1k tokens sse / chatkit | × sse | token latency p50 "
+        "sse / chatkit | × sse | p99 sse / chatkit | × sse | added TTFT p50 sse / chatkit "
+        "| × sse | tokens / frame sse / chatkit | failed sse / chatkit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [row["load"], _fmt(row["runs"])]
+        for name in ("cpu_server_ms_per_1k", "latency_p50_ms", "latency_p99_ms"):
+            stats = row[name]
+            cells += [f"{_fmt(stats['a'])} / {_fmt(stats['b'])}", _fmt(stats["ratio"])]
+        stats = row["ttft_added_p50_ms"]
+        cells += [f"{_fmt(stats['a'])} / {_fmt(stats['b'])}", _fmt(stats["ratio"])]
+        stats = row["tokens_per_frame"]  # more per frame (an overloaded run): less CPU per token
+        cells.append(f"{_fmt(stats['a'])} / {_fmt(stats['b'])}")
+        cells.append(f"{row['failed']['sse']} / {row['failed']['chatkit']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tools_table(rows: list[dict[str, Any]]) -> str:
+    """Two rounds of tool calls: what they add to the Agents SDK alone (seed -> seed-tools)
+    and to the product (memory -> tools), medians of the run-by-run differences."""
+    lines = [
+        "| load | who (plain -> with tools) | runs | server CPU ms / reply: plain / tools "
+        "(+ extra) | TTFT p50 ms: plain / tools (+ extra) | tool turns p50 / p99 ms "
+        "| token latency p99 ms plain / tools | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"sdk": "Agents SDK alone (seed -> seed-tools)", "product": "product (memory -> tools)"}
+    for row in rows:
+        for who in ("sdk", "product"):
+            if who not in row:
+                continue
+            mine = row[who]
+            cpu, ttft, p99 = (
+                mine[n] for n in ("cpu_server_ms_per_reply", "ttft_p50_ms", "latency_p99_ms")
+            )
+            lines.append(
+                f"| {row['load']} | {names[who]} | {mine['runs']} "
+                f"| {_fmt(cpu['a'])} / {_fmt(cpu['b'])} (+{_fmt(cpu['extra'])}) "
+                f"| {_fmt(ttft['a'])} / {_fmt(ttft['b'])} (+{_fmt(ttft['extra'])}) "
+                f"| {_fmt(mine['tool_turns_p50_ms'])} / {_fmt(mine['tool_turns_p99_ms'])} "
+                f"| {_fmt(p99['a'])} / {_fmt(p99['b'])} | {mine['failed']} |"
+            )
+        ratio = row.get("product_extra_x_sdk_extra")
+        if ratio:
+            by_run = row["product_extra_x_sdk_extra_by_run"]
+            lines.append(
+                f"| {row['load']} | product's extra ÷ the SDK's: of the medians (median of "
+                f"the runs' ratios) | | × {_fmt(ratio['cpu_server_ms_per_reply'])} "
+                f"({_fmt(by_run['cpu_server_ms_per_reply'])}) | × {_fmt(ratio['ttft_p50_ms'])} "
+                f"({_fmt(by_run['ttft_p50_ms'])}) | | | |"
+            )
+    return "\n".join(lines)
+
+
 def capacity_table(capacity: list[dict[str, Any]]) -> str:
     """Capacity per scenario, as a ratio to the seed's, and redis2's to one process's."""
     found = {c["scenario"]: c["capacity_tokens_per_s"] for c in capacity}
@@ -1334,6 +1699,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--loads", default=DEFAULT_LOADS, help="streams x tokens/s each (%(default)s)"
     )
+    parser.add_argument(
+        "--side-loads",
+        default=DEFAULT_SIDE_LOADS,
+        help="the only loads of " + ", ".join(SIDE_SCENARIOS) + " (%(default)s; '': none)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs of each load (%(default)s)")
     parser.add_argument(
         "--no-capacity", dest="capacity", action="store_false", help="skip the capacity ramp"
@@ -1371,12 +1741,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown or "seed" not in args.scenarios:
-        parser.error(f"--scenarios: seed plus any of memory, redis, redis2 (not {unknown})")
+        others = ", ".join(SCENARIOS[1:])
+        parser.error(f"--scenarios: seed plus any of {others} (not {unknown})")
     args.scenarios.sort(key=SCENARIOS.index)
     try:
         args.loads = [Load.parse(text) for text in args.loads.split(",") if text.strip()]
+        args.side_loads = [Load.parse(t) for t in args.side_loads.split(",") if t.strip()]
     except ValueError:
-        parser.error("--loads: like 20x100,80x50")
+        parser.error("--loads, --side-loads: like 20x100,80x50")
+    if not set(SIDE_SCENARIOS) & set(args.scenarios):
+        args.side_loads = []
     args.current = ""
     return args
 
@@ -1405,15 +1779,15 @@ def _sitting(args: argparse.Namespace) -> Iterator[Sitting]:
     (the in-process one also for the idle sockets)."""
     with contextlib.ExitStack() as cleanup:
         sitting = Sitting(args, Path(cleanup.enter_context(_workdir(args.workdir))))
-        if {"redis", "redis2"} & set(args.scenarios):
+        if set(REDIS_SCENARIOS) & set(args.scenarios):
             sitting.redis = cleanup.enter_context(RedisInstance())
             sitting.postgres = cleanup.enter_context(PostgresInstance())
-        stacks = [s for s in args.scenarios if s != "seed"]
+        stacks = [s for s in args.scenarios if s not in RELAYS]
         if args.idle_sockets and "memory" not in stacks:
             stacks.append("memory")
         for number, scenario in enumerate(stacks):
             redis_url = postgres_url = None
-            if scenario != "memory":
+            if scenario in REDIS_SCENARIOS:
                 assert sitting.redis is not None and sitting.postgres is not None
                 # A Redis database of its own for each stack: one's keys never meet the other's.
                 redis_url = sitting.redis.url.rsplit("/", 1)[0] + f"/{number}"
@@ -1426,9 +1800,11 @@ def _sitting(args: argparse.Namespace) -> Iterator[Sitting]:
             )
             sitting.stacks[scenario] = cleanup.enter_context(stack)
             stack.env.update(PRODUCT_DEFAULTS)
-            # Every load run's threads (and each process's warm-up thread), made now.
-            runs = args.runs if scenario in args.scenarios else 0
-            needed = runs * sum(load.streams + 2 for load in args.loads)
+            # Every load run's threads (and each process's warm-up thread), made now; the
+            # HTTP paths make a thread for each reply.
+            loads = [x for x in all_loads(args) if scenario in scenarios_at(args, x)]
+            runs = args.runs if scenario in args.scenarios and scenario not in PATHS else 0
+            needed = runs * sum(load.streams + 2 for load in loads)
             sitting.spare_threads[scenario] = _bulk_threads(stack, needed) if needed else []
         yield sitting
 
@@ -1441,7 +1817,8 @@ def main(argv: list[str] | None = None) -> int:
     fd_limit = _raise_fd_limit()
     machine = machine_info()
     print(
-        f"scale bench: scenarios {args.scenarios}, loads {[x.name for x in args.loads]}, "
+        f"scale bench: scenarios {args.scenarios}, loads {[x.name for x in args.loads]} "
+        f"(side scenarios at {[x.name for x in args.side_loads]}), "
         f"{args.runs} run(s) each, {TOKENS} tokens of {TOKEN_CHARS} chars; capacity ramp "
         f"{'on' if args.capacity else 'off'}; {args.idle_sockets} idle sockets",
         flush=True,
@@ -1454,7 +1831,8 @@ def main(argv: list[str] | None = None) -> int:
         capacity = []
         if args.capacity and not sitting.out_of_time("capacity ramp"):
             with sitting.stub(args.ramp_rate) as stub:
-                capacity = [ramp(sitting, scenario, stub) for scenario in args.scenarios]
+                main = [s for s in args.scenarios if s in MAIN_SCENARIOS]
+                capacity = [ramp(sitting, scenario, stub) for scenario in main]
         idle = None
         if args.idle_sockets and not sitting.out_of_time("idle sockets"):
             print(f"{sitting.clock()} {args.idle_sockets} idle sockets on one process", flush=True)
@@ -1462,9 +1840,9 @@ def main(argv: list[str] | None = None) -> int:
                 idle = idle_sockets(sitting, stub)
             print(f"{sitting.clock()} idle sockets: {idle}", flush=True)
     summaries = []
-    for load in args.loads:
+    for load in all_loads(args):
         seed = None
-        for scenario in args.scenarios:
+        for scenario in scenarios_at(args, load):
             mine = [r for r in runs if r["scenario"] == scenario and r["load"] == load.name]
             summary = aggregate(mine, seed)
             summary.update(
@@ -1475,6 +1853,13 @@ def main(argv: list[str] | None = None) -> int:
                 seed = summary
     print()
     print(table(summaries))
+    side = side_comparisons(runs)
+    if side["chatkit_sse"]:
+        print()
+        print(chatkit_table(side["chatkit_sse"]))
+    if side["tools"]:
+        print()
+        print(tools_table(side["tools"]))
     if capacity:
         print()
         print(capacity_table(capacity))
@@ -1486,6 +1871,8 @@ def main(argv: list[str] | None = None) -> int:
         settings={
             "scenarios": args.scenarios,
             "loads": [x.name for x in args.loads],
+            "side_loads": [x.name for x in args.side_loads],
+            "tool_rounds": [expression for expression, _ in TOOL_ROUNDS],
             "runs": args.runs,
             "tokens_per_reply": TOKENS,
             "token_chars": TOKEN_CHARS,
@@ -1496,6 +1883,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         skipped=sitting.skipped,
         summaries=summaries,
+        side=side,
         capacity=capacity,
         idle_sockets=idle,
         runs=runs,

@@ -10,6 +10,10 @@ in as plainly as possible: the ``app``, and an ``agent`` whose model is an
 Completions). It serves with uvicorn, one worker, tracing off, and prints
 ``RELAY_URL=http://127.0.0.1:PORT`` once it listens. Development only:
 fastapi and uvicorn are in requirements-dev.txt.
+
+``--tools chat.tools.calculate,...`` gives the agent function tools by dotted path (the
+product's own, as they are, without the product's wrapping): bench.scale's ``seed-tools``
+scenario, the Agents SDK alone doing the tool calls the product's ``tools`` scenario does.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import socket
+from typing import Any
 
 import openai
 import uvicorn
@@ -32,14 +38,22 @@ from scripts.stub_provider import STUB_MODEL
 INSTRUCTIONS = "You are a helpful assistant."
 
 
-def make_app(base_url: str, model: str = STUB_MODEL) -> FastAPI:
-    """The seed's app: one agent on the provider at ``base_url``, one streaming endpoint."""
+def _tool(path: str) -> Any:
+    """The function tool at dotted ``path`` (``module.name``)."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def make_app(base_url: str, model: str = STUB_MODEL, tools: list[str] | None = None) -> FastAPI:
+    """The seed's app: one agent on the provider at ``base_url`` (with the function tools at
+    the dotted paths ``tools``, if any), one streaming endpoint."""
     set_tracing_disabled(True)
     client = openai.AsyncOpenAI(base_url=base_url, api_key="x")
     agent = Agent(
         name="Assistant",
         instructions=INSTRUCTIONS,
         model=OpenAIChatCompletionsModel(model=model, openai_client=client),
+        tools=[_tool(path) for path in tools or []],
     )
     app = FastAPI()
 
@@ -88,11 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--base-url", required=True, help="the provider, e.g. the stub's /v1 URL")
     parser.add_argument("--model", default=STUB_MODEL)
+    parser.add_argument(
+        "--tools", default="", help="function tools by dotted path, comma-separated"
+    )
     args = parser.parse_args(argv)
+    tools = [path.strip() for path in args.tools.split(",") if path.strip()]
     # uvicorn re-raises the signal that stopped it once it has shut down: SIGTERM then ends
     # the process as it would have anyway, SIGINT arrives here.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(make_app(args.base_url, args.model), args.host, args.port))
+        asyncio.run(serve(make_app(args.base_url, args.model, tools), args.host, args.port))
 
 
 if __name__ == "__main__":

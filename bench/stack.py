@@ -29,12 +29,16 @@ BENCH_PASSWORD = "bench-password"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far, all its threads included."""
-    # Fields 14 and 15 of /proc/<pid>/stat; split after the ")" so a command name with
-    # spaces cannot shift them.
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds a process has used so far, all its threads included; with
+    ``children``, also its children's that it has waited for (a tool's calculator process)."""
+    # Fields 14 and 15 (16 and 17: the waited-for children's) of /proc/<pid>/stat; split after
+    # the ")" so a command name with spaces cannot shift them.
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _CLOCK_TICKS
 
 
 def memory_mb(pid: int, field: str) -> float:
@@ -199,10 +203,9 @@ class RelayProcess(LineProcess):
 
     prefix = "RELAY_URL"
 
-    def __init__(self, stub_url: str) -> None:
-        super().__init__(
-            [sys.executable, "-m", "bench.seed_relay", "--port", "0", "--base-url", stub_url]
-        )
+    def __init__(self, stub_url: str, tools: str = "") -> None:
+        command = [sys.executable, "-m", "bench.seed_relay", "--port", "0", "--base-url", stub_url]
+        super().__init__(command + (["--tools", tools] if tools else []))
 
     @property
     def url(self) -> str:

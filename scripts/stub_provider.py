@@ -60,6 +60,12 @@ TIMESTAMP_WRAP = len(TIMESTAMP_ALPHABET) ** TIMESTAMP_WIDTH
 _TIMESTAMP_VALUES = {symbol: value for value, symbol in enumerate(TIMESTAMP_ALPHABET)}
 
 
+def lorem_tokens(count: int) -> list[str]:
+    """The default reply of ``--reply-tokens count``: words of lorem ipsum, spaced."""
+    words = [_LOREM[i % len(_LOREM)] for i in range(count)]
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
 def _symbols(value: int, width: int) -> str:
     """``value`` modulo 64**width in ``width`` symbols of the alphabet, most significant first."""
     symbols = []
@@ -489,8 +495,7 @@ class StubServer:
                             self._scripts.remove(script)
                     return script
         if self.reply_tokens is not None:
-            words = [_LOREM[i % len(_LOREM)] for i in range(self.reply_tokens)]
-            return Script(tokens=[w if i == 0 else " " + w for i, w in enumerate(words)])
+            return Script(tokens=lorem_tokens(self.reply_tokens))
         return Script(tokens=re.findall(r"\s*\S+", "Echo: " + prompt))
 
     def _script_for(self, messages: list[Any]) -> Script:

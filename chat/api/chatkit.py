@@ -95,7 +95,7 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
         )
     started: _Pump | HttpResponse | None = None
     try:
-        started = await _first_event(asked, body, context, standing)
+        started = await _first_event(asked, context, standing)
     finally:
         if not isinstance(started, _Pump):
             await standing.close()  # no stream: nothing stays open
@@ -109,16 +109,17 @@ async def chatkit(request: HttpRequest) -> HttpResponse:
 
 
 async def _first_event(
-    asked: ChatKitReq, body: bytes, context: RequestContext, standing: Standing
+    asked: ChatKitReq, context: RequestContext, standing: Standing
 ) -> "_Pump | HttpResponse":
     """The package's answer: JSON, or a stream whose first event has come (what fails before
     it is an HTTP error, never a broken stream)."""
     pump = None
     try:
-        result = await server().process(body, context)
+        result = await server().process_request(asked, context)
         if not isinstance(result, StreamingResult):
             return HttpResponse(result.json, content_type="application/json")
         pump = _Pump(aiter(result), standing)
+        context.send_now = pump.send  # before the stream's first step: set when it runs
         await pump.first()
         return pump
     except StopAsyncIteration:
@@ -161,6 +162,7 @@ async def _may_stream(asked: ChatKitReq, user: Any) -> bool:
 
 _END = object()
 _LOST = object()  # what opened the stream no longer holds
+_QUIET = object()  # no event for SSE_HEARTBEAT_SECONDS: time for a heartbeat
 
 
 class _Pump:
@@ -171,12 +173,19 @@ class _Pump:
 
     When the response ends early (the client went), the task is cancelled: the package's
     `handle_stream_cancelled` then stops the reply, as ChatKit's Stop does.
+
+    The heartbeat is one timer per stream that looks, every SSE_HEARTBEAT_SECONDS, whether an
+    event came meanwhile, not a timeout on each wait (`asyncio.wait_for` makes a task for
+    every event: docs/performance.md, "ChatKit beside SSE").
     """
 
     def __init__(self, events: AsyncIterator[bytes], standing: Standing) -> None:
+        self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self._run(events), name="chatkit")
+        self.task = self.loop.create_task(self._run(events), name="chatkit")
         self.first_chunk = b""
+        self.last_event = self.loop.time()
+        self.beat: asyncio.TimerHandle | None = None
         self.standing = standing
         standing.on_lost = self._lost
 
@@ -186,6 +195,7 @@ class _Pump:
     async def _run(self, events: AsyncIterator[bytes]) -> None:
         try:
             async for chunk in events:
+                self.last_event = self.loop.time()
                 self.queue.put_nowait(chunk)
         except Exception as exc:  # the package logged it; the stream just ends
             self.queue.put_nowait(exc)
@@ -201,16 +211,31 @@ class _Pump:
         self.first_chunk = item  # type: ignore[assignment]
         return self.first_chunk
 
+    def send(self, chunk: bytes) -> None:
+        """An event encoded already (a text delta), in its turn among the package's."""
+        self.last_event = self.loop.time()
+        self.queue.put_nowait(chunk)
+
+    def _heartbeat(self) -> None:
+        """A heartbeat's turn when no event came for SSE_HEARTBEAT_SECONDS; then look again
+        that long after the last event."""
+        every = settings.SSE_HEARTBEAT_SECONDS
+        quiet = self.loop.time() - self.last_event
+        if quiet >= every:
+            self.queue.put_nowait(_QUIET)
+            self.last_event, quiet = self.loop.time(), 0.0
+        self.beat = self.loop.call_later(every - quiet, self._heartbeat)
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The stream's events, with heartbeats while none comes; it ends with the package's
         stream, or early (a dropped request, a logout), which stops the reply."""
         ended = False
+        self.beat = self.loop.call_later(settings.SSE_HEARTBEAT_SECONDS, self._heartbeat)
         try:
             yield self.first_chunk
             while True:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), settings.SSE_HEARTBEAT_SECONDS)
-                except TimeoutError:
+                item = await self.queue.get()
+                if item is _QUIET:
                     yield b": heartbeat\n\n"
                     continue
                 if item is _LOST:
@@ -220,6 +245,7 @@ class _Pump:
                     return
                 yield item  # type: ignore[misc]
         finally:
+            self.beat.cancel()
             if not ended:
                 self.stop()
             await self.standing.close()

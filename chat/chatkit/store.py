@@ -15,6 +15,7 @@ retry loses no reply.
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,12 @@ class RequestContext:
     # The engine's reply this request streams, so a dropped request stops that reply only.
     thread_id: str | None = None
     reply_id: str | None = None
+    # The title the engine gave the new thread of this request, with its first message: the
+    # package then hands it to `save_thread`, which has nothing to write.
+    saved_title: str | None = None
+    # The response's own queue, for an event encoded already (a reply's text delta, sent past
+    # the package's event loop: server.py's `TextDeltas`); set by api/chatkit.py's pump.
+    send_now: Callable[[bytes], None] | None = None
 
     @property
     def user_id(self) -> int:
@@ -171,6 +178,8 @@ class DjangoStore(Store[RequestContext]):
         )
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
+        if context.saved_title is not None and thread.title == context.saved_title:
+            return  # the engine's own title, saved with the thread: no trip to the database
         await outage.db(
             f"saving thread {thread.id}", _save_thread, user=context.user, thread=thread
         )
