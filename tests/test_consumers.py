@@ -22,7 +22,6 @@ from tests.helpers import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
-
 @database_sync_to_async
 def messages_of(thread: Thread) -> list[Message]:
     return list(thread.messages.order_by("created_at", "id"))
