@@ -1,6 +1,6 @@
 """collector.py: after a burst of sockets opens, what they keep is frozen out of the garbage
-collector's full collections; once half of them have closed, one collection takes back what
-they left frozen."""
+collector's full collections; once a quarter of them have closed, one collection takes back
+what they left frozen."""
 
 import gc
 import weakref
@@ -54,7 +54,8 @@ async def test_a_burst_of_sockets_is_frozen_and_what_closed_ones_leave_is_collec
         assert sum(ref() is not None for ref in consumers) == 20
 
         freezer.turn(freezer.changed + collector.QUIET_SECONDS)
-        # Half closed: one collection took back what they left; the open ones are frozen again.
+        # Past a quarter closed (and GC_FREEZE_SOCKETS): one collection took back what they
+        # left; the open ones are frozen again.
         assert sum(ref() is not None for ref in consumers) == 9
         assert not any(ref() in tracked_consumers() for ref in consumers)
         for ws in opened:
