@@ -836,6 +836,8 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
     raw_ttft: list[float] = []
     provider_ttft: list[float] = []
     provider_rates: list[float] = []
+    to_provider: list[float] = []
+    from_provider: list[float] = []
     delivered = framed_tokens = frames = 0
     for reply in m.replies:
         problem = reply.error or (
@@ -863,6 +865,8 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
             own = (emitted[0] - m.provider_received_ns[reply.tag]) / 1e6
             provider_ttft.append(own)
             added.append(first - own)
+            to_provider.append((m.provider_received_ns[reply.tag] - reply.sent_ns) / 1e6)
+            from_provider.append((reply.token_times[0] - emitted[0]) / 1e6)
     watcher_latency: list[float] = []
     for watcher in m.watchers:
         saved = m.rows.get(next((r.message_id for r in m.replies if r.tag == watcher.tag), ""))
@@ -887,6 +891,11 @@ def figures(m: Measured, product: bool) -> dict[str, Any]:
         "ttft_added_p50_ms": percentile(added, 50),
         "ttft_added_p99_ms": percentile(added, 99),
         "ttft_p50_ms": percentile(raw_ttft, 50),
+        "to_provider_p50_ms": percentile(to_provider, 50),
+        "to_provider_p10_ms": percentile(to_provider, 10),
+        "to_provider_p90_ms": percentile(to_provider, 90),
+        "from_provider_p50_ms": percentile(from_provider, 50),
+        "from_provider_p90_ms": percentile(from_provider, 90),
         "provider_ttft_p50_ms": percentile(provider_ttft, 50),
         "tokens_per_frame": round(framed_tokens / frames, 2) if frames else None,
         "resyncs": sum(r.resyncs for r in m.replies),
@@ -1344,6 +1353,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=55,
         help="skip what is left after this long, and say so (%(default)s)",
     )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=TOKENS,
+        help="tokens per reply (%(default)s); 1 makes a run all starts: its CPU per reply is "
+        "a start's",
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument(
         "--workdir", type=Path, help="keep SQLite files and daphne logs in a folder made here"
@@ -1419,7 +1435,9 @@ def _sitting(args: argparse.Namespace) -> Iterator[Sitting]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sitting, print the tables, write the JSON; 1 if any reply failed a check."""
+    global TOKENS
     args = _parse_args(argv)
+    TOKENS = args.tokens
     fd_limit = _raise_fd_limit()
     machine = machine_info()
     print(

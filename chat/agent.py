@@ -27,7 +27,7 @@ from django.conf import settings
 from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 from chat import catalog, local_model, runtime, tools
-from chat.chunks import LeanChatCompletionsModel
+from chat.chunks import LeanChatCompletionsModel, lean_client
 from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ async def _client(chosen: catalog.Model) -> openai.AsyncOpenAI:
                 url = await asyncio.to_thread(local_model.base_url)
             except local_model.LocalModelUnavailable as exc:
                 raise ChatError("provider_error", str(exc), recoverable=False) from exc
-            per_loop[key] = openai.AsyncOpenAI(
-                base_url=url, api_key=local_model.api_key(), max_retries=0
+            per_loop[key] = lean_client(
+                openai.AsyncOpenAI(base_url=url, api_key=local_model.api_key(), max_retries=0)
             )
         elif chosen.kind == "compatible" and not chosen.base_url:
             raise ChatError(
@@ -67,8 +67,8 @@ async def _client(chosen: catalog.Model) -> openai.AsyncOpenAI:
                     f"Model {chosen.id}: provider openai needs OPENAI_API_KEY.",
                     recoverable=False,
                 )
-            per_loop[key] = openai.AsyncOpenAI(
-                api_key=api_key, base_url=chosen.base_url or None, max_retries=1
+            per_loop[key] = lean_client(
+                openai.AsyncOpenAI(api_key=api_key, base_url=chosen.base_url or None, max_retries=1)
             )
     return per_loop[key]
 
@@ -345,19 +345,48 @@ TITLE_PROMPT = (
 )
 
 
+TITLER_INSTRUCTIONS = "You write short, plain titles."
+
+
 async def make_title(
     first_message: str, *, chosen: catalog.Model, max_tokens: int, usage: Usage
 ) -> str:
-    """A short title for a thread, written by the model from its first message; fills `usage`."""
+    """A short title for a thread, written by the model from its first message; fills `usage`.
+
+    One plain call to the reply's provider and model (the Responses API for OpenAI, Chat
+    Completions elsewhere), asking for at most `max_tokens`: no agent run, no tools, no turns,
+    so a new thread costs one small request beside its reply, not a second run of the SDK."""
+    usage.limit = max_tokens
+    prompt = TITLE_PROMPT.format(message=first_message[:2000])
     try:
-        titler = (await _agent(chosen, max_tokens=max_tokens, usage=usage)).clone(
-            name="Titler", instructions="You write short, plain titles.", tools=[]
-        )
-        result = await Runner.run(
-            titler, input=TITLE_PROMPT.format(message=first_message[:2000]), max_turns=1
-        )
-    except (openai.APIError, AgentsException) as exc:
+        client = await _client(chosen)
+        if chosen.kind == "openai":
+            response = await client.responses.create(
+                model=chosen.id,
+                instructions=TITLER_INSTRUCTIONS,
+                input=prompt,
+                max_output_tokens=max_tokens,
+            )
+            text = response.output_text
+            spent = response.usage and (response.usage.input_tokens, response.usage.output_tokens)
+        else:
+            completion = await client.chat.completions.create(
+                model=chosen.id,
+                messages=[
+                    {"role": "system", "content": TITLER_INSTRUCTIONS},
+                    {"role": "user", "content": prompt},
+                ],
+                max_tokens=max_tokens,
+            )
+            text = completion.choices[0].message.content if completion.choices else ""
+            spent = completion.usage and (
+                completion.usage.prompt_tokens,
+                completion.usage.completion_tokens,
+            )
+    except openai.APIError as exc:
         raise ChatError(
             "provider_error", f"No title: {exc.__class__.__name__}", recoverable=True
         ) from exc
-    return str(result.final_output or "")
+    usage.add(spent[1] if spent else 0)
+    usage.add_input(spent[0] if spent else None, [TITLER_INSTRUCTIONS, prompt])
+    return str(text or "")

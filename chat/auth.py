@@ -9,6 +9,7 @@ names that session): it dies at its expiry, at that session's logout, and when t
 password changes or the user is deactivated.
 """
 
+import collections
 import datetime
 import time
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ from typing import Any
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.models import Session
 from django.core import signing
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -88,6 +91,51 @@ def session_user(session_key: str) -> AbstractBaseUser | None:
     return user if user.is_authenticated else None
 
 
+# Django's verdict on a session for a user, by everything it depends on: the session's data,
+# the user's password (the session hash) and `is_active`; the expiry is in the query. A check
+# whose inputs have not changed reuses it: one query, no session decoding, no HMAC.
+_verdicts: collections.OrderedDict[tuple, bool] = collections.OrderedDict()
+_VERDICTS_KEPT = 10_000
+_DB_SESSIONS = "django.contrib.sessions.backends.db"
+
+
+def session_holds(session_key: str, user_id: int) -> bool:
+    """Whether the session still authenticates the user `user_id`, as `session_user` says;
+    with database sessions one query (the session row and the user row together), and Django's
+    own check only when either changed since this process last made it."""
+    if settings.SESSION_ENGINE != _DB_SESSIONS:
+        user = session_user(session_key)
+        return user is not None and user.pk == user_id
+    with connection.cursor() as cursor:
+        cursor.execute(_session_and_user_sql(), [session_key, _now_for_db(), user_id])
+        row = cursor.fetchone()
+    if row is None or row[0] is None:  # no such user; the session gone or expired
+        return False
+    key = (session_key, user_id, *row)
+    verdict = _verdicts.get(key)
+    if verdict is None:  # Django's check, on the session data just read (no second read)
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        store._session_cache = store.decode(row[0])
+        user = get_user(SimpleNamespace(session=store))
+        verdict = user.is_authenticated and user.pk == user_id
+        _verdicts[key] = verdict
+        if len(_verdicts) > _VERDICTS_KEPT:
+            _verdicts.popitem(last=False)
+    return verdict
+
+
+def _now_for_db() -> Any:
+    return connection.ops.adapt_datetimefield_value(timezone.now())
+
+
+def _session_and_user_sql() -> str:
+    users, sessions = get_user_model()._meta.db_table, Session._meta.db_table
+    return (
+        f"SELECT s.session_data, u.password, u.is_active FROM {users} u "
+        f"LEFT JOIN {sessions} s ON s.session_key = %s AND s.expire_date > %s WHERE u.id = %s"
+    )
+
+
 class CredentialLost(Exception):
     """What opened a socket (a `Credential`) no longer holds: it ends with 4401."""
 
@@ -109,7 +157,7 @@ class Credential:
         if self.secret:
             user = secret_user(self.secret)
         elif self.session_key:
-            user = session_user(self.session_key)
+            return session_holds(self.session_key, self.user_id)
         else:
             return False
         return user is not None and user.pk == self.user_id

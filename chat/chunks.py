@@ -12,6 +12,11 @@ provider's stream, which cost a reply most of its CPU per token:
   handles one chunk per turn instead of one per token. A quiet process gets one chunk at a
   time: nothing is ever held back to be merged.
 
+And the request goes out without the openai client's generic request transform
+(`LeanCompletions`), which walks every message and every tool's JSON schema against the
+params' type hints: a tenth of a burst of starts' CPU here, for what is an identity on Chat
+Completions params (they declare no aliases and no formats).
+
 Errors keep the openai client's types (a status error is raised by the request itself; an
 `error` event, a timeout or a dropped connection while reading map as the client maps them).
 """
@@ -26,10 +31,77 @@ from typing import Any
 
 import pydantic
 from agents import OpenAIChatCompletionsModel
-from openai import APIConnectionError, APIError, APITimeoutError
+from openai import APIConnectionError, APIError, APITimeoutError, AsyncOpenAI, AsyncStream
+from openai._base_client import make_request_options
 from openai._httpx2 import request_exceptions, timeout_exceptions  # as the client maps them
 from openai._models import construct_type
-from openai.types.chat import ChatCompletionChunk
+from openai._types import NOT_GIVEN, Omit
+from openai.resources.chat.completions import AsyncCompletions
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+
+def lean_client(client: AsyncOpenAI) -> AsyncOpenAI:
+    """`client`, its `chat.completions.create` sending the request as given (`LeanCompletions`)."""
+    client.chat.__dict__["completions"] = LeanCompletions(client)  # over the cached_property
+    return client
+
+
+class LeanCompletions(AsyncCompletions):
+    """`create` posting its params as they are when they are plain JSON values (what the
+    Agents SDK passes: dicts, lists, strings, numbers), left out when not given; anything
+    else (a pydantic model, a generator, a response format class) goes through the openai
+    client's own `create` and its transform."""
+
+    async def create(  # type: ignore[override]
+        self,
+        *,
+        extra_headers: Any = None,
+        extra_query: Any = None,
+        extra_body: Any = None,
+        timeout: Any = NOT_GIVEN,
+        **params: Any,
+    ) -> Any:
+        body = {key: value for key, value in params.items() if _given(value)}
+        if "model" not in body or "messages" not in body or not _plain(body):
+            return await super().create(
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+                **params,
+            )
+        return await self._post(
+            "/chat/completions",
+            body=body,
+            options=make_request_options(
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
+                security={"bearer_auth": True},
+            ),
+            cast_to=ChatCompletion,
+            stream=bool(body.get("stream")),
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
+
+
+def _given(value: Any) -> bool:
+    return not isinstance(value, Omit) and value is not NOT_GIVEN
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is JSON as it is: what the transform would send unchanged."""
+    if isinstance(value, _SCALARS):
+        return True
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    return False
 
 
 class LeanChatCompletionsModel(OpenAIChatCompletionsModel):

@@ -82,6 +82,14 @@ def thread_history(
     return History(history, left_out)
 
 
+def opening_history(message: Message | None, *, max_chars: int) -> History | None:
+    """What `thread_history` would read for a reply to `message` when it opens its thread (no
+    parent) and carries no files: the message alone, read from nothing. None otherwise."""
+    if message is None or message.parent_id is not None or getattr(message, "attached", None):
+        return None
+    return History([_message_input(message.role, message.content[-max_chars:], [], False)], 0)
+
+
 class Tree:
     """A thread's messages as a tree of ids (read in one query, oldest first): the paths,
     the latest descendants and the siblings of docs/protocol.md's "Branches"."""

@@ -108,3 +108,76 @@ async def test_an_error_event_in_the_stream_raises_as_the_openai_client_does(stu
                 text += event.delta
     assert "server had an error" in raised.value.message
     assert text == "ab", "what came before the error is streamed first"
+
+
+async def _one_request(stub, client, *, stream: bool) -> dict:
+    """The body the stub received for one turn of the product's agent (its tools, a
+    system prompt, a history, a token limit)."""
+    from chat import tools
+
+    stub.reset()
+    stub.script("history", tokens=["ok"], delay_ms=0)
+    model = LeanChatCompletionsModel("stub-model", client)
+    history = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": "history"},
+    ]
+    arguments = dict(
+        system_instructions="You answer.",
+        input=history,
+        model_settings=ModelSettings(include_usage=True, max_tokens=321),
+        tools=tools.enabled(),
+        output_schema=None,
+        handoffs=[],
+        tracing=ModelTracing.DISABLED,
+    )
+    if stream:
+        async for _ in model.stream_response(**arguments):
+            pass
+    else:
+        await model.get_response(**arguments, previous_response_id=None)
+    (request,) = stub.requests
+    return request
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_lean_client_sends_what_the_openai_client_sends(
+    stub, settings, monkeypatch, stream
+):
+    """The request goes out without the openai client's transform: the same body (every
+    tool's schema, the history, the limits), path and auth as through its own `create`."""
+    from chat.chunks import LeanCompletions, lean_client
+
+    settings.AGENT_TOOLS = ["chat.tools.current_time", "chat.tools.calculate"]
+    own = openai.AsyncOpenAI(base_url=stub.url, api_key="test-key", max_retries=0)
+    lean = lean_client(openai.AsyncOpenAI(base_url=stub.url, api_key="test-key", max_retries=0))
+    assert isinstance(lean.chat.completions, LeanCompletions)
+    sent_by_own = await _one_request(stub, own, stream=stream)
+
+    async def transformed(*args, **kwargs):
+        raise AssertionError("the lean client took the openai client's own path")
+
+    monkeypatch.setattr(openai.resources.chat.completions.AsyncCompletions, "create", transformed)
+    sent_by_lean = await _one_request(stub, lean, stream=stream)
+    assert sent_by_lean["body"] == sent_by_own["body"]
+    assert len(sent_by_lean["body"]["tools"]) == 2
+    assert sent_by_lean["body"]["max_tokens"] == 321
+    assert sent_by_lean["path"] == sent_by_own["path"]
+    assert sent_by_lean["headers"].get("authorization") == sent_by_own["headers"]["authorization"]
+
+
+@pytest.mark.asyncio
+async def test_a_lean_client_hands_what_is_not_plain_json_to_the_openai_client(stub):
+    """A value the transform would change (here a tuple, sent as a list) takes the openai
+    client's own path."""
+    from chat.chunks import lean_client
+
+    stub.script("tuple", tokens=["fine"], delay_ms=0)
+    client = lean_client(openai.AsyncOpenAI(base_url=stub.url, api_key="test-key", max_retries=0))
+    answer = await client.chat.completions.create(
+        model="stub-model", messages=({"role": "user", "content": "tuple"},)
+    )
+    assert answer.choices[0].message.content == "fine"
+    assert stub.requests[-1]["body"]["messages"] == [{"role": "user", "content": "tuple"}]

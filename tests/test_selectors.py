@@ -37,6 +37,22 @@ def test_the_history_keeps_the_newest_messages_that_fit_and_ends_at_the_reply_s_
     assert alone.left_out == 3
 
 
+def test_a_threads_first_message_is_its_history_as_the_thread_would_be_read(alice):
+    """`opening_history` (no reads) gives what `thread_history` reads, cut alike; a message
+    with a parent or with files is left to `thread_history`."""
+    for max_chars in (1000, 5):
+        thread = make_thread(alice, "", "the first question")
+        first = thread.active_leaf
+        read = selectors.thread_history(thread_id=thread.id, leaf_id=first.id, max_chars=max_chars)
+        assert selectors.opening_history(first, max_chars=max_chars) == read
+    assert read.messages == [{"role": "user", "content": "stion"}]
+    later = make_thread(alice, "", "one", "two", "three").active_leaf
+    assert selectors.opening_history(later, max_chars=1000) is None
+    first.attached = ["a file"]
+    assert selectors.opening_history(first, max_chars=1000) is None
+    assert selectors.opening_history(None, max_chars=1000) is None
+
+
 def test_the_history_is_the_path_to_its_leaf_and_never_another_branch(alice):
     thread = make_thread(alice, "", "q1", "a1", "q2", "a2")
     q1, a1, q2, a2 = selectors.active_path(thread=thread)

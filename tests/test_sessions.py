@@ -291,3 +291,57 @@ async def test_a_client_secret_dies_with_the_session_that_minted_it(memory_layer
     assert (await database_sync_to_async(api.get)("/api/threads/", **still)).status_code == 200, (
         "a secret of another session of the same user lives on"
     )
+
+
+@pytest.mark.django_db
+def test_a_sessions_check_is_djangos_and_one_query_when_nothing_changed(alice, bob):
+    """`auth.session_holds` says what Django's own check says for every way a session ends,
+    and re-checking an unchanged session costs one query (no decoding, no HMAC)."""
+    import datetime
+
+    from django.contrib.sessions.models import Session
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from chat import auth
+
+    def session_of(user) -> str:
+        client = Client()
+        client.force_login(user)
+        return client.session.session_key
+
+    def holds(key: str, user) -> bool:
+        ours = auth.session_holds(key, user.pk)  # first: Django's check may end the session
+        django_says = (found := auth.session_user(key)) is not None and found.pk == user.pk
+        assert ours == django_says
+        return ours
+
+    key = session_of(alice)
+    assert holds(key, alice)
+    with CaptureQueriesContext(connection) as queries:
+        assert auth.session_holds(key, alice.pk)
+    assert len(queries) == 1
+    assert not holds(key, bob), "someone else's session"
+    assert not holds("no-such-session", alice)
+
+    alice.set_password("a new one")  # every session of hers ends
+    alice.save()
+    assert not holds(key, alice)
+
+    key = session_of(alice)
+    assert holds(key, alice)
+    alice.is_active = False
+    alice.save()
+    assert not holds(key, alice)
+    alice.is_active = True
+    alice.save()
+    assert holds(key, alice)
+
+    Session.objects.filter(session_key=key).update(
+        expire_date=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    assert not holds(key, alice)
+    key = session_of(alice)
+    Session.objects.filter(session_key=key).delete()  # logged out
+    assert not holds(key, alice)

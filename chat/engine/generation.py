@@ -40,7 +40,7 @@ from chat import (
 from chat.engine import live, ownership
 from chat.engine.broadcast import publish
 from chat.engine.ownership import reap_all, registry, thread_reap  # noqa: F401
-from chat.engine.run import ContinuedFrom, ReplyStream, Run
+from chat.engine.run import ContinuedFrom, ReplyStream, Run, retitle
 from chat.errors import ChatError
 
 logger = logging.getLogger(__name__)
@@ -421,12 +421,16 @@ async def _commit(
                 held_tokens=hold.tokens if hold.counted else 0,
                 vision=chosen.vision,
             )
-        begun.history, begun.history_left_out = selectors.thread_history(
+        max_chars = chosen.history_chars(hold.tokens)
+        # A thread's first message is its whole history: two reads fewer for every new thread.
+        begun.history, begun.history_left_out = selectors.opening_history(
+            None if begun.continued else begun.user_message, max_chars=max_chars
+        ) or selectors.thread_history(
             thread_id=uuid.UUID(thread_id),
             # The path the reply follows, never another branch; a continued reply is in its
             # own input (the text the model goes on from).
             leaf_id=begun.reply.id if begun.continued else begun.reply.parent_id,
-            max_chars=chosen.history_chars(hold.tokens),
+            max_chars=max_chars,
             vision=chosen.vision,
         )
         if begun.continued:
@@ -461,6 +465,8 @@ async def _own(run: Run) -> None:
                 first_token_ms=stream.first_token_ms,
             ),
         )
+        if stream.titling:
+            tasks.background(retitle(run), name=f"title-{run.reply_id}")
         metrics.tokens(
             model=run.provider.id,
             input_tokens=stream.usage.input_tokens,

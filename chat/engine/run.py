@@ -135,6 +135,9 @@ class ReplyStream:
         self.first_token_ms: int | None = None
         self.usage = agent.Usage()
         self.terminal: dict[str, Any] | None = None
+        # A model-made title is due: `generation._own` starts `retitle` once the reply's own
+        # tokens are settled, so the title's hold never finds them still held.
+        self.titling = False
         self.recorded = True  # whether the live record holds every frame sent
         self._record_health = Softly(f"live record of reply {self.reply_id}")
         self.checkpointed = 0  # len(content) last saved by a checkpoint
@@ -434,8 +437,7 @@ class ReplyStream:
             tasks.background(late, name=f"save-{self.reply_id}")
         if self.run.new_title is not None:
             await _publish_thread(self.run, frames.thread(thread=self.run.new_title))
-            if outcome.status == "complete" and not self.run.provider.offline_demo:
-                tasks.background(_retitle(self.run), name=f"title-{self.reply_id}")
+            self.titling = outcome.status == "complete" and not self.run.provider.offline_demo
         metrics.reply_finished(
             model=self.run.provider.id,
             status=outcome.status,
@@ -545,7 +547,7 @@ class _Inbox:
             self._waiter = None
 
 
-async def _retitle(run: Run) -> None:
+async def retitle(run: Run) -> None:
     """Best effort: replace a title cut from the first message by one the model writes, paid
     from the user's token budget like a reply (none left: the cut title stays)."""
     usage = agent.Usage()
