@@ -15,11 +15,11 @@ quarter more than were open at the last freeze), everything alive is frozen (`gc
 full collections then scan only what came after it. The cost: objects frozen are never collected
 while frozen, and most of a socket's objects sit in reference cycles (the consumer and its
 subscriber, autobahn's protocol and its transport: a collection after 5,000 closed took back
-96 objects for each), so a frozen socket that closes stays in memory. Once a quarter as many sockets have closed as were open at the
-freeze (at least GC_FREEZE_SOCKETS), the next quiet moment unfreezes, collects once and
-freezes what is left: at most a quarter more is held than is alive, the slack CPython's own
-rule gives its oldest generation, and one full collection per quarter of the sockets gone,
-where CPython runs one per quarter of them come.
+96 objects for each), so a frozen socket that closes stays in memory. Once a quarter as many
+sockets have closed as were open at the freeze (at least GC_FREEZE_SOCKETS), the next quiet
+moment unfreezes, collects once and freezes what is left: at most a quarter more is held than
+is alive, the slack CPython's own rule gives its oldest generation, and one full collection
+per quarter of the sockets gone, where CPython runs one per quarter of them come.
 """
 
 import asyncio
