@@ -17,15 +17,16 @@ from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -233,20 +234,6 @@ def _websocket_scheme(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str
     return "https" if scope.get("scheme") == "wss" else "http"
 
 
-class SameOriginOnly:
-    """Refuses a WebSocket whose Origin is not exactly this site (see `own_origin`)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        # Decided in a plain function: this frame lives as long as the socket, so it keeps
-        # no copy of the headers.
-        if _same_origin(scope):
-            return await self.inner(scope, receive, send)
-        return await WebsocketDenier()(scope, receive, send)
-
-
 def _same_origin(scope: dict[str, Any]) -> bool:
     headers = dict(scope.get("headers", []))
     origin = headers.get(b"origin", b"").decode("latin-1")
@@ -257,18 +244,41 @@ def _same_origin(scope: dict[str, Any]) -> bool:
 class WebSocketAuth:
     """Who opens a WebSocket: a client secret offered as a subprotocol, else the session.
 
-    The session path keeps the Origin check (cross-site WebSocket hijacking rides on cookies).
-    A secret cannot be ridden that way, so its path needs no Origin, and a bad secret never
-    falls back to the cookie: the socket is anonymous and gets closed with 4401.
+    The session path keeps the Origin check (cross-site WebSocket hijacking rides on cookies),
+    and refuses any other origin. A secret cannot be ridden that way, so its path needs no
+    Origin, and a bad secret never falls back to the cookie: the socket is anonymous and gets
+    closed with 4401.
+
+    One layer for all of it, where channels' `AuthMiddlewareStack` behind an Origin check was
+    five: this frame and one copy of the scope are all a socket keeps of it while it stays
+    open, not five frames, three copies of the scope and a wrapper around every frame sent
+    (there to save a session, which a WebSocket never does). docs/performance.md, "Idle
+    sockets: the pings, not the collector".
     """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.session_path = SameOriginOnly(AuthMiddlewareStack(inner))
 
     async def __call__(self, scope, receive, send):
         secret = secret_from_subprotocols(scope.get("subprotocols", []))
-        if secret is None:
-            return await self.session_path(scope, receive, send)
-        user = await dbthread.off_loop(secret_user)(secret) or AnonymousUser()
-        return await self.inner(dict(scope, user=user), receive, send)
+        if secret is not None:
+            user = await dbthread.off_loop(secret_user)(secret) or AnonymousUser()
+            return await self.inner(dict(scope, user=user), receive, send)
+        # Decided in plain functions: this frame lives as long as the socket, so it keeps no
+        # copy of the headers.
+        if not _same_origin(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        session, user = await dbthread.off_loop(_session_of)(scope)
+        return await self.inner(dict(scope, session=session, user=user), receive, send)
+
+
+def _session_of(scope: dict[str, Any]) -> tuple[SessionBase, AbstractBaseUser | AnonymousUser]:
+    """The session a WebSocket's cookie names, and the user it authenticates: Django's own
+    check, so a session left from before a password change is flushed and anonymous."""
+    session_key = None
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            session_key = parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
+            break
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return session, get_user(SimpleNamespace(session=session))

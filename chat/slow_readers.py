@@ -63,18 +63,19 @@ class DropSlowReaders:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         bound = settings.SLOW_READER_BYTES
         connection = connection_of(send) if scope["type"] in ("http", "websocket") else None
-        if bound <= 0 or connection is None:
+        inbox = getattr(receive, "__self__", None)  # daphne's: the connection's queue.get
+        if bound <= 0 or connection is None or not isinstance(inbox, asyncio.Queue):
             await self.app(scope, receive, send)
             return
         protocol, transport = connection
         websocket = scope["type"] == "websocket"
         watched = websocket  # an HTTP response is watched once it turns out to be a stream
         largest = 0
-        dropped: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        dropped = False
 
         async def checked_send(message: dict[str, Any]) -> None:
             nonlocal watched, largest
-            if dropped.done():
+            if dropped:
                 return  # the client is being dropped: nothing more is queued for it
             kind = message["type"]
             if kind == "http.response.start":
@@ -87,28 +88,21 @@ class DropSlowReaders:
             await send(message)
 
         def drop() -> None:
+            # The application hears the disconnect through daphne's own queue, at once (not
+            # when the client completes a close it may never read): receive passes through
+            # untouched, so an idle socket keeps no task and no frame of this layer waiting
+            # beside its own receive.
+            nonlocal dropped
+            dropped = True
             metrics.SLOW_READERS.labels("websocket" if websocket else "sse").inc()
             if websocket:
                 close_too_slow(protocol)
-                dropped.set_result({"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW})
+                inbox.put_nowait({"type": "websocket.disconnect", "code": CLOSE_TOO_SLOW})
             else:
-                dropped.set_result({"type": "http.disconnect"})
+                inbox.put_nowait({"type": "http.disconnect"})
                 transport.abortConnection()
 
-        async def receive_or_dropped() -> dict[str, Any]:
-            if dropped.done():
-                return dropped.result()
-            received = asyncio.ensure_future(receive())
-            try:
-                await asyncio.wait((received, dropped), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not received.done():
-                    received.cancel()
-            if received.done() and not received.cancelled():
-                return received.result()
-            return dropped.result()
-
-        await self.app(scope, receive_or_dropped, checked_send)
+        await self.app(scope, receive, checked_send)
 
 
 def _is_event_stream(start: dict[str, Any]) -> bool:

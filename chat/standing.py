@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, user_logged_out
 from django.db.models.signals import post_delete, post_save
 
-from chat import auth, dbthread, limits, metrics, outage, runtime, tasks
+from chat import auth, collector, dbthread, limits, metrics, outage, runtime, tasks
 from chat.engine import broadcast
 from chat.models import ClientSecretGrant
 
@@ -63,6 +63,7 @@ class Standing:
             metrics.refused("rate_limited")
         if self.counted:
             metrics.OPEN_CONNECTIONS.labels(self.transport).inc()
+            collector.freezer().opened_one()
             await broadcast.hub().subscribe(broadcast.user_topic(user_id), self)
             _watch().add(self)
         return self.counted
@@ -73,6 +74,7 @@ class Standing:
         if self.counted:
             self.counted = False
             metrics.OPEN_CONNECTIONS.labels(self.transport).dec()
+            collector.freezer().closed_one()
             user_id = self.credential.user_id
             broadcast.hub().unsubscribe(broadcast.user_topic(user_id), self)
             await limits.socket_closed(user_id=user_id, socket_id=self.socket_id)

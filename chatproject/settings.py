@@ -558,6 +558,10 @@ OUTAGE_SECONDS = env_number("OUTAGE_SECONDS", "30")
 # those still running then end as `interrupted`, their shown text saved (docs/deploy.md).
 DRAIN_SECONDS = env_number("DRAIN_SECONDS", "20")
 
+# After this many sockets (and event streams) have opened, what is alive is frozen out of the
+# garbage collector's full collections at the next quiet moment (chat/collector.py; 0: never).
+GC_FREEZE_SOCKETS = env_number("GC_FREEZE_SOCKETS", "200", whole=True)
+
 # Who may read GET /metrics besides a direct loopback peer: `Authorization: Bearer <token>`.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 

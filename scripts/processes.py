@@ -81,9 +81,12 @@ def prepare(env: dict[str, str], users: dict[str, str]) -> None:
 class Daphne:
     """One daphne process serving the project."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
         self.port = port or free_port()
+        self.args = args  # more of daphne's options (`--ping-interval 1`)
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -101,6 +104,7 @@ class Daphne:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *self.args,
                 "chatproject.asgi:application",
             ],
             cwd=ROOT,

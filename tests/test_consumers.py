@@ -645,3 +645,28 @@ async def test_the_users_socket_is_refused_to_no_one_and_to_another_sites_page(m
     )
     connected, _ = await foreign.connect(timeout=5)
     assert not connected
+
+
+async def test_an_idle_socket_keeps_few_objects_for_the_garbage_collector(
+    memory_layer, alice, settings
+):
+    """What an open, idle socket keeps is scanned by every full collection of the process
+    (docs/performance.md, "Idle sockets"): through the whole stack, one socket's share stays
+    a bounded count, not the ~190 objects it was. (The in-process communicator's own queues
+    and task are counted too; daphne's and autobahn's objects are not.)"""
+    import gc
+
+    settings.MAX_SOCKETS_PER_USER = 0
+    threads = [await new_thread(alice) for _ in range(40)]
+    opened = [await connect(threads[0].id, alice)]  # the first socket makes the one-offs
+    await receive(opened[0])
+    gc.collect()
+    before = len(gc.get_objects())
+    for thread in threads[1:]:
+        opened.append(await connect(thread.id, alice))
+        assert (await receive(opened[-1]))["type"] == "ready"
+    gc.collect()
+    per_socket = (len(gc.get_objects()) - before) / (len(opened) - 1)
+    for ws in opened:
+        await ws.disconnect()
+    assert per_socket <= 115, per_socket  # 127 with channels' session stack and two more frames

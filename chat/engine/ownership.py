@@ -15,6 +15,7 @@ every few OWNER_TTL_SECONDS from each process's sweeper, so no dead reply waits 
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -426,8 +427,10 @@ class Sweeping:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    _asgi_single_callable = True  # returns the inner application's coroutine (proxy.py)
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         if scope["type"] in ("http", "websocket"):
             sweep_soon()
         metrics.watch_loop()
-        return await self.inner(scope, receive, send)
+        return self.inner(scope, receive, send)
