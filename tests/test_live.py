@@ -242,7 +242,7 @@ async def test_an_appended_frame_is_published_to_the_other_processes_with_its_re
     store = live.RedisStore(redis_url)
     raw = redis_asyncio.Redis.from_url(redis_url, decode_responses=True)
     pubsub = raw.pubsub()
-    await pubsub.subscribe(live.frames_channel("t"))
+    await pubsub.subscribe(live.BATCHED_CHANNEL)
     await pubsub.get_message(timeout=1)  # the subscription's confirmation
     assert await store.claim(thread_id="t", message_id="r1", owner="o", model="m")
     assert await store.append(thread_id="t", message_id="r1", seq=1, text="a", announce="one")
@@ -255,6 +255,40 @@ async def test_an_appended_frame_is_published_to_the_other_processes_with_its_re
     while (message := await pubsub.get_message(timeout=0.5)) is not None:
         heard.append(message["data"])
     assert heard == ["one", "two"]
+    await pubsub.aclose()
+    await raw.aclose()
+    await store._redis.aclose()
+
+
+@pytest.mark.redis
+async def test_frames_of_many_replies_recorded_together_are_published_as_one_message(redis_url):
+    """What the other processes read per turn of this one: one message, a line a frame, in
+    the order the appends were made, without the refused ones."""
+    import asyncio
+
+    store = live.RedisStore(redis_url)
+    raw = redis_asyncio.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = raw.pubsub()
+    await pubsub.subscribe(live.BATCHED_CHANNEL)
+    await pubsub.get_message(timeout=1)  # the subscription's confirmation
+    for thread_id in ("t1", "t2", "t3"):
+        assert await store.claim(thread_id=thread_id, message_id="r", owner="o", model="m")
+    answers = await asyncio.gather(
+        store.append(thread_id="t1", message_id="r", seq=1, text="a", announce="t1 first"),
+        store.append(thread_id="t2", message_id="r", seq=5, text="gap", announce="t2 gap"),
+        store.append(thread_id="t3", message_id="r", seq=1, text="c", announce="t3 first"),
+        store.append(thread_id="t2", message_id="r", seq=1, text="b"),  # no announce
+    )
+    assert answers == [True, False, True, True]
+    heard = []
+    while (message := await pubsub.get_message(timeout=0.5)) is not None:
+        heard.append(message["data"])
+    assert heard == ["t1 first\nt3 first"]
+    assert [(await store.record(thread_id=t)).content for t in ("t1", "t2", "t3")] == [
+        "a",
+        "b",
+        "c",
+    ]
     await pubsub.aclose()
     await raw.aclose()
     await store._redis.aclose()

@@ -4,8 +4,16 @@ Every process keeps a hub of its own subscribers (WebSocket consumers, SSE strea
 and feeds them itself: a frame is serialized once and handed to each, with no channel-layer
 round trip per socket. With a shared live store (Redis) the hub also subscribes to a Redis
 channel per thread it has subscribers for; a frame goes out to the other processes as one
-PUBLISH (for token frames, in the same script that records the frame: live.py), tagged with
-its process so that the process does not deliver it twice.
+PUBLISH there, tagged with its process so that the process does not deliver it twice. A
+reply's token and tool frames instead go out with their record (live.py): the frames of every
+reply recorded in one step as one message on one channel (`live.BATCHED_CHANNEL`, which every
+hub with subscribers hears), one line each, the line's header saying the process, thread,
+type, reply and `seq`. So the other process reads one message per turn of the publisher, not
+one per frame, drops the lines of threads it does not serve without decoding them, and passes
+a line's text to its sockets as it came (`Announced`: the frame itself is decoded only for a
+subscriber that reads more than its header, a pulling one). Redis delivers one connection's
+messages in the order they were published, whatever their channel, so a reply's last token
+frames still come before its terminal frame, published after them on the thread's channel.
 
 A frame published here is a wake-up, not the record (live.py): a subscriber that misses one
 sees a gap, or hears of it from a heartbeat, and resyncs from the live record.
@@ -15,6 +23,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -76,6 +85,12 @@ class Hub:
         """A frame's text as published to the other processes (tagged with this one)."""
         return f"{self.origin} {text}"
 
+    def announcement(self, thread_id: str, frame: dict[str, Any], text: str) -> str:
+        """A reply's frame as one line of a batch (live.py publishes it with its record):
+        its header, then its text (JSON: json.dumps escapes every newline)."""
+        header = f"{self.origin} {thread_id} {frame['type']} {frame['message_id']}"
+        return f"{header} {frame['seq']} {text}"
+
     async def publish(
         self,
         thread_id: str,
@@ -107,10 +122,52 @@ class Hub:
         if origin != self.origin and thread_id in self.local:
             await self.deliver(thread_id, json.loads(text), text)
 
+    async def received_batch(self, payload: str) -> None:
+        """Frames another process recorded together (`announcement`s, one a line): each
+        handed on as it came, undecoded; the lines of threads served elsewhere skipped."""
+        for line in payload.split("\n"):
+            origin, thread_id, kind, message_id, seq, text = line.split(" ", 5)
+            if origin != self.origin and thread_id in self.local:
+                await self.deliver(thread_id, Announced(text, kind, message_id, int(seq)), text)
+
     async def close(self) -> None:
         """Stop hearing the other processes: the listener ends, its connection is closed."""
         if self.remote is not None:
             await self.remote.close()
+
+
+class Announced(Mapping):
+    """A frame from another process's batch: its header (`type`, `message_id`, `seq`) as
+    the line gave it, its text as sent; the rest decoded from the text only when read (a
+    pulling subscriber does; a socket sends the text and filters on the header)."""
+
+    __slots__ = ("text", "_header", "_whole")
+
+    def __init__(self, text: str, kind: str, message_id: str, seq: int) -> None:
+        self.text = text
+        self._header = {"type": kind, "message_id": message_id, "seq": seq}
+        self._whole: dict[str, Any] | None = None
+
+    def whole(self) -> dict[str, Any]:
+        """The frame decoded, once."""
+        if self._whole is None:
+            self._whole = json.loads(self.text)
+        return self._whole
+
+    def __getitem__(self, key: str) -> Any:
+        header = self._header
+        return header[key] if key in header else self.whole()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.whole())
+
+    def __len__(self) -> int:
+        return len(self.whole())
+
+
+def plain(frame: Mapping[str, Any]) -> dict[str, Any]:
+    """The frame as a dict (an `Announced` one decoded), for code that keeps or encodes it."""
+    return frame.whole() if isinstance(frame, Announced) else frame
 
 
 class _RemoteFrames:
@@ -121,6 +178,7 @@ class _RemoteFrames:
         self.redis = redis
         self.pubsub = redis.pubsub()
         self.joined: set[str] = set()  # channels Redis confirmed (and not left since)
+        self.batched = False  # whether live.BATCHED_CHANNEL is subscribed (never left)
         self.joining: dict[str, list[asyncio.Future]] = {}
         self.listener: asyncio.Task | None = None
         # Orders SUBSCRIBE and UNSUBSCRIBE: a leave racing a join can never unsubscribe a
@@ -135,7 +193,11 @@ class _RemoteFrames:
             if channel in self.joined:
                 return
             self.joining.setdefault(channel, []).append(confirmed)
-            await self.pubsub.subscribe(channel)
+            # The batches' channel first: Redis confirms in order, so a thread confirmed is
+            # one whose frames reach this hub by either channel.
+            channels = [channel] if self.batched else [live.BATCHED_CHANNEL, channel]
+            await self.pubsub.subscribe(*channels)
+            self.batched = True
             if self.listener is None:
                 self.listener = tasks.background(self._listen(), name="chat-frames-listener")
         try:
@@ -190,7 +252,9 @@ class _RemoteFrames:
         if message is None:
             return
         channel = message["channel"]
-        if message["type"] == "message":
+        if message["type"] == "message" and channel == live.BATCHED_CHANNEL:
+            await self.hub.received_batch(message["data"])
+        elif message["type"] == "message":
             thread_id = channel.removeprefix(live.frames_channel(""))
             await self.hub.received(thread_id, message["data"])
         elif message["type"] == "subscribe":

@@ -44,6 +44,12 @@ def frames_channel(thread_id: str) -> str:
     return f"chat:frames:{thread_id}"
 
 
+# The Redis channel of the frames recorded together (`RedisStore.append`'s announcements),
+# every thread's: one message per batch, one frame a line (broadcast.py reads it). Not a
+# thread's channel: those all end in `:` and a topic.
+BATCHED_CHANNEL = "chat:frames"
+
+
 def owner_beat_seconds() -> float:
     """How often an owner says it is alive: three beats per OWNER_TTL_SECONDS."""
     return settings.OWNER_TTL_SECONDS / 3
@@ -113,8 +119,9 @@ class LiveStore(Protocol):
     ) -> bool:
         """Record frame `seq` of the reply, whose text adds `text` (a `tool` frame: none, and
         the frame itself is kept); False when the record is missing or lacks frame `seq - 1`
-        (the caller then restores it whole). A shared store publishes `announce` (the frame
-        for other processes, broadcast.py) with the record."""
+        (the caller then restores it whole). A shared store publishes `announce` (one line,
+        the frame for other processes: broadcast.py) with the record, on BATCHED_CHANNEL
+        together with the other frames recorded in the same step."""
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
         """Write the reply's record whole (after a loss), unless another reply holds the
@@ -265,18 +272,34 @@ return 1
 """
 # Appends only to its own reply's record, and only the next frame: a record lost in a restart,
 # or one that missed a frame because a write timed out, is restored whole by its owner instead.
-# A recorded frame is published to the other processes in the same step (ARGV 5 and 6).
+# One call appends the frames of every reply that flushed in one turn of the loop (`_Appends`),
+# each judged alone, and publishes the announcements of those it recorded to the other
+# processes in the same step, as ONE message (one a line): the receiving process then reads
+# one message per turn of this one, not one per frame. KEYS: three per frame (record, text,
+# offsets); ARGV: ttl, channel, then five per frame: message_id, seq, text, tool frame ('' if
+# none), announcement ('' if none). Answers 1 or 0 per frame.
 _APPEND = """
-if redis.call('hget', KEYS[1], 'message_id') ~= ARGV[1] then return 0 end
-if redis.call('hexists', KEYS[1], 'terminal') == 1 then return 1 end
-if tonumber(redis.call('hget', KEYS[1], 'seq')) ~= tonumber(ARGV[2]) - 1 then return 0 end
-local length = redis.call('append', KEYS[2], ARGV[3])
-redis.call('rpush', KEYS[3], length)
-redis.call('hset', KEYS[1], 'seq', ARGV[2])
-if ARGV[7] and ARGV[7] ~= '' then redis.call('hset', KEYS[1], 'tool:' .. ARGV[2], ARGV[7]) end
-for i = 1, 3 do redis.call('expire', KEYS[i], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('publish', ARGV[5], ARGV[6]) end
-return 1
+local answers, heard = {}, {}
+for i = 1, #KEYS / 3 do
+  local k, a = 3 * (i - 1), 2 + 5 * (i - 1)
+  local meta, seq = KEYS[k + 1], ARGV[a + 2]
+  answers[i] = 0
+  if redis.call('hget', meta, 'message_id') == ARGV[a + 1] then
+    if redis.call('hexists', meta, 'terminal') == 1 then
+      answers[i] = 1
+    elseif tonumber(redis.call('hget', meta, 'seq')) == tonumber(seq) - 1 then
+      local length = redis.call('append', KEYS[k + 2], ARGV[a + 3])
+      redis.call('rpush', KEYS[k + 3], length)
+      redis.call('hset', meta, 'seq', seq)
+      if ARGV[a + 4] ~= '' then redis.call('hset', meta, 'tool:' .. seq, ARGV[a + 4]) end
+      for j = 1, 3 do redis.call('expire', KEYS[k + j], ARGV[1]) end
+      if ARGV[a + 5] ~= '' then heard[#heard + 1] = ARGV[a + 5] end
+      answers[i] = 1
+    end
+  end
+end
+if #heard > 0 then redis.call('publish', ARGV[2], table.concat(heard, '\\n')) end
+return answers
 """
 # ARGV: message_id, owner, seq, model, text, terminal ('' if none), ttl, owner_ttl, tool frames
 # (seq, frame, seq, frame, ... as one cjson array), offsets...
@@ -330,8 +353,7 @@ class RedisStore:
         for (a test's own store)."""
         self._redis = runtime.connect_redis(client) if isinstance(client, str) else client
         self._claim = self._redis.register_script(_CLAIM)
-        self._append = self._redis.register_script(_APPEND)
-        self._appends = _Batched(self._redis, self._append)
+        self._appends = _Appends(self._redis.register_script(_APPEND))
         self._restore = self._redis.register_script(_RESTORE)
         self._finish = self._redis.register_script(_FINISH)
         self._release = self._redis.register_script(_RELEASE)
@@ -360,10 +382,8 @@ class RedisStore:
         announce: str = "",
         tool: dict[str, Any] | None = None,
     ) -> bool:
-        channel = frames_channel(thread_id) if announce else ""
-        args = [message_id, seq, text, record_ttl(), channel, announce]
-        if tool is not None:
-            args.append(json.dumps(tool))
+        tool_text = json.dumps(tool) if tool is not None else ""
+        args = (message_id, seq, text, tool_text, announce)
         return bool(await self._appends.call(self._keys(thread_id), args))
 
     async def restore(self, *, thread_id: str, reply: LiveReply) -> bool:
@@ -445,20 +465,21 @@ class RedisStore:
         return bool(await self._redis.set(key, "1", nx=True, px=int(seconds * 1000)))
 
 
-class _Batched:
-    """Calls of one script from every reply of this process, sent to Redis together: the calls
-    made in one turn of the event loop go as one pipeline, one round trip. A quiet process sends
-    each alone; a busy one sends many per trip, at a fraction of the CPU each (redis-py's cost
-    is per trip more than per command). Each reply still awaits its own call, in order."""
+class _Appends:
+    """The appends of every reply of this process, sent to Redis together: those made in one
+    turn of the event loop go as ONE call of the append script, one round trip, and their
+    announcements as one message to the other processes. A quiet process sends each alone; a
+    busy one many per call, at a fraction of the CPU each (redis-py's cost, and the receiving
+    process's, is per message more than per frame). Each reply still awaits its own answer,
+    in order: a reply has at most one append in flight, as it awaits each before the next."""
 
-    def __init__(self, redis: Any, script: Any) -> None:
-        self._redis = redis
+    def __init__(self, script: Any) -> None:
         self._script = script
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future]] = []
+        self._pending: list[tuple[list[str], tuple[Any, ...], asyncio.Future]] = []
         self._sending: asyncio.Task | None = None
 
-    def call(self, keys: list[str], args: list[Any]) -> asyncio.Future:
-        """The script's result for these keys and args, once its batch is sent."""
+    def call(self, keys: list[str], args: tuple[Any, ...]) -> asyncio.Future:
+        """The append's answer (1 or 0) for these keys and args, once its batch is sent."""
         loop = asyncio.get_running_loop()
         result = loop.create_future()
         self._pending.append((keys, args, result))
@@ -468,43 +489,22 @@ class _Batched:
         return result
 
     async def _send(self) -> None:
-        import redis.exceptions
-
         batch, self._pending, self._sending = self._pending, [], None
-        if len(batch) == 1:  # a pipeline of one costs more than the call itself
-            keys, args, result = batch[0]
-            await self._settle(result, self._script(keys=keys, args=args))
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        keys: list[str] = []
+        args: list[Any] = [record_ttl(), BATCHED_CHANNEL]
+        for frame_keys, frame_args, _ in batch:
+            keys.extend(frame_keys)
+            args.extend(frame_args)
         try:
-            answers = await pipe.execute(raise_on_error=False)
+            # A Redis that restarted and forgot the script: the Script object loads it again.
+            answers = await self._script(keys=keys, args=args)
         except Exception as exc:
             for _, _, result in batch:
                 if not result.done():
                     result.set_exception(exc)
             return
-        for (keys, args, result), answer in zip(batch, answers, strict=True):
-            if isinstance(answer, redis.exceptions.NoScriptError):
-                # Redis restarted and forgot the script: the plain call loads it again.
-                await self._settle(result, self._script(keys=keys, args=args))
-            elif result.done():  # its caller was cancelled meanwhile
-                continue
-            elif isinstance(answer, Exception):
-                result.set_exception(answer)
-            else:
-                result.set_result(answer)
-
-    @staticmethod
-    async def _settle(result: asyncio.Future, call: Any) -> None:
-        try:
-            answer = await call
-        except Exception as exc:
-            if not result.done():
-                result.set_exception(exc)
-        else:
-            if not result.done():
+        for (_, _, result), answer in zip(batch, answers, strict=True):
+            if not result.done():  # else its caller was cancelled meanwhile
                 result.set_result(answer)
 
 

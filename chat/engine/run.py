@@ -354,7 +354,8 @@ class ReplyStream:
         """
         hub = broadcast.hub()
         metrics.frame_published(len(text))
-        announce = hub.envelope(text) if hub.remote is not None else ""
+        thread_id = self.run.thread_id
+        announce = hub.announcement(thread_id, frame, text) if hub.remote is not None else ""
         if not self.store.shared:
             await hub.deliver(self.run.thread_id, frame, text)
         announced = await self._record(chunk, announce, tool=tool)

@@ -113,8 +113,8 @@ class Subscriber:
         elif self._push is not None:
             if self.filter.admit(frame):
                 await self._push(frame, text)
-        else:
-            self._queue.put_nowait((frame, False))
+        else:  # kept, and read whole, by the transport that pulls it
+            self._queue.put_nowait((broadcast.plain(frame), False))
 
     async def _emit(self, frame: dict[str, Any], text: str | None = None) -> None:
         """Hand over a frame the subscriber made itself (a `ready`, a replay), unfiltered."""
