@@ -271,6 +271,26 @@ async def _gather_or_abort(tasks: list[asyncio.Task[None]], replies: list[Reply]
             return
 
 
+async def _released(
+    target: SeedTarget | ProductTarget,
+    args: argparse.Namespace,
+    meter: Meter,
+    gate: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+    replies: list[Reply],
+) -> int:
+    """Open the gate to every client at once and wait for them all, metered (and recorded by
+    py-spy with --profile); when the gate opened (ns)."""
+    await asyncio.sleep(0)  # every task to the gate, so they start together
+    async with _profiled(target, args):
+        meter.begin()
+        started = time.time_ns()
+        gate.set()
+        await _gather_or_abort(tasks, replies)
+        meter.end()
+    return started
+
+
 async def _bounded(coros: list[Awaitable[Any]], limit: int) -> list[Any]:
     """Run the coroutines, ``limit`` at a time; results or exceptions, in order."""
     gate = asyncio.Semaphore(limit)
@@ -490,13 +510,7 @@ class SeedTarget:
             )
             for conn, reply in zip(conns, replies, strict=True)
         ]
-        await asyncio.sleep(0)  # every task to the gate, so they start together
-        async with _profiled(self, args):
-            meter.begin()
-            started = time.time_ns()
-            gate.set()
-            await _gather_or_abort(tasks, replies)
-            meter.end()
+        started = await _released(self, args, meter, gate, tasks, replies)
         duration = (max(r.finished_ns for r in replies) - started) / 1e9
         return Measured(replies, [], duration, meter.spent, await _stub_arrivals(self.stub))
 
@@ -840,13 +854,7 @@ class ProductTarget:
         ]
         lag: list[float] = []
         sampler = asyncio.create_task(_sample_lag(replies, self.rows, stop, lag))
-        await asyncio.sleep(0)
-        async with _profiled(self, args):
-            meter.begin()
-            started = time.time_ns()
-            gate.set()
-            await _gather_or_abort(tasks, replies + watchers)
-            meter.end()
+        started = await _released(self, args, meter, gate, tasks, replies + watchers)
         stop.set()
         await sampler
         return await self._measured(replies, watchers, started, meter, lag)
@@ -920,13 +928,7 @@ class HttpTarget(ProductTarget):
         ]
         lag: list[float] = []
         sampler = asyncio.create_task(_sample_lag(replies, self.rows, stop, lag))
-        await asyncio.sleep(0)  # every task to the gate, so they start together
-        async with _profiled(self, args):
-            meter.begin()
-            started = time.time_ns()
-            gate.set()
-            await _gather_or_abort(tasks, replies)
-            meter.end()
+        started = await _released(self, args, meter, gate, tasks, replies)
         stop.set()
         await sampler
         return await self._measured(replies, [], started, meter, lag)
