@@ -11,6 +11,7 @@ password changes or the user is deactivated.
 
 import collections
 import datetime
+import functools
 import time
 from dataclasses import dataclass
 from importlib import import_module
@@ -86,9 +87,18 @@ def secret_user(secret: str) -> AbstractBaseUser | None:
 def session_user(session_key: str) -> AbstractBaseUser | None:
     """The active user a session still authenticates, or None (logged out, password changed,
     deactivated): Django's own check, made for a session key."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    user = get_user(SimpleNamespace(session=store))
+    user = _user_of(_session_store(session_key))
     return user if user.is_authenticated else None
+
+
+def _session_store(session_key: str | None) -> SessionBase:
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+
+def _user_of(session: SessionBase) -> AbstractBaseUser | AnonymousUser:
+    """Django's own check of a session: its user, or anonymous (a session left from before a
+    password change is flushed)."""
+    return get_user(SimpleNamespace(session=session))
 
 
 # Django's verdict on a session for a user, by everything it depends on: the session's data,
@@ -114,9 +124,9 @@ def session_holds(session_key: str, user_id: int) -> bool:
     key = (session_key, user_id, *row)
     verdict = _verdicts.get(key)
     if verdict is None:  # Django's check, on the session data just read (no second read)
-        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        store = _session_store(session_key)
         store._session_cache = store.decode(row[0])
-        user = get_user(SimpleNamespace(session=store))
+        user = _user_of(store)
         verdict = user.is_authenticated and user.pk == user_id
         _verdicts[key] = verdict
         if len(_verdicts) > _VERDICTS_KEPT:
@@ -128,6 +138,7 @@ def _now_for_db() -> Any:
     return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
+@functools.cache
 def _session_and_user_sql() -> str:
     users, sessions = get_user_model()._meta.db_table, Session._meta.db_table
     return (
@@ -280,5 +291,5 @@ def _session_of(scope: dict[str, Any]) -> tuple[SessionBase, AbstractBaseUser | 
         if name == b"cookie":
             session_key = parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
             break
-    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return session, get_user(SimpleNamespace(session=session))
+    session = _session_store(session_key)
+    return session, _user_of(session)
