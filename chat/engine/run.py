@@ -357,13 +357,13 @@ class ReplyStream:
         thread_id = self.run.thread_id
         announce = hub.announcement(thread_id, frame, text) if hub.remote is not None else ""
         if not self.store.shared:
-            await hub.deliver(self.run.thread_id, frame, text)
+            await hub.deliver(thread_id, frame, text)
         announced = await self._record(chunk, announce, tool=tool)
         if self.store.shared:
-            await hub.deliver(self.run.thread_id, frame, text)
+            await hub.deliver(thread_id, frame, text)
         if announce and not announced:
             # A wake-up only: a subscriber that misses it sees a gap and resyncs.
-            await publish(self.run.thread_id, frame, text=text, local=False)
+            await publish(thread_id, frame, text=text, local=False)
 
     async def _record(self, chunk: str, announce: str, tool: dict[str, Any] | None = None) -> bool:
         """Append the frame to the live record, or write the record whole if it fell behind
